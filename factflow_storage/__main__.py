@@ -1,0 +1,3 @@
+from factflow_storage.cli.main import main
+
+main()

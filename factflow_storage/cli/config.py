@@ -1,0 +1,26 @@
+"""``factflow config show``: the settings in force and where each came from."""
+
+from __future__ import annotations
+
+import click
+
+from factflow_storage.cli.options import App, output_option, pass_app
+from factflow_storage.cli.render import JSON, emit_json, emit_lines, table_lines
+
+
+@click.group("config")
+def command() -> None:
+    """Inspect settings."""
+
+
+@command.command()
+@output_option
+@pass_app
+def show(app: App, output: str | None) -> None:
+    """Every setting, its value (secrets masked) and its source."""
+    rows = app.settings.shown()
+    if app.fmt(output) == JSON:
+        emit_json({"config_file": str(app.settings.config_file) if app.settings.config_file else None,
+                   "settings": rows})
+    else:
+        emit_lines(table_lines(rows, ("name", "value", "source")))

@@ -1,0 +1,65 @@
+"""The ``factflow`` command: global options, one application object, one error edge."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from factflow_storage.cli.options import App, Duration
+from factflow_storage.cli.render import FORMATS, TABLE
+from factflow_storage.errors import StorageError
+
+
+class FactflowGroup(click.Group):
+    """Turns the project's errors into one line on stderr and exit 1, at the edge only."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StorageError as err:
+            raise click.ClickException(" ".join(str(err).split())) from None
+
+
+@click.group(cls=FactflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--output", "-o", type=click.Choice(FORMATS), default=TABLE, show_default=True,
+              help="Output format for every command.")
+@click.option("--api", "api_url", metavar="URL", help="Talk to a `factflow serve` at URL [env FACTFLOW_API_URL].")
+@click.option("--storage", "storage_uri", metavar="URI",
+              help="Storage URI, file://PATH or minio://BUCKET [env FACTFLOW_STORAGE_URI].")
+@click.option("--config", "config_file", metavar="FILE", help="TOML config file [env FACTFLOW_CONFIG].")
+@click.option("--timeout", type=Duration(), default=None, help="Time limit for waiting commands: 30s, 5m, 1h.")
+@click.version_option(package_name="factflow-storage", prog_name="factflow")
+@click.pass_context
+def cli(ctx: click.Context, output: str, api_url: str | None, storage_uri: str | None,
+        config_file: str | None, timeout: float | None) -> None:
+    """factflow: find, read, follow and hand off pipeline artefacts."""
+    from factflow_storage.settings import load_settings
+
+    try:
+        settings = load_settings({"api_url": api_url, "storage_uri": storage_uri}, config=config_file)
+    except StorageError as err:
+        raise click.ClickException(str(err)) from None
+    ctx.obj = App(settings, output, timeout)
+
+
+def _register() -> None:
+    from factflow_storage.cli import config, demo, execution, serve, storage
+
+    for module in (storage, execution, config, demo, serve):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="factflow")
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)

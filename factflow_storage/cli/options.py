@@ -1,0 +1,68 @@
+"""Options shared by many commands, and the application object they reach."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any
+
+import click
+
+from factflow_storage.cli.render import FORMATS
+from factflow_storage.settings import Settings
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class Duration(click.ParamType):
+    """``30s``, ``5m``, ``1h`` (a bare number is seconds); converts to seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param, ctx) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        match = _DURATION.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration like 30s, 5m or 1h", param, ctx)
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class App:
+    """Built once by the root group; opens storage (or the API client) on first use."""
+
+    def __init__(self, settings: Settings, output: str, timeout: float | None):
+        self.settings = settings
+        self.output = output
+        self.timeout = timeout
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.settings.api_url)
+
+    @cached_property
+    def service(self):
+        if self.remote:
+            from factflow_storage.client import RemoteService
+
+            return RemoteService(self.settings.api_url, token=self.settings.api_token, timeout=self.timeout)
+        return self.local_service()
+
+    def local_service(self):
+        from factflow_storage.registry import create_storage_provider
+        from factflow_storage.service import StorageService
+
+        return StorageService(create_storage_provider(self.settings.storage_uri, self.settings.provider_options()))
+
+    def fmt(self, output: str | None) -> str:
+        return output or self.output
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def output_option(command):
+    """``--output`` on the command itself; falls back to the root group's."""
+    return click.option("--output", "-o", type=click.Choice(FORMATS), default=None,
+                        help="Output format (table by default).")(command)

@@ -1,0 +1,129 @@
+"""``factflow storage ...``: browse, list, get, metadata, put, delete. Larger commands
+(watch, download) live in their own modules and are added to this group at the bottom."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from factflow_storage.cli.options import App, output_option, pass_app
+from factflow_storage.cli.render import (JSON, emit_json, emit_lines, emit_ndjson, field_lines,
+                                         object_line, prefix_line)
+from factflow_storage.errors import BadRequest
+from factflow_storage.keys import execution_prefix
+
+
+@click.group("storage")
+def command() -> None:
+    """Browse, read and write stored artefacts."""
+
+
+@command.command()
+@click.argument("prefix", default="")
+@output_option
+@pass_app
+def browse(app: App, prefix: str, output: str | None) -> None:
+    """One level under PREFIX: sub-prefixes and objects."""
+    listing = app.service.browse(prefix)
+    if app.fmt(output) == JSON:
+        emit_json(listing)
+        return
+    emit_lines([prefix_line(p) for p in listing["common_prefixes"]]
+               + [object_line(row) for row in listing["objects"]])
+
+
+@command.command("list")
+@click.option("--execution", "execution_id", metavar="ID", help="List the objects of one execution.")
+@click.option("--prefix", default=None, help="List the objects under a key prefix.")
+@click.option("--route", "route_id", default=None, help="Only this route.")
+@click.option("--stage", default=None, help="Only this stage.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N objects.")
+@click.option("--metadata", "with_metadata", is_flag=True, help="Add each object's metadata (a read each).")
+@output_option
+@pass_app
+def list_(app: App, execution_id: str | None, prefix: str | None, route_id: str | None, stage: str | None,
+          limit: int | None, with_metadata: bool, output: str | None) -> None:
+    """Every object under an execution or a prefix, flat, in key order."""
+    if execution_id and prefix is not None:
+        raise click.UsageError("give --execution or --prefix, not both")
+    if execution_id:
+        prefix = execution_prefix(execution_id)
+    rows = app.service.list_rows(prefix or "", limit=limit, with_metadata=with_metadata,
+                                 route_id=route_id, stage=stage)
+    if app.fmt(output) == JSON:
+        emit_ndjson(rows)
+    else:
+        emit_lines(object_line(row) for row in rows)
+
+
+@command.command()
+@click.argument("key")
+@output_option
+@pass_app
+def get(app: App, key: str, output: str | None) -> None:
+    """Write the object's bytes to stdout (or a JSON document with --output json)."""
+    if output == JSON:
+        emit_json(app.service.get_document(key))
+        return
+    with app.service.open(key) as stream:
+        out = sys.stdout.buffer
+        for chunk in stream:
+            out.write(chunk)
+        out.flush()
+
+
+@command.command()
+@click.argument("key")
+@output_option
+@pass_app
+def metadata(app: App, key: str, output: str | None) -> None:
+    """The object's full metadata blob."""
+    blob = app.service.metadata(key)
+    if app.fmt(output) == JSON:
+        emit_json(blob)
+    else:
+        emit_lines(field_lines(blob))
+
+
+@command.command()
+@click.argument("key")
+@click.option("--file", "source", default="-", metavar="PATH|-", show_default=True,
+              help="Read the bytes from PATH, or stdin with '-'.")
+@click.option("--metadata", "metadata_json", metavar="JSON", help="Metadata blob, a JSON object.")
+@click.option("--content-type", default=None, help="Content type (guessed from the key otherwise).")
+@output_option
+@pass_app
+def put(app: App, key: str, source: str, metadata_json: str | None, content_type: str | None,
+        output: str | None) -> None:
+    """Store bytes under KEY, from a file or stdin."""
+    blob = None
+    if metadata_json:
+        try:
+            blob = orjson.loads(metadata_json)
+        except orjson.JSONDecodeError as err:
+            raise BadRequest(f"--metadata is not valid JSON: {err}") from None
+        if not isinstance(blob, dict):
+            raise BadRequest("--metadata must be a JSON object")
+    if source == "-":
+        stored = app.service.put(key, sys.stdin.buffer, blob, content_type=content_type)
+    else:
+        try:
+            handle = open(source, "rb")
+        except OSError as err:
+            raise BadRequest(f"cannot read {source}: {err.strerror}") from None
+        with handle:
+            stored = app.service.put(key, handle, blob, content_type=content_type)
+    if app.fmt(output) == JSON:
+        emit_json(stored)
+    else:
+        emit_lines([f"stored {stored['key']} ({stored['content_length']} bytes, {stored['checksum']})"])
+
+
+@command.command()
+@click.argument("key")
+@pass_app
+def delete(app: App, key: str) -> None:
+    """Delete one object (nothing happens if it does not exist, as on S3)."""
+    app.service.delete(key)

@@ -1,0 +1,57 @@
+"""Execution records: ``_factflow/executions/<exec-id>.json`` in storage itself, so every
+CLI and every server replica sees the same lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factflow_storage.errors import BadRequest, NotFound
+from factflow_storage.keys import execution_prefix, validate_segment
+from factflow_storage.metadata import now_rfc3339
+from factflow_storage.protocol import StorageProtocol
+
+RUNNING = "running"
+COMPLETED = "completed"
+TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
+STATUSES = (RUNNING, *TERMINAL_STATUSES)
+
+
+def is_terminal(record: dict[str, Any] | None) -> bool:
+    return bool(record) and record.get("status") in TERMINAL_STATUSES
+
+
+def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any]:
+    validate_segment(execution_id, "execution id")
+    record = provider.read_execution(execution_id)
+    if record is None:
+        raise NotFound(f"no execution {execution_id!r}")
+    return record
+
+
+def set_status(provider: StorageProtocol, execution_id: str, status: str) -> dict[str, Any]:
+    """Start (``running``) or finish (a terminal status) an execution; returns the record."""
+    validate_segment(execution_id, "execution id")
+    if status not in STATUSES:
+        raise BadRequest(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
+    record = provider.read_execution(execution_id) or {"execution_id": execution_id}
+    now = now_rfc3339()
+    if status == RUNNING:
+        record.update(status=RUNNING, started_at=record.get("started_at") or now, finished_at=None)
+    else:
+        record.setdefault("started_at", now)
+        record.update(status=status, finished_at=now,
+                      object_count=sum(1 for _ in provider.list(execution_prefix(execution_id))))
+    provider.write_execution(execution_id, record)
+    return record
+
+
+def list_executions(provider: StorageProtocol) -> list[dict[str, Any]]:
+    """Every execution record, newest first."""
+    records = []
+    for name in provider.list_records("executions/"):
+        execution_id = name.removeprefix("executions/").removesuffix(".json")
+        record = provider.read_execution(execution_id)
+        if record is not None:
+            records.append(record)
+    records.sort(key=lambda r: (r.get("started_at") or "", r.get("execution_id", "")), reverse=True)
+    return records

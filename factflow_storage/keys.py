@@ -1,0 +1,115 @@
+"""Object keys: the one place that validates them and knows the key convention.
+
+Convention: ``executions/<exec-id>/<route>/<stage>/<msg-id>``. Keys outside it are
+allowed (users store other things too) as long as they are valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from factflow_storage.errors import InvalidKey
+
+MAX_KEY_BYTES = 1024
+SIDECAR_SUFFIX = ".meta.json"
+RESERVED_PREFIX = "_factflow/"
+EXECUTIONS_PREFIX = "executions/"
+
+
+def _first_problem(key: str, *, allow_prefix: bool) -> str | None:
+    if not key:
+        return "is empty"
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return f"is longer than {MAX_KEY_BYTES} bytes"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        return "contains a NUL or control character"
+    if "\\" in key:
+        return "contains a backslash"
+    if key.startswith("/"):
+        return "is an absolute path"
+    segments = key.split("/")
+    if allow_prefix and segments[-1] == "":
+        segments.pop()
+    for segment in segments:
+        if segment == "":
+            return "has an empty segment (leading, trailing or doubled '/')"
+        if segment in (".", ".."):
+            return f"has a '{segment}' segment"
+        if segment.endswith(SIDECAR_SUFFIX):
+            return f"has a segment ending in '{SIDECAR_SUFFIX}' (reserved for sidecars)"
+    if (key + "/").startswith(RESERVED_PREFIX):
+        return f"is under the reserved prefix '{RESERVED_PREFIX}'"
+    return None
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it may name an object, else raise InvalidKey."""
+    problem = _first_problem(key, allow_prefix=False)
+    if problem:
+        raise InvalidKey(f"invalid key {key!r}: {problem}")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: empty, a key, or a key with one trailing '/'.
+
+    A prefix may end mid-segment (``executions/ab`` matches ``executions/abc/...``),
+    as in S3.
+    """
+    if prefix == "":
+        return prefix
+    problem = _first_problem(prefix, allow_prefix=True)
+    if problem:
+        raise InvalidKey(f"invalid prefix {prefix!r}: {problem}")
+    return prefix
+
+
+def validate_segment(value: str, what: str) -> str:
+    """An execution id, route or stage: one valid key segment."""
+    if not value or "/" in value or _first_problem(value, allow_prefix=False):
+        raise InvalidKey(f"invalid {what} {value!r}: must be one key segment")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class KeyParts:
+    execution_id: str
+    route_id: str | None = None
+    stage: str | None = None
+    msg_id: str | None = None
+
+
+def execution_prefix(execution_id: str) -> str:
+    return f"{EXECUTIONS_PREFIX}{validate_segment(execution_id, 'execution id')}/"
+
+
+def build_key(execution_id: str, route_id: str, stage: str, msg_id: str) -> str:
+    """The conventional key of one message's artefact."""
+    return validate_key(
+        execution_prefix(execution_id)
+        + "/".join(
+            (
+                validate_segment(route_id, "route"),
+                validate_segment(stage, "stage"),
+                msg_id,
+            )
+        )
+    )
+
+
+def parse_key(key: str) -> KeyParts | None:
+    """Split a conventional key into its parts; None for keys outside the convention.
+
+    The msg-id is everything after the stage, so it may itself contain '/'.
+    """
+    if not key.startswith(EXECUTIONS_PREFIX):
+        return None
+    parts = key[len(EXECUTIONS_PREFIX):].split("/", 3)
+    if not parts[0]:
+        return None
+    parts += [None] * (4 - len(parts))
+    return KeyParts(*parts)

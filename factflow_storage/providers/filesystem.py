@@ -1,0 +1,342 @@
+"""``file://PATH``: objects as files under a root, each with a ``<object>.meta.json`` sidecar.
+
+Write order makes every write atomic for readers: bytes go to a temp file, then the
+sidecar (naming the temp file's inode) replaces the old sidecar, then the temp file
+replaces the object. A reader opens the object and accepts its sidecar only when the
+inodes match, retrying across the brief window in which the sidecar is already new.
+Temp files end in ``.meta.json``, a suffix no key may have, so they are never listed.
+
+A filesystem cannot hold an object ``a/b`` beside an object ``a/b/c``: such a write
+raises Conflict and leaves the existing object untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mode
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, BinaryIO
+
+import orjson
+
+from factflow_storage.errors import Conflict, NotFound, StorageError, Unavailable
+from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
+from factflow_storage.metadata import HashingReader, build_metadata, check_user_metadata, foreign_metadata
+from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
+from factflow_storage.registry import StorageURI
+
+INODE_FIELD = "_factflow_inode"
+TEMP_SUFFIX = ".tmp" + SIDECAR_SUFFIX
+RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
+_CONSISTENT_READ_DEADLINE = 2.0
+
+
+class FilesystemProvider(BaseProvider):
+    def __init__(self, uri: StorageURI, *, fsync: bool = True):
+        self.uri = uri.raw or f"file://{uri.location}"
+        self.root = os.path.abspath(os.path.expanduser(uri.location))
+        self._fsync = fsync
+
+    # -- paths ---------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, validate_key(key))
+
+    def _record_path(self, name: str) -> str:
+        validate_prefix(name)
+        return os.path.join(self.root, RESERVED_DIR, name)
+
+    # -- writes --------------------------------------------------------------
+
+    def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
+              *, content_type: str | None = None) -> dict[str, Any]:
+        target = self._path(key)
+        user_metadata = check_user_metadata(metadata)
+        user_metadata.pop(INODE_FIELD, None)
+        parent = self._make_parent(key, target)
+        if os.path.isdir(target):
+            raise _prefix_conflict(key)
+        reader = HashingReader(data)
+        data_tmp = self._write_temp(parent, reader.chunks())
+        sidecar_tmp = None
+        try:
+            blob = build_metadata(key, user_metadata, content_type=content_type,
+                                  size=reader.size, sha256_hex=reader.sha256_hex)
+            sidecar = orjson.dumps({**blob, INODE_FIELD: os.stat(data_tmp).st_ino})
+            sidecar_tmp = self._write_temp(parent, [sidecar])
+            os.replace(sidecar_tmp, target + SIDECAR_SUFFIX)
+            sidecar_tmp = None
+            try:
+                os.replace(data_tmp, target)
+            except (IsADirectoryError, NotADirectoryError) as err:
+                _unlink_quietly(target + SIDECAR_SUFFIX)
+                raise _prefix_conflict(key) from err
+            data_tmp = None
+            self._sync_dir(parent)
+            return blob
+        finally:
+            for leftover in (data_tmp, sidecar_tmp):
+                if leftover:
+                    _unlink_quietly(leftover)
+
+    def _make_parent(self, key: str, target: str) -> str:
+        parent = os.path.dirname(target)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as err:
+            raise Conflict(
+                f"cannot write {key!r}: a parent path is already an object, and the "
+                "filesystem cannot hold an object beside a prefix of the same name"
+            ) from err
+        except OSError as err:
+            raise Unavailable(f"cannot write under {self.root}: {err.strerror}") from err
+        return parent
+
+    def _write_temp(self, directory: str, chunks) -> str:
+        fd, path = tempfile.mkstemp(dir=directory, prefix=".", suffix=TEMP_SUFFIX)
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                handle.flush()
+                if self._fsync:
+                    os.fsync(handle.fileno())
+        except BaseException:
+            _unlink_quietly(path)
+            raise
+        return path
+
+    def _sync_dir(self, directory: str) -> None:
+        if not self._fsync:
+            return
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def delete(self, key: str) -> None:
+        target = self._path(key)
+        try:
+            os.unlink(target)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return
+        except PermissionError as err:
+            if os.path.isdir(target):
+                return
+            raise StorageError(f"cannot delete {key!r}: {err.strerror}") from err
+        _unlink_quietly(target + SIDECAR_SUFFIX)
+        self._prune_empty_dirs(os.path.dirname(target))
+
+    def _prune_empty_dirs(self, directory: str) -> None:
+        # S3 has no empty prefixes; dropping empty directories also lets a later write
+        # put an object where a prefix used to be.
+        while directory != self.root and directory.startswith(self.root):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+    # -- reads ---------------------------------------------------------------
+
+    def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
+        target = self._path(key)
+        deadline = time.monotonic() + _CONSISTENT_READ_DEADLINE
+        while True:
+            handle = _open_object(key, target)
+            try:
+                st = os.fstat(handle.fileno())
+                blob = self._matching_sidecar(key, target, st)
+                if blob is not None:
+                    break
+            except BaseException:
+                handle.close()
+                raise
+            handle.close()
+            if time.monotonic() > deadline:
+                raise StorageError(f"metadata of {key!r} does not match its bytes (an interrupted write?)")
+            time.sleep(0.001)
+        info = _info(key, st, blob)
+        try:
+            check_range(key, info.size, start, length)
+            if start:
+                handle.seek(start)
+        except BaseException:
+            handle.close()
+            raise
+        remaining = info.size - start
+        return ObjectStream(info, blob, handle, start, remaining if length is None else min(length, remaining))
+
+    def _matching_sidecar(self, key: str, target: str, st: os.stat_result) -> dict[str, Any] | None:
+        """The sidecar of exactly this version of the object; None while a write is mid-swap."""
+        try:
+            with open(target + SIDECAR_SUFFIX, "rb") as handle:
+                blob = orjson.loads(handle.read())
+        except FileNotFoundError:
+            return foreign_metadata(key, st.st_size, _mtime(st))
+        except orjson.JSONDecodeError:
+            return None
+        if blob.pop(INODE_FIELD, None) != st.st_ino:
+            return None
+        return blob
+
+    def stat(self, key: str) -> ObjectInfo:
+        with self.open(key) as stream:
+            return stream.info
+
+    def metadata(self, key: str) -> dict[str, Any]:
+        with self.open(key) as stream:
+            return stream.metadata
+
+    # -- listings ------------------------------------------------------------
+
+    def list(self, prefix: str = "", *, start_after: str | None = None,
+             limit: int | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        directory, _, name_filter = prefix.rpartition("/")
+        key_prefix = f"{directory}/" if directory else ""
+        walk = self._walk(os.path.join(self.root, directory), key_prefix, name_filter, start_after)
+        if limit is None:
+            yield from walk
+            return
+        for count, info in enumerate(walk):
+            if count >= limit:
+                return
+            yield info
+
+    def _walk(self, directory: str, key_prefix: str, name_filter: str,
+              start_after: str | None) -> Iterator[ObjectInfo]:
+        # Keys come out in S3 order because each directory is sorted with '/' appended to
+        # subdirectory names: 'a-b' < 'a/' < 'a0', as on S3. Memory is bounded by the
+        # largest single directory, not by the number of objects.
+        for entry, key, is_dir in self._level(directory, key_prefix, name_filter):
+            if is_dir:
+                subtree = key + "/"
+                if start_after is None or subtree > start_after:
+                    yield from self._walk(entry.path, subtree, "", None)
+                elif start_after.startswith(subtree):
+                    yield from self._walk(entry.path, subtree, "", start_after)
+            elif start_after is None or key > start_after:
+                st = entry.stat(follow_symlinks=False)
+                yield ObjectInfo(key, st.st_size, _mtime(st))
+
+    def _level(self, directory: str, key_prefix: str, name_filter: str):
+        """The valid entries of one directory in S3 order: (entry, key, is_dir)."""
+        try:
+            scanner = os.scandir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise Unavailable(f"cannot read {directory}: {err.strerror}") from err
+        rows = []
+        with scanner:
+            for entry in scanner:
+                name = entry.name
+                if not name.startswith(name_filter) or name.endswith(SIDECAR_SUFFIX):
+                    continue
+                if not key_prefix and name == RESERVED_DIR:
+                    continue
+                try:
+                    encoded = name.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue  # not a key this project could have written
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not is_dir and not entry.is_file(follow_symlinks=False):
+                    continue
+                rows.append((encoded + b"/" if is_dir else encoded, entry, key_prefix + name, is_dir))
+        rows.sort(key=lambda row: row[0])
+        return [(entry, key, is_dir) for _, entry, key, is_dir in rows]
+
+    def browse(self, prefix: str = "", *, start_after: str | None = None
+               ) -> Iterator[ObjectInfo | PrefixInfo]:
+        validate_prefix(prefix)
+        directory, _, name_filter = prefix.rpartition("/")
+        key_prefix = f"{directory}/" if directory else ""
+        for entry, key, is_dir in self._level(os.path.join(self.root, directory), key_prefix, name_filter):
+            if is_dir:
+                common = key + "/"
+                if (start_after is None or common > start_after) and _first(self._walk(entry.path, common, "", None)):
+                    yield PrefixInfo(common)
+            elif start_after is None or key > start_after:
+                st = entry.stat(follow_symlinks=False)
+                yield ObjectInfo(key, st.st_size, _mtime(st))
+
+    # -- internal records ----------------------------------------------------
+
+    def put_record(self, name: str, data: bytes | BinaryIO) -> None:
+        target = self._record_path(name)
+        parent = os.path.dirname(target)
+        os.makedirs(parent, exist_ok=True)
+        chunks = HashingReader(data).chunks()
+        tmp = self._write_temp(parent, chunks)
+        os.replace(tmp, target)
+        self._sync_dir(parent)
+
+    def open_record(self, name: str) -> BinaryIO:
+        try:
+            return open(self._record_path(name), "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+            raise NotFound(f"no record {name!r}") from err
+
+    def list_records(self, prefix: str) -> Iterator[str]:
+        base = os.path.join(self.root, RESERVED_DIR)
+        directory, _, name_filter = prefix.rpartition("/")
+        names = []
+        for current, subdirs, files in os.walk(os.path.join(base, directory)):
+            rel = os.path.relpath(current, base).replace(os.sep, "/")
+            rel = "" if rel == "." else rel + "/"
+            names.extend(rel + f for f in files if not f.endswith(SIDECAR_SUFFIX))
+        yield from sorted(n for n in names if n.startswith(prefix))
+
+    def delete_record(self, name: str) -> None:
+        _unlink_quietly(self._record_path(name))
+
+    def check(self) -> None:
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise Unavailable(f"storage root {self.root} is not a directory")
+
+
+def _open_object(key: str, target: str) -> BinaryIO:
+    try:
+        handle = open(target, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+        raise NotFound(f"no object {key!r}") from err
+    except PermissionError as err:
+        raise StorageError(f"cannot read {key!r}: {err.strerror}") from err
+    if stat_mode.S_ISDIR(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise NotFound(f"no object {key!r}")
+    return handle
+
+
+def _info(key: str, st: os.stat_result, blob: Mapping[str, Any]) -> ObjectInfo:
+    checksum = blob.get("checksum") or ""
+    etag = checksum.partition(":")[2] or None
+    return ObjectInfo(key, st.st_size, _mtime(st), etag, blob.get("content_type"))
+
+
+def _mtime(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+
+
+def _first(iterator: Iterator[Any]) -> bool:
+    return next(iterator, None) is not None
+
+
+def _prefix_conflict(key: str) -> Conflict:
+    return Conflict(f"cannot write {key!r}: objects already exist under {key + '/'!r}, and the "
+                    "filesystem cannot hold an object beside a prefix of the same name")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+            raise

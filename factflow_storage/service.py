@@ -1,0 +1,212 @@
+"""The service layer: what the CLI and the HTTP API both call, so they behave the same
+by construction. Results are plain JSON-ready values; rows stream as generators.
+
+``RemoteService`` (``factflow_storage.client``) offers the same methods over HTTP, which
+is how the CLI's ``--api`` mode prints exactly what direct mode prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
+
+import orjson
+
+from factflow_storage import executions
+from factflow_storage.errors import BadRequest
+from factflow_storage.keys import execution_prefix, parse_key, validate_key, validate_prefix, validate_segment
+from factflow_storage.metadata import format_time, is_json_type
+from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+METADATA_WORKERS = 16
+
+
+def object_row(info: ObjectInfo) -> dict[str, Any]:
+    """A listing row: only what an S3 listing returns."""
+    return {"key": info.key, "size": info.size, "last_modified": format_time(info.last_modified)}
+
+
+def encode_cursor(last_key: str) -> str:
+    return base64.urlsafe_b64encode(last_key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadRequest(f"invalid cursor {cursor!r}") from None
+
+
+def narrow_prefix(prefix: str, route_id: str | None, stage: str | None) -> str:
+    """Turn an execution prefix plus route/stage filters into the tightest key prefix."""
+    parts = parse_key(prefix) if prefix.endswith("/") else None
+    if parts and parts.route_id is None and route_id:
+        prefix += validate_segment(route_id, "route") + "/"
+        if stage:
+            prefix += validate_segment(stage, "stage") + "/"
+    elif parts and parts.stage is None and parts.route_id is not None and stage:
+        prefix += validate_segment(stage, "stage") + "/"
+    return prefix
+
+
+def split_extensions(extension: str | Sequence[str] | None) -> tuple[str, ...]:
+    if not extension:
+        return ()
+    items = extension.split(",") if isinstance(extension, str) else extension
+    return tuple("." + item.strip().lstrip(".").lower() for item in items if item.strip())
+
+
+class StorageService:
+    def __init__(self, provider: StorageProtocol):
+        self.provider = provider
+
+    # -- listings ------------------------------------------------------------
+
+    def iter_objects(self, prefix: str = "", *, start_after: str | None = None,
+                     route_id: str | None = None, stage: str | None = None,
+                     extension: str | Sequence[str] | None = None) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` that pass the filters, in key order, streamed."""
+        validate_prefix(prefix)
+        extensions = split_extensions(extension)
+        for info in self.provider.list(narrow_prefix(prefix, route_id, stage), start_after=start_after):
+            if route_id or stage:
+                parts = parse_key(info.key)
+                if parts is None or (route_id and parts.route_id != route_id) or (stage and parts.stage != stage):
+                    continue
+            if extensions and not info.key.lower().endswith(extensions):
+                continue
+            yield info
+
+    def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
+                  **filters: Any) -> Iterator[dict[str, Any]]:
+        """The CLI's flat listing: one row per object, streamed."""
+        infos = itertools.islice(self.iter_objects(prefix, **filters), limit)
+        if not with_metadata:
+            for info in infos:
+                yield object_row(info)
+            return
+        for info, blob in self._with_metadata(infos):
+            yield {**object_row(info), "metadata": blob}
+
+    def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
+                  stage: str | None = None, extension: str | None = None, include_metadata: bool = True,
+                  limit: int = DEFAULT_PAGE, cursor: str | None = None, offset: int = 0) -> dict[str, Any]:
+        """One page of the list API: ``{"objects", "common_prefixes", "next_cursor"}``."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+        if offset < 0:
+            raise BadRequest("offset must not be negative")
+        if delimiter not in (None, "", "/"):
+            raise BadRequest("delimiter must be '/'")
+        start_after = decode_cursor(cursor) if cursor else None
+        if delimiter:
+            entries: Iterator[ObjectInfo | PrefixInfo] = self._browse_entries(prefix, start_after, route_id, stage, extension)
+        else:
+            entries = self.iter_objects(prefix, start_after=start_after, route_id=route_id, stage=stage,
+                                        extension=extension)
+        page = list(itertools.islice(entries, offset, offset + limit + 1))
+        more = len(page) > limit
+        page = page[:limit]
+        objects = [entry for entry in page if isinstance(entry, ObjectInfo)]
+        if include_metadata:
+            rows = [{**object_row(info), "content_type": blob.get("content_type"), "metadata": blob}
+                    for info, blob in self._with_metadata(objects)]
+        else:
+            rows = [object_row(info) for info in objects]
+        last = page[-1] if page else None
+        return {
+            "objects": rows,
+            "common_prefixes": [entry.prefix for entry in page if isinstance(entry, PrefixInfo)],
+            "next_cursor": encode_cursor(last.key if isinstance(last, ObjectInfo) else last.prefix)
+            if more and last else None,
+        }
+
+    def _browse_entries(self, prefix: str, start_after: str | None, route_id: str | None,
+                        stage: str | None, extension: str | None) -> Iterator[ObjectInfo | PrefixInfo]:
+        validate_prefix(prefix)
+        extensions = split_extensions(extension)
+        for entry in self.provider.browse(narrow_prefix(prefix, route_id, stage), start_after=start_after):
+            if isinstance(entry, ObjectInfo) and extensions and not entry.key.lower().endswith(extensions):
+                continue
+            yield entry
+
+    def browse(self, prefix: str = "") -> dict[str, Any]:
+        """One level under ``prefix``: ``{"prefix", "common_prefixes", "objects"}``."""
+        common_prefixes, objects = [], []
+        for entry in self._browse_entries(prefix, None, None, None, None):
+            if isinstance(entry, PrefixInfo):
+                common_prefixes.append(entry.prefix)
+            else:
+                objects.append(object_row(entry))
+        return {"prefix": prefix, "common_prefixes": common_prefixes, "objects": objects}
+
+    def _with_metadata(self, infos) -> Iterator[tuple[ObjectInfo, dict[str, Any]]]:
+        """Pair each object with its metadata, fetched concurrently, in order, streamed."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(METADATA_WORKERS) as pool:
+            window: list = []
+            for info in infos:
+                window.append((info, pool.submit(self.provider.metadata, info.key)))
+                if len(window) >= METADATA_WORKERS * 4:
+                    head, future = window.pop(0)
+                    yield head, future.result()
+            for info, future in window:
+                yield info, future.result()
+
+    # -- objects -------------------------------------------------------------
+
+    def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
+        return self.provider.open(validate_key(key), start=start, length=length)
+
+    def metadata(self, key: str) -> dict[str, Any]:
+        return self.provider.metadata(validate_key(key))
+
+    def get_document(self, key: str) -> dict[str, Any]:
+        """``get --output json``: the object with its metadata, content decoded for reading."""
+        with self.open(key) as stream:
+            data = stream.read()
+            blob = stream.metadata
+        document: dict[str, Any] = {"key": key, "metadata": blob}
+        if is_json_type(blob.get("content_type")):
+            try:
+                document["content"] = orjson.loads(data)
+                return document
+            except orjson.JSONDecodeError:
+                pass
+        try:
+            document["content"] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            document["content"] = base64.b64encode(data).decode("ascii")
+            document["content_encoding"] = "base64"
+        return document
+
+    def put(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
+            *, content_type: str | None = None) -> dict[str, Any]:
+        return self.provider.write(validate_key(key), data, metadata, content_type=content_type)
+
+    def delete(self, key: str) -> None:
+        self.provider.delete(validate_key(key))
+
+    # -- executions ----------------------------------------------------------
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        return executions.get_execution(self.provider, execution_id)
+
+    def set_execution_status(self, execution_id: str, status: str) -> dict[str, Any]:
+        return executions.set_status(self.provider, execution_id, status)
+
+    def executions(self) -> list[dict[str, Any]]:
+        return executions.list_executions(self.provider)
+
+    def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
+        return self.iter_objects(execution_prefix(execution_id), **filters)
+
+    def health(self) -> dict[str, Any]:
+        self.provider.check()
+        return {"status": "ok", "storage": self.provider.uri}

@@ -1,0 +1,144 @@
+"""Settings, highest first: command-line options, ``FACTFLOW_*`` variables, a TOML file,
+defaults. Each value remembers where it came from, for ``factflow config show``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from factflow_storage.errors import ConfigError
+from factflow_storage.registry import DEFAULT_STORAGE_URI, parse_storage_uri
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    env: str
+    toml_path: tuple[str, ...]
+    default: Any = None
+    secret: bool = False
+
+
+FIELDS = (
+    Field("storage_uri", "FACTFLOW_STORAGE_URI", ("storage_uri",), DEFAULT_STORAGE_URI),
+    Field("api_url", "FACTFLOW_API_URL", ("api_url",)),
+    Field("api_token", "FACTFLOW_API_TOKEN", ("api_token",), secret=True),
+    Field("minio_endpoint", "FACTFLOW_MINIO_ENDPOINT", ("minio", "endpoint")),
+    Field("minio_access_key", "FACTFLOW_MINIO_ACCESS_KEY", ("minio", "access_key")),
+    Field("minio_secret_key", "FACTFLOW_MINIO_SECRET_KEY", ("minio", "secret_key"), secret=True),
+    Field("minio_secure", "FACTFLOW_MINIO_SECURE", ("minio", "secure")),
+    Field("minio_region", "FACTFLOW_MINIO_REGION", ("minio", "region")),
+    Field("minio_create_bucket", "FACTFLOW_MINIO_CREATE_BUCKET", ("minio", "create_bucket")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    value: Any
+    source: str
+
+
+class Settings:
+    def __init__(self, values: Mapping[str, Value], config_file: Path | None):
+        self._values = dict(values)
+        self.config_file = config_file
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name].value
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def source(self, name: str) -> str:
+        return self._values[name].source
+
+    def shown(self) -> list[dict[str, Any]]:
+        """Every setting with its source, secrets masked."""
+        rows = []
+        for field in FIELDS:
+            value = self._values[field.name].value
+            if field.secret and value:
+                value = "****"
+            rows.append({"name": field.name, "value": value, "source": self._values[field.name].source})
+        return rows
+
+    def provider_options(self) -> dict[str, Any]:
+        """Keyword options for the provider the storage URI names."""
+        if parse_storage_uri(self.storage_uri).scheme == "file":
+            return {}
+        return {
+            "endpoint": self.minio_endpoint,
+            "access_key": self.minio_access_key,
+            "secret_key": self.minio_secret_key,
+            "secure": _parse_bool(self.minio_secure, "minio secure") if self.minio_secure is not None else None,
+            "region": self.minio_region,
+            "create_bucket": _parse_bool(self.minio_create_bucket, "minio create_bucket")
+            if self.minio_create_bucket is not None else False,
+        }
+
+
+def config_file_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """The config file in force and whether it was named (a named file must exist)."""
+    if explicit:
+        return Path(explicit), True
+    if env.get("FACTFLOW_CONFIG"):
+        return Path(env["FACTFLOW_CONFIG"]), True
+    for candidate in (Path("factflow.toml"), Path.home() / ".config" / "factflow" / "config.toml"):
+        if candidate.is_file():
+            return candidate, False
+    return None, False
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, *, config: str | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path, named = config_file_path(config, env)
+    table = _read_toml(path, named) if path else {}
+    values = {}
+    for field in FIELDS:
+        if field.name in overrides:
+            values[field.name] = Value(overrides[field.name], "command line")
+        elif env.get(field.env):
+            values[field.name] = Value(env[field.env], f"env {field.env}")
+        elif (found := _lookup(table, field.toml_path)) is not None:
+            values[field.name] = Value(found, f"config {path}")
+        else:
+            values[field.name] = Value(field.default, "default")
+    return Settings(values, path)
+
+
+def _read_toml(path: Path, named: bool) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        if named:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return {}
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+
+def _lookup(table: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = table
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _parse_bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{what} must be true or false, not {value!r}")
