@@ -6,6 +6,7 @@ allowed (users store other things too) as long as they are valid.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from factflow_storage.errors import InvalidKey
@@ -14,6 +15,8 @@ MAX_KEY_BYTES = 1024
 SIDECAR_SUFFIX = ".meta.json"
 RESERVED_PREFIX = "_factflow/"
 EXECUTIONS_PREFIX = "executions/"
+# Unicode category Cc: C0, DEL and C1 (a terminal may act on C1 as on C0).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _first_problem(key: str, *, allow_prefix: bool) -> str | None:
@@ -25,7 +28,7 @@ def _first_problem(key: str, *, allow_prefix: bool) -> str | None:
         key.encode("utf-8")
     except UnicodeEncodeError:
         return "is not valid UTF-8"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+    if _CONTROL.search(key):
         return "contains a NUL or control character"
     if "\\" in key:
         return "contains a backslash"
