@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from factflow_storage.errors import Conflict, NotFound, StorageError, Unavailable
+from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
 from factflow_storage.metadata import HashingReader, build_metadata, check_user_metadata, foreign_metadata
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
@@ -33,6 +33,8 @@ INODE_FIELD = "_factflow_inode"
 TEMP_SUFFIX = ".tmp" + SIDECAR_SUFFIX
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 _CONSISTENT_READ_DEADLINE = 2.0
+# File names are at most 255 bytes on the filesystems we run on; the sidecar adds its suffix.
+MAX_SEGMENT_BYTES = 255 - len(SIDECAR_SUFFIX)
 
 
 class FilesystemProvider(BaseProvider):
@@ -44,7 +46,11 @@ class FilesystemProvider(BaseProvider):
     # -- paths ---------------------------------------------------------------
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.root, validate_key(key))
+        validate_key(key)
+        if any(len(segment.encode()) > MAX_SEGMENT_BYTES for segment in key.split("/")):
+            raise InvalidKey(f"invalid key {key!r}: the filesystem provider cannot store a segment "
+                             f"longer than {MAX_SEGMENT_BYTES} bytes (its sidecar name must fit too)")
+        return os.path.join(self.root, key)
 
     def _record_path(self, name: str) -> str:
         validate_prefix(name)
@@ -54,6 +60,15 @@ class FilesystemProvider(BaseProvider):
 
     def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
               *, content_type: str | None = None) -> dict[str, Any]:
+        try:
+            return self._write(key, data, metadata, content_type)
+        except StorageError:
+            raise
+        except OSError as err:  # a full disk, a read-only mount, lost permissions
+            raise Unavailable(f"cannot write {key!r} under {self.root}: {err.strerror or err}") from err
+
+    def _write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None,
+               content_type: str | None) -> dict[str, Any]:
         target = self._path(key)
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
@@ -88,6 +103,7 @@ class FilesystemProvider(BaseProvider):
         try:
             os.makedirs(parent, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as err:
+            self._check_root()
             raise Conflict(
                 f"cannot write {key!r}: a parent path is already an object, and the "
                 "filesystem cannot hold an object beside a prefix of the same name"
@@ -233,6 +249,8 @@ class FilesystemProvider(BaseProvider):
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:  # a prefix no stored key can match
+                return []
             raise Unavailable(f"cannot read {directory}: {err.strerror}") from err
         rows = []
         with scanner:
@@ -272,7 +290,11 @@ class FilesystemProvider(BaseProvider):
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:
         target = self._record_path(name)
         parent = os.path.dirname(target)
-        os.makedirs(parent, exist_ok=True)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as err:
+            self._check_root()
+            raise Unavailable(f"cannot write record {name!r} under {self.root}: {err.strerror}") from err
         chunks = HashingReader(data).chunks()
         tmp = self._write_temp(parent, chunks)
         os.replace(tmp, target)
@@ -300,6 +322,12 @@ class FilesystemProvider(BaseProvider):
     def check(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise Unavailable(f"storage root {self.root} is not a directory")
+
+    def _check_root(self) -> None:
+        """After a failed mkdir: blame the root when it cannot be a directory at all."""
+        self.check()
+        if not os.path.isdir(self.root):
+            raise Unavailable(f"storage root {self.root} cannot be created")
 
 
 def _open_object(key: str, target: str) -> BinaryIO:
