@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from factflow_storage.cli.options import App, output_option, pass_app
+from factflow_storage.cli.options import App, Duration, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines, field_lines, table_lines
 from factflow_storage.executions import TERMINAL_STATUSES
 
@@ -61,3 +63,16 @@ def list_(app: App, output: str | None) -> None:
         emit_lines(table_lines(records, ("execution_id", "status", "started_at", "finished_at", "object_count")))
 
 
+@command.command()
+@click.argument("execution_id")
+@click.option("--timeout", type=Duration(), default=None, help="Give up after this long: 30s, 5m, 1h.")
+@output_option
+@pass_app
+def wait(app: App, execution_id: str, timeout: float | None, output: str | None) -> None:
+    """Wait until an execution finishes: exit 0 if completed, 3 for another status."""
+    from factflow_storage.cli.watch import EXIT_NOT_COMPLETED, wait_for
+
+    record = wait_for(app, execution_id, timeout if timeout is not None else app.timeout)
+    _show_record(app, record, output)
+    if record["status"] != "completed":
+        sys.exit(EXIT_NOT_COMPLETED)

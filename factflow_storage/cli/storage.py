@@ -127,3 +127,8 @@ def put(app: App, key: str, source: str, metadata_json: str | None, content_type
 def delete(app: App, key: str) -> None:
     """Delete one object (nothing happens if it does not exist, as on S3)."""
     app.service.delete(key)
+
+
+from factflow_storage.cli import watch as _watch  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_watch.command)

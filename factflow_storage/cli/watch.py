@@ -1,0 +1,105 @@
+"""``factflow storage watch``: replay an execution's objects, then follow its writes live.
+
+Direct mode runs the watch loop in process; with ``--api`` it reads the server's SSE
+stream and resumes with ``Last-Event-ID`` after a dropped connection. Both print the
+same lines, flushed one by one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+import click
+
+from factflow_storage.cli.options import App, Duration, output_option, pass_app
+from factflow_storage.cli.render import JSON, json_bytes
+from factflow_storage.errors import NotFound
+
+WAITING = "waiting for execution {} to start (no record yet)"
+TIMED_OUT = "timed out after {} waiting for execution {} to finish"
+EXIT_NOT_COMPLETED = 3
+
+
+@click.command("watch")
+@click.option("--execution", "execution_ids", multiple=True, required=True, metavar="ID",
+              help="Execution to follow (repeat for several).")
+@click.option("--route", "route_id", default=None, help="Only this route.")
+@click.option("--stage", default=None, help="Only this stage.")
+@click.option("--timeout", type=Duration(), default=None, help="Give up after this long: 30s, 5m, 1h.")
+@output_option
+@pass_app
+def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage: str | None,
+            timeout: float | None, output: str | None) -> None:
+    """Print the execution's objects, then each new one as it lands, until it finishes."""
+    timeout = timeout if timeout is not None else app.timeout
+    for execution_id in execution_ids:
+        try:
+            app.service.execution(execution_id)
+        except NotFound:
+            click.echo(WAITING.format(execution_id), err=True)
+    as_json = app.fmt(output) == JSON
+    out = sys.stdout.buffer
+    statuses: dict[str, str] = {}
+    for event in _events(app, execution_ids, route_id, stage, timeout):
+        row = event.row()
+        if as_json:
+            out.write(json_bytes(row) + b"\n")
+        elif "key" in row:
+            out.write(f"{row['created_at']:<24} {row['size']:>12} {row['key']}\n".encode("utf-8", "replace"))
+        else:
+            out.write(f"execution {row['execution_id']} {row['status']}\n".encode())
+        out.flush()
+        if "status" in row:
+            statuses[row["execution_id"]] = row["status"]
+    missing = [e for e in execution_ids if e not in statuses]
+    if missing:
+        raise click.ClickException(TIMED_OUT.format(_shown(timeout), missing[0]))
+    if any(status != "completed" for status in statuses.values()):
+        sys.exit(EXIT_NOT_COMPLETED)
+
+
+def _events(app: App, execution_ids: Sequence[str], route_id: str | None, stage: str | None,
+            timeout: float | None) -> Iterator:
+    if app.remote:
+        from factflow_storage.watch.sse_client import follow
+
+        yield from follow(app.service.api, execution_ids, route_id=route_id, stage=stage, timeout=timeout)
+        return
+    from factflow_storage.watch import watch_events
+
+    for event in watch_events(app.service.provider, execution_ids, route_id=route_id, stage=stage,
+                              timeout=timeout):
+        if event is not None:
+            yield event
+
+
+def _shown(seconds: float | None) -> str:
+    if seconds is None:
+        return "no limit"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def wait_for(app: App, execution_id: str, timeout: float | None, interval: float = 0.25) -> dict:
+    """Poll the execution record until it is terminal; used by ``execution wait``."""
+    from factflow_storage.executions import is_terminal
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    said_waiting = False
+    while True:
+        try:
+            record = app.service.execution(execution_id)
+        except NotFound:
+            record = None
+            if not said_waiting:
+                click.echo(WAITING.format(execution_id), err=True)
+                said_waiting = True
+        if is_terminal(record):
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            raise click.ClickException(TIMED_OUT.format(_shown(timeout), execution_id))
+        time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))

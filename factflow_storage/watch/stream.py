@@ -1,0 +1,126 @@
+"""Replay, then follow: the one watch loop behind the CLI's direct mode and the SSE route.
+
+Order of work, chosen so that nothing falls between replay and live reports:
+
+1. subscribe to each execution's feed and wait until its source is armed;
+2. list what storage already holds (filtered), oldest first, and deliver it;
+3. deliver live reports the stream has not delivered yet (the cursor decides);
+4. once every execution's record is terminal, list once more and deliver anything a
+   source has not reported yet (writers write before they finish, so this catches
+   every object), then one ``execution.completed`` per execution, and stop.
+
+With a ``last_event_id`` the replay skips what that id says was delivered.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator, Sequence
+
+from factflow_storage.errors import BadRequest
+from factflow_storage.executions import is_terminal
+from factflow_storage.keys import execution_prefix, parse_key, validate_segment
+from factflow_storage.protocol import ObjectInfo, StorageProtocol
+from factflow_storage.service import StorageService, split_extensions
+from factflow_storage.watch.events import CompletedEvent, Cursor, Event, stamp_ms
+from factflow_storage.watch.feed import HUB, Hub, StatusChange
+
+TICK = 0.5
+
+
+class Filters:
+    def __init__(self, route_id: str | None = None, stage: str | None = None,
+                 extension: str | Sequence[str] | None = None):
+        self.route_id = validate_segment(route_id, "route") if route_id else None
+        self.stage = validate_segment(stage, "stage") if stage else None
+        self.extension = extension
+        self._extensions = split_extensions(extension)
+
+    def match(self, info: ObjectInfo) -> bool:
+        if self.route_id or self.stage:
+            parts = parse_key(info.key)
+            if parts is None or (self.route_id and parts.route_id != self.route_id) \
+                    or (self.stage and parts.stage != self.stage):
+                return False
+        return not self._extensions or info.key.lower().endswith(self._extensions)
+
+
+def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, route_id: str | None = None,
+                 stage: str | None = None, extension: str | Sequence[str] | None = None,
+                 last_event_id: str | None = None, timeout: float | None = None, tick: float = TICK,
+                 hub: Hub = HUB) -> Iterator[Event | None]:
+    """Yield events; ``None`` after each ``tick`` of quiet (a chance for a heartbeat).
+
+    Ends after the ``execution.completed`` events, or silently when ``timeout`` passes.
+    """
+    execution_ids = list(dict.fromkeys(execution_ids))
+    if not execution_ids:
+        raise BadRequest("watch at least one execution")
+    for execution_id in execution_ids:
+        execution_prefix(execution_id)
+    filters = Filters(route_id, stage, extension)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    feeds = []
+    try:
+        for execution_id in execution_ids:
+            feed = hub.acquire(provider, execution_id)
+            feeds.append(feed)
+            feed.subscribe(inbox)
+        cursor = Cursor(int(max(feed.source.settle for feed in feeds) * 1000), last_event_id)
+        for feed in feeds:
+            while not (feed.armed.is_set() and feed.record_read.is_set()):
+                if _expired(deadline):
+                    return
+                feed.armed.wait(min(tick, _left(deadline)))
+                if not feed.armed.is_set():
+                    yield None
+        yield from _catch_up(provider, execution_ids, filters, cursor)
+        while True:
+            if all(is_terminal(feed.record) for feed in feeds):
+                yield from _catch_up(provider, execution_ids, filters, cursor)
+                for feed in feeds:
+                    yield CompletedEvent(cursor.event_id(), feed.execution_id, feed.record["status"])
+                return
+            if _expired(deadline):
+                return
+            try:
+                item = inbox.get(timeout=min(tick, _left(deadline)))
+            except queue.Empty:
+                yield None
+                continue
+            if isinstance(item, StatusChange):
+                continue
+            if filters.match(item):
+                event = cursor.deliver(item)
+                if event is not None:
+                    yield event
+    finally:
+        for feed in feeds:
+            feed.unsubscribe(inbox)
+            hub.release(provider, feed.execution_id)
+
+
+def _catch_up(provider: StorageProtocol, execution_ids: Sequence[str], filters: Filters,
+              cursor: Cursor) -> Iterator[Event]:
+    """Deliver, oldest first, every listed object the cursor has not delivered."""
+    service = StorageService(provider)
+    pending = []
+    for execution_id in execution_ids:
+        for info in service.execution_objects(execution_id, route_id=filters.route_id, stage=filters.stage,
+                                              extension=filters.extension):
+            pending.append((stamp_ms(info.last_modified), info.key, info))
+    pending.sort(key=lambda row: (row[0], row[1]))
+    for _, _, info in pending:
+        event = cursor.deliver(info)
+        if event is not None:
+            yield event
+
+
+def _expired(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _left(deadline: float | None) -> float:
+    return 3600.0 if deadline is None else max(0.0, deadline - time.monotonic())
