@@ -64,7 +64,7 @@ def list_(app: App, execution_id: str | None, prefix: str | None, route_id: str 
 @pass_app
 def get(app: App, key: str, output: str | None) -> None:
     """Write the object's bytes to stdout (or a JSON document with --output json)."""
-    if output == JSON:
+    if app.fmt(output) == JSON:
         emit_json(app.service.get_document(key))
         return
     with app.service.open(key) as stream:
@@ -123,10 +123,15 @@ def put(app: App, key: str, source: str, metadata_json: str | None, content_type
 
 @command.command()
 @click.argument("key")
+@output_option
 @pass_app
-def delete(app: App, key: str) -> None:
+def delete(app: App, key: str, output: str | None) -> None:
     """Delete one object (nothing happens if it does not exist, as on S3)."""
     app.service.delete(key)
+    if app.fmt(output) == JSON:
+        emit_json({"key": key, "deleted": True})
+    else:
+        emit_lines([f"deleted {key}"])
 
 
 from factflow_storage.cli import watch as _watch  # noqa: E402  (its module imports nothing from here)
