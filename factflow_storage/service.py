@@ -61,6 +61,23 @@ def split_extensions(extension: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple("." + item.strip().lstrip(".").lower() for item in items if item.strip())
 
 
+def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]:
+    """``get --output json``'s document: content parsed when JSON, text when UTF-8, else base64."""
+    document: dict[str, Any] = {"key": key, "metadata": blob}
+    if is_json_type(blob.get("content_type")):
+        try:
+            document["content"] = orjson.loads(data)
+            return document
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        document["content"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        document["content"] = base64.b64encode(data).decode("ascii")
+        document["content_encoding"] = "base64"
+    return document
+
+
 class StorageService:
     def __init__(self, provider: StorageProtocol):
         self.provider = provider
@@ -172,19 +189,7 @@ class StorageService:
         with self.open(key) as stream:
             data = stream.read()
             blob = stream.metadata
-        document: dict[str, Any] = {"key": key, "metadata": blob}
-        if is_json_type(blob.get("content_type")):
-            try:
-                document["content"] = orjson.loads(data)
-                return document
-            except orjson.JSONDecodeError:
-                pass
-        try:
-            document["content"] = data.decode("utf-8")
-        except UnicodeDecodeError:
-            document["content"] = base64.b64encode(data).decode("ascii")
-            document["content_encoding"] = "base64"
-        return document
+        return make_document(key, data, blob)
 
     def put(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
             *, content_type: str | None = None) -> dict[str, Any]:

@@ -1,15 +1,36 @@
-"""``factflow serve``: the embedded HTTP API."""
+"""``factflow serve``: the embedded HTTP API over the storage URI in force."""
 
 from __future__ import annotations
 
 import click
 
+from factflow_storage.cli.options import App, pass_app
+
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
-@click.option("--threads", type=click.IntRange(min=1), default=32, show_default=True)
-@click.pass_context
-def command(ctx: click.Context, host: str, port: int, threads: int) -> None:
-    """Serve the storage API over HTTP."""
-    raise click.ClickException("serve is not available yet")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs FACTFLOW_API_TOKEN.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="0 picks a free port (printed).")
+@click.option("--threads", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Worker threads; each open event stream holds one.")
+@click.option("--storage", "storage_uri", metavar="URI", default=None,
+              help="Storage to serve (else the global --storage / FACTFLOW_STORAGE_URI).")
+@pass_app
+def command(app: App, host: str, port: int, threads: int, storage_uri: str | None) -> None:
+    """Serve the storage API over HTTP (prints the URL it listens on)."""
+    from factflow_storage.registry import create_storage_provider
+    from factflow_storage.server.app import serve
+    from factflow_storage.server.auth import check_bind
+    from factflow_storage.service import StorageService
+
+    token = app.settings.api_token or None
+    check_bind(host, token)
+    settings = app.settings
+    if storage_uri:
+        from factflow_storage.settings import load_settings
+
+        settings = load_settings({"storage_uri": storage_uri, "api_url": None},
+                                 config=str(app.settings.config_file) if app.settings.config_file else None)
+    provider = create_storage_provider(settings.storage_uri, settings.provider_options())
+    serve(StorageService(provider), host, port, threads=threads, token=token)

@@ -1,0 +1,296 @@
+"""The HTTP side of the CLI's ``--api`` mode.
+
+``ApiClient`` speaks to a ``factflow serve``: it turns error answers back into the
+project's errors (same class, same message), so a command fails over HTTP exactly as it
+fails in direct mode. ``RemoteService`` offers the methods of ``StorageService`` on top
+of it, which is how every command prints the same bytes in both modes.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode, urlsplit
+
+import orjson
+
+from factflow_storage import errors
+from factflow_storage.errors import ConfigError, StorageError, Unavailable
+from factflow_storage.keys import validate_key, validate_segment
+from factflow_storage.protocol import ObjectInfo, ObjectStream
+from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
+
+DEFAULT_TIMEOUT = 300.0
+OBJECTS = "/api/v1/storage/objects"
+EXECUTIONS = "/api/v1/executions"
+METADATA_HEADER = "X-Factflow-Metadata"
+_MAX_ERROR_BODY = 64 * 1024
+_BY_STATUS: dict[int, type[StorageError]] = {
+    400: errors.BadRequest, 401: errors.Unauthorized, 403: errors.AccessDenied, 404: errors.NotFound,
+    409: errors.Conflict, 413: errors.TooLarge, 416: errors.InvalidRange, 503: errors.Unavailable,
+}
+
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
+
+
+def _error_class(error_code: str | None, status: int) -> type[StorageError]:
+    pending: list[type[StorageError]] = [StorageError]
+    while pending:
+        cls = pending.pop()
+        if error_code and cls.error_code == error_code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return _BY_STATUS.get(status, StorageError)
+
+
+def _query(params: Params) -> str:
+    pairs = params.items() if isinstance(params, Mapping) else (params or ())
+    shown = []
+    for name, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        shown.append((name, str(value)))
+    return urlencode(shown)
+
+
+def object_path(key: str) -> str:
+    return f"{OBJECTS}/{quote(key, safe='/')}"
+
+
+class ApiClient:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float | None = None):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"invalid API URL {base_url!r}: expected http://HOST:PORT")
+        self.base_url = base_url.rstrip("/")
+        self._https = parts.scheme == "https"
+        self._netloc = parts.netloc
+        self._base_path = parts.path.rstrip("/")
+        self.token = token
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+
+    def request(self, method: str, path: str, *, params: Params = None, json: Any = None,
+                body: bytes | BinaryIO | Iterable[bytes] | None = None,
+                headers: Mapping[str, str | bytes] | None = None) -> http.client.HTTPResponse:
+        """Send one request; the answer comes back unread (callers may stream it)."""
+        target = self._base_path + path
+        if query := _query(params):
+            target += "?" + query
+        sent: dict[str, str | bytes] = {"Connection": "close", "Accept": "application/json, */*"}
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        if json is not None:
+            body = orjson.dumps(json)
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        connection_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        connection = connection_class(self._netloc, timeout=self.timeout)
+        try:
+            connection.request(method, target, body=body, headers=sent)
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as err:
+            connection.close()
+            reason = str(err) or type(err).__name__
+            raise Unavailable(f"cannot reach the factflow API at {self.base_url}: {reason}") from None
+        if response.status >= 400:
+            self._raise(method, response)
+        return response
+
+    def _raise(self, method: str, response: http.client.HTTPResponse) -> None:
+        try:
+            raw = response.read(_MAX_ERROR_BODY) if method != "HEAD" else b""
+        except (OSError, http.client.HTTPException):
+            raw = b""
+        finally:
+            response.close()
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {}
+        detail = payload.get("detail") or f"HTTP {response.status} {response.reason}"
+        raise _error_class(payload.get("error_code"), response.status)(str(detail))
+
+    def get_json(self, path: str, params: Params = None) -> Any:
+        return self._json(self.request("GET", path, params=params))
+
+    def send_json(self, method: str, path: str, json: Any) -> Any:
+        return self._json(self.request(method, path, json=json))
+
+    def _json(self, response: http.client.HTTPResponse) -> Any:
+        with response:
+            try:
+                raw = response.read()
+            except (OSError, http.client.HTTPException) as err:
+                raise Unavailable(f"the factflow API at {self.base_url} broke off an answer: {err}") from None
+        return orjson.loads(raw) if raw else None
+
+
+class RemoteObjectStream(ObjectStream):
+    """An object read over HTTP; its metadata is fetched when first asked for."""
+
+    def __init__(self, info: ObjectInfo, body: BinaryIO, start: int, length: int, fetch_metadata):
+        self._fetch_metadata = fetch_metadata
+        self._metadata: dict[str, Any] | None = None
+        super().__init__(info, {}, body, start, length)
+
+    @property  # type: ignore[override]
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            self._metadata = self._fetch_metadata()
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._metadata = value or None
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _content_range(value: str | None) -> tuple[int, int] | None:
+    """``bytes START-END/SIZE`` -> (start, size)."""
+    if not value or not value.startswith("bytes "):
+        return None
+    span, _, size = value[6:].partition("/")
+    return int(span.partition("-")[0]), int(size)
+
+
+class RemoteService:
+    """``StorageService`` over HTTP; ``.api`` for features with endpoints of their own."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float | None = None):
+        self.api = ApiClient(base_url, token=token, timeout=timeout)
+
+    # -- listings ------------------------------------------------------------
+
+    def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
+                  stage: str | None = None, extension: str | Sequence[str] | None = None,
+                  include_metadata: bool = True, limit: int = DEFAULT_PAGE, cursor: str | None = None,
+                  offset: int = 0) -> dict[str, Any]:
+        if extension is not None and not isinstance(extension, str):
+            extension = ",".join(extension)
+        return self.api.get_json(OBJECTS, {
+            "prefix": prefix, "delimiter": delimiter, "route_id": route_id, "stage": stage,
+            "extension": extension, "include_metadata": include_metadata, "limit": limit,
+            "cursor": cursor, "offset": offset or None})
+
+    def _rows(self, prefix: str, limit: int | None, include_metadata: bool, delimiter: str | None = None,
+              start_after: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every listing entry page after page: objects as rows, prefixes as ``{"prefix"}``."""
+        cursor = encode_cursor(start_after) if start_after else None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = MAX_PAGE if remaining is None else min(MAX_PAGE, remaining)
+            page = self.list_page(prefix, delimiter=delimiter, include_metadata=include_metadata,
+                                  limit=size, cursor=cursor, **filters)
+            for common in page["common_prefixes"]:
+                yield {"prefix": common}
+            yield from page["objects"]
+            if remaining is not None:
+                remaining -= len(page["objects"]) + len(page["common_prefixes"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
+                  **filters: Any) -> Iterator[dict[str, Any]]:
+        for row in self._rows(prefix, limit, with_metadata, **filters):
+            row.pop("content_type", None)  # a CLI row carries only what direct mode gives
+            yield row
+
+    def iter_objects(self, prefix: str = "", **filters: Any) -> Iterator[ObjectInfo]:
+        for row in self._rows(prefix, None, False, **filters):
+            yield ObjectInfo(row["key"], row["size"], _parse_time(row["last_modified"]))
+
+    def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
+        from factflow_storage.keys import execution_prefix
+
+        return self.iter_objects(execution_prefix(execution_id), **filters)
+
+    def browse(self, prefix: str = "") -> dict[str, Any]:
+        common_prefixes, objects = [], []
+        for row in self._rows(prefix, None, False, delimiter="/"):
+            if "prefix" in row:
+                common_prefixes.append(row["prefix"])
+            else:
+                objects.append(row)
+        return {"prefix": prefix, "common_prefixes": common_prefixes, "objects": objects}
+
+    # -- objects -------------------------------------------------------------
+
+    def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
+        validate_key(key)
+        headers = {}
+        if start or length is not None:
+            end = "" if length is None else str(start + max(length, 1) - 1)
+            headers["Range"] = f"bytes={start}-{end}"
+        # view=content: the bytes of KEY even when it ends in '/metadata' and is missing.
+        response = self.api.request("GET", object_path(key), params={"view": "content"}, headers=headers)
+        size = int(response.getheader("Content-Length") or 0)
+        begin = 0
+        span = _content_range(response.getheader("Content-Range"))
+        if span is not None:
+            begin, size = span
+        etag = (response.getheader("ETag") or "").strip('"') or None
+        modified = parsedate_to_datetime(response.getheader("Last-Modified"))
+        info = ObjectInfo(key, size, modified, etag, response.getheader("Content-Type"))
+        body_length = 0 if length == 0 else int(response.getheader("Content-Length") or 0)
+        return RemoteObjectStream(info, response, begin, body_length, lambda: self.metadata(key))
+
+    def metadata(self, key: str) -> dict[str, Any]:
+        return self.api.get_json(object_path(validate_key(key)), {"view": "metadata"})
+
+    def get_document(self, key: str) -> dict[str, Any]:
+        # Bytes and metadata come in two requests: retry until both describe one version.
+        for _ in range(5):
+            with self.open(key) as stream:
+                data = stream.read()
+                etag = stream.info.etag
+            blob = self.metadata(key)
+            checksum = blob.get("checksum")
+            if not checksum or not etag or checksum == f"sha256:{etag}":
+                break
+        return make_document(key, data, blob)
+
+    def put(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
+            *, content_type: str | None = None) -> dict[str, Any]:
+        headers: dict[str, str | bytes] = {}
+        if metadata is not None:
+            # UTF-8 JSON as raw header bytes: http.client would refuse non-latin-1 text.
+            headers[METADATA_HEADER] = orjson.dumps(dict(metadata))
+        if content_type:
+            headers["Content-Type"] = content_type
+        body = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
+        response = self.api.request("PUT", object_path(validate_key(key)), body=body, headers=headers)
+        return self.api._json(response)
+
+    def delete(self, key: str) -> None:
+        self.api.request("DELETE", object_path(validate_key(key))).close()
+
+    # -- executions ----------------------------------------------------------
+
+    def _execution_path(self, execution_id: str) -> str:
+        return f"{EXECUTIONS}/{quote(validate_segment(execution_id, 'execution id'), safe='')}"
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        return self.api.get_json(self._execution_path(execution_id))
+
+    def set_execution_status(self, execution_id: str, status: str) -> dict[str, Any]:
+        return self.api.send_json("PUT", self._execution_path(execution_id), {"status": status})
+
+    def executions(self) -> list[dict[str, Any]]:
+        return self.api.get_json(EXECUTIONS)["executions"]
+
+    def health(self) -> dict[str, Any]:
+        return self.api.get_json("/api/v1/health")
+
+    def close(self) -> None:
+        pass

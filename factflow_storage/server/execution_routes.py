@@ -1,0 +1,30 @@
+"""``/api/v1/executions``: the lifecycle records writers keep in storage."""
+
+from __future__ import annotations
+
+import bottle
+
+from factflow_storage.errors import BadRequest
+from factflow_storage.server.http import check_raw_path, json_response, read_json_body
+from factflow_storage.service import StorageService
+
+EXECUTIONS = "/api/v1/executions"
+
+
+def install(app: bottle.Bottle, service: StorageService) -> None:
+    @app.get(EXECUTIONS)
+    def list_executions():
+        return json_response({"executions": service.executions()})
+
+    @app.get(EXECUTIONS + "/<execution_id>")
+    def get_execution(execution_id: str):
+        check_raw_path()
+        return json_response(service.execution(execution_id))
+
+    @app.put(EXECUTIONS + "/<execution_id>")
+    def put_execution(execution_id: str):
+        check_raw_path()
+        body = read_json_body()
+        if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+            raise BadRequest('the body must be a JSON object with a "status" string')
+        return json_response(service.set_execution_status(execution_id, body["status"]))

@@ -1,0 +1,213 @@
+"""The OpenAPI ``paths`` of each route module, and the shared ``components``.
+
+A route module that carries its own ``OPENAPI`` attribute overrides its entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OPENAPI_PATH = "/api/v1/openapi.json"
+OBJECTS = "/api/v1/storage/objects"
+
+_ERR = {"$ref": "#/components/responses/Error"}
+_JSON = "application/json"
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _ERR for code in (*codes, 401, 403, 503)} | {"default": _ERR}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+        "description": "The object key, percent-encoded; '/' may be sent as is."}
+_EXECUTION_ID = {"name": "execution_id", "in": "path", "required": True,
+                 "schema": {"type": "string", "minLength": 1}}
+_VIEW = _query("view", {"type": "string", "enum": ["metadata", "content"]},
+               "metadata: the metadata blob of KEY; content: the bytes of KEY, never a blob")
+_RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+          "description": "One byte range, e.g. bytes=0-99, bytes=100- or bytes=-100"}
+_IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+_BYTES = {"description": "The object's bytes",
+          "headers": {name: {"schema": {"type": "string"}} for name in ("ETag", "Last-Modified")},
+          "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+_OBJECT_READ = {
+    "parameters": [_VIEW, _RANGE, _IF_NONE_MATCH],
+    "responses": {"200": _BYTES, "206": {**_BYTES, "description": "A byte range of the object"},
+                  "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+                  **_errors(400, 404, 416)},
+}
+
+STORAGE_PATHS: dict[str, Any] = {
+    "/api/v1/health": {"get": {
+        "summary": "Whether the storage provider is reachable (needs no token)",
+        "operationId": "health", "security": [{}],
+        "responses": {"200": _json("Reachable", _ref("Health")), "503": _ERR, "default": _ERR},
+    }},
+    OBJECTS: {"get": {
+        "summary": "List objects, one page at a time",
+        "operationId": "listObjects",
+        "parameters": [
+            _query("prefix", {"type": "string"}, "Key prefix, as in S3"),
+            _query("delimiter", {"type": "string", "enum": ["/"]}, "'/' groups keys into common_prefixes"),
+            _query("route_id", {"type": "string"}, "Only objects of this route"),
+            _query("stage", {"type": "string"}, "Only objects of this stage"),
+            _query("extension", {"type": "string"}, "Comma-separated extensions, e.g. json,md"),
+            _query("include_metadata", {"type": "boolean", "default": True},
+                   "Add each object's metadata (a read per object)"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size"),
+            _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+            _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Entries to skip"),
+        ],
+        "responses": {"200": _json("One page", _ref("ListPage")), **_errors(400)},
+    }},
+    OBJECTS + "/{key}": {
+        "get": {"summary": "Read an object's bytes (or its metadata with view=metadata)",
+                "operationId": "getObject", "parameters": [_KEY], **_OBJECT_READ},
+        "head": {"summary": "An object's headers", "operationId": "headObject",
+                 "parameters": [_KEY], **_OBJECT_READ},
+        "put": {
+            "summary": "Write an object",
+            "operationId": "putObject",
+            "parameters": [_KEY, {"name": "X-Factflow-Metadata", "in": "header", "required": False,
+                                  "schema": {"type": "string"}, "description": "The metadata blob, JSON"}],
+            "requestBody": {"required": False, "content": {"*/*": {"schema": {"type": "string",
+                                                                              "format": "binary"}}}},
+            "responses": {"201": _json("The stored metadata", _ref("Metadata")), **_errors(400, 409, 413)},
+        },
+        "delete": {"summary": "Delete an object (a missing object is no error)",
+                   "operationId": "deleteObject", "parameters": [_KEY],
+                   "responses": {"204": {"description": "Deleted"}, **_errors(400)}},
+    },
+    OBJECTS + "/{key}/metadata": {
+        operation: {
+            "summary": "The metadata of KEY, unless an object named KEY/metadata exists",
+            "operationId": f"{operation}ObjectMetadata", "parameters": [_KEY, _VIEW],
+            "responses": {"200": {"description": "The metadata blob (or the bytes of KEY/metadata)",
+                                  "content": {_JSON: {"schema": _ref("Metadata")},
+                                              "*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                          "206": _BYTES, "304": {"description": "Not modified"}, **_errors(400, 404, 416)},
+        } for operation in ("get", "head")
+    },
+}
+
+EXECUTION_PATHS: dict[str, Any] = {
+    "/api/v1/executions": {"get": {
+        "summary": "Every execution record, newest first", "operationId": "listExecutions",
+        "responses": {"200": _json("Records", {"type": "object", "required": ["executions"], "properties": {
+            "executions": {"type": "array", "items": _ref("Execution")}}}), **_errors()},
+    }},
+    "/api/v1/executions/{execution_id}": {
+        "get": {"summary": "One execution record", "operationId": "getExecution", "parameters": [_EXECUTION_ID],
+                "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 404)}},
+        "put": {"summary": "Start (running) or finish (a terminal status) an execution",
+                "operationId": "putExecution", "parameters": [_EXECUTION_ID],
+                "requestBody": {"required": True, "content": {_JSON: {"schema": {
+                    "type": "object", "required": ["status"],
+                    "properties": {"status": {"type": "string", "enum": [
+                        "running", "completed", "failed", "cancelled", "interrupted"]}}}}}},
+                "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 413)}},
+    },
+}
+
+EVENT_PATHS: dict[str, Any] = {
+    "/api/v1/storage/events": {"get": {
+        "summary": "Server-Sent Events: objects written to executions, then their completion",
+        "operationId": "storageEvents",
+        "parameters": [
+            {"name": "execution_id", "in": "query", "required": True, "style": "form", "explode": True,
+             "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+            _query("route_id", {"type": "string"}, "Only this route"),
+            _query("stage", {"type": "string"}, "Only this stage"),
+            _query("extension", {"type": "string"}, "Comma-separated extensions"),
+            _query("timeout", {"type": "integer", "minimum": 1, "maximum": 3600, "default": 300},
+                   "Seconds before the server closes the stream"),
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+        "responses": {"200": {"description": "An event stream",
+                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                      **_errors(400)},
+    }},
+}
+
+_JOB = {"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}
+ARCHIVE_PATHS: dict[str, Any] = {
+    "/api/v1/content/archive/prepare": {"post": {
+        "summary": "Start packing an execution's objects into a zip", "operationId": "prepareArchive",
+        "requestBody": {"required": True, "content": {_JSON: {"schema": {
+            "type": "object", "required": ["execution_id"], "properties": {
+                "execution_id": {"type": "string"}, "domain": {"type": "string"}, "stage": {"type": "string"},
+                "path": {"type": "string"}, "extension": {"type": "string"},
+                "routes": {"type": "array", "items": {"type": "string"}},
+                "stages": {"type": "array", "items": {"type": "string"}},
+                "include_metadata": {"type": "boolean", "default": True}}}}}},
+        "responses": {"200": _json("The job", _ref("ArchiveJob")), "202": _json("The job", _ref("ArchiveJob")),
+                      **_errors(400, 404)},
+    }},
+    "/api/v1/content/archive/{job}/status": {"get": {
+        "summary": "An archive job's progress", "operationId": "archiveStatus", "parameters": [_JOB],
+        "responses": {"200": _json("The job", _ref("ArchiveJob")), **_errors(404)},
+    }},
+    "/api/v1/content/archive/{job}/download": {"get": {
+        "summary": "The finished zip", "operationId": "archiveDownload", "parameters": [_JOB],
+        "responses": {"200": {"description": "The zip",
+                              "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                      **_errors(404, 409)},
+    }},
+    "/api/v1/content/archive/{job}": {"delete": {
+        "summary": "Cancel a job and remove its archive", "operationId": "archiveCancel", "parameters": [_JOB],
+        "responses": {"200": _json("The job", _ref("ArchiveJob")), "204": {"description": "Cancelled"},
+                      **_errors(404)},
+    }},
+}
+
+KNOWN_PATHS: dict[str, dict[str, Any]] = {
+    "factflow_storage.server.storage_routes": STORAGE_PATHS,
+    "factflow_storage.server.execution_routes": EXECUTION_PATHS,
+    "factflow_storage.server.event_routes": EVENT_PATHS,
+    "factflow_storage.server.archive_routes": ARCHIVE_PATHS,
+}
+
+_TIME = {"type": "string"}
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    "responses": {"Error": _json("An error", _ref("Error"))},
+    "schemas": {
+        "Error": {"type": "object", "required": ["detail", "error_code", "timestamp"], "properties": {
+            "detail": {"type": "string"}, "error_code": {"type": "string"}, "timestamp": _TIME}},
+        "Health": {"type": "object", "required": ["status"], "properties": {
+            "status": {"type": "string"}, "storage": {"type": "string"}}},
+        "Metadata": {"type": "object", "required": ["key", "content_type", "content_length", "created_at"],
+                     "additionalProperties": True, "properties": {
+                         "key": {"type": "string"}, "content_type": {"type": "string"},
+                         "content_length": {"type": "integer", "minimum": 0}, "checksum": {"type": "string"},
+                         "created_at": _TIME}},
+        "ObjectRow": {"type": "object", "required": ["key", "size", "last_modified"], "properties": {
+            "key": {"type": "string"}, "size": {"type": "integer", "minimum": 0}, "last_modified": _TIME,
+            "content_type": {"type": "string", "nullable": True}, "metadata": _ref("Metadata")}},
+        "ListPage": {"type": "object", "required": ["objects", "common_prefixes", "next_cursor"], "properties": {
+            "objects": {"type": "array", "items": _ref("ObjectRow")},
+            "common_prefixes": {"type": "array", "items": {"type": "string"}},
+            "next_cursor": {"type": "string", "nullable": True}}},
+        "Execution": {"type": "object", "required": ["execution_id", "status"], "additionalProperties": True,
+                      "properties": {
+                          "execution_id": {"type": "string"},
+                          "status": {"type": "string", "enum": [
+                              "running", "completed", "failed", "cancelled", "interrupted"]},
+                          "started_at": {**_TIME, "nullable": True}, "finished_at": {**_TIME, "nullable": True},
+                          "object_count": {"type": "integer", "minimum": 0}}},
+        "ArchiveJob": {"type": "object", "required": ["job_id", "status"], "additionalProperties": True,
+                       "properties": {"job_id": {"type": "string"}, "status": {"type": "string"}}},
+    },
+}

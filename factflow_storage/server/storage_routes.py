@@ -1,0 +1,122 @@
+"""``/api/v1/storage/objects``: the list API, object bytes, metadata, writes, deletes;
+and ``/api/v1/health``. Routes parse, call ``StorageService``, render."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import bottle
+import orjson
+
+from factflow_storage.errors import BadRequest, NotFound, TooLarge
+from factflow_storage.server.http import (header_bytes, json_response, query, query_bool, query_int,
+                                          route_key)
+from factflow_storage.server.objects import object_response
+from factflow_storage.service import DEFAULT_PAGE, StorageService
+
+OBJECTS = "/api/v1/storage/objects"
+METADATA_HEADER = "X-Factflow-Metadata"
+METADATA_VIEW = "metadata"
+CONTENT_VIEW = "content"
+
+
+class _LimitedReader:
+    """The request body, never read past its declared length."""
+
+    def __init__(self, body: BinaryIO, length: int):
+        self._body = body
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        chunk = self._body.read(want)
+        self._left -= len(chunk)
+        return chunk
+
+
+def _view() -> str | None:
+    """``?view=metadata``: the blob of KEY; ``?view=content``: the bytes of KEY, never a blob."""
+    view = query("view") or None
+    if view not in (None, METADATA_VIEW, CONTENT_VIEW):
+        raise BadRequest(f"unknown view {view!r}: expected {METADATA_VIEW!r} or {CONTENT_VIEW!r}")
+    return view
+
+
+def _request_metadata() -> dict[str, Any] | None:
+    raw = header_bytes(METADATA_HEADER)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        blob = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise BadRequest(f"{METADATA_HEADER} is not valid JSON: {err}") from None
+    if not isinstance(blob, dict):
+        raise BadRequest(f"{METADATA_HEADER} must be a JSON object")
+    return blob
+
+
+def install(app: bottle.Bottle, service: StorageService) -> None:
+    max_body: int = app.config.get("factflow.max_body", 5 * 1024**3)
+
+    @app.get("/api/v1/health")
+    def health():
+        return json_response(service.health())
+
+    @app.get(OBJECTS)
+    def list_objects():
+        page = service.list_page(
+            query("prefix", "") or "",
+            delimiter=query("delimiter") or None,
+            route_id=query("route_id") or None,
+            stage=query("stage") or None,
+            extension=query("extension") or None,
+            include_metadata=query_bool("include_metadata", True),
+            limit=query_int("limit", DEFAULT_PAGE),
+            cursor=query("cursor") or None,
+            offset=query_int("offset", 0),
+        )
+        return json_response(page)
+
+    # Registered before the object route, so ``.../metadata`` paths come here first.
+    @app.route(OBJECTS + "/<key:path>/metadata", ["GET", "HEAD"])
+    def object_metadata(key: str):
+        whole = key + "/" + METADATA_VIEW
+        view = _view()
+        if view == METADATA_VIEW:
+            return json_response(service.metadata(route_key(whole)))
+        if view == CONTENT_VIEW:
+            return object_response(service, route_key(whole))
+        try:
+            # An object whose key ends in '/metadata' wins over the metadata of its parent.
+            return object_response(service, route_key(whole))
+        except NotFound:
+            pass
+        return json_response(service.metadata(route_key(key)))
+
+    @app.route(OBJECTS + "/<key:path>", ["GET", "HEAD"])
+    def get_object(key: str):
+        key = route_key(key)
+        if _view() == METADATA_VIEW:
+            return json_response(service.metadata(key))
+        return object_response(service, key)
+
+    @app.put(OBJECTS + "/<key:path>")
+    def put_object(key: str):
+        key = route_key(key)
+        length = bottle.request.content_length
+        if length > max_body:
+            raise TooLarge(f"request body of {length} bytes is larger than the limit of {max_body} bytes")
+        metadata = _request_metadata()
+        content_type = bottle.request.environ.get("CONTENT_TYPE") or None
+        body = _LimitedReader(bottle.request.environ["wsgi.input"], max(length, 0))
+        blob = service.put(key, body, metadata, content_type=content_type)
+        location = f"{OBJECTS}/{quote(key, safe='/')}"
+        return json_response(blob, 201, {"Location": location})
+
+    @app.delete(OBJECTS + "/<key:path>")
+    def delete_object(key: str):
+        service.delete(route_key(key))
+        return bottle.HTTPResponse(status=204)
