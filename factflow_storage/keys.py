@@ -111,8 +111,9 @@ def parse_key(key: str) -> KeyParts | None:
     """
     if not key.startswith(EXECUTIONS_PREFIX):
         return None
-    parts = key[len(EXECUTIONS_PREFIX):].split("/", 3)
-    if not parts[0]:
+    parts: list[str | None] = [part or None for part in key[len(EXECUTIONS_PREFIX):].split("/", 3)]
+    if parts[0] is None:
         return None
+    # A prefix's trailing '/' leaves an empty last part: that level is not named yet.
     parts += [None] * (4 - len(parts))
     return KeyParts(*parts)

@@ -122,7 +122,9 @@ def test_msg_id_may_contain_slashes():
 
 @pytest.mark.parametrize("key, parts", [
     ("executions/e1", KeyParts("e1")),
-    ("executions/e1/", KeyParts("e1", "")),
+    ("executions/e1/", KeyParts("e1")),
+    ("executions/e1/r/", KeyParts("e1", "r")),
+    ("executions/e1/r/s/", KeyParts("e1", "r", "s")),
     ("executions/e1/r", KeyParts("e1", "r")),
     ("executions/e1/r/s", KeyParts("e1", "r", "s")),
 ])

@@ -46,7 +46,7 @@ def _artefacts(execution_id: str):
 @output_option
 @pass_app
 def command(app: App, execution_id: str | None, output: str | None) -> None:
-    """Write a sample execution (three routes, JSON, text and binary objects) to storage."""
+    """Write a sample execution (two routes, four stages, JSON, text and binary objects) to storage."""
     execution_id = execution_id or datetime.now(timezone.utc).strftime("demo-%Y%m%dT%H%M%SZ")
     service = app.service
     service.set_execution_status(execution_id, "running")
