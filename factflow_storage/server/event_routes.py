@@ -22,6 +22,7 @@ import orjson
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import execution_prefix
 from factflow_storage.server.http import query, query_int
+from factflow_storage.server.openapi_paths import EVENT_PATHS
 from factflow_storage.service import StorageService
 from factflow_storage.watch.events import OBJECT_CREATED, ObjectEvent, parse_event_id
 from factflow_storage.watch.stream import Filters, watch_events
@@ -33,27 +34,14 @@ MAX_TIMEOUT = 3600
 RETRY_MS = 1000
 _TICK = 0.5
 
-_PARAMS = [
-    {"name": "execution_id", "in": "query", "required": True, "explode": True,
-     "schema": {"type": "array", "items": {"type": "string"}}, "description": "Repeat to watch several."},
-    {"name": "route_id", "in": "query", "schema": {"type": "string"}},
-    {"name": "stage", "in": "query", "schema": {"type": "string"}},
-    {"name": "extension", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated."},
-    {"name": "timeout", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT,
-                                                  "default": DEFAULT_TIMEOUT}},
-    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"},
-     "description": "Resume after this event; nothing written meanwhile is lost."},
-]
+# The path's parameters and responses are described with the other paths; the event
+# types are said here, beside the code that sends them.
 OPENAPI = {EVENTS: {"get": {
-    "summary": "Follow an execution's writes (Server-Sent Events)",
+    **EVENT_PATHS[EVENTS]["get"],
     "description": "Events `storage.object.created` (data: key, size, route_id, stage, created_at), then "
                    "one `execution.completed` (data: execution_id, status) per execution once all are "
-                   "terminal; then the stream closes. Every event has a resumable `id`.",
-    "operationId": "watchEvents",
-    "parameters": _PARAMS,
-    "responses": {"200": {"description": "An event stream",
-                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                  "default": {"$ref": "#/components/responses/Error"}},
+                   "terminal; then the stream closes. Every event has an `id`; reconnecting with "
+                   "`Last-Event-ID` replays exactly what was missed. A comment heartbeat every 15 s.",
 }}}
 
 
