@@ -1,0 +1,99 @@
+"""Build ``dist/factflow.pyz``: the whole ``factflow`` command in one file, with shiv.
+
+    python3 build_zipapp.py [--output PATH]
+
+Plain ``zipapp`` cannot hold the dependencies: orjson, watchfiles and minio's crypto
+libraries are compiled extensions, which Python cannot import from inside a zip. shiv
+unpacks them once into ``$SHIV_ROOT`` (default ``~/.shiv``) on first run.
+
+The result is platform-specific: it runs only on the operating system, CPU architecture
+and Python minor version it was built with (a start-up check says so in one line instead
+of failing on an import). Build one per target; the machine needs only Python to run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = REPO / "dist" / "factflow.pyz"
+# What pip needs to build the package; copied so a build never writes into the checkout.
+SOURCES = ("setup.cfg", "pyproject.toml", "README.rst", "factflow_storage")
+
+PREAMBLE = '''\
+import platform
+import sys
+
+BUILT_FOR = ({version!r}, {system!r}, {machine!r})
+here = (f"{{sys.version_info[0]}}.{{sys.version_info[1]}}", sys.platform, platform.machine())
+if here != BUILT_FOR:
+    sys.stderr.write(
+        "Error: this factflow.pyz holds compiled modules for Python %s on %s-%s and cannot run on "
+        "Python %s on %s-%s; build one here with build_zipapp.py\\n" % (*BUILT_FOR, *here))
+    sys.exit(1)
+'''
+
+
+def target() -> tuple[str, str, str]:
+    return f"{sys.version_info[0]}.{sys.version_info[1]}", sys.platform, platform.machine()
+
+
+def build(output: Path, *, quiet: bool = False) -> Path:
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="factflow-pyz-") as scratch:
+        work = Path(scratch)
+        source = work / "source"
+        source.mkdir()
+        for name in SOURCES:
+            origin = REPO / name
+            if origin.is_dir():
+                shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(origin, source / name)
+        version, system, machine = target()
+        preamble = work / "factflow_preamble.py"
+        preamble.write_text(PREAMBLE.format(version=version, system=system, machine=machine))
+        partial = work / output.name
+        command = [
+            sys.executable, "-m", "shiv",
+            "--console-script", "factflow",
+            "--output-file", str(partial),
+            "--python", "/usr/bin/env python3",
+            "--compressed",
+            "--reproducible",
+            "--preamble", str(preamble),
+            str(source),
+            "--disable-pip-version-check",
+            "--no-input",
+        ]
+        completed = subprocess.run(command, capture_output=quiet, text=True)
+        if completed.returncode != 0:
+            detail = (completed.stderr or "").strip().splitlines()[-20:] if quiet else []
+            raise SystemExit("\n".join(["shiv failed:", *detail]))
+        # Move into place only once whole, so a failed build never leaves a broken pyz.
+        shutil.move(str(partial), output)
+    output.chmod(0o755)
+    return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
+    parser.add_argument("--quiet", action="store_true", help="hide pip's output unless the build fails")
+    args = parser.parse_args(argv)
+    built = build(args.output, quiet=args.quiet)
+    version, system, machine = target()
+    size = built.stat().st_size / 2**20
+    print(f"built {built} ({size:.1f} MiB) for Python {version} on {system}-{machine}; "
+          "it runs only there (compiled dependencies)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""``dist/factflow.pyz`` for real: built once per session into a temp dir by
+``build_zipapp.py``, then run as a subprocess with ``SHIV_ROOT`` in a temp dir."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import build_zipapp  # noqa: E402
+
+PAYLOAD = hashlib.sha512(b"pyz").digest() * 4096 + bytes(range(256)) + b"\r\n\x00"
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist") / "factflow.pyz"
+    built = subprocess.run([sys.executable, str(REPO / "build_zipapp.py"), "--output", str(out), "--quiet"],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path_factory.mktemp("cwd"))
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "runs only there" in built.stdout
+    assert out.is_file() and os.access(out, os.X_OK)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shiv_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shiv-root")
+
+
+@pytest.fixture
+def run(pyz, shiv_root, tmp_path):
+    """Run the pyz like a user on a machine with only Python: isolated mode (-I, so neither
+    the checkout nor user site-packages are seen) and no site-packages at all (-S)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(SHIV_ROOT=str(shiv_root), HOME=str(tmp_path), FACTFLOW_STORAGE_URI=f"file://{tmp_path}/storage")
+
+    def factflow(*args: str, stdin=None, stdout=subprocess.PIPE, python=(sys.executable, "-I", "-S")):
+        return subprocess.run([*python, str(pyz), *args], input=stdin if isinstance(stdin, bytes) else None,
+                              stdin=None if isinstance(stdin, bytes) or stdin is None else stdin,
+                              stdout=stdout, stderr=subprocess.PIPE, env=env, cwd=work, timeout=120)
+
+    return factflow
+
+
+def ok(result) -> bytes:
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+    return result.stdout
+
+
+def one_line_error(result, code: int, says: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert b"Traceback" not in result.stderr
+    text = result.stderr.decode()
+    if code == 1:
+        assert len(text.splitlines()) == 1 and text.startswith("Error: "), text
+    assert says in text
+
+
+def test_help(run):
+    out = ok(run("--help")).decode()
+    assert out.startswith("Usage: factflow")
+    assert "storage" in out and "execution" in out
+    assert ok(run("storage", "get", "--help")).startswith(b"Usage: factflow storage get")
+
+
+def test_put_from_stdin_and_get_piped_to_a_file(run, tmp_path):
+    ok(run("storage", "put", "executions/e1/r/s/blob.bin", stdin=PAYLOAD))
+    target = tmp_path / "out.bin"
+    with open(target, "wb") as handle:
+        ok(run("storage", "get", "executions/e1/r/s/blob.bin", stdout=handle))
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_put_from_a_file_and_read_it_every_way(run, tmp_path):
+    source = tmp_path / "doc.json"
+    source.write_bytes(b'{"n": 1}')
+    stored = orjson.loads(ok(run("storage", "put", "executions/e1/r/s/doc.json", "--file", str(source),
+                                 "--metadata", '{"lineage": ["x"]}', "--output", "json")))
+    assert stored["checksum"] == "sha256:" + hashlib.sha256(b'{"n": 1}').hexdigest()
+    with open(source, "rb") as handle:
+        ok(run("storage", "put", "executions/e1/r/t/piped.json", "--file", "-", stdin=handle))
+
+    assert orjson.loads(ok(run("storage", "browse", "executions/e1/r/", "--output", "json"))) == {
+        "prefix": "executions/e1/r/", "common_prefixes": ["executions/e1/r/s/", "executions/e1/r/t/"],
+        "objects": []}
+    rows = [orjson.loads(line) for line in ok(run("storage", "list", "--execution", "e1", "-o", "json")).splitlines()]
+    assert [row["key"] for row in rows] == ["executions/e1/r/s/doc.json", "executions/e1/r/t/piped.json"]
+    assert orjson.loads(ok(run("storage", "metadata", "executions/e1/r/s/doc.json", "-o", "json"))) == stored
+    assert orjson.loads(ok(run("storage", "get", "executions/e1/r/s/doc.json", "-o", "json")))["content"] == {"n": 1}
+    assert b"PRE" in ok(run("storage", "browse", "executions/"))
+
+
+def test_errors_are_one_line_with_exit_codes(run):
+    one_line_error(run("storage", "get", "no/such/key"), 1, "no object 'no/such/key'")
+    one_line_error(run("storage", "get", "../escape"), 1, "invalid key")
+    one_line_error(run("storage", "metadata", "a//b"), 1, "invalid key")
+    one_line_error(run("--storage", "ftp://x", "storage", "list"), 1, "unknown storage URI")
+    one_line_error(run("storage", "frobnicate"), 2, "No such command")
+    one_line_error(run("storage", "get"), 2, "Missing argument")
+
+
+def test_demo_then_explore(run):
+    ok(run("demo", "--execution", "demo-pyz"))
+    record = orjson.loads(ok(run("execution", "show", "demo-pyz", "-o", "json")))
+    assert record["status"] == "completed"
+    assert len(ok(run("storage", "list", "--execution", "demo-pyz")).splitlines()) == record["object_count"]
+
+
+def test_runs_by_its_shebang(run, pyz):
+    assert ok(run("--version", python=())).startswith(b"factflow, version ")
+
+
+def test_refuses_a_foreign_python_in_one_line(tmp_path):
+    # The start-up check the pyz carries, rendered for a target this machine is not.
+    check = tmp_path / "check.py"
+    check.write_text(build_zipapp.PREAMBLE.format(version="2.7", system="plan9", machine="mips"))
+    result = subprocess.run([sys.executable, str(check)], capture_output=True, timeout=30)
+    one_line_error(result, 1, "for Python 2.7 on plan9-mips")
+    native = tmp_path / "native.py"
+    native.write_text(build_zipapp.PREAMBLE.format(**dict(zip(("version", "system", "machine"),
+                                                              build_zipapp.target()))))
+    assert subprocess.run([sys.executable, str(native)], capture_output=True, timeout=30).returncode == 0
