@@ -1,15 +1,21 @@
 """A real waitress server on a random loopback port, for tests that talk HTTP.
 
 ``running_server(service)`` yields the base URL (``http://127.0.0.1:PORT``) of a server
-running in a daemon thread over ``service``, and stops it on exit.
+running in a daemon thread over ``service``, and stops it on exit. ``http_request``
+sends one request with its path exactly as written, for tests of odd encodings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
 
 from factflow_storage.server.app import create_server, stop_server
 
@@ -25,3 +31,26 @@ def running_server(service, *, token: str | None = None, threads: int = 8,
     finally:
         stop_server(server)
         thread.join(timeout=5)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def http_request(base_url: str, method: str, path: str, *, headers: dict[str, str | bytes] | None = None,
+                 body: bytes | Iterable[bytes] | None = None) -> Reply:
+    """One request with the path sent exactly as given (no normalising, no re-quoting)."""
+    connection = http.client.HTTPConnection(urlsplit(base_url).netloc, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        return Reply(response.status, {name.lower(): value for name, value in response.getheaders()}, data)
+    finally:
+        connection.close()

@@ -30,7 +30,8 @@ DEFAULT_THREADS = 32
 
 def make_app(service: StorageService, *, token: str | None = None,
              max_body: int = MAX_BODY_BYTES) -> bottle.Bottle:
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
+    app.config["json.enable"] = False  # JSON is orjson bytes, from http.json_response
     app.config["factflow.max_body"] = max_body
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bottle
 
 from factflow_storage.errors import BadRequest
+from factflow_storage.keys import validate_segment
 from factflow_storage.server.http import check_raw_path, json_response, read_json_body
 from factflow_storage.service import StorageService
 
@@ -16,14 +17,17 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
     def list_executions():
         return json_response({"executions": service.executions()})
 
-    @app.get(EXECUTIONS + "/<execution_id>")
+    # ``:path`` so an id that decodes to several segments ('..%2f..') is refused as a bad
+    # id (400) by the service, like any other invalid id, rather than missing a route.
+    @app.get(EXECUTIONS + "/<execution_id:path>")
     def get_execution(execution_id: str):
         check_raw_path()
         return json_response(service.execution(execution_id))
 
-    @app.put(EXECUTIONS + "/<execution_id>")
+    @app.put(EXECUTIONS + "/<execution_id:path>")
     def put_execution(execution_id: str):
         check_raw_path()
+        validate_segment(execution_id, "execution id")
         body = read_json_body()
         if not isinstance(body, dict) or not isinstance(body.get("status"), str):
             raise BadRequest('the body must be a JSON object with a "status" string')
