@@ -138,6 +138,17 @@ class BaseProvider:
     """Methods every provider derives the same way from its primitives."""
 
     uri: str
+    # Whether writes also leave a marker in the watch journal: False for backends that
+    # push changes (a filesystem), None to decide on the first write (S3 providers).
+    write_journal: bool | None = False
+
+    def after_write(self, key: str) -> None:
+        """Called by ``write`` once ``key`` is committed. On S3 servers without MinIO's
+        listen API this keeps the journal watchers poll (``factflow_storage.watch.journal``)."""
+        if self.write_journal is not False:
+            from factflow_storage.watch.journal import note_write
+
+            note_write(self, key)
 
     def read(self, key: str) -> bytes:
         with self.open(key) as stream:  # type: ignore[attr-defined]
