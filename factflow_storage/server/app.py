@@ -20,6 +20,7 @@ ROUTE_MODULES: list[str] = [
     "factflow_storage.server.storage_routes",
     "factflow_storage.server.execution_routes",
     "factflow_storage.server.event_routes",
+    "factflow_storage.server.archive_routes",
     "factflow_storage.server.openapi",
 ]
 

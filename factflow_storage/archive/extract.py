@@ -1,0 +1,150 @@
+"""Extracting an archive job's zip into an output tree while it downloads.
+
+A member is kept only when its name is a valid key (or the sidecar of one) that the
+caller asked for, and its bytes match a sha256: the one in the member's header when the
+server knew it, else the manifest's. Absolute paths, ``..`` segments and links are
+refused by the key rules and the central directory check; nothing is ever written but
+regular files under DIR, through ``OutputTree``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import orjson
+
+from factflow_storage.archive.tree import OutputTree, Staged
+from factflow_storage.archive.zipreader import UnsafeArchive, ZipStreamReader
+from factflow_storage.errors import InvalidKey
+from factflow_storage.keys import SIDECAR_SUFFIX, validate_key
+
+MANIFEST_NAME = "_factflow/manifest.json"
+MAX_SIDECAR = 16 * 1024 * 1024
+MAX_MANIFEST = 1024 * 1024 * 1024
+
+
+@dataclass
+class Extracted:
+    objects: int = 0
+    sidecars: int = 0
+    bytes: int = 0
+    paths: dict[str, str] = field(default_factory=dict)  # member name -> path written
+
+
+def _member_key(name: str) -> tuple[str, bool]:
+    """The key a member stands for, and whether the member is its sidecar."""
+    is_sidecar = name.endswith(SIDECAR_SUFFIX)
+    key = name[: -len(SIDECAR_SUFFIX)] if is_sidecar else name
+    try:
+        validate_key(key)
+    except InvalidKey as err:
+        raise UnsafeArchive(f"refusing archive member {name!r}: {str(err).rpartition(': ')[2]}") from None
+    return key, is_sidecar
+
+
+def _collect(body, limit: int, name: str) -> bytes:
+    parts, size = [], 0
+    for chunk in body:
+        size += len(chunk)
+        if size > limit:
+            raise UnsafeArchive(f"archive member {name!r} is larger than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], bool], *,
+                    on_bytes: Callable[[int], None] = lambda n: None,
+                    on_object: Callable[[str], None] = lambda key: None) -> Extracted:
+    """Stream the zip into ``tree``; raise UnsafeArchive (keeping only verified files)."""
+    reader = ZipStreamReader(stream)
+    done = Extracted()
+    pending: dict[str, Staged] = {}  # objects whose sha256 only the manifest gives
+    hashes: dict[str, tuple[int, str]] = {}
+    manifest = None
+    try:
+        for member, body in reader.members():
+            if member.name == MANIFEST_NAME:
+                manifest = orjson.loads(_collect(body, MAX_MANIFEST, member.name))
+                continue
+            key, is_sidecar = _member_key(member.name)
+            if not accept(key):
+                raise UnsafeArchive(f"refusing archive member {member.name!r}: not an object this download asked for")
+            if is_sidecar:
+                data = _collect(body, MAX_SIDECAR, member.name)
+                try:
+                    blob = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    blob = None
+                if not isinstance(blob, dict):
+                    raise UnsafeArchive(f"archive member {member.name!r} is not a JSON object")
+                path = tree.sidecar_target(key)
+                tree.write_bytes(path, key, data)
+                done.sidecars += 1
+                done.paths[member.name] = path
+                continue
+            staged = tree.stage()
+            try:
+                for chunk in body:
+                    staged.write(chunk)
+                    on_bytes(len(chunk))
+            except BaseException:
+                staged.discard()
+                raise
+            hashes[key] = (staged.size, staged.sha256_hex)
+            if member.sha256_hex is None:
+                pending[key] = staged
+                continue
+            if staged.sha256_hex != member.sha256_hex:
+                staged.discard()
+                raise UnsafeArchive(f"archive member {member.name!r} does not match its sha256")
+            path = tree.target(key)
+            tree.commit(staged, path, key)
+            done.paths[member.name] = path
+            done.objects += 1
+            done.bytes += staged.size
+            on_object(key)
+        _check_central(reader, tree, done)
+        _check_manifest(manifest, hashes)
+        for key, staged in list(pending.items()):
+            path = tree.target(key)
+            tree.commit(staged, path, key)
+            del pending[key]
+            done.paths[key] = path
+            done.objects += 1
+            done.bytes += staged.size
+            on_object(key)
+        return done
+    finally:
+        for staged in pending.values():
+            staged.discard()
+
+
+def _check_central(reader: ZipStreamReader, tree: OutputTree, done: Extracted) -> None:
+    for entry in reader.central_directory():
+        problem = entry.problem()
+        if problem:
+            written = done.paths.pop(entry.name, None)
+            if written:
+                tree.remove(written)
+            raise UnsafeArchive(f"refusing archive member {entry.name!r}: {problem}")
+
+
+def _check_manifest(manifest: object, hashes: dict[str, tuple[int, str]]) -> None:
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("objects"), list):
+        raise UnsafeArchive(f"the archive has no valid manifest ({MANIFEST_NAME})")
+    listed = {}
+    for row in manifest["objects"]:
+        if not isinstance(row, dict) or not isinstance(row.get("key"), str):
+            raise UnsafeArchive("the archive's manifest has a malformed row")
+        listed[row["key"]] = (row.get("size"), str(row.get("checksum") or "").removeprefix("sha256:"))
+    for key, (size, sha) in hashes.items():
+        if key not in listed:
+            raise UnsafeArchive(f"archive member {key!r} is not in the manifest")
+        if listed[key] != (size, sha):
+            raise UnsafeArchive(f"archive member {key!r} does not match the manifest's size and sha256")
+    missing = set(listed) - set(hashes)
+    if missing:
+        raise UnsafeArchive(f"the archive lacks {len(missing)} object(s) its manifest lists, "
+                            f"e.g. {min(missing)!r}")

@@ -1,0 +1,192 @@
+"""Reading a zip as it arrives, member by member, from a stream that cannot seek.
+
+Only what ``zipwriter`` produces is accepted: stored members whose size is known before
+their bytes (in the local header, or in the private extra field when a data descriptor
+follows). Anything else is refused rather than guessed at. The central directory that
+ends the archive is read too, so a member it describes as a link or a directory, or a
+directory that disagrees with the members seen, is caught.
+"""
+
+from __future__ import annotations
+
+import stat
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from factflow_storage.archive.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_SIG, END_SIG,
+                                                FIELD_ID, FLAG_DESCRIPTOR, LIMIT32, LOCAL_HEADER, LOCAL_SIG,
+                                                STORED, ZIP64_ID)
+from factflow_storage.errors import StorageError
+
+CHUNK = 1024 * 1024
+_ENCRYPTED = 0x0001
+
+
+class UnsafeArchive(StorageError, ValueError):
+    """An archive this project would not have written, refused before anything is kept."""
+
+    error_code = "unsafe_archive"
+    status = 502
+
+
+@dataclass
+class Member:
+    name: str
+    size: int
+    sha256_hex: str | None
+    crc: int | None  # None when a data descriptor carries it
+    zip64: bool
+
+
+@dataclass(frozen=True)
+class CentralEntry:
+    name: str
+    made_by: int
+    external_attr: int
+
+    def problem(self) -> str | None:
+        """Why this entry cannot be extracted as a regular file, if it cannot."""
+        if self.name.endswith("/"):
+            return "a directory entry"
+        if self.made_by >> 8 == 3:  # UNIX: the high 16 bits are st_mode
+            mode = self.external_attr >> 16
+            kind = stat.S_IFMT(mode)
+            if stat.S_ISLNK(mode):
+                return "a symbolic link"
+            if kind and not stat.S_ISREG(mode):
+                return "not a regular file"
+        if self.external_attr & 0x10:  # MS-DOS directory bit
+            return "a directory entry"
+        return None
+
+
+def _parse_extra(extra: bytes) -> dict[int, bytes]:
+    fields: dict[int, bytes] = {}
+    pos = 0
+    while pos + 4 <= len(extra):
+        field_id, length = struct.unpack_from("<HH", extra, pos)
+        fields[field_id] = extra[pos + 4:pos + 4 + length]
+        pos += 4 + length
+    return fields
+
+
+def _decode_name(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsafeArchive(f"archive member name {raw!r} is not UTF-8") from None
+
+
+class ZipStreamReader:
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._pending = b""
+        self._finished_members = False
+        self.names: list[str] = []
+
+    def _read_exact(self, size: int) -> bytes:
+        parts = [self._pending[:size]]
+        self._pending = self._pending[size:]
+        have = len(parts[0])
+        while have < size:
+            chunk = self._stream.read(min(size - have, CHUNK) if size - have > 0 else CHUNK)
+            if not chunk:
+                raise UnsafeArchive("the archive ends in the middle of a record")
+            parts.append(chunk)
+            have += len(chunk)
+        return b"".join(parts)
+
+    def members(self) -> Iterator[tuple[Member, Iterator[bytes]]]:
+        """Each member and its bytes; the bytes must be consumed before the next member."""
+        while True:
+            (signature,) = struct.unpack("<I", self._read_exact(4))
+            if signature in (CENTRAL_SIG, END_SIG, END64_SIG):
+                self._pending = struct.pack("<I", signature) + self._pending
+                self._finished_members = True
+                return
+            if signature != LOCAL_SIG:
+                raise UnsafeArchive(f"unexpected record 0x{signature:08x} in the archive")
+            member = self._local_header()
+            self.names.append(member.name)
+            body = self._body(member)
+            yield member, body
+            for _ in body:  # drain what the caller left unread, keeping the stream aligned
+                pass
+
+    def _local_header(self) -> Member:
+        fields = LOCAL_HEADER.unpack(struct.pack("<I", LOCAL_SIG) + self._read_exact(LOCAL_HEADER.size - 4))
+        _, _, flags, method, _, _, crc, _, size, name_len, extra_len = fields
+        name = _decode_name(self._read_exact(name_len))
+        extra = _parse_extra(self._read_exact(extra_len))
+        if flags & _ENCRYPTED:
+            raise UnsafeArchive(f"archive member {name!r} is encrypted")
+        if method != STORED:
+            raise UnsafeArchive(f"archive member {name!r} is compressed (method {method}); "
+                                "only stored members are accepted")
+        zip64 = ZIP64_ID in extra
+        sha256_hex = None
+        private = extra.get(FIELD_ID)
+        if private is not None and len(private) >= 10 and private[0] == 1:
+            declared = struct.unpack_from("<Q", private, 1)[0]
+            if private[9] & 1 and len(private) >= 42:
+                sha256_hex = private[10:42].hex()
+        else:
+            declared = None
+        if flags & FLAG_DESCRIPTOR:
+            if declared is None:
+                raise UnsafeArchive(f"archive member {name!r} does not give its size before its bytes")
+            return Member(name, declared, sha256_hex, None, zip64)
+        if size == LIMIT32 and zip64:
+            size = struct.unpack_from("<Q", extra[ZIP64_ID], 0)[0]
+        if declared is not None and declared != size:
+            raise UnsafeArchive(f"archive member {name!r} declares two sizes")
+        return Member(name, size, sha256_hex, crc, zip64)
+
+    def _body(self, member: Member) -> Iterator[bytes]:
+        remaining = member.size
+        crc = 0
+        while remaining:
+            chunk = self._read_exact(min(remaining, CHUNK))
+            crc = zlib.crc32(chunk, crc)
+            remaining -= len(chunk)
+            yield chunk
+        expected = member.crc
+        if expected is None:
+            expected = self._descriptor(member)
+        if crc != expected:
+            raise UnsafeArchive(f"archive member {member.name!r} fails its CRC check")
+
+    def _descriptor(self, member: Member) -> int:
+        head = self._read_exact(4)
+        if struct.unpack("<I", head)[0] == DESCRIPTOR_SIG:
+            head = self._read_exact(4)
+        crc = struct.unpack("<I", head)[0]
+        sizes = struct.unpack("<QQ" if member.zip64 else "<II", self._read_exact(16 if member.zip64 else 8))
+        if sizes != (member.size, member.size):
+            raise UnsafeArchive(f"archive member {member.name!r} has a data descriptor that disagrees with its size")
+        return crc
+
+    def central_directory(self) -> list[CentralEntry]:
+        """The entries of the central directory; call after ``members`` is exhausted."""
+        if not self._finished_members:
+            raise RuntimeError("read every member first")
+        entries = []
+        while True:
+            (signature,) = struct.unpack("<I", self._read_exact(4))
+            if signature != CENTRAL_SIG:
+                break
+            fields = CENTRAL_HEADER.unpack(struct.pack("<I", CENTRAL_SIG) + self._read_exact(CENTRAL_HEADER.size - 4))
+            made_by, name_len, extra_len, comment_len, external_attr = fields[1], fields[10], fields[11], fields[12], fields[15]
+            name = _decode_name(self._read_exact(name_len))
+            self._read_exact(extra_len + comment_len)
+            entries.append(CentralEntry(name, made_by, external_attr))
+        if [entry.name for entry in entries] != self.names:
+            raise UnsafeArchive("the archive's central directory disagrees with its members")
+        for entry in entries:
+            problem = entry.problem()
+            if problem:
+                raise UnsafeArchive(f"refusing archive member {entry.name!r}: {problem}")
+        return entries

@@ -1,0 +1,107 @@
+"""``/api/v1/content/archive``: bulk download as archive jobs (``factflow_storage.archive``).
+
+``POST .../prepare`` answers at once with the new job; ``GET .../{job}/status`` reports
+its progress; ``GET .../{job}/download`` streams the finished zip; ``DELETE .../{job}``
+cancels a job still preparing, or removes a finished one. Jobs live in storage, so any
+replica over the same storage answers for any job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import bottle
+
+from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
+from factflow_storage.server.http import check_raw_path, json_response, read_json_body
+from factflow_storage.server.openapi_paths import ARCHIVE_PATHS
+from factflow_storage.service import StorageService
+
+ARCHIVE = "/api/v1/content/archive"
+MAX_REQUEST_BYTES = 256 * 1024 * 1024  # a request may list the keys to pack
+CHUNK = 1024 * 1024
+
+_STATUS_SCHEMA = {"type": "object", "required": ["job_id", "status"], "additionalProperties": True,
+                  "properties": {
+                      "job_id": {"type": "string"},
+                      "status": {"type": "string", "enum": ["preparing", "ready", "failed", "cancelled"]},
+                      "total": {"type": "integer"}, "processed": {"type": "integer"},
+                      "filename": {"type": "string"}, "file_size": {"type": "integer", "nullable": True},
+                      "bytes_packed": {"type": "integer"},
+                      "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                      "error": {"type": "string", "nullable": True}, "execution_id": {"type": "string"},
+                      "created_at": {"type": "string"}, "expires_at": {"type": "string", "nullable": True},
+                      "deleted": {"type": "boolean", "description": "DELETE only: whether the job is gone "
+                                                                    "(false: cancelled, cleaned up by its packer)"}}}
+
+
+def _openapi() -> dict[str, Any]:
+    paths = {path: {method: dict(operation) for method, operation in methods.items()}
+             for path, methods in ARCHIVE_PATHS.items()}
+    prepare = paths[ARCHIVE + "/prepare"]["post"]
+    schema = prepare["requestBody"]["content"]["application/json"]["schema"]
+    properties = {**schema["properties"],
+                  "keys": {"type": "array", "items": {"type": "string"},
+                           "description": "Only these keys of the execution (used to resume a download)"}}
+    prepare["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {**schema, "properties": properties}}}}
+    for path, method in ((ARCHIVE + "/prepare", "post"), (ARCHIVE + "/{job}/status", "get"),
+                         (ARCHIVE + "/{job}", "delete")):
+        operation = paths[path][method]
+        code = "200"
+        operation["responses"] = {**operation["responses"], code: {
+            "description": "The job", "content": {"application/json": {"schema": _STATUS_SCHEMA}}}}
+    return paths
+
+
+OPENAPI = _openapi()
+
+
+class ArchiveBody:
+    """The stored zip as a WSGI body, closed by the server when sent."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self._stream.read(CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _disposition(filename: str) -> str:
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def install(app: bottle.Bottle, service: StorageService) -> None:
+    jobs = ArchiveJobs(service, ttl=ttl_from_env())
+
+    @app.post(ARCHIVE + "/prepare")
+    def prepare():
+        return json_response(jobs.prepare(read_json_body(MAX_REQUEST_BYTES)))
+
+    @app.get(ARCHIVE + "/<job_id>/status")
+    def status(job_id: str):
+        check_raw_path()
+        return json_response(jobs.status(job_id))
+
+    @app.get(ARCHIVE + "/<job_id>/download")
+    def download(job_id: str):
+        check_raw_path()
+        stream, record = jobs.open_download(job_id)
+        response = bottle.HTTPResponse(body=ArchiveBody(stream), status=200)
+        response.set_header("Content-Type", "application/zip")
+        response.set_header("Content-Length", str(record["file_size"]))
+        response.set_header("Content-Disposition", _disposition(record["filename"]))
+        return response
+
+    @app.delete(ARCHIVE + "/<job_id>")
+    def delete(job_id: str):
+        check_raw_path()
+        return json_response(jobs.delete(job_id))
