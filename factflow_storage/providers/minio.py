@@ -1,0 +1,473 @@
+"""``minio://BUCKET[/prefix]`` (alias ``s3://``): objects in an S3 bucket, through minio-py.
+
+Where it differs from the contract in ``protocol.py``:
+
+- The metadata blob lives in the object's user metadata, or in a companion record when it
+  is larger than S3's 2 KiB (``s3_metadata``). Deleting an object deletes its companions.
+- A URI prefix (``minio://bucket/team-a``) is prepended to every object and record name,
+  and counts toward S3's 1024-byte limit on names.
+- A missing bucket is an error (BucketMissing) unless ``create_bucket`` is set; then it
+  reads as empty storage and the first write creates it.
+- An unreachable endpoint fails within seconds: one retry and short timeouts
+  (``s3_errors``) instead of minio-py's five retries of five minutes each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+from minio import Minio
+from minio.error import S3Error
+from minio.helpers import check_bucket_name
+
+from factflow_storage.errors import ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
+from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
+from factflow_storage.metadata import check_user_metadata
+from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
+from factflow_storage.providers import s3_metadata as meta
+from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
+from factflow_storage.providers.s3_transfer import Body, EmptyBody, Uploader, http_client, read_head
+from factflow_storage.registry import StorageURI
+
+DEFAULT_REGION = "us-east-1"
+# Past every record name this project writes (all ASCII), so a listing can jump over them.
+_AFTER_RECORDS = RESERVED_PREFIX + "\U0010ffff"
+_COMPANION_RETRIES = 20
+
+
+class MinioProvider(BaseProvider):
+    write_journal = None  # decided on the first write: journal only without a listen API
+
+    def __init__(self, uri: StorageURI, *, endpoint: str | None = None, access_key: str | None = None,
+                 secret_key: str | None = None, secure: bool | None = None, region: str | None = None,
+                 create_bucket: bool = False):
+        if endpoint is None:
+            # Opened from Python (create_storage_provider(uri)): settings come from the
+            # FACTFLOW_MINIO_* variables or the config file, as for the CLI.
+            from factflow_storage.settings import load_settings
+
+            options = load_settings({"storage_uri": uri.raw or f"{uri.scheme}://{uri.location}"}).provider_options()
+            endpoint = options["endpoint"]
+            access_key = access_key if access_key is not None else options["access_key"]
+            secret_key = secret_key if secret_key is not None else options["secret_key"]
+            secure = secure if secure is not None else options["secure"]
+            region = region or options["region"]
+            create_bucket = create_bucket or options["create_bucket"]
+        if not endpoint:
+            raise ConfigError("no S3 endpoint: set FACTFLOW_MINIO_ENDPOINT (host:port) for minio:// storage")
+        host, secure = _split_endpoint(endpoint, secure)
+        try:
+            check_bucket_name(uri.location)
+        except ValueError as err:
+            raise ConfigError(f"invalid bucket name {uri.location!r} in storage URI: {err}") from None
+        self.uri = uri.raw or f"{uri.scheme}://{uri.location}/{uri.prefix}"
+        self.bucket = uri.location
+        self.prefix = uri.prefix
+        self.create_bucket = bool(create_bucket)
+        self.endpoint = host
+        self.region = region or DEFAULT_REGION
+        self._errors = ErrorContext(host, self.bucket, access_key)
+        self._client = Minio(endpoint=host, access_key=access_key or None, secret_key=secret_key or None,
+                             secure=secure, region=self.region, http_client=http_client())
+        self._uploader = Uploader(self._client, self.bucket, self._call)
+        self._bucket_seen = False
+
+    # -- names and errors ----------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        name = self.prefix + validate_key(key)
+        if len(name.encode("utf-8")) > MAX_KEY_BYTES:
+            raise InvalidKey(f"invalid key {key!r}: with the storage prefix {self.prefix!r} it is longer "
+                             f"than {MAX_KEY_BYTES} bytes, the S3 limit")
+        return name
+
+    def _record_name(self, name: str) -> str:
+        validate_prefix(name)
+        return self.prefix + RESERVED_PREFIX + name
+
+    def _call(self, what: str, func, /, **kwargs):
+        """Run one client call; every failure comes out as the project's error."""
+        try:
+            return func(**kwargs)
+        except TRANSLATED as err:
+            raise self._errors.translate(err, what) from err
+
+    def _bucket_is_missing(self, err: StorageError) -> bool:
+        """After a NoSuchBucket: True if that means empty storage (created on first write)."""
+        return err.error_code == "bucket_not_found" and self.create_bucket
+
+    def _diagnose_head(self, err: S3Error) -> None:
+        """HEAD errors have no body: find out whether a 403 or 404 hides a better answer."""
+        if err.code == "AccessDenied":
+            # A GET carries the real code: bad credentials surface here as such.
+            self._probe()
+        elif err.code == "NoSuchKey" and not self._bucket_seen:
+            if self._call("bucket check", self._client.bucket_exists, bucket_name=self.bucket):
+                self._bucket_seen = True
+            elif not self.create_bucket:
+                raise self._errors.bucket_missing() from err
+
+    def _probe(self) -> None:
+        for _ in self._call("listing", self._client.list_objects, bucket_name=self.bucket,
+                            prefix=self.prefix + RESERVED_PREFIX + "probe/"):
+            break
+        self._bucket_seen = True
+
+    def check(self) -> None:
+        try:
+            self._probe()
+        except StorageError as err:
+            if not self._bucket_is_missing(err):
+                raise
+
+    # -- writes --------------------------------------------------------------
+
+    def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
+              *, content_type: str | None = None) -> dict[str, Any]:
+        name = self._name(key)
+        user_metadata = check_user_metadata(metadata)
+        content_type = content_type or user_metadata.get("content_type") or None
+        head, rest = read_head(data)
+        if rest is None:
+            blob = self._write_small(key, name, head, user_metadata, content_type)
+        else:
+            blob = self._write_large(key, name, head, rest, user_metadata, content_type)
+        self.after_write(key)
+        return blob
+
+    def _write_small(self, key: str, name: str, data: bytes, user_metadata: dict[str, Any],
+                     content_type: str | None) -> dict[str, Any]:
+        import hashlib
+
+        from factflow_storage.metadata import build_metadata
+
+        blob = build_metadata(key, user_metadata, content_type=content_type, size=len(data),
+                              sha256_hex=hashlib.sha256(data).hexdigest())
+        encoded = meta.encode_blob(blob)
+        inline = meta.inline_value(encoded)
+        write_id = None
+        if inline is None:
+            write_id = meta.new_write_id()
+            self._put_companion(key, write_id, encoded)
+            headers = {meta.RECORD_HEADER: write_id}
+        else:
+            headers = {meta.BLOB_HEADER: inline}
+        self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
+        if write_id:
+            self._drop_companions(key, older_than=write_id)
+        return blob
+
+    def _write_large(self, key: str, name: str, head: bytes, rest: BinaryIO, user_metadata: dict[str, Any],
+                     content_type: str | None) -> dict[str, Any]:
+        from factflow_storage.metadata import build_metadata, guess_content_type
+
+        write_id = meta.new_write_id()
+        stored_type = content_type or guess_content_type(key)
+        result: dict[str, Any] = {}
+
+        def before_complete(size: int, sha256_hex: str) -> None:
+            # The object becomes visible at completion; its metadata must already exist.
+            blob = build_metadata(key, user_metadata, content_type=stored_type, size=size, sha256_hex=sha256_hex)
+            self._put_companion(key, write_id, meta.encode_blob(blob))
+            result["blob"] = blob
+
+        try:
+            self._with_bucket(lambda: self._uploader.multipart(name, head, rest, stored_type,
+                                                               {meta.RECORD_HEADER: write_id}, before_complete), key)
+        except BaseException:
+            if "blob" in result:
+                self._quietly(self.delete_record, meta.companion_name(key, write_id))
+            raise
+        self._drop_companions(key, older_than=write_id)
+        return result["blob"]
+
+    def _with_bucket(self, action, key: str):
+        try:
+            return action()
+        except StorageError as err:
+            if not self._bucket_is_missing(err):
+                raise
+        self._make_bucket()
+        return action()
+
+    def _make_bucket(self) -> None:
+        try:
+            self._client.make_bucket(bucket_name=self.bucket)
+        except S3Error as err:
+            if err.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise self._errors.translate(err, f"bucket {self.bucket!r}") from err
+        except TRANSLATED as err:
+            raise self._errors.translate(err, f"bucket {self.bucket!r}") from err
+        self._bucket_seen = True
+
+    def _put_companion(self, key: str, write_id: str, encoded: bytes) -> None:
+        name = self._record_name(meta.companion_name(key, write_id))
+        self._with_bucket(lambda: self._uploader.put(name, encoded, "application/json", {}), key)
+
+    def _drop_companions(self, key: str, *, older_than: str | None = None) -> None:
+        """Delete companion records of earlier versions (a concurrent newer write keeps its own)."""
+        for record in list(self.list_records(meta.companion_dir(key))):
+            write_id = record.rsplit("/", 1)[-1].removesuffix(".json")
+            if older_than is None or write_id < older_than:
+                self.delete_record(record)
+
+    def delete(self, key: str) -> None:
+        name = self._name(key)
+        try:
+            companions = list(self.list_records(meta.companion_dir(key)))
+        except StorageError as err:
+            if self._bucket_is_missing(err):
+                return
+            raise
+        self._call(f"object {key!r}", self._client.remove_object, bucket_name=self.bucket, object_name=name)
+        for record in companions:
+            self.delete_record(record)
+
+    # -- reads ---------------------------------------------------------------
+
+    def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
+        name = self._name(key)
+        check_range(key, start + 1, start, length)  # negative values only: the size comes with the answer
+        if length == 0:
+            info, blob = self._head(key, name)
+            check_range(key, info.size, start, length)
+            return ObjectStream(info, blob, EmptyBody(), start, 0)
+        for _ in range(_COMPANION_RETRIES):
+            try:
+                response = self._call(f"object {key!r}", self._client.get_object, bucket_name=self.bucket,
+                                      object_name=name, offset=start, length=length or 0)
+            except InvalidRange:
+                if start == 0:  # S3 refuses any range on an empty object
+                    info, blob = self._head(key, name)
+                    if info.size == 0:
+                        return ObjectStream(info, blob, EmptyBody(), 0, 0)
+                raise InvalidRange(f"range starts at {start}, past the end of {key!r}") from None
+            except StorageError as err:
+                raise self._missing(err, key) from err.__cause__
+            headers = response.headers
+            info = _info(key, headers, _total_size(headers))
+            blob = self._blob(key, headers, info)
+            if blob is not None:
+                remaining = info.size - start
+                return ObjectStream(info, blob, Body(response, self._errors, f"object {key!r}"), start,
+                                    remaining if length is None else min(length, remaining))
+            response.close()
+            response.release_conn()
+        raise StorageError(f"the metadata record of {key!r} is missing")
+
+    def _missing(self, err: StorageError, key: str) -> StorageError:
+        if self._bucket_is_missing(err):
+            return NotFound(f"no object {key!r}")
+        if isinstance(err, NotFound):
+            return NotFound(f"no object {key!r}")
+        return err
+
+    def _head(self, key: str, name: str) -> tuple[ObjectInfo, dict[str, Any]]:
+        for _ in range(_COMPANION_RETRIES):
+            try:
+                found = self._client.stat_object(bucket_name=self.bucket, object_name=name)
+            except S3Error as err:
+                self._diagnose_head(err)
+                raise self._missing(self._errors.translate(err, f"object {key!r}"), key) from err
+            except TRANSLATED as err:
+                raise self._errors.translate(err, f"object {key!r}") from err
+            self._bucket_seen = True
+            info = _info(key, found.metadata, found.size)
+            blob = self._blob(key, found.metadata, info)
+            if blob is not None:
+                return info, blob
+        raise StorageError(f"the metadata record of {key!r} is missing")
+
+    def _blob(self, key: str, headers, info: ObjectInfo) -> dict[str, Any] | None:
+        """The object's blob; None when its companion is gone (the object was just replaced)."""
+        inline = headers.get(meta.BLOB_HEADER)
+        if inline is not None:
+            blob = meta.decode_inline(inline)
+            if blob is not None:
+                return blob
+        write_id = headers.get(meta.RECORD_HEADER)
+        if write_id:
+            raw = self.get_record(meta.companion_name(key, write_id))
+            if raw is None:
+                time.sleep(0.05)
+                return None
+            blob = meta.decode_record(raw)
+            if blob is not None:
+                return blob
+        return meta.foreign_blob(key, info.size, info.last_modified, headers, info.etag)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._head(key, self._name(key))[0]
+
+    def metadata(self, key: str) -> dict[str, Any]:
+        return self._head(key, self._name(key))[1]
+
+    # -- listings ------------------------------------------------------------
+
+    def list(self, prefix: str = "", *, start_after: str | None = None,
+             limit: int | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        if limit is not None and limit <= 0:
+            return
+        after = self.prefix + start_after if start_after else None
+        skip_to = self.prefix + _AFTER_RECORDS
+        reserved = self.prefix + RESERVED_PREFIX
+        count = 0
+        while True:
+            jumped = False
+            for found in self._listing(self.prefix + prefix, after, recursive=True):
+                name = found.object_name
+                if name.startswith(reserved):
+                    if after is None or after.encode() < skip_to.encode():
+                        after, jumped = skip_to, True
+                        break
+                    continue
+                key = name[len(self.prefix):]
+                if not _listable(key):
+                    continue
+                yield ObjectInfo(key, found.size, _whole_seconds(found.last_modified),
+                                 (found.etag or "").strip('"') or None)
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+            if not jumped:
+                return
+
+    def _listing(self, prefix: str, start_after: str | None, *, recursive: bool):
+        try:
+            yield from self._client.list_objects(bucket_name=self.bucket, prefix=prefix, recursive=recursive,
+                                                 start_after=start_after)
+        except TRANSLATED as err:
+            translated = self._errors.translate(err, "listing")
+            if self._bucket_is_missing(translated):
+                return
+            raise translated from err
+        self._bucket_seen = True
+
+    def browse(self, prefix: str = "", *, start_after: str | None = None
+               ) -> Iterator[ObjectInfo | PrefixInfo]:
+        validate_prefix(prefix)
+        after = start_after.encode() if start_after else None
+        listing = self._listing(self.prefix + prefix, self.prefix + start_after if start_after else None,
+                                recursive=False)
+        for found in _in_s3_order(listing):
+            name = found.object_name[len(self.prefix):]
+            # S3 still rolls keys after start_after into a prefix that sorts before it.
+            if after is not None and name.encode() <= after:
+                continue
+            if found.is_dir:
+                if name != RESERVED_PREFIX and _listable(name, prefix=True):
+                    yield PrefixInfo(name)
+            elif _listable(name):
+                yield ObjectInfo(name, found.size, _whole_seconds(found.last_modified),
+                                 (found.etag or "").strip('"') or None)
+
+    # -- internal records ----------------------------------------------------
+
+    def put_record(self, name: str, data: bytes | BinaryIO) -> None:
+        object_name = self._record_name(name)
+        head, rest = read_head(data)
+        if rest is None:
+            self._with_bucket(lambda: self._uploader.put(object_name, head, "application/octet-stream", {}), name)
+        else:
+            self._with_bucket(lambda: self._uploader.multipart(object_name, head, rest, "application/octet-stream",
+                                                               {}, None), name)
+
+    def open_record(self, name: str) -> BinaryIO:
+        try:
+            response = self._call(f"record {name!r}", self._client.get_object, bucket_name=self.bucket,
+                                  object_name=self._record_name(name))
+        except StorageError as err:
+            if isinstance(err, NotFound) or self._bucket_is_missing(err):
+                raise NotFound(f"no record {name!r}") from err.__cause__
+            raise
+        return Body(response, self._errors, f"record {name!r}")
+
+    def list_records(self, prefix: str) -> Iterator[str]:
+        base = self.prefix + RESERVED_PREFIX
+        for found in self._listing(base + prefix, None, recursive=True):
+            yield found.object_name[len(base):]
+
+    def delete_record(self, name: str) -> None:
+        try:
+            self._call(f"record {name!r}", self._client.remove_object, bucket_name=self.bucket,
+                       object_name=self._record_name(name))
+        except StorageError as err:
+            if not self._bucket_is_missing(err):
+                raise
+
+    def _quietly(self, func, *args) -> None:
+        try:
+            func(*args)
+        except StorageError:
+            pass
+
+    def close(self) -> None:
+        self._client._http.clear()
+
+
+def _split_endpoint(endpoint: str, secure: bool | None) -> tuple[str, bool]:
+    """``host:port`` and whether to use TLS; a scheme in the endpoint decides it, else loopback is plain."""
+    scheme, sep, rest = endpoint.partition("://")
+    host = rest if sep else endpoint
+    host = host.rstrip("/")
+    if "/" in host:
+        raise ConfigError(f"FACTFLOW_MINIO_ENDPOINT must be host:port, not {endpoint!r}")
+    if sep and secure is None:
+        secure = scheme.lower() == "https"
+    if secure is None:
+        hostname = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+        secure = not (hostname in ("localhost", "::1") or hostname.startswith("127."))
+    return host, secure
+
+
+def _listable(key: str, *, prefix: bool = False) -> bool:
+    """Names other tools wrote that are not valid keys here cannot be read back: leave them out."""
+    try:
+        (validate_prefix if prefix else validate_key)(key)
+    except InvalidKey:
+        return False
+    return True
+
+
+def _in_s3_order(entries, page_size: int = 1000):
+    """Objects and common prefixes merged into one S3-ordered stream.
+
+    minio-py yields each page's objects, then that page's prefixes. An object after a
+    prefix starts a new page, and a page holds at most ``page_size`` entries, so without
+    a prefix in sight all but the last ``page_size`` buffered objects are safe to yield.
+    """
+    buffer: list = []
+    seen_prefix = False
+    for entry in entries:
+        if seen_prefix and not entry.is_dir:
+            buffer.sort(key=lambda found: found.object_name.encode("utf-8"))
+            yield from buffer
+            buffer, seen_prefix = [], False
+        buffer.append(entry)
+        if entry.is_dir:
+            seen_prefix = True
+        elif len(buffer) > page_size:
+            yield from buffer[:-page_size]
+            del buffer[:-page_size]
+    buffer.sort(key=lambda found: found.object_name.encode("utf-8"))
+    yield from buffer
+
+
+def _total_size(headers) -> int:
+    content_range = headers.get("content-range")
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(headers.get("content-length") or 0)
+
+
+def _info(key: str, headers, size: int) -> ObjectInfo:
+    etag = (headers.get("etag") or "").strip('"') or None
+    return ObjectInfo(key, size, meta.http_time(headers.get("last-modified")), etag, headers.get("content-type"))
+
+
+def _whole_seconds(moment):
+    # HEAD and GET give Last-Modified in whole seconds; listings in milliseconds. Agree on seconds.
+    return moment.replace(microsecond=0) if moment else meta.http_time(None)
