@@ -56,7 +56,7 @@ def _collect(body, limit: int, name: str) -> bytes:
 
 def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], bool], *,
                     on_bytes: Callable[[int], None] = lambda n: None,
-                    on_object: Callable[[str], None] = lambda key: None) -> Extracted:
+                    on_object: Callable[[str, int], None] = lambda key, size: None) -> Extracted:
     """Stream the zip into ``tree``; raise UnsafeArchive (keeping only verified files)."""
     reader = ZipStreamReader(stream)
     done = Extracted()
@@ -104,7 +104,7 @@ def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], 
             done.paths[member.name] = path
             done.objects += 1
             done.bytes += staged.size
-            on_object(key)
+            on_object(key, staged.size)
         _check_central(reader, tree, done)
         _check_manifest(manifest, hashes)
         for key, staged in list(pending.items()):
@@ -114,7 +114,7 @@ def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], 
             done.paths[key] = path
             done.objects += 1
             done.bytes += staged.size
-            on_object(key)
+            on_object(key, staged.size)
         return done
     finally:
         for staged in pending.values():

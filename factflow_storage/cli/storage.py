@@ -137,3 +137,7 @@ def delete(app: App, key: str, output: str | None) -> None:
 from factflow_storage.cli import watch as _watch  # noqa: E402  (its module imports nothing from here)
 
 command.add_command(_watch.command)
+
+from factflow_storage.cli import download as _download  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_download.command)

@@ -1,0 +1,247 @@
+"""``factflow storage download``: plan, then fetch directly or through an archive job.
+
+Planning lists the execution (keys and sizes only) and compares each object with what
+DIR already holds: a file of another size is fetched again, one of the same size is
+checked against the object's sha256 (a metadata read each), so a re-run after an
+interruption fetches only what is missing or differs. Direct mode copies the objects
+with a thread pool; API mode packs them in an archive job (all of them, or just the
+missing keys) and extracts the zip while it downloads. Both write the same tree.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from factflow_storage.archive.extract import extract_archive
+from factflow_storage.archive.progress import ProgressBar
+from factflow_storage.archive.tree import OutputTree, file_sha256, sidecar_bytes
+from factflow_storage.errors import NotFound, StorageError
+from factflow_storage.keys import execution_prefix, parse_key
+
+ARCHIVE = "/api/v1/content/archive"
+DEFAULT_JOBS = 16
+BULK_METADATA = 64
+_POLL_START, _POLL_MAX = 0.1, 1.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    execution_id: str
+    routes: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    include_metadata: bool = True
+
+    def matches(self, key: str) -> bool:
+        if not key.startswith(execution_prefix(self.execution_id)):
+            return False
+        if not self.routes and not self.stages:
+            return True
+        parts = parse_key(key)
+        return parts is not None and (not self.routes or parts.route_id in self.routes) \
+            and (not self.stages or parts.stage in self.stages)
+
+
+@dataclass
+class Summary:
+    execution_id: str
+    output_dir: str
+    mode: str
+    objects: int = 0  # objects selected
+    fetched: int = 0  # objects written by this run
+    skipped: int = 0  # objects already present with the right sha256
+    sidecars: int = 0  # sidecars written by this run
+    bytes: int = 0  # bytes of the objects written
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _checksum_hex(blob: dict[str, Any]) -> str | None:
+    checksum = blob.get("checksum")
+    return checksum[7:] if isinstance(checksum, str) and checksum.startswith("sha256:") else None
+
+
+class Download:
+    def __init__(self, service, tree: OutputTree, selection: Selection, *, jobs: int = DEFAULT_JOBS,
+                 progress: ProgressBar | None = None, remote: bool = False):
+        self.service = service
+        self.tree = tree
+        self.selection = selection
+        self.jobs = jobs
+        self.progress = progress or ProgressBar(False)
+        self.remote = remote
+        self.summary = Summary(selection.execution_id, tree.root, "api" if remote else "direct")
+        self._lock = threading.Lock()
+
+    # -- planning ------------------------------------------------------------
+
+    def _listing(self) -> list[tuple[str, int]]:
+        sel = self.selection
+        route = sel.routes[0] if len(sel.routes) == 1 else None
+        stage = sel.stages[0] if len(sel.stages) == 1 and route else None
+        rows = self.service.list_rows(execution_prefix(sel.execution_id), route_id=route, stage=stage)
+        entries = [(row["key"], row["size"]) for row in rows if sel.matches(row["key"])]
+        if not entries:
+            self.service.execution(sel.execution_id)  # NotFound for an unknown execution
+        return entries
+
+    def plan(self) -> list[tuple[str, int]]:
+        """The objects to fetch; fixes stale sidecars of objects that are already right."""
+        entries = self._listing()
+        self.summary.objects = len(entries)
+        candidates = [(key, size) for key, size in entries if self.tree.local_size(self.tree.target(key)) == size]
+        if not candidates:
+            return entries
+        self.progress.start("checking", len(candidates), sum(size for _, size in candidates))
+        blobs = self._bulk_metadata(candidates)
+        with ThreadPoolExecutor(self.jobs) as pool:
+            present = {key for key in pool.map(lambda entry: self._check_present(entry, blobs), candidates) if key}
+        self.progress.finish()
+        self.summary.skipped = len(present)
+        return [(key, size) for key, size in entries if key not in present]
+
+    def _bulk_metadata(self, candidates: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
+        """Over HTTP, many metadata reads cost less as listing pages (the server reads them
+        concurrently) than as one request each."""
+        if not self.remote or len(candidates) < BULK_METADATA:
+            return {}
+        sel = self.selection
+        route = sel.routes[0] if len(sel.routes) == 1 else None
+        wanted = {key for key, _ in candidates}
+        rows = self.service.list_rows(execution_prefix(sel.execution_id), with_metadata=True, route_id=route)
+        return {row["key"]: row["metadata"] for row in rows if row["key"] in wanted}
+
+    def _check_present(self, entry: tuple[str, int], blobs: dict[str, dict[str, Any]]) -> str | None:
+        key, size = entry
+        try:
+            blob = blobs.get(key) or self.service.metadata(key)
+            expected = _checksum_hex(blob)
+            same = expected is not None and file_sha256(self.tree.target(key)) == expected
+            if same and self.selection.include_metadata:
+                wanted = sidecar_bytes(blob)
+                path = self.tree.sidecar_target(key)
+                if self.tree.read_small(path) != wanted:
+                    self.tree.write_bytes(path, key, wanted)
+                    self._count_sidecars()
+        except NotFound:
+            same = False
+        self.progress.advance(1, size)
+        return key if same else None
+
+    # -- fetching ------------------------------------------------------------
+
+    def run(self) -> Summary:
+        wanted = self.plan()
+        if wanted:
+            self.progress.start("downloading", len(wanted), sum(size for _, size in wanted))
+            try:
+                if self.remote:
+                    self._through_archive(wanted)
+                else:
+                    self._direct(wanted)
+            finally:
+                self.progress.finish()
+        if self.summary.failed:
+            first = self.summary.failed[0]
+            raise StorageError(f"{len(self.summary.failed)} of {len(wanted)} objects failed; "
+                               f"first: {first['key']}: {first['error']}")
+        return self.summary
+
+    def _direct(self, wanted: list[tuple[str, int]]) -> None:
+        with ThreadPoolExecutor(self.jobs) as pool:
+            for key, error in pool.map(self._copy_one, (key for key, _ in wanted)):
+                if error:
+                    self.summary.failed.append({"key": key, "error": error})
+
+    def _copy_one(self, key: str) -> tuple[str, str | None]:
+        try:
+            with self.service.open(key) as stream:
+                blob = stream.metadata
+                staged = self.tree.stage()
+                try:
+                    for chunk in stream:
+                        staged.write(chunk)
+                        self.progress.advance(0, len(chunk))
+                except BaseException:
+                    staged.discard()
+                    raise
+            expected = _checksum_hex(blob)
+            if staged.size != stream.length or (expected and staged.sha256_hex != expected):
+                staged.discard()
+                return key, "the bytes read do not match the object's size and sha256"
+            self.tree.commit(staged, self.tree.target(key), key)
+            self._wrote(key, staged.size)
+            if self.selection.include_metadata:
+                self.tree.write_bytes(self.tree.sidecar_target(key), key, sidecar_bytes(blob))
+                self._count_sidecars()
+        except StorageError as err:
+            return key, " ".join(str(err).split())
+        return key, None
+
+    def _wrote(self, key: str, size: int) -> None:
+        with self._lock:
+            self.summary.fetched += 1
+            self.summary.bytes += size
+        self.progress.advance(1, 0)
+
+    def _count_sidecars(self, count: int = 1) -> None:
+        with self._lock:
+            self.summary.sidecars += count
+
+    def _through_archive(self, wanted: list[tuple[str, int]]) -> None:
+        api = self.service.api
+        sel = self.selection
+        request: dict[str, Any] = {"execution_id": sel.execution_id, "include_metadata": sel.include_metadata}
+        if sel.routes:
+            request["routes"] = list(sel.routes)
+        if sel.stages:
+            request["stages"] = list(sel.stages)
+        keys = None
+        if len(wanted) < self.summary.objects:
+            keys = {key for key, _ in wanted}
+            request["keys"] = sorted(keys)
+        job = api.send_json("POST", f"{ARCHIVE}/prepare", request)
+        job_path = f"{ARCHIVE}/{job['job_id']}"
+        try:
+            status = self._wait(job_path, job)
+            if status["status"] != "ready":
+                raise StorageError(f"archive job {job['job_id']} {status['status']}: "
+                                   f"{status.get('error') or 'no reason given'}")
+            self.progress.start("downloading", status["total"], sum(size for _, size in wanted))
+            accept: Callable[[str], bool] = (lambda key: key in keys) if keys is not None else sel.matches
+            received: set[str] = set()
+
+            def on_object(key: str, size: int) -> None:
+                received.add(key)
+                self._wrote(key, size)
+
+            with api.request("GET", f"{job_path}/download") as response:
+                done = extract_archive(response, self.tree, accept,
+                                       on_bytes=lambda n: self.progress.advance(0, n), on_object=on_object)
+            self._count_sidecars(done.sidecars)
+            for key in sorted({key for key, _ in wanted} - received):
+                self.summary.failed.append({"key": key, "error": "not in the archive (deleted since listed?)"})
+        finally:
+            try:
+                api.request("DELETE", job_path).close()
+            except StorageError:
+                pass
+
+    def _wait(self, job_path: str, job: dict[str, Any]) -> dict[str, Any]:
+        self.progress.start("packing", job.get("total") or 0, 0)
+        delay = _POLL_START
+        status = job
+        while status["status"] == "preparing":
+            time.sleep(delay)
+            delay = min(delay * 1.5, _POLL_MAX)
+            status = self.service.api.get_json(f"{job_path}/status")
+            self.progress.update(status.get("processed") or 0, status.get("bytes_packed") or 0,
+                                 status.get("total") or 0)
+        self.progress.finish()
+        return status
