@@ -72,6 +72,8 @@ def follow(api: ApiClient, execution_ids: Sequence[str], *, route_id: str | None
         except Unavailable:
             if not connected_once:
                 raise
+            if not failures:
+                print(f"factflow: {RECONNECTING}", file=sys.stderr, flush=True)
             failures += 1
             time.sleep(_BACKOFF[min(failures, len(_BACKOFF)) - 1])
             continue
@@ -88,8 +90,6 @@ def follow(api: ApiClient, execution_ids: Sequence[str], *, route_id: str | None
                     pending.discard(payload["execution_id"])
                     yield CompletedEvent(event_id or "", payload["execution_id"], payload["status"])
         except (OSError, http.client.HTTPException, orjson.JSONDecodeError, StorageError):
-            if pending:
-                print(f"factflow: {RECONNECTING}", file=sys.stderr, flush=True)
-                time.sleep(_BACKOFF[0])
+            time.sleep(_BACKOFF[0])  # a broken stream: resume from the last id
         finally:
             response.close()
