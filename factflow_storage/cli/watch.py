@@ -20,6 +20,7 @@ from factflow_storage.errors import NotFound
 WAITING = "waiting for execution {} to start (no record yet)"
 TIMED_OUT = "timed out after {} waiting for execution {} to finish"
 EXIT_NOT_COMPLETED = 3
+EXIT_INTERRUPTED = 130
 
 
 @click.command("watch")
@@ -39,10 +40,22 @@ def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
             app.service.execution(execution_id)
         except NotFound:
             click.echo(WAITING.format(execution_id), err=True)
-    as_json = app.fmt(output) == JSON
+    try:
+        statuses = _print_events(_events(app, execution_ids, route_id, stage, timeout), app.fmt(output) == JSON)
+    except KeyboardInterrupt:
+        # Ctrl+C is how a watch is meant to be left: no traceback, no "Aborted!".
+        sys.exit(EXIT_INTERRUPTED)
+    missing = [e for e in execution_ids if e not in statuses]
+    if missing:
+        raise click.ClickException(TIMED_OUT.format(_shown(timeout), missing[0]))
+    if any(status != "completed" for status in statuses.values()):
+        sys.exit(EXIT_NOT_COMPLETED)
+
+
+def _print_events(events: Iterator, as_json: bool) -> dict[str, str]:
     out = sys.stdout.buffer
     statuses: dict[str, str] = {}
-    for event in _events(app, execution_ids, route_id, stage, timeout):
+    for event in events:
         row = event.row()
         if as_json:
             out.write(json_bytes(row) + b"\n")
@@ -53,11 +66,7 @@ def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
         out.flush()
         if "status" in row:
             statuses[row["execution_id"]] = row["status"]
-    missing = [e for e in execution_ids if e not in statuses]
-    if missing:
-        raise click.ClickException(TIMED_OUT.format(_shown(timeout), missing[0]))
-    if any(status != "completed" for status in statuses.values()):
-        sys.exit(EXIT_NOT_COMPLETED)
+    return statuses
 
 
 def _events(app: App, execution_ids: Sequence[str], route_id: str | None, stage: str | None,
@@ -88,6 +97,13 @@ def wait_for(app: App, execution_id: str, timeout: float | None, interval: float
     """Poll the execution record until it is terminal; used by ``execution wait``."""
     from factflow_storage.executions import is_terminal
 
+    try:
+        return _poll_record(app, execution_id, timeout, interval, is_terminal)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _poll_record(app: App, execution_id: str, timeout: float | None, interval: float, is_terminal) -> dict:
     deadline = None if timeout is None else time.monotonic() + timeout
     said_waiting = False
     while True:
