@@ -6,7 +6,9 @@ Lays out a filesystem storage of N objects (files and sidecars written directly,
 in the provider's own format) as ``executions/e<NNN>/<route>/<stage>/msg-<NNNNNN>.json``,
 10 000 objects per execution, then prints side by side, in one run:
 
-- wall time of the listing vs ``find ROOT/PREFIX -type f`` (best of ``--repeat``) and the ratio;
+- wall time of the listing vs ``find ROOT/PREFIX -type f`` (best of ``--repeat``) and the ratio,
+  and vs ``find -printf '%s %T@ %p'``, which like the listing stats every file for its size and
+  modification time (``-type f`` alone reads only directories);
 - peak memory (the child's maximum RSS, from GNU time) at 10 000 and at N objects: flat means it does not
   grow with the number of objects;
 - time to the first line of output.
@@ -122,17 +124,22 @@ def main() -> None:
             assert lines == count, f"listed {lines} objects under {prefix}, expected {count}"
             ours, our_rss = best_of(args.repeat, listing, env)
             theirs, their_rss = best_of(args.repeat, ["find", str(root / prefix), "-type", "f"], env)
+            stating, _ = best_of(args.repeat, ["find", str(root / prefix), "-type", "f", "-printf",
+                                               "%s %T@ %p\n"], env)
             first_after, _ = first_line_after(listing, env)
-            rows.append((count, ours, theirs, our_rss, their_rss, first_after))
+            rows.append((count, ours, theirs, our_rss, their_rss, first_after, stating))
             print(f"  {prefix}: first {orjson.loads(first)['key']}, last {orjson.loads(last)['key']}")
         startup, startup_rss = best_of(args.repeat, [*FACTFLOW, "--help"], env)
 
         print()
         print(f"{'objects':>8} | {'factflow list':>13} | {'find -type f':>12} | {'ratio':>6} | "
-              f"{'factflow RSS':>12} | {'find RSS':>9} | {'first line':>10}")
-        for count, ours, theirs, our_rss, their_rss, first_after in rows:
+              f"{'find -printf':>12} | {'ratio':>6} | {'factflow RSS':>12} | {'find RSS':>9} | {'first line':>10}")
+        for count, ours, theirs, our_rss, their_rss, first_after, stating in rows:
             print(f"{count:>8} | {ours:>11.3f} s | {theirs:>10.3f} s | {ours / theirs:>5.2f}x | "
+                  f"{stating:>10.3f} s | {ours / stating:>5.2f}x | "
                   f"{our_rss / 1024:>9.1f} MiB | {their_rss / 1024:>5.1f} MiB | {first_after:>8.3f} s")
+        print("(find -printf '%s %T@ %p' stats every file, as a listing row with size and "
+              "last_modified must; find -type f reads directories only)")
         print(f"factflow --help (start-up alone): {startup:.3f} s, {startup_rss / 1024:.1f} MiB")
         big = rows[-1]
         print()

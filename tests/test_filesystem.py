@@ -133,6 +133,20 @@ def test_a_failed_write_leaves_no_temp_file_and_the_old_version(fs, root):
     assert files_under(root) == ["k", "k.meta.json"]
 
 
+def test_objects_deleted_during_a_listing_are_skipped(fs):
+    for name in ("a", "b", "c", "d"):
+        fs.write(f"busy/{name}", name.encode())
+    listing = fs.list("busy/")
+    assert next(listing).key == "busy/a"
+    fs.delete("busy/b")
+    fs.delete("busy/d")
+    assert [info.key for info in listing] == ["busy/c"]
+    browsing = fs.browse("busy/")
+    assert next(browsing).key == "busy/a"
+    fs.delete("busy/c")
+    assert list(browsing) == []
+
+
 def test_symlinks_are_not_followed_when_listing(fs, root):
     fs.write("real/x", b"x")
     os.symlink(root, root / "loop")

@@ -33,8 +33,10 @@ def emit_json(value: Any) -> None:
 
 def emit_ndjson(rows: Iterable[Mapping[str, Any]], *, flush_each: bool = False) -> None:
     out = _out()
+    write, dumps = out.write, orjson.dumps  # bound once: this loop runs per object
+    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
     for row in rows:
-        out.write(json_bytes(row) + b"\n")
+        write(dumps(row, option=option))
         if flush_each:
             out.flush()
     out.flush()

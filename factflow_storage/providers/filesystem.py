@@ -13,6 +13,7 @@ raises Conflict and leaves the existing object untouched.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat as stat_mode
 import tempfile
@@ -218,32 +219,35 @@ class FilesystemProvider(BaseProvider):
         directory, _, name_filter = prefix.rpartition("/")
         key_prefix = f"{directory}/" if directory else ""
         walk = self._walk(os.path.join(self.root, directory), key_prefix, name_filter, start_after)
-        if limit is None:
-            yield from walk
-            return
-        for count, info in enumerate(walk):
-            if count >= limit:
-                return
-            yield info
+        return walk if limit is None else itertools.islice(walk, limit)
 
     def _walk(self, directory: str, key_prefix: str, name_filter: str,
               start_after: str | None) -> Iterator[ObjectInfo]:
-        # Keys come out in S3 order because each directory is sorted with '/' appended to
-        # subdirectory names: 'a-b' < 'a/' < 'a0', as on S3. Memory is bounded by the
+        # Depth-first over directories each sorted by key, with '/' ending the keys of
+        # subdirectories: 'a-b' < 'a/' < 'a0', exactly S3's order. An explicit stack rather
+        # than nested generators keeps the cost per object flat; memory is bounded by the
         # largest single directory, not by the number of objects.
-        for entry, key, is_dir in self._level(directory, key_prefix, name_filter):
-            if is_dir:
-                subtree = key + "/"
-                if start_after is None or subtree > start_after:
-                    yield from self._walk(entry.path, subtree, "", None)
-                elif start_after.startswith(subtree):
-                    yield from self._walk(entry.path, subtree, "", start_after)
-            elif start_after is None or key > start_after:
-                st = entry.stat(follow_symlinks=False)
-                yield ObjectInfo(key, st.st_size, _mtime(st))
+        pending = [iter(self._level(directory, key_prefix, name_filter))]
+        while pending:
+            for key, entry, is_dir in pending[-1]:
+                if is_dir:
+                    if start_after is None or key > start_after or start_after.startswith(key):
+                        pending.append(iter(self._level(entry.path, key, "")))
+                        break
+                    continue
+                if start_after is not None:
+                    if key <= start_after:
+                        continue
+                    start_after = None  # every later key is greater
+                info = _listed(key, entry)
+                if info is not None:
+                    yield info
+            else:
+                pending.pop()
 
-    def _level(self, directory: str, key_prefix: str, name_filter: str):
-        """The valid entries of one directory in S3 order: (entry, key, is_dir)."""
+    def _level(self, directory: str, key_prefix: str, name_filter: str) -> list[tuple[str, os.DirEntry, bool]]:
+        """One directory's entries as (key, entry, is_dir), in key order; keys of
+        subdirectories end with '/'. Sidecars, temp files and the records directory are left out."""
         try:
             scanner = os.scandir(directory)
         except (FileNotFoundError, NotADirectoryError):
@@ -252,38 +256,46 @@ class FilesystemProvider(BaseProvider):
             if err.errno == errno.ENAMETOOLONG:  # a prefix no stored key can match
                 return []
             raise Unavailable(f"cannot read {directory}: {err.strerror}") from err
-        rows = []
+        rows: list[tuple[str, os.DirEntry, bool]] = []
+        append = rows.append
+        at_root = not key_prefix
         with scanner:
             for entry in scanner:
                 name = entry.name
-                if not name.startswith(name_filter) or name.endswith(SIDECAR_SUFFIX):
+                if name.endswith(SIDECAR_SUFFIX) or (name_filter and not name.startswith(name_filter)):
                     continue
-                if not key_prefix and name == RESERVED_DIR:
+                if at_root and name == RESERVED_DIR:
                     continue
-                try:
-                    encoded = name.encode("utf-8")
-                except UnicodeEncodeError:
-                    continue  # not a key this project could have written
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if not is_dir and not entry.is_file(follow_symlinks=False):
-                    continue
-                rows.append((encoded + b"/" if is_dir else encoded, entry, key_prefix + name, is_dir))
-        rows.sort(key=lambda row: row[0])
-        return [(entry, key, is_dir) for _, entry, key, is_dir in rows]
+                if not name.isascii() and not _is_utf8(name):
+                    continue  # undecodable bytes: not a key this project could have written
+                if entry.is_dir(follow_symlinks=False):
+                    append((f"{key_prefix}{name}/", entry, True))
+                elif entry.is_file(follow_symlinks=False):
+                    append((key_prefix + name, entry, False))
+        # Code point order of str is the byte order of UTF-8, which is S3's.
+        rows.sort(key=_first_item)
+        return rows
 
     def browse(self, prefix: str = "", *, start_after: str | None = None
                ) -> Iterator[ObjectInfo | PrefixInfo]:
         validate_prefix(prefix)
         directory, _, name_filter = prefix.rpartition("/")
         key_prefix = f"{directory}/" if directory else ""
-        for entry, key, is_dir in self._level(os.path.join(self.root, directory), key_prefix, name_filter):
+        return self._browse(os.path.join(self.root, directory), key_prefix, name_filter, start_after)
+
+    def _browse(self, directory: str, key_prefix: str, name_filter: str,
+                start_after: str | None) -> Iterator[ObjectInfo | PrefixInfo]:
+        for key, entry, is_dir in self._level(directory, key_prefix, name_filter):
+            if start_after is not None and key <= start_after:
+                continue
             if is_dir:
-                common = key + "/"
-                if (start_after is None or common > start_after) and _first(self._walk(entry.path, common, "", None)):
-                    yield PrefixInfo(common)
-            elif start_after is None or key > start_after:
-                st = entry.stat(follow_symlinks=False)
-                yield ObjectInfo(key, st.st_size, _mtime(st))
+                # S3 has no empty prefixes: show a directory only if it holds an object.
+                if _first(self._walk(entry.path, key, "", None)):
+                    yield PrefixInfo(key)
+            else:
+                info = _listed(key, entry)
+                if info is not None:
+                    yield info
 
     # -- internal records ----------------------------------------------------
 
@@ -355,6 +367,27 @@ def _mtime(st: os.stat_result) -> datetime:
 
 def _first(iterator: Iterator[Any]) -> bool:
     return next(iterator, None) is not None
+
+
+def _first_item(row: tuple) -> Any:
+    return row[0]
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _listed(key: str, entry: os.DirEntry) -> ObjectInfo | None:
+    """A listing row; None when the object was deleted since its directory was read."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
 
 
 def _prefix_conflict(key: str) -> Conflict:
