@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -52,17 +51,11 @@ def s3_server():
     server.stop()
 
 
-def new_bucket(server) -> str:
-    bucket = f"ff-{uuid.uuid4().hex[:20]}"
-    server.client().make_bucket(bucket_name=bucket)
-    return bucket
-
-
 def _s3_target(request, tmp_path) -> StorageTarget:
     # A fresh bucket, not a prefix in a shared one: a prefix would count toward the
     # 1024-byte key limit the contract tests at its edge.
     server = request.getfixturevalue("s3_server")
-    return StorageTarget("s3", f"minio://{new_bucket(server)}", server.options(), server.env())
+    return StorageTarget("s3", f"minio://{server.new_bucket()}", server.options(), server.env())
 
 
 STORAGE_KINDS = {"file": _file_target, "s3": _s3_target}

@@ -30,6 +30,7 @@ ACCESS_KEY = "FACTFLOWTESTKEY"
 SECRET_KEY = "factflow-test-secret-key"
 REGION = "us-east-1"
 READY_TIMEOUT = 90.0
+RCLONE_REMOTE = "ffs3"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -66,6 +67,41 @@ class S3Server:
         return {"endpoint": self.endpoint, "access_key": self.access_key, "secret_key": self.secret_key,
                 "secure": False, "region": self.region, "create_bucket": False}
 
+    def tool_env(self) -> dict[str, str]:
+        """Environment for ``aws`` and ``rclone`` (remote ``ffs3:``) aimed at this server.
+
+        Any AWS/rclone settings of the user are dropped, AWS_CA_BUNDLE included: it points
+        at a bundle rclone cannot load, and plain HTTP needs none.
+        """
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+        remote = f"RCLONE_CONFIG_{RCLONE_REMOTE.upper()}_"
+        env.update({
+            "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region, "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "RCLONE_CONFIG": os.devnull,
+            remote + "TYPE": "s3", remote + "PROVIDER": "Minio" if self.kind == "minio" else "Ceph",
+            remote + "ENDPOINT": self.url, remote + "ACCESS_KEY_ID": self.access_key,
+            remote + "SECRET_ACCESS_KEY": self.secret_key, remote + "REGION": self.region,
+        })
+        return env
+
+    def aws(self, *args: str) -> list[str]:
+        return ["aws", "--endpoint-url", self.url, *args]
+
+    def add_user(self, access_key: str, secret_key: str) -> None:
+        """Another account, with no rights on the buckets of the first."""
+        if self.kind == "minio":
+            from minio import MinioAdmin
+            from minio.credentials import StaticProvider
+
+            admin = MinioAdmin(endpoint=self.endpoint, credentials=StaticProvider(self.access_key, self.secret_key),
+                               secure=False)
+            admin.user_add(access_key, secret_key)
+            return
+        _run(["radosgw-admin", "-c", os.path.join(self.workdir, "ceph.conf"), "-n", "client.admin", "user",
+              "create", "--uid", access_key.lower(), "--display-name", access_key, "--access-key", access_key,
+              "--secret-key", secret_key])
+
     def client(self, **overrides):
         from minio import Minio
 
@@ -73,6 +109,11 @@ class S3Server:
                       secure=False, region=self.region)
         kwargs.update(overrides)
         return Minio(**kwargs)
+
+    def new_bucket(self) -> str:
+        bucket = f"ff-{uuid.uuid4().hex[:20]}"
+        self.client().make_bucket(bucket_name=bucket)
+        return bucket
 
     def warm_up(self) -> None:
         """radosgw creates its pools lazily: the first bucket and the first put take ~2 s each."""

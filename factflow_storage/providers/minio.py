@@ -110,17 +110,12 @@ class MinioProvider(BaseProvider):
                 raise self._errors.bucket_missing() from err
 
     def _probe(self) -> None:
-        for _ in self._call("listing", self._client.list_objects, bucket_name=self.bucket,
-                            prefix=self.prefix + RESERVED_PREFIX + "probe/"):
+        """One GET listing: errors come with their real code (a HEAD's do not)."""
+        for _ in self._listing(self.prefix + RESERVED_PREFIX + "probe/", None, recursive=True):
             break
-        self._bucket_seen = True
 
     def check(self) -> None:
-        try:
-            self._probe()
-        except StorageError as err:
-            if not self._bucket_is_missing(err):
-                raise
+        self._probe()
 
     # -- writes --------------------------------------------------------------
 
@@ -215,13 +210,13 @@ class MinioProvider(BaseProvider):
 
     def delete(self, key: str) -> None:
         name = self._name(key)
+        companions = list(self.list_records(meta.companion_dir(key)))
         try:
-            companions = list(self.list_records(meta.companion_dir(key)))
+            self._call(f"object {key!r}", self._client.remove_object, bucket_name=self.bucket, object_name=name)
         except StorageError as err:
             if self._bucket_is_missing(err):
                 return
             raise
-        self._call(f"object {key!r}", self._client.remove_object, bucket_name=self.bucket, object_name=name)
         for record in companions:
             self.delete_record(record)
 
