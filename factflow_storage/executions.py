@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from factflow_storage.errors import BadRequest, NotFound
-from factflow_storage.keys import execution_prefix, validate_segment
+from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage.metadata import now_rfc3339
 from factflow_storage.protocol import StorageProtocol
 
@@ -21,7 +21,7 @@ def is_terminal(record: dict[str, Any] | None) -> bool:
 
 
 def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any]:
-    validate_segment(execution_id, "execution id")
+    validate_execution_id(execution_id)
     record = provider.read_execution(execution_id)
     if record is None:
         raise NotFound(f"no execution {execution_id!r}")
@@ -30,7 +30,7 @@ def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any
 
 def set_status(provider: StorageProtocol, execution_id: str, status: str) -> dict[str, Any]:
     """Start (``running``) or finish (a terminal status) an execution; returns the record."""
-    validate_segment(execution_id, "execution id")
+    validate_execution_id(execution_id)
     if status not in STATUSES:
         raise BadRequest(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
     record = provider.read_execution(execution_id) or {"execution_id": execution_id}

@@ -78,6 +78,14 @@ def validate_segment(value: str, what: str) -> str:
     return value
 
 
+def validate_execution_id(value: str) -> str:
+    """One key segment that can also name the record ``_factflow/executions/<id>.json``."""
+    validate_segment(value, "execution id")
+    if (value + ".json").endswith(SIDECAR_SUFFIX):
+        raise InvalidKey(f"invalid execution id {value!r}: its record name would end in '{SIDECAR_SUFFIX}'")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class KeyParts:
     execution_id: str

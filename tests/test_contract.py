@@ -536,12 +536,19 @@ def test_unknown_status_is_refused(provider, status):
     assert provider.read_execution("e1") is None
 
 
-@pytest.mark.parametrize("execution_id", ["", "a/b", "..", "bad\nid"])
+@pytest.mark.parametrize("execution_id", ["", "a/b", "..", "bad\nid", "x.meta"])
 def test_invalid_execution_ids_are_refused(provider, execution_id):
     with pytest.raises(InvalidKey):
         executions.set_status(provider, execution_id, "running")
     with pytest.raises(InvalidKey):
         executions.get_execution(provider, execution_id)
+
+
+def test_execution_ids_with_dots_and_dashes(provider):
+    for execution_id in ("2024-05-01.run-3", "x.meta-data", "ünï"):
+        assert executions.set_status(provider, execution_id, "running")["execution_id"] == execution_id
+    assert sorted(r["execution_id"] for r in executions.list_executions(provider)) == [
+        "2024-05-01.run-3", "x.meta-data", "ünï"]
 
 
 def test_get_execution_of_an_unknown_id_is_not_found(provider):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from factflow_storage.errors import InvalidKey
-from factflow_storage.keys import (KeyParts, build_key, execution_prefix, parse_key, validate_key,
-                                   validate_prefix, validate_segment)
+from factflow_storage.keys import (KeyParts, build_key, execution_prefix, parse_key, validate_execution_id,
+                                   validate_key, validate_prefix, validate_segment)
 
 VALID_KEYS = [
     "a",
@@ -156,3 +156,11 @@ def test_execution_prefix():
     assert execution_prefix("exec-1") == "executions/exec-1/"
     with pytest.raises(InvalidKey):
         execution_prefix("../x")
+
+
+def test_execution_ids_must_also_name_a_record():
+    assert validate_execution_id("exec-1.meta-data") == "exec-1.meta-data"
+    with pytest.raises(InvalidKey, match="record name would end in '.meta.json'"):
+        validate_execution_id("x.meta")
+    with pytest.raises(InvalidKey, match="invalid execution id"):
+        validate_execution_id("a/b")
