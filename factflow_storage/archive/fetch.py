@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +27,10 @@ ARCHIVE = "/api/v1/content/archive"
 DEFAULT_JOBS = 16
 BULK_METADATA = 64
 _POLL_START, _POLL_MAX = 0.1, 1.0
+
+
+class Interrupted(StorageError):
+    error_code = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Download:
         self.remote = remote
         self.summary = Summary(selection.execution_id, tree.root, "api" if remote else "direct")
         self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     # -- planning ------------------------------------------------------------
 
@@ -154,10 +159,20 @@ class Download:
         return self.summary
 
     def _direct(self, wanted: list[tuple[str, int]]) -> None:
-        with ThreadPoolExecutor(self.jobs) as pool:
-            for key, error in pool.map(self._copy_one, (key for key, _ in wanted)):
+        pool = ThreadPoolExecutor(self.jobs)
+        try:
+            futures = [pool.submit(self._copy_one, key) for key, _ in wanted]
+            for future in as_completed(futures):
+                key, error = future.result()
                 if error:
                     self.summary.failed.append({"key": key, "error": error})
+        except BaseException:
+            # Ctrl+C: drop what has not started, and stop the copies under way at their
+            # next chunk (their temp files go; finished files stay for the next run).
+            self._stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _copy_one(self, key: str) -> tuple[str, str | None]:
         try:
@@ -166,6 +181,8 @@ class Download:
                 staged = self.tree.stage()
                 try:
                     for chunk in stream:
+                        if self._stop.is_set():
+                            raise Interrupted("stopped")
                         staged.write(chunk)
                         self.progress.advance(0, len(chunk))
                 except BaseException:

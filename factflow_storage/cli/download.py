@@ -13,6 +13,8 @@ from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines
 
 DEFAULT_JOBS = 16
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "download interrupted: run the same command again to fetch what is missing"
 
 
 @click.command("download")
@@ -41,8 +43,13 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
         validate_segment(stage, "stage")
     selection = Selection(execution_id, routes, stages, include_metadata=not no_metadata)
     progress = ProgressBar(enabled=not quiet and sys.stderr.isatty())
-    with OutputTree(output_dir) as tree:
-        summary = Download(app.service, tree, selection, jobs=jobs, progress=progress, remote=app.remote).run()
+    try:
+        with OutputTree(output_dir) as tree:
+            summary = Download(app.service, tree, selection, jobs=jobs, progress=progress, remote=app.remote).run()
+    except KeyboardInterrupt:
+        progress.finish()
+        click.echo(INTERRUPTED, err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if app.fmt(output) == JSON:
         emit_json(summary.to_json())
         return
