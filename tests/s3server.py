@@ -47,6 +47,7 @@ class S3Server:
     secret_key: str = SECRET_KEY
     region: str = REGION
     processes: list[subprocess.Popen] = field(default_factory=list)
+    users: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -89,7 +90,10 @@ class S3Server:
         return ["aws", "--endpoint-url", self.url, *args]
 
     def add_user(self, access_key: str, secret_key: str) -> None:
-        """Another account, with no rights on the buckets of the first."""
+        """Another account, with no rights on the buckets of the first (idempotent)."""
+        if access_key in self.users:
+            return
+        self.users.add(access_key)
         if self.kind == "minio":
             from minio import MinioAdmin
             from minio.credentials import StaticProvider

@@ -108,10 +108,7 @@ def _invalid_response(err: InvalidResponseError, fields: dict) -> StorageError:
 
 def _network_reason(err: BaseException) -> str:
     reason = getattr(err, "reason", None) or err
-    if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
-        return f"no answer within {READ_TIMEOUT:g} s"
-    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
-        return f"no connection within {CONNECT_TIMEOUT:g} s"
+    # Most specific first: in urllib3 2, NewConnectionError is also a ConnectTimeoutError.
     if isinstance(reason, urllib3.exceptions.NameResolutionError):
         return "unknown host"
     if isinstance(reason, urllib3.exceptions.NewConnectionError):
@@ -119,6 +116,10 @@ def _network_reason(err: BaseException) -> str:
         if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
             return "connection refused"
         return "cannot connect"
+    if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+        return f"no answer within {READ_TIMEOUT:g} s"
+    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        return f"no connection within {CONNECT_TIMEOUT:g} s"
     if isinstance(reason, urllib3.exceptions.SSLError):
         return "TLS handshake failed (FACTFLOW_MINIO_SECURE=false for a plain HTTP endpoint?)"
     if isinstance(reason, urllib3.exceptions.ProtocolError):
