@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factflow_storage import create_storage_provider
+from factflow_storage.providers import filesystem
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.protocol import PrefixInfo
 
@@ -27,6 +29,9 @@ def root(tmp_path) -> Path:
 @pytest.fixture
 def fs(root):
     return create_storage_provider(f"file://{root}")
+
+
+BIG = hashlib.sha256(b"big").digest() * 40_000  # 1.25 MiB: more than one hashing chunk
 
 
 def files_under(path: Path) -> list[str]:
@@ -145,6 +150,43 @@ def test_objects_deleted_during_a_listing_are_skipped(fs):
     assert next(browsing).key == "busy/a"
     fs.delete("busy/c")
     assert list(browsing) == []
+
+
+def test_a_copied_tree_reads_back_whole(fs, root, tmp_path):
+    stored = fs.write("copied/doc.json", b'{"v": 1}', {"custom": "kept"})
+    fs.write("copied/big.bin", BIG)
+    shutil.copytree(root, tmp_path / "copy")  # every file gets a new inode
+    copy = create_storage_provider(f"file://{tmp_path / 'copy'}")
+    assert copy.read("copied/doc.json") == b'{"v": 1}'
+    assert copy.metadata("copied/doc.json") == stored
+    with copy.open("copied/big.bin", start=5, length=10) as stream:
+        assert stream.read() == BIG[5:15]
+
+
+def test_a_sidecar_written_by_another_tool_is_taken_as_it_is(fs, root):
+    (root / "hand").mkdir(parents=True)
+    (root / "hand/made.txt").write_bytes(b"hi")
+    (root / "hand/made.txt.meta.json").write_bytes(b'{"key": "hand/made.txt", "source": "rsync"}')
+    assert fs.metadata("hand/made.txt") == {"key": "hand/made.txt", "source": "rsync"}
+    assert fs.read("hand/made.txt") == b"hi"
+
+
+def test_bytes_changed_behind_the_sidecar_are_an_error(fs, root, tmp_path, monkeypatch):
+    fs.write("k.txt", b"original")
+    shutil.copytree(root, tmp_path / "copy")
+    (tmp_path / "copy/k.txt").write_bytes(b"tampered")
+    monkeypatch.setattr(filesystem, "_CONSISTENT_READ_DEADLINE", 0.2)
+    copy = create_storage_provider(f"file://{tmp_path / 'copy'}")
+    with pytest.raises(StorageError, match="does not describe its bytes"):
+        copy.read("k.txt")
+
+
+@pytest.mark.parametrize("sidecar", [b"{not json", b"[1, 2]", b""])
+def test_a_damaged_sidecar_is_a_clear_error(fs, root, sidecar):
+    fs.write("k.txt", b"v")
+    (root / "k.txt.meta.json").write_bytes(sidecar)
+    with pytest.raises(StorageError, match="sidecar of 'k.txt' is not a JSON object"):
+        fs.metadata("k.txt")
 
 
 def test_symlinks_are_not_followed_when_listing(fs, root):

@@ -3,7 +3,8 @@
 Write order makes every write atomic for readers: bytes go to a temp file, then the
 sidecar (naming the temp file's inode) replaces the old sidecar, then the temp file
 replaces the object. A reader opens the object and accepts its sidecar only when the
-inodes match, retrying across the brief window in which the sidecar is already new.
+inodes match, retrying across the brief window in which the sidecar is already new; a
+copied tree (new inodes) is recognised by its bytes matching the sidecar's checksum.
 Temp files end in ``.meta.json``, a suffix no key may have, so they are never listed.
 
 A filesystem cannot hold an object ``a/b`` beside an object ``a/b/c``: such a write
@@ -13,6 +14,7 @@ raises Conflict and leaves the existing object untouched.
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import os
 import stat as stat_mode
@@ -26,7 +28,8 @@ import orjson
 
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
-from factflow_storage.metadata import HashingReader, build_metadata, check_user_metadata, foreign_metadata
+from factflow_storage.metadata import (CHUNK_SIZE, HashingReader, build_metadata, check_user_metadata,
+                                       foreign_metadata)
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.registry import StorageURI
 
@@ -34,6 +37,9 @@ INODE_FIELD = "_factflow_inode"
 TEMP_SUFFIX = ".tmp" + SIDECAR_SUFFIX
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 _CONSISTENT_READ_DEADLINE = 2.0
+# A writer swaps sidecar and object with two renames; a mismatch lasting longer than this
+# is checked against the bytes instead of waited out.
+_SWAP_WINDOW = 0.05
 # File names are at most 255 bytes on the filesystems we run on; the sidecar adds its suffix.
 MAX_SEGMENT_BYTES = 255 - len(SIDECAR_SUFFIX)
 
@@ -164,20 +170,22 @@ class FilesystemProvider(BaseProvider):
 
     def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
         target = self._path(key)
-        deadline = time.monotonic() + _CONSISTENT_READ_DEADLINE
+        began = time.monotonic()
         while True:
             handle = _open_object(key, target)
             try:
                 st = os.fstat(handle.fileno())
-                blob = self._matching_sidecar(key, target, st)
+                verify = time.monotonic() - began > _SWAP_WINDOW
+                blob = self._matching_sidecar(key, target, st, handle if verify else None)
                 if blob is not None:
                     break
             except BaseException:
                 handle.close()
                 raise
             handle.close()
-            if time.monotonic() > deadline:
-                raise StorageError(f"metadata of {key!r} does not match its bytes (an interrupted write?)")
+            if time.monotonic() - began > _CONSISTENT_READ_DEADLINE:
+                raise StorageError(f"metadata of {key!r} does not describe its bytes (an interrupted "
+                                   "write, or bytes changed by another tool)")
             time.sleep(0.001)
         info = _info(key, st, blob)
         try:
@@ -190,18 +198,32 @@ class FilesystemProvider(BaseProvider):
         remaining = info.size - start
         return ObjectStream(info, blob, handle, start, remaining if length is None else min(length, remaining))
 
-    def _matching_sidecar(self, key: str, target: str, st: os.stat_result) -> dict[str, Any] | None:
-        """The sidecar of exactly this version of the object; None while a write is mid-swap."""
+    def _matching_sidecar(self, key: str, target: str, st: os.stat_result,
+                          verify_with: BinaryIO | None) -> dict[str, Any] | None:
+        """The sidecar of exactly this version of the object; None while a write is mid-swap.
+
+        A sidecar without our inode field (written by another tool, or a downloaded tree) is
+        taken as it is. A copied tree has new inodes: once a mismatch outlasts the swap
+        window, the bytes themselves decide (``verify_with``).
+        """
         try:
             with open(target + SIDECAR_SUFFIX, "rb") as handle:
-                blob = orjson.loads(handle.read())
+                raw = handle.read()
         except FileNotFoundError:
             return foreign_metadata(key, st.st_size, _mtime(st))
+        try:
+            blob = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return None
-        if blob.pop(INODE_FIELD, None) != st.st_ino:
-            return None
-        return blob
+            blob = None
+        if not isinstance(blob, dict):
+            # Sidecars are renamed into place whole, so this is damage, not a write in progress.
+            raise StorageError(f"the metadata sidecar of {key!r} is not a JSON object")
+        inode = blob.pop(INODE_FIELD, None)
+        if inode is None or inode == st.st_ino:
+            return blob
+        if verify_with is not None and _describes(blob, st, verify_with):
+            return blob
+        return None
 
     def stat(self, key: str) -> ObjectInfo:
         with self.open(key) as stream:
@@ -363,6 +385,17 @@ def _info(key: str, st: os.stat_result, blob: Mapping[str, Any]) -> ObjectInfo:
 
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+
+
+def _describes(blob: Mapping[str, Any], st: os.stat_result, handle: BinaryIO) -> bool:
+    """Whether the blob's length and checksum are those of the open file's bytes."""
+    if blob.get("content_length") != st.st_size or not str(blob.get("checksum", "")).startswith("sha256:"):
+        return False
+    digest = hashlib.sha256()
+    while chunk := handle.read(CHUNK_SIZE):
+        digest.update(chunk)
+    handle.seek(0)
+    return blob["checksum"] == f"sha256:{digest.hexdigest()}"
 
 
 def _first(iterator: Iterator[Any]) -> bool:
