@@ -1,0 +1,128 @@
+"""200 MiB up and down through the S3 provider and the CLI with bounded memory.
+
+Peak memory is read with getrusage in the process that moved the bytes (a subprocess, so
+this test process's own memory does not count). The bound is a correctness property, not
+a speed measurement: buffering the object anywhere would blow through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+
+import orjson
+import pytest
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+SIZE = 200 * 1024 * 1024
+PEAK_BOUND_KIB = 100 * 1024
+CHUNK = 1024 * 1024
+
+PROVIDER_SCRIPT = r"""
+import hashlib, os, resource, sys
+import orjson
+from factflow_storage import create_storage_provider
+
+class Source:
+    '''200 MiB of fresh random bytes, made as they are read: nothing to hold on to.'''
+    def __init__(self, size):
+        self.left, self.digest = size, hashlib.sha256()
+    def read(self, n=-1):
+        n = self.left if n is None or n < 0 else min(n, self.left, 1 << 20)
+        chunk = os.urandom(n)
+        self.left -= n
+        self.digest.update(chunk)
+        return chunk
+
+uri, options, size = sys.argv[1], orjson.loads(sys.argv[2]), int(sys.argv[3])
+provider = create_storage_provider(uri, options)
+source = Source(size)
+stored = provider.write("big/200mib.bin", source)
+down, length = hashlib.sha256(), 0
+with provider.open("big/200mib.bin") as stream:
+    for chunk in stream:
+        down.update(chunk)
+        length += len(chunk)
+sys.stdout.write(orjson.dumps({
+    "sent": "sha256:" + source.digest.hexdigest(), "stored": stored["checksum"],
+    "stored_length": stored["content_length"], "received": "sha256:" + down.hexdigest(),
+    "received_length": length, "metadata": provider.metadata("big/200mib.bin")["checksum"],
+    "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}).decode())
+"""
+
+
+@pytest.fixture
+def target(s3_server):
+    bucket = s3_server.new_bucket()
+    yield f"minio://{bucket}", s3_server
+    client = s3_server.client()  # memstore keeps objects in RAM: give it back
+    for found in client.list_objects(bucket_name=bucket, recursive=True):
+        client.remove_object(bucket_name=bucket, object_name=found.object_name)
+
+
+def test_provider_streams_200_mib_both_ways_in_bounded_memory(target):
+    uri, server = target
+    done = subprocess.run([sys.executable, "-c", PROVIDER_SCRIPT, uri, orjson.dumps(server.options()), str(SIZE)],
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    report = orjson.loads(done.stdout)
+    assert report["stored_length"] == report["received_length"] == SIZE
+    assert report["sent"] == report["stored"] == report["received"] == report["metadata"]
+    assert report["peak_kib"] < PEAK_BOUND_KIB, f"peak {report['peak_kib'] / 1024:.0f} MiB"
+
+
+def run_measured(argv: list[str], env: dict[str, str], feed=None, drain=None) -> tuple[int, int, bytes]:
+    """Run argv, optionally feeding stdin and draining stdout; (exit status, peak KiB, stderr)."""
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    errors: list[bytes] = []
+    threads = [threading.Thread(target=lambda: errors.append(proc.stderr.read()))]
+    if feed:
+        threads.append(threading.Thread(target=feed, args=(proc.stdin,)))
+    threads.append(threading.Thread(target=drain or (lambda out: out.read()), args=(proc.stdout,)))
+    for thread in threads:
+        thread.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for thread in threads:
+        thread.join()
+    return proc.returncode, usage.ru_maxrss, b"".join(errors)
+
+
+def test_cli_put_from_a_pipe_and_get_to_a_pipe_in_bounded_memory(target):
+    uri, server = target
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    env.update(server.env(), FACTFLOW_STORAGE_URI=uri)
+    sent = hashlib.sha256()
+
+    def feed(stdin) -> None:
+        left = SIZE
+        while left:
+            chunk = os.urandom(min(CHUNK, left))
+            sent.update(chunk)
+            stdin.write(chunk)
+            left -= len(chunk)
+        stdin.close()
+
+    status, peak_put, stderr = run_measured([sys.executable, "-m", "factflow_storage", "storage", "put",
+                                             "big/piped.bin"], env, feed=feed)
+    assert status == 0, stderr.decode()
+    assert peak_put < PEAK_BOUND_KIB, f"put peaked at {peak_put / 1024:.0f} MiB"
+
+    received, length = hashlib.sha256(), [0]
+
+    def drain(stdout) -> None:
+        while chunk := stdout.read(CHUNK):
+            received.update(chunk)
+            length[0] += len(chunk)
+
+    status, peak_get, stderr = run_measured([sys.executable, "-m", "factflow_storage", "storage", "get",
+                                             "big/piped.bin"], env, drain=drain)
+    assert status == 0, stderr.decode()
+    assert length[0] == SIZE
+    assert received.hexdigest() == sent.hexdigest()
+    assert peak_get < PEAK_BOUND_KIB, f"get peaked at {peak_get / 1024:.0f} MiB"
