@@ -80,6 +80,7 @@ class Feed:
             try:
                 self.source.run(prefix, self._publish, self.armed, self._stop)
                 failures = 0
+                self._stop.wait(0.1)  # returned without being stopped (its directory went away?)
             except StorageError as err:
                 # Storage went away: keep trying; the source sweeps what it missed on return.
                 self.error = err

@@ -56,8 +56,11 @@ def note_write(provider, key: str) -> None:
     if provider.write_journal is None:
         from factflow_storage.watch.s3_sources import listen_supported
 
-        provider.write_journal = not listen_supported(provider)
-        if not provider.write_journal:
+        try:
+            provider.write_journal = not listen_supported(provider)
+        except StorageError:
+            pass  # undecided for now: keep the journal for this write, ask again next time
+        if provider.write_journal is False:
             return
     name, body = marker_name(key)
     try:

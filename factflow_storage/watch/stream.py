@@ -76,10 +76,14 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
                 feed.armed.wait(min(tick, _left(deadline)))
                 if not feed.armed.is_set():
                     yield None
+        # Writers finish writing before they mark the end, so for an execution that had
+        # already ended, the replay's listing is the final one.
+        listed_after_end = all(is_terminal(feed.record) for feed in feeds)
         yield from _catch_up(provider, execution_ids, filters, cursor)
         while True:
             if all(is_terminal(feed.record) for feed in feeds):
-                yield from _catch_up(provider, execution_ids, filters, cursor)
+                if not listed_after_end:
+                    yield from _catch_up(provider, execution_ids, filters, cursor)
                 for feed in feeds:
                     yield CompletedEvent(cursor.event_id(), feed.execution_id, feed.record["status"])
                 return
