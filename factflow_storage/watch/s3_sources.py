@@ -34,12 +34,16 @@ def _client(provider):
     return provider._client
 
 
+# minio-py's public listen call cannot tell a listing from a stream (see above), so the
+# request it would make is made through the client's request executor directly.
+
+
 def _open_listen(provider, prefix: str):
     """The raw listen response, or None when the server has no listen API."""
     import urllib3
 
     try:
-        response = _client(provider)._execute("GET", bucket_name=provider.bucket, query_params={
+        response = _client(provider)._execute(method="GET", bucket_name=provider.bucket, query_params={
             "prefix": provider.prefix + prefix, "suffix": "", "events": [CREATED]}, preload_content=False)
     except ValueError:
         return None  # minio-py refuses outright on AWS hosts
