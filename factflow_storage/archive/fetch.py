@@ -24,9 +24,9 @@ from factflow_storage.errors import NotFound, StorageError
 from factflow_storage.keys import execution_prefix, parse_key
 
 ARCHIVE = "/api/v1/content/archive"
-DEFAULT_JOBS = 16
+DEFAULT_JOBS = 32
 BULK_METADATA = 64
-_POLL_START, _POLL_MAX = 0.1, 1.0
+_POLL_START, _POLL_MAX = 0.05, 0.5
 
 
 class Interrupted(StorageError):
@@ -89,7 +89,7 @@ class Download:
     def _listing(self) -> list[tuple[str, int]]:
         sel = self.selection
         route = sel.routes[0] if len(sel.routes) == 1 else None
-        stage = sel.stages[0] if len(sel.stages) == 1 and route else None
+        stage = sel.stages[0] if len(sel.stages) == 1 else None
         rows = self.service.list_rows(execution_prefix(sel.execution_id), route_id=route, stage=stage)
         entries = [(row["key"], row["size"]) for row in rows if sel.matches(row["key"])]
         if not entries:
@@ -144,11 +144,11 @@ class Download:
     def run(self) -> Summary:
         wanted = self.plan()
         if wanted:
-            self.progress.start("downloading", len(wanted), sum(size for _, size in wanted))
             try:
                 if self.remote:
                     self._through_archive(wanted)
                 else:
+                    self.progress.start("downloading", len(wanted), sum(size for _, size in wanted))
                     self._direct(wanted)
             finally:
                 self.progress.finish()

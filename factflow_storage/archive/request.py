@@ -112,7 +112,7 @@ class ArchiveRequest:
     def objects(self, service: StorageService) -> Iterator[ObjectInfo]:
         """The objects to pack, in key order, streamed from a listing."""
         route = self.routes[0] if len(self.routes) == 1 else None
-        stage = self.stages[0] if len(self.stages) == 1 and route else None
+        stage = self.stages[0] if len(self.stages) == 1 else None
         for info in service.iter_objects(self.prefix, route_id=route, stage=stage):
             if self.matches(info.key):
                 yield info

@@ -28,7 +28,7 @@ from factflow_storage.metadata import now_rfc3339
 from factflow_storage.protocol import ObjectStream
 from factflow_storage.service import StorageService
 
-FETCH_THREADS = 8
+FETCH_THREADS = 32
 SMALL_OBJECT = 4 * 1024 * 1024
 AHEAD_BYTES = 64 * 1024 * 1024
 AHEAD_COUNT = 256

@@ -12,7 +12,7 @@ import click
 from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines
 
-DEFAULT_JOBS = 16
+DEFAULT_JOBS = 32
 EXIT_INTERRUPTED = 130
 INTERRUPTED = "download interrupted: run the same command again to fetch what is missing"
 
