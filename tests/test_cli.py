@@ -554,3 +554,17 @@ def test_ci_script_fails_when_no_test_ran_or_one_failed(tmp_path, tests, code):
     result = subprocess.run(["bash", str(checkout / ".ci/run")], capture_output=True, text=True, timeout=120,
                             env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
     assert result.returncode == code, result.stdout + result.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_error(file_storage, tmp_path):
+    """``factflow storage list | head -1`` exits 0 with nothing on stderr."""
+    provider = file_storage.open()
+    for number in range(5000):
+        provider.write(f"executions/e1/r/s/m{number:05d}", b"x")
+    env = {**file_storage.cli_env(), "PYTHONUNBUFFERED": "1"}
+    pipeline = subprocess.run(
+        ["bash", "-c", f"{shlex.quote(sys.executable)} -m factflow_storage storage list --execution e1 | head -1;"
+                       " echo \"rc=${PIPESTATUS[0]}\" >&2"],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert pipeline.stdout.endswith("executions/e1/r/s/m00000\n")
+    assert pipeline.stderr == "rc=0\n"

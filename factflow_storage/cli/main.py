@@ -13,13 +13,27 @@ from factflow_storage.errors import StorageError
 
 
 class FactflowGroup(click.Group):
-    """Turns the project's errors into one line on stderr and exit 1, at the edge only."""
+    """Turns the project's errors into one line on stderr and exit 1, at the edge only.
+
+    A reader that goes away (``| head``) and Ctrl+C are handled here too, because click's
+    own handlers would turn them into exit 1 ("Aborted!") before ``main`` sees them.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except StorageError as err:
             raise click.ClickException(" ".join(str(err).split())) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            ctx.exit(0)
+        except KeyboardInterrupt:
+            ctx.exit(130)
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @click.group(cls=FactflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,8 +72,7 @@ def main() -> None:
     try:
         cli.main(prog_name="factflow")
     except BrokenPipeError:
-        # The reader went away (``| head``): not an error; keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         sys.exit(0)
     except KeyboardInterrupt:
         sys.exit(130)
