@@ -14,6 +14,7 @@ Where it differs from the contract in ``protocol.py``:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
@@ -24,16 +25,15 @@ from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
-from factflow_storage.metadata import check_user_metadata
+from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
-from factflow_storage.providers.s3_transfer import Body, EmptyBody, Uploader, http_client, read_head
+from factflow_storage.providers.s3_listing import AFTER_RECORDS, in_s3_order, listable, listed_info
+from factflow_storage.providers.s3_transfer import Body, EmptyBody, Uploader, http_client, read_head, split_endpoint
 from factflow_storage.registry import StorageURI
 
 DEFAULT_REGION = "us-east-1"
-# Past every record name this project writes (all ASCII), so a listing can jump over them.
-_AFTER_RECORDS = RESERVED_PREFIX + "\U0010ffff"
 _COMPANION_RETRIES = 20
 
 
@@ -57,7 +57,7 @@ class MinioProvider(BaseProvider):
             create_bucket = create_bucket or options["create_bucket"]
         if not endpoint:
             raise ConfigError("no S3 endpoint: set FACTFLOW_MINIO_ENDPOINT (host:port) for minio:// storage")
-        host, secure = _split_endpoint(endpoint, secure)
+        host, secure = split_endpoint(endpoint, secure)
         try:
             check_bucket_name(uri.location)
         except ValueError as err:
@@ -134,10 +134,6 @@ class MinioProvider(BaseProvider):
 
     def _write_small(self, key: str, name: str, data: bytes, user_metadata: dict[str, Any],
                      content_type: str | None) -> dict[str, Any]:
-        import hashlib
-
-        from factflow_storage.metadata import build_metadata
-
         blob = build_metadata(key, user_metadata, content_type=content_type, size=len(data),
                               sha256_hex=hashlib.sha256(data).hexdigest())
         encoded = meta.encode_blob(blob)
@@ -156,8 +152,6 @@ class MinioProvider(BaseProvider):
 
     def _write_large(self, key: str, name: str, head: bytes, rest: BinaryIO, user_metadata: dict[str, Any],
                      content_type: str | None) -> dict[str, Any]:
-        from factflow_storage.metadata import build_metadata, guess_content_type
-
         write_id = meta.new_write_id()
         stored_type = content_type or guess_content_type(key)
         result: dict[str, Any] = {}
@@ -242,7 +236,7 @@ class MinioProvider(BaseProvider):
             except StorageError as err:
                 raise self._missing(err, key) from err.__cause__
             headers = response.headers
-            info = _info(key, headers, _total_size(headers))
+            info = meta.response_info(key, headers, meta.total_size(headers))
             blob = self._blob(key, headers, info)
             if blob is not None:
                 remaining = info.size - start
@@ -269,7 +263,7 @@ class MinioProvider(BaseProvider):
             except TRANSLATED as err:
                 raise self._errors.translate(err, f"object {key!r}") from err
             self._bucket_seen = True
-            info = _info(key, found.metadata, found.size)
+            info = meta.response_info(key, found.metadata, found.size)
             blob = self._blob(key, found.metadata, info)
             if blob is not None:
                 return info, blob
@@ -307,7 +301,7 @@ class MinioProvider(BaseProvider):
         if limit is not None and limit <= 0:
             return
         after = self.prefix + start_after if start_after else None
-        skip_to = self.prefix + _AFTER_RECORDS
+        skip_to = self.prefix + AFTER_RECORDS
         reserved = self.prefix + RESERVED_PREFIX
         count = 0
         while True:
@@ -320,10 +314,9 @@ class MinioProvider(BaseProvider):
                         break
                     continue
                 key = name[len(self.prefix):]
-                if not _listable(key):
+                if not listable(key):
                     continue
-                yield ObjectInfo(key, found.size, _whole_seconds(found.last_modified),
-                                 (found.etag or "").strip('"') or None)
+                yield listed_info(key, found)
                 count += 1
                 if limit is not None and count >= limit:
                     return
@@ -347,17 +340,16 @@ class MinioProvider(BaseProvider):
         after = start_after.encode() if start_after else None
         listing = self._listing(self.prefix + prefix, self.prefix + start_after if start_after else None,
                                 recursive=False)
-        for found in _in_s3_order(listing):
+        for found in in_s3_order(listing):
             name = found.object_name[len(self.prefix):]
             # S3 still rolls keys after start_after into a prefix that sorts before it.
             if after is not None and name.encode() <= after:
                 continue
             if found.is_dir:
-                if name != RESERVED_PREFIX and _listable(name, prefix=True):
+                if name != RESERVED_PREFIX and listable(name, prefix=True):
                     yield PrefixInfo(name)
-            elif _listable(name):
-                yield ObjectInfo(name, found.size, _whole_seconds(found.last_modified),
-                                 (found.etag or "").strip('"') or None)
+            elif listable(name):
+                yield listed_info(name, found)
 
     # -- internal records ----------------------------------------------------
 
@@ -401,68 +393,3 @@ class MinioProvider(BaseProvider):
 
     def close(self) -> None:
         self._client._http.clear()
-
-
-def _split_endpoint(endpoint: str, secure: bool | None) -> tuple[str, bool]:
-    """``host:port`` and whether to use TLS; a scheme in the endpoint decides it, else loopback is plain."""
-    scheme, sep, rest = endpoint.partition("://")
-    host = rest if sep else endpoint
-    host = host.rstrip("/")
-    if "/" in host:
-        raise ConfigError(f"FACTFLOW_MINIO_ENDPOINT must be host:port, not {endpoint!r}")
-    if sep and secure is None:
-        secure = scheme.lower() == "https"
-    if secure is None:
-        hostname = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
-        secure = not (hostname in ("localhost", "::1") or hostname.startswith("127."))
-    return host, secure
-
-
-def _listable(key: str, *, prefix: bool = False) -> bool:
-    """Names other tools wrote that are not valid keys here cannot be read back: leave them out."""
-    try:
-        (validate_prefix if prefix else validate_key)(key)
-    except InvalidKey:
-        return False
-    return True
-
-
-def _in_s3_order(entries, page_size: int = 1000):
-    """Objects and common prefixes merged into one S3-ordered stream.
-
-    minio-py yields each page's objects, then that page's prefixes. An object after a
-    prefix starts a new page, and a page holds at most ``page_size`` entries, so without
-    a prefix in sight all but the last ``page_size`` buffered objects are safe to yield.
-    """
-    buffer: list = []
-    seen_prefix = False
-    for entry in entries:
-        if seen_prefix and not entry.is_dir:
-            buffer.sort(key=lambda found: found.object_name.encode("utf-8"))
-            yield from buffer
-            buffer, seen_prefix = [], False
-        buffer.append(entry)
-        if entry.is_dir:
-            seen_prefix = True
-        elif len(buffer) > page_size:
-            yield from buffer[:-page_size]
-            del buffer[:-page_size]
-    buffer.sort(key=lambda found: found.object_name.encode("utf-8"))
-    yield from buffer
-
-
-def _total_size(headers) -> int:
-    content_range = headers.get("content-range")
-    if content_range and "/" in content_range:
-        return int(content_range.rsplit("/", 1)[1])
-    return int(headers.get("content-length") or 0)
-
-
-def _info(key: str, headers, size: int) -> ObjectInfo:
-    etag = (headers.get("etag") or "").strip('"') or None
-    return ObjectInfo(key, size, meta.http_time(headers.get("last-modified")), etag, headers.get("content-type"))
-
-
-def _whole_seconds(moment):
-    # HEAD and GET give Last-Modified in whole seconds; listings in milliseconds. Agree on seconds.
-    return moment.replace(microsecond=0) if moment else meta.http_time(None)

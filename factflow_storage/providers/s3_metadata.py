@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from factflow_storage.metadata import foreign_metadata
+from factflow_storage.protocol import ObjectInfo
 
 USER_METADATA_LIMIT = 2048
 META_PREFIX = "x-amz-meta-"
@@ -100,3 +101,15 @@ def foreign_blob(key: str, size: int, last_modified: datetime, headers: Mapping[
     if extra:
         blob["user_metadata"] = extra
     return blob
+
+
+def total_size(headers) -> int:
+    content_range = headers.get("content-range")
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(headers.get("content-length") or 0)
+
+
+def response_info(key: str, headers, size: int) -> ObjectInfo:
+    etag = (headers.get("etag") or "").strip('"') or None
+    return ObjectInfo(key, size, http_time(headers.get("last-modified")), etag, headers.get("content-type"))
