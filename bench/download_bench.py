@@ -47,7 +47,7 @@ def populate(uri: str, options: dict, execution_id: str, count: int, size: int) 
         key = f"executions/{execution_id}/route-{number % 4}/stage-{number % 3}/msg-{number:06d}.bin"
         provider.write(key, chunk[number % 97:] + chunk[:number % 97], {"adapter": "bench", "n": number})
 
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(16 if size < 1024 * 1024 else 4) as pool:
         list(pool.map(put, range(count)))
     provider.write_execution(execution_id, {"execution_id": execution_id, "status": "completed"})
     provider.close()

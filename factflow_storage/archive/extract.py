@@ -9,7 +9,10 @@ regular files under DIR, through ``OutputTree``.
 
 from __future__ import annotations
 
+import hashlib
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -23,6 +26,10 @@ from factflow_storage.keys import SIDECAR_SUFFIX, validate_key
 MANIFEST_NAME = "_factflow/manifest.json"
 MAX_SIDECAR = 16 * 1024 * 1024
 MAX_MANIFEST = 1024 * 1024 * 1024
+SMALL_MEMBER = 1024 * 1024
+WRITERS = 8
+WRITE_AHEAD = 256
+WRITE_AHEAD_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -54,6 +61,55 @@ def _collect(body, limit: int, name: str) -> bytes:
     return b"".join(parts)
 
 
+class _Writers:
+    """Small members are written by a few threads (creating a file costs far more than
+    its few bytes), in the order they finish; the reader moves on meanwhile."""
+
+    def __init__(self, tree: OutputTree, done: Extracted, hashes: dict[str, tuple[int, str]],
+                 on_object: Callable[[str, int], None]):
+        self.tree, self.done, self.hashes, self.on_object = tree, done, hashes, on_object
+        self._pool = ThreadPoolExecutor(WRITERS)
+        self._window: deque[Future] = deque()
+        self._ahead = 0
+
+    def submit(self, name: str, key: str, data: bytes, sha256_hex: str | None, is_sidecar: bool) -> None:
+        self._window.append(self._pool.submit(self._write, name, key, data, sha256_hex, is_sidecar))
+        self._ahead += len(data)
+        while len(self._window) > WRITE_AHEAD or self._ahead > WRITE_AHEAD_BYTES:
+            self._settle(self._window.popleft())
+
+    def _write(self, name: str, key: str, data: bytes, expected: str | None,
+               is_sidecar: bool) -> tuple[str, str, int, str, bool]:
+        actual = hashlib.sha256(data).hexdigest()
+        if expected is not None and actual != expected:
+            raise UnsafeArchive(f"archive member {name!r} does not match its sha256")
+        path = self.tree.sidecar_target(key) if is_sidecar else self.tree.target(key)
+        self.tree.write_bytes(path, key, data)
+        return name, path, len(data), actual, is_sidecar
+
+    def _settle(self, future: Future) -> None:
+        name, path, size, actual, is_sidecar = future.result()
+        self._ahead -= size
+        self.done.paths[name] = path
+        if is_sidecar:
+            self.done.sidecars += 1
+            return
+        self.hashes[name] = (size, actual)
+        self.done.objects += 1
+        self.done.bytes += size
+        self.on_object(name, size)
+
+    def finish(self) -> None:
+        while self._window:
+            self._settle(self._window.popleft())
+
+    def close(self) -> None:
+        """Wait for every write under way: none may land after the caller returns."""
+        for future in self._window:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
+
 def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], bool], *,
                     on_bytes: Callable[[int], None] = lambda n: None,
                     on_object: Callable[[str, int], None] = lambda key, size: None) -> Extracted:
@@ -62,6 +118,7 @@ def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], 
     done = Extracted()
     pending: dict[str, Staged] = {}  # objects whose sha256 only the manifest gives
     hashes: dict[str, tuple[int, str]] = {}
+    writers = _Writers(tree, done, hashes, on_object)
     manifest = None
     try:
         for member, body in reader.members():
@@ -79,10 +136,12 @@ def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], 
                     blob = None
                 if not isinstance(blob, dict):
                     raise UnsafeArchive(f"archive member {member.name!r} is not a JSON object")
-                path = tree.sidecar_target(key)
-                tree.write_bytes(path, key, data)
-                done.sidecars += 1
-                done.paths[member.name] = path
+                writers.submit(member.name, key, data, None, True)
+                continue
+            if member.sha256_hex is not None and member.size <= SMALL_MEMBER:
+                data = _collect(body, SMALL_MEMBER, member.name)
+                on_bytes(len(data))
+                writers.submit(member.name, key, data, member.sha256_hex, False)
                 continue
             staged = tree.stage()
             try:
@@ -105,6 +164,7 @@ def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], 
             done.objects += 1
             done.bytes += staged.size
             on_object(key, staged.size)
+        writers.finish()
         _check_central(reader, tree, done)
         _check_manifest(manifest, hashes)
         for key, staged in list(pending.items()):
@@ -117,6 +177,7 @@ def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], 
             on_object(key, staged.size)
         return done
     finally:
+        writers.close()
         for staged in pending.values():
             staged.discard()
 
