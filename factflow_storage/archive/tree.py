@@ -139,7 +139,8 @@ class OutputTree:
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def read_small(self, path: str, limit: int = 64 * 1024 * 1024) -> bytes | None:
-        if self.local_size(path) is None or self.local_size(path) > limit:
+        size = self.local_size(path)
+        if size is None or size > limit:
             return None
         with open(path, "rb") as handle:
             return handle.read()
@@ -180,17 +181,16 @@ class OutputTree:
         staged.close()
         try:
             self._ensure_parent(path, key)
-            try:
-                if stat.S_ISDIR(os.lstat(path).st_mode):
-                    raise Conflict(f"cannot write {key!r}: {path} is a directory")
-            except FileNotFoundError:
-                pass
             os.replace(staged.path, path)
+        except IsADirectoryError:
+            staged.discard()
+            raise Conflict(f"cannot write {key!r}: {path} is a directory") from None
         except OSError as err:
+            staged.discard()
             raise StorageError(f"cannot write {path}: {err.strerror}") from err
-        finally:
-            if os.path.exists(staged.path):
-                staged.discard()
+        except BaseException:
+            staged.discard()
+            raise
 
     def write_bytes(self, path: str, key: str, data: bytes) -> None:
         staged = self.stage()
