@@ -13,7 +13,7 @@ from typing import Any
 import bottle
 
 from factflow_storage.server.auth import check_bind, make_auth_hook
-from factflow_storage.server.http import ErrorPlugin, error_handler
+from factflow_storage.server.http import ErrorPlugin, error_handler, refuse_bad_paths
 from factflow_storage.service import StorageService
 
 ROUTE_MODULES: list[str] = [
@@ -37,6 +37,7 @@ def make_app(service: StorageService, *, token: str | None = None,
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())
     app.add_hook("before_request", make_auth_hook(token))
+    app.add_hook("before_request", refuse_bad_paths)
     for name in ROUTE_MODULES:
         importlib.import_module(name).install(app, service)
     return app

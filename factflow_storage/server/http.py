@@ -112,13 +112,26 @@ def route_key(path_part: str) -> str:
 
 
 def check_raw_path() -> None:
-    """Refuse a request path that is not UTF-8 once percent-decoded."""
+    """Refuse a request path that is not UTF-8 once percent-decoded, or holds a control
+    character: bottle's route patterns end in ``$``, which also matches before a final
+    newline, so ``a%0a`` would otherwise reach the route as the key ``a``."""
     raw = bottle.request.environ.get("bottle.raw_path")
-    if raw is not None:
-        try:
-            raw.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            raise InvalidKey("invalid key: the path is not valid UTF-8") from None
+    if raw is None:
+        return
+    try:
+        raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise InvalidKey("invalid key: the path is not valid UTF-8") from None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
+        raise InvalidKey("invalid key: the path contains a NUL or control character")
+
+
+def refuse_bad_paths() -> None:
+    """A ``before_request`` hook: a path no route could take apart safely is 400 at once."""
+    try:
+        check_raw_path()
+    except InvalidKey as err:
+        raise exception_response(err) from None
 
 
 def query(name: str, default: str | None = None) -> str | None:
