@@ -1,0 +1,218 @@
+"""Every command prints the same bytes, and fails with the same line and exit code, in
+direct mode and over HTTP (``--api`` / ``FACTFLOW_API_URL``), on every storage kind.
+
+The server runs in this process, so the clock both modes stamp records with is frozen
+once, and a write repeated in the other mode must print exactly what the first printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from factflow_storage import executions, metadata
+from factflow_storage.cli.main import cli
+from factflow_storage.service import StorageService
+from server_fixture import running_server
+
+FROZEN = "2026-01-02T03:04:05.678Z"
+EXEC = "ex1"
+SITEMAP = f"executions/{EXEC}/sitemap_scraper/sitemap/sitemap.json"
+HTML = f"executions/{EXEC}/sitemap_scraper/web_scraper/msg-0002.html.gz"
+MARKDOWN = f"executions/{EXEC}/markdown_processor/html_to_markdown/msg-0001.md"
+
+
+class Modes:
+    def __init__(self, storage, url: str, never: str):
+        self.storage = storage
+        self.url = url
+        self.never = never  # the local storage API mode must never open
+        base = {name: None for name in os.environ if name.startswith("FACTFLOW_")}
+        self.direct_env = {**base, **storage.env, "FACTFLOW_STORAGE_URI": storage.uri}
+        self.api_env = {**base, "FACTFLOW_STORAGE_URI": f"file://{never}", "FACTFLOW_API_URL": url}
+
+    def run(self, env: dict, args: list[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        result = CliRunner().invoke(cli, args, input=stdin, env=env, catch_exceptions=False)
+        return result.exit_code, result.stdout_bytes, result.stderr_bytes
+
+    def both(self, args: list[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        direct = self.run(self.direct_env, args, stdin)
+        remote = self.run(self.api_env, args, stdin)
+        assert remote == direct, f"{args}: direct {direct!r}\n   api {remote!r}"
+        assert not os.path.exists(self.never)
+        return direct
+
+    def api_flag(self, args: list[str]) -> tuple[int, bytes, bytes]:
+        """The same command with ``--api URL`` on the command line instead of the env."""
+        env = {**self.api_env, "FACTFLOW_API_URL": None}
+        return self.run(env, ["--api", self.url, *args])
+
+
+@contextlib.contextmanager
+def both_modes(target, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no stray ./factflow.toml
+    monkeypatch.setattr(metadata, "now_rfc3339", lambda: FROZEN)
+    monkeypatch.setattr(executions, "now_rfc3339", lambda: FROZEN)
+    with target.open() as provider, running_server(StorageService(provider)) as url:
+        yield Modes(target, url, str(tmp_path / "never-opened"))
+
+
+@pytest.fixture
+def modes(storage, tmp_path, monkeypatch):
+    with both_modes(storage, tmp_path, monkeypatch) as opened:
+        yield opened
+
+
+@pytest.fixture
+def demo(modes):
+    code, out, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
+    assert code == 0, err
+    return modes
+
+
+WRITES = [
+    ["demo", "--execution", "ex9"],
+    ["--output", "json", "demo", "--execution", "ex9"],
+    ["execution", "start", "ex2"],
+    ["execution", "start", "ex2", "--output", "json"],
+    ["execution", "finish", "ex2", "--status", "failed"],
+    ["execution", "finish", EXEC, "--output", "json"],
+    ["storage", "delete", MARKDOWN],
+    ["storage", "delete", "never/existed", "--output", "json"],
+]
+
+
+@pytest.mark.parametrize("args", WRITES, ids=" ".join)
+def test_writes_print_the_same(demo, args):
+    assert demo.both(args)[0] == 0
+
+
+@pytest.mark.parametrize("args, stdin", [
+    (["storage", "put", "up/ü file.txt", "--metadata", '{"adapter": "cli", "n": [1, 2], "note": "ä"}',
+      "--content-type", "text/plain"], b"hello\n"),
+    (["storage", "put", "up/data.json", "--output", "json"], b'{"a": 1}'),
+    (["-o", "json", "storage", "put", "up/empty"], b""),
+    (["storage", "put", "up/binary.bin"], bytes(range(256)) * 4096),
+], ids=["text", "json", "empty", "binary"])
+def test_put_prints_the_same_and_stores_the_same(modes, args, stdin):
+    code, _, err = modes.both(args, stdin)
+    assert code == 0, err
+    key = next(arg for arg in args if arg.startswith("up/"))
+    assert modes.both(["storage", "get", key])[1] == stdin
+
+
+def test_put_from_a_file(modes, tmp_path):
+    source = tmp_path / "payload.bin"
+    source.write_bytes(b"\x00\x01 payload" * 1000)
+    assert modes.both(["storage", "put", "files/payload.bin", "--file", str(source)])[0] == 0
+    assert modes.both(["storage", "get", "files/payload.bin"])[1] == source.read_bytes()
+
+
+READS = [
+    ["storage", "browse"],
+    ["storage", "browse", "executions/"],
+    ["storage", "browse", f"executions/{EXEC}/"],
+    ["storage", "browse", f"executions/{EXEC}/sitemap_scraper/web_scraper/", "--output", "json"],
+    ["storage", "browse", "executions/e"],
+    ["storage", "list", "--execution", EXEC],
+    ["storage", "list", "--execution", EXEC, "--limit", "3"],
+    ["storage", "list", "--execution", EXEC, "--route", "markdown_processor", "--stage", "chunker"],
+    ["storage", "list", "--execution", EXEC, "--stage", "web_scraper"],
+    ["storage", "list", "--prefix", f"executions/{EXEC}/sitemap_scraper/", "--output", "json"],
+    ["storage", "list", "--execution", EXEC, "--metadata", "--output", "json"],
+    ["-o", "json", "storage", "list"],
+    ["storage", "get", SITEMAP],
+    ["storage", "get", HTML],
+    ["storage", "get", SITEMAP, "--output", "json"],
+    ["storage", "get", HTML, "--output", "json"],
+    ["-o", "json", "storage", "get", MARKDOWN],
+    ["storage", "metadata", HTML],
+    ["storage", "metadata", SITEMAP, "--output", "json"],
+    ["execution", "show", EXEC],
+    ["execution", "show", EXEC, "-o", "json"],
+    ["execution", "list"],
+    ["execution", "list", "--output", "json"],
+]
+
+
+@pytest.mark.parametrize("args", READS, ids=" ".join)
+def test_reads_print_the_same(demo, args):
+    code, out, err = demo.both(args)
+    assert code == 0 and out and err == b"", err
+
+
+FAILURES = [
+    ["storage", "get", "executions/ex1/missing"],
+    ["storage", "get", "a/../b"],
+    ["storage", "get", "_factflow/executions/ex1.json"],
+    ["storage", "metadata", "executions/ex1/missing", "--output", "json"],
+    ["storage", "metadata", "a//b"],
+    ["storage", "browse", "../x"],
+    ["storage", "list", "--prefix", "a\\b"],
+    ["storage", "list", "--execution", "a/b"],
+    ["storage", "list", "--execution", EXEC, "--route", "x/y"],
+    ["storage", "delete", "x.meta.json"],
+    ["storage", "put", "_factflow/x"],
+    ["storage", "put", "ok/key", "--metadata", "[1]"],
+    ["execution", "show", "nope"],
+    ["execution", "show", "a/b"],
+    ["execution", "start", ".."],
+    ["execution", "finish", "ex1", "--status", "bogus"],
+]
+
+
+@pytest.mark.parametrize("args", FAILURES, ids=" ".join)
+def test_failures_print_the_same_line(demo, args):
+    code, out, err = demo.both(args, b"bytes")
+    assert code in (1, 2) and out == b""
+    assert len(err.decode().strip().splitlines()) >= 1
+
+
+def test_conflict_on_the_filesystem_fails_the_same(file_storage, tmp_path, monkeypatch):
+    # Only a filesystem refuses an object beside a prefix; S3 holds both.
+    with both_modes(file_storage, tmp_path, monkeypatch) as modes:
+        assert modes.both(["storage", "put", "a/b"], b"object")[0] == 0
+        code, out, err = modes.both(["storage", "put", "a/b/beside"], b"x")
+        assert code == 1 and b"cannot write" in err and len(err.splitlines()) == 1
+
+
+def test_listings_longer_than_a_page(modes):
+    with modes.storage.open() as provider:
+        for n in range(1010):
+            provider.write(f"many/k{n:05d}", b"x", None)
+    listed = modes.both(["storage", "list", "--prefix", "many/"])[1]
+    assert len(listed.splitlines()) == 1010
+    assert len(modes.both(["storage", "list", "--prefix", "many/", "--limit", "1005"])[1].splitlines()) == 1005
+    assert len(modes.both(["storage", "browse", "many/"])[1].splitlines()) == 1010
+
+
+def test_api_flag_equals_the_environment_variable(demo):
+    args = ["storage", "list", "--execution", EXEC, "--output", "json"]
+    assert demo.api_flag(args) == demo.run(demo.api_env, args) == demo.run(demo.direct_env, args)
+
+
+def test_a_server_that_is_gone_is_one_line_and_exit_1(modes):
+    env = {**modes.api_env, "FACTFLOW_API_URL": "http://127.0.0.1:9"}
+    code, out, err = modes.run(env, ["storage", "browse"])
+    assert (code, out) == (1, b"")
+    assert err.decode().startswith("Error: cannot reach the factflow API at http://127.0.0.1:9")
+    assert len(err.decode().strip().splitlines()) == 1
+
+
+def test_the_installed_command_over_http(demo):
+    """The real entry point in a subprocess: binary bytes and NDJSON, both modes alike."""
+    def factflow(env: dict, *args: str) -> subprocess.CompletedProcess:
+        full = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+        full.update({k: v for k, v in env.items() if v is not None})
+        return subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=full,
+                              capture_output=True, timeout=60)
+
+    for args in (["storage", "get", HTML], ["storage", "list", "--execution", EXEC, "-o", "json"]):
+        direct, remote = factflow(demo.direct_env, *args), factflow(demo.api_env, *args)
+        assert (remote.returncode, remote.stdout, remote.stderr) == (0, direct.stdout, b"")
+        assert direct.stdout
