@@ -8,12 +8,14 @@ import base64
 import hashlib
 import io
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
 
 from factflow_storage import create_storage_provider
 from factflow_storage.errors import BucketMissing, InvalidKey, NotFound
+from factflow_storage.protocol import PrefixInfo
 from factflow_storage.providers.s3_transfer import PART_SIZE
 
 pytestmark = pytest.mark.s3
@@ -153,6 +155,30 @@ def test_readers_never_see_the_metadata_of_another_version(s3):
     assert not failures
     assert s3.metadata("race/k")["n"] == 39
     assert len(list(s3.list_records("metadata/"))) == 1
+
+
+# -- listings past one page ----------------------------------------------------------------
+
+
+def test_listings_across_pages_keep_s3_order_and_skip_records(s3_server, bucket, s3):
+    flat = [f"flat/k{n:05d}" for n in range(1300)]
+    nested = [f"flat/k{n:05d}-dir/x" for n in range(0, 1300, 7)]  # prefixes between objects
+    records = [f"_factflow/jobs/j{n:05d}.json" for n in range(1100)]
+    around = ["Zebra/first", "zebra/last"]  # 'Z' < '_factflow/' < 'z'
+    client = s3_server.client()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda name: client.put_object(bucket_name=bucket, object_name=name, data=io.BytesIO(b"."),
+                                                     length=1), flat + nested + records + around))
+    everything = sorted(flat + nested + around, key=lambda key: key.encode())
+    assert [info.key for info in s3.list()] == everything
+    assert [info.key for info in s3.list("flat/", start_after="flat/k00500")] == \
+        [key for key in everything if key.startswith("flat/") and key > "flat/k00500"]
+    assert [info.key for info in s3.list(limit=1001)] == everything[:1001]
+    level = sorted(flat + sorted({key.rsplit("/", 1)[0] + "/" for key in nested}), key=lambda key: key.encode())
+    shown = [entry.prefix if isinstance(entry, PrefixInfo) else entry.key for entry in s3.browse("flat/")]
+    assert shown == level
+    assert [getattr(entry, "prefix", None) or entry.key for entry in s3.browse("")] == ["Zebra/", "flat/", "zebra/"]
+    assert len(list(s3.list_records("jobs/"))) == 1100
 
 
 # -- URI prefix ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from factflow_storage.metadata import build_metadata, check_user_metadata, guess
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
-from factflow_storage.providers.s3_listing import AFTER_RECORDS, in_s3_order, listable, listed_info
+from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
 from factflow_storage.providers.s3_transfer import Body, EmptyBody, Uploader, http_client, read_head, split_endpoint
 from factflow_storage.registry import StorageURI
 
@@ -111,7 +111,7 @@ class MinioProvider(BaseProvider):
 
     def _probe(self) -> None:
         """One GET listing: errors come with their real code (a HEAD's do not)."""
-        for _ in self._listing(self.prefix + RESERVED_PREFIX + "probe/", None, recursive=True):
+        for _ in self._listing(self.prefix + RESERVED_PREFIX + "probe/", None):
             break
 
     def check(self) -> None:
@@ -306,8 +306,8 @@ class MinioProvider(BaseProvider):
         count = 0
         while True:
             jumped = False
-            for found in self._listing(self.prefix + prefix, after, recursive=True):
-                name = found.object_name
+            for found in self._listing(self.prefix + prefix, after):
+                name = found.name
                 if name.startswith(reserved):
                     if after is None or after.encode() < skip_to.encode():
                         after, jumped = skip_to, True
@@ -323,10 +323,9 @@ class MinioProvider(BaseProvider):
             if not jumped:
                 return
 
-    def _listing(self, prefix: str, start_after: str | None, *, recursive: bool):
+    def _listing(self, prefix: str, start_after: str | None, *, delimiter: str | None = None) -> Iterator[Listed]:
         try:
-            yield from self._client.list_objects(bucket_name=self.bucket, prefix=prefix, recursive=recursive,
-                                                 start_after=start_after)
+            yield from list_entries(self._client, self.bucket, prefix, start_after=start_after, delimiter=delimiter)
         except TRANSLATED as err:
             translated = self._errors.translate(err, "listing")
             if self._bucket_is_missing(translated):
@@ -338,10 +337,9 @@ class MinioProvider(BaseProvider):
                ) -> Iterator[ObjectInfo | PrefixInfo]:
         validate_prefix(prefix)
         after = start_after.encode() if start_after else None
-        listing = self._listing(self.prefix + prefix, self.prefix + start_after if start_after else None,
-                                recursive=False)
-        for found in in_s3_order(listing):
-            name = found.object_name[len(self.prefix):]
+        for found in self._listing(self.prefix + prefix, self.prefix + start_after if start_after else None,
+                                   delimiter="/"):
+            name = found.name[len(self.prefix):]
             # S3 still rolls keys after start_after into a prefix that sorts before it.
             if after is not None and name.encode() <= after:
                 continue
@@ -374,8 +372,8 @@ class MinioProvider(BaseProvider):
 
     def list_records(self, prefix: str) -> Iterator[str]:
         base = self.prefix + RESERVED_PREFIX
-        for found in self._listing(base + prefix, None, recursive=True):
-            yield found.object_name[len(base):]
+        for found in self._listing(base + prefix, None):
+            yield found.name[len(base):]
 
     def delete_record(self, name: str) -> None:
         try:
