@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from factflow_storage import create_storage_provider
-from factflow_storage.errors import BucketMissing, InvalidKey, NotFound
+from factflow_storage.errors import BucketMissing, ConfigError, InvalidKey, NotFound
 from factflow_storage.protocol import PrefixInfo
-from factflow_storage.providers.s3_transfer import PART_SIZE
+from factflow_storage.providers.s3_transfer import PART_SIZE, split_endpoint
 
 pytestmark = pytest.mark.s3
 
@@ -254,6 +254,36 @@ def test_objects_without_factflow_metadata_show_what_s3_knows(s3_server, bucket,
     assert blob["created_at"].endswith("Z")
     assert blob["user_metadata"] == {"origin": "elsewhere"}
     assert "checksum" not in blob
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint, secure, expected", [
+    ("127.0.0.1:9000", None, ("127.0.0.1:9000", False)),
+    ("localhost:9000", None, ("localhost:9000", False)),
+    ("[::1]:9000", None, ("[::1]:9000", False)),
+    ("s3.example.com", None, ("s3.example.com", True)),
+    ("minio.internal:9000", False, ("minio.internal:9000", False)),
+    ("http://minio.internal:9000/", None, ("minio.internal:9000", False)),
+    ("https://127.0.0.1:9000", None, ("127.0.0.1:9000", True)),
+])
+def test_endpoint_and_tls_default(endpoint, secure, expected):
+    assert split_endpoint(endpoint, secure) == expected
+
+
+def test_settings_come_from_the_environment_when_opened_from_python(s3_server, bucket, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no ./factflow.toml
+    monkeypatch.delenv("FACTFLOW_CONFIG", raising=False)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    provider = create_storage_provider(f"minio://{bucket}")  # as a pipeline would call it
+    provider.write("from/env", b"ok")
+    assert provider.read("from/env") == b"ok"
+    monkeypatch.delenv("FACTFLOW_MINIO_ENDPOINT")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="FACTFLOW_MINIO_ENDPOINT"):
+        create_storage_provider(f"minio://{bucket}")
 
 
 # -- requests --------------------------------------------------------------------------------

@@ -69,8 +69,9 @@ class MinioProvider(BaseProvider):
         self.endpoint = host
         self.region = region or DEFAULT_REGION
         self._errors = ErrorContext(host, self.bucket, access_key)
+        self._http = http_client()
         self._client = Minio(endpoint=host, access_key=access_key or None, secret_key=secret_key or None,
-                             secure=secure, region=self.region, http_client=http_client())
+                             secure=secure, region=self.region, http_client=self._http)
         self._uploader = Uploader(self._client, self.bucket, self._call)
         self._bucket_seen = False
 
@@ -390,4 +391,4 @@ class MinioProvider(BaseProvider):
             pass
 
     def close(self) -> None:
-        self._client._http.clear()
+        self._http.clear()

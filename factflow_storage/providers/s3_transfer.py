@@ -43,7 +43,7 @@ def split_endpoint(endpoint: str, secure: bool | None) -> tuple[str, bool]:
     if sep and secure is None:
         secure = scheme.lower() == "https"
     if secure is None:
-        hostname = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+        hostname = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
         secure = not (hostname in ("localhost", "::1") or hostname.startswith("127."))
     return host, secure
 
