@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from typing import Any
 
 import bottle
@@ -59,17 +60,29 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
 
 
 def stop_server(server, timeout: float = 5.0) -> None:
-    """Stop a waitress server running in another thread: its loop closes every socket
-    (listener and open connections) itself, then the workers are joined."""
+    """Stop a waitress server running in another thread.
+
+    Its own loop closes the listener and every connection, then leaves (its map is
+    empty); the workers are joined; the trigger pipe is closed last, by us, because the
+    loop may run the closing thunk before ``pull_trigger`` has written its wake-up byte.
+    """
+    from waitress import wasyncore
+
+    closed = threading.Event()
 
     def close_all() -> None:
         for dispatcher in list(server._map.values()):
-            if dispatcher is not server.trigger:
+            if dispatcher is server:
+                wasyncore.dispatcher.close(server)  # the listener only: server.close() shuts the trigger
+            elif dispatcher is not server.trigger:
                 dispatcher.close()
-        server.trigger.close()
+        server.trigger.del_channel()
+        closed.set()
 
     server.trigger.pull_trigger(close_all)
+    closed.wait(timeout)
     server.task_dispatcher.shutdown(timeout=timeout)
+    server.trigger.close()
 
 
 def server_url(host: str, port: int) -> str:

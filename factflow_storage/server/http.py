@@ -144,7 +144,7 @@ def query(name: str, default: str | None = None) -> str | None:
 
 def query_int(name: str, default: int) -> int:
     value = query(name)
-    if value is None or value == "":
+    if value is None:
         return default
     try:
         return int(value)
@@ -154,7 +154,7 @@ def query_int(name: str, default: int) -> int:
 
 def query_bool(name: str, default: bool) -> bool:
     value = query(name)
-    if value is None or value == "":
+    if value is None:
         return default
     if value.lower() in _TRUE:
         return True

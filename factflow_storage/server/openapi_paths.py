@@ -39,9 +39,11 @@ _VIEW = _query("view", {"type": "string", "enum": ["metadata", "content"]},
 _RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
           "description": "One byte range, e.g. bytes=0-99, bytes=100- or bytes=-100"}
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
-_BYTES = {"description": "The object's bytes",
+# An object's bytes come with its own content type, which may be JSON of any shape; with
+# view=metadata the answer is the Metadata blob.
+_BYTES = {"description": "The object's bytes (with view=metadata: its Metadata blob, as JSON)",
           "headers": {name: {"schema": {"type": "string"}} for name in ("ETag", "Last-Modified")},
-          "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+          "content": {_JSON: {"schema": {}}, "*/*": {"schema": {"type": "string", "format": "binary"}}}}
 _OBJECT_READ = {
     "parameters": [_VIEW, _RANGE, _IF_NONE_MATCH],
     "responses": {"200": _BYTES, "206": {**_BYTES, "description": "A byte range of the object"},
@@ -60,7 +62,8 @@ STORAGE_PATHS: dict[str, Any] = {
         "operationId": "listObjects",
         "parameters": [
             _query("prefix", {"type": "string"}, "Key prefix, as in S3"),
-            _query("delimiter", {"type": "string", "enum": ["/"]}, "'/' groups keys into common_prefixes"),
+            _query("delimiter", {"type": "string", "enum": ["/", ""]},
+                   "'/' groups keys into common_prefixes; empty: a flat listing"),
             _query("route_id", {"type": "string"}, "Only objects of this route"),
             _query("stage", {"type": "string"}, "Only objects of this stage"),
             _query("extension", {"type": "string"}, "Comma-separated extensions, e.g. json,md"),
@@ -94,9 +97,8 @@ STORAGE_PATHS: dict[str, Any] = {
         operation: {
             "summary": "The metadata of KEY, unless an object named KEY/metadata exists",
             "operationId": f"{operation}ObjectMetadata", "parameters": [_KEY, _VIEW],
-            "responses": {"200": {"description": "The metadata blob (or the bytes of KEY/metadata)",
-                                  "content": {_JSON: {"schema": _ref("Metadata")},
-                                              "*/*": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": {**_BYTES, "description": "The Metadata blob of KEY (or the bytes of an "
+                                                           "object named KEY/metadata)"},
                           "206": _BYTES, "304": {"description": "Not modified"}, **_errors(400, 404, 416)},
         } for operation in ("get", "head")
     },

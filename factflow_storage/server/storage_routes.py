@@ -39,7 +39,7 @@ class _LimitedReader:
 
 def _view() -> str | None:
     """``?view=metadata``: the blob of KEY; ``?view=content``: the bytes of KEY, never a blob."""
-    view = query("view") or None
+    view = query("view")
     if view not in (None, METADATA_VIEW, CONTENT_VIEW):
         raise BadRequest(f"unknown view {view!r}: expected {METADATA_VIEW!r} or {CONTENT_VIEW!r}")
     return view
