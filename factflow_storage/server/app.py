@@ -7,6 +7,7 @@ the app, and may have ``OPENAPI`` (the OpenAPI ``paths`` it serves, see ``openap
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import threading
 from typing import Any
@@ -92,12 +93,19 @@ def server_url(host: str, port: int) -> str:
 
 def serve(service: StorageService, host: str = "127.0.0.1", port: int = 8080,
           threads: int = DEFAULT_THREADS, token: str | None = None) -> None:
-    """Bind, print the URL (with the port actually bound, for ``--port 0``), serve."""
+    """Bind, print the URL (with the port actually bound, for ``--port 0``), serve until
+    Ctrl+C or SIGTERM, then stop cleanly."""
     server = create_server(service, host, port, threads=threads, token=token)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         print(f"serving on {server_url(host, server.effective_port)}", flush=True)
-        server.run()
+        server.run()  # returns when interrupted: waitress catches SystemExit/KeyboardInterrupt
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.close()
         service.provider.close()
         sys.stdout.flush()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
