@@ -326,8 +326,10 @@ def main() -> int:
     except ServerError as err:
         print(err, file=sys.stderr)
         return 1
-    stop_requested = []
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(1))
+    stop_requested: list[int] = []
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop_requested.append(1))
     try:
         print(f"{server.kind} at {server.url}")
         print(f"access key {server.access_key}\nsecret key {server.secret_key}\nregion {server.region}")
@@ -336,10 +338,9 @@ def main() -> int:
         print("Ctrl+C stops it.", flush=True)
         while not stop_requested:
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.stop()
+        print("stopped.", flush=True)
     return 0
 
 
