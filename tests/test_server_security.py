@@ -70,9 +70,10 @@ def test_the_right_token_opens_every_route(guarded):
     assert_error(http_request(guarded, "GET", "/api/v1/no-such-route", headers=auth), 404, "not_found")
 
 
-def test_health_needs_no_token(guarded):
-    reply = http_request(guarded, "GET", "/api/v1/health")
-    assert reply.status == 200 and reply.json()["status"] == "ok"
+def test_health_needs_no_token_and_tells_strangers_only_the_status(guarded, service):
+    assert http_request(guarded, "GET", "/api/v1/health").json() == {"status": "ok"}
+    reply = http_request(guarded, "GET", "/api/v1/health", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reply.json() == {"status": "ok", "storage": service.provider.uri}
 
 
 def test_remote_service_with_a_wrong_token_fails_with_401(guarded):

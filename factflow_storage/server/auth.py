@@ -17,6 +17,8 @@ from factflow_storage.errors import AccessDenied, ConfigError, Unauthorized
 from factflow_storage.server.http import exception_response
 
 TOKEN_ENV = "FACTFLOW_API_TOKEN"
+# Set on each request when a token is in force: whether it carried the right one.
+AUTHENTICATED = "factflow.authenticated"
 PUBLIC_ROUTES = frozenset({("GET", "/api/v1/health")})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
@@ -71,12 +73,12 @@ def make_auth_hook(token: str | None):
             if host and not is_loopback(_host_name(host)):
                 raise AccessDenied(FOREIGN_HOST.format(host=host))
             return
-        if (request.method, request.path) in PUBLIC_ROUTES:
-            return
         scheme, _, credentials = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            raise Unauthorized(MISSING_TOKEN)
-        if not hmac.compare_digest(credentials.strip().encode("latin-1"), expected):
-            raise Unauthorized(WRONG_TOKEN)
+        sent = scheme.lower() == "bearer" and bool(credentials.strip())
+        valid = sent and hmac.compare_digest(credentials.strip().encode("latin-1"), expected)
+        request.environ[AUTHENTICATED] = valid
+        if valid or (request.method, request.path) in PUBLIC_ROUTES:
+            return
+        raise Unauthorized(WRONG_TOKEN if sent else MISSING_TOKEN)
 
     return hook

@@ -10,6 +10,7 @@ import bottle
 import orjson
 
 from factflow_storage.errors import BadRequest, NotFound, TooLarge
+from factflow_storage.server.auth import AUTHENTICATED
 from factflow_storage.server.http import (header_bytes, json_response, query, query_bool, query_int,
                                           route_key)
 from factflow_storage.server.objects import object_response
@@ -63,7 +64,11 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
 
     @app.get("/api/v1/health")
     def health():
-        return json_response(service.health())
+        report = service.health()
+        if not bottle.request.environ.get(AUTHENTICATED, True):
+            # Public with a token in force: whether it is up, not what it serves.
+            report = {"status": report["status"]}
+        return json_response(report)
 
     @app.get(OBJECTS)
     def list_objects():
