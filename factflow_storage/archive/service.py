@@ -14,8 +14,8 @@ import time
 import uuid
 from typing import Any, BinaryIO
 
-from factflow_storage.archive.jobs import (CANCELLED, FAILED, PREPARING, READY, JobStore, archive_name,
-                                           status_view)
+from factflow_storage.archive.jobs import (CANCELLED, FAILED, PREPARING, READY, STALE_ERROR, JobStore,
+                                           archive_name, status_view)
 from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
@@ -95,10 +95,13 @@ class ArchiveJobs:
             raise NotFound(f"the archive of job {job_id!r} is gone (it expired or was deleted)") from None
 
     def delete(self, job_id: str) -> dict[str, Any]:
-        """Cancel a job still preparing (its packer removes the partial archive); remove
-        every trace of a finished one. ``deleted`` tells which happened."""
+        """Cancel a job still preparing (its packer removes the partial archive and
+        writes the final record); remove every trace of a finished one. ``deleted`` tells
+        which happened. A job's files are removed only once no packer writes them."""
         record = self.store.load(job_id)
-        if record["status"] != PREPARING:
+        stored = self.store.read(job_id) or record
+        packing = stored["status"] == PREPARING and record.get("error") != STALE_ERROR
+        if not packing:
             self.store.purge(job_id)
             return {**status_view(record), "deleted": True}
         self.store.mark_cancelled(job_id)
@@ -170,11 +173,13 @@ class ArchiveJobs:
             record.update(total=progress.processed, file_size=outcome["size"])
             self.store.finish(record, READY)
             return
-        self.service.provider.delete_record(archive_name(job_id))
+        # The final record goes first: once the archive is gone, a client may delete the
+        # job, and nothing written after that may bring it back.
         if isinstance(error, Cancelled) or progress.cancel.is_set():
             self.store.finish(record, CANCELLED, "cancelled")
         else:
             self.store.finish(record, FAILED, " ".join(str(error).split()) or type(error).__name__)
+        self.service.provider.delete_record(archive_name(job_id))
 
     def _sweep_now_and_then(self) -> None:
         now = time.monotonic()
