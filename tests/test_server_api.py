@@ -4,6 +4,7 @@ bytes with their headers and ranges, metadata, writes, deletes, executions, heal
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlencode
@@ -299,3 +300,13 @@ def test_body_over_the_limit_is_413(file_storage):
         assert reply.status == 413 and reply.json()["error_code"] == "too_large"
         assert get(url, obj("big/x")).status == 404
         assert http_request(url, "PUT", obj("big/x"), body=b"x" * 1000).status == 201
+
+
+def test_large_object_streams_whole_and_in_ranges(served):
+    url, service = served
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    service.put("big/blob.bin", data)
+    assert get(url, obj("big/blob.bin")).body == data
+    start, end = 1024 * 1024 - 5, 2 * 1024 * 1024 + 5  # across the server's 1 MiB chunks
+    reply = http_request(url, "GET", obj("big/blob.bin"), headers={"Range": f"bytes={start}-{end}"})
+    assert reply.status == 206 and reply.body == data[start:end + 1]

@@ -28,7 +28,12 @@ class StreamBody:
         self._stream = stream
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._stream)
+        try:
+            yield from self._stream
+        except BaseException:
+            # bottle drops a body whose first chunk fails without closing it.
+            self._stream.close()
+            raise
 
     def close(self) -> None:
         self._stream.close()
