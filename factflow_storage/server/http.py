@@ -1,4 +1,4 @@
-"""HTTP helpers every route module shares: JSON responses, the one error shape, and the
+"""What every route module shares: JSON responses, the one error shape, and the
 parsing of keys and query values taken from a request.
 
 Routes raise the project's errors (``factflow_storage.errors``); ``ErrorPlugin`` and
