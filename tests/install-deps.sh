@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what the test suite needs: the package with its test extras, and a real S3
-# server (Ceph radosgw from Debian, unless a `minio` server binary is on PATH) plus rclone,
-# whose uploads the suite reads back. Safe to re-run.
+# server (Ceph radosgw from Debian, unless a `minio` server binary is on PATH), and rclone
+# and the aws cli, whose uploads the suite reads back. Safe to re-run.
 set -eu
 cd "$(dirname "$0")/.."
 if ! command -v minio >/dev/null 2>&1 && ! command -v radosgw >/dev/null 2>&1 \
@@ -13,3 +13,4 @@ if ! command -v minio >/dev/null 2>&1 && ! command -v radosgw >/dev/null 2>&1 \
         radosgw ceph-mon ceph-osd rclone >/dev/null
 fi
 python3 -m pip install -q -e '.[test]'
+command -v aws >/dev/null 2>&1 || python3 -m pip install -q awscli
