@@ -7,6 +7,7 @@ everything else a writer passes (provenance, config hash, lineage, custom fields
 from __future__ import annotations
 
 import hashlib
+import io
 import mimetypes
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -107,7 +108,7 @@ class HashingReader:
     def read(self, size: int = -1) -> bytes:
         """File-like read, for clients (minio) that pull from a stream."""
         if isinstance(self._source, (bytes, bytearray, memoryview)):
-            self._source = _BytesSource(bytes(self._source))
+            self._source = io.BytesIO(self._source)
         chunk = self._source.read(size if size is not None and size >= 0 else -1)
         self._digest.update(chunk)
         self.size += len(chunk)
@@ -116,18 +117,6 @@ class HashingReader:
     @property
     def sha256_hex(self) -> str:
         return self._digest.hexdigest()
-
-
-class _BytesSource:
-    def __init__(self, data: bytes):
-        self._view = memoryview(data)
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._view) if size < 0 else min(len(self._view), self._pos + size)
-        chunk = bytes(self._view[self._pos:end])
-        self._pos = end
-        return chunk
 
 
 def foreign_metadata(key: str, size: int, last_modified: datetime, *,
