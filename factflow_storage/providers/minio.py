@@ -23,7 +23,7 @@ from minio import Minio
 from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
-from factflow_storage.errors import ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
+from factflow_storage.errors import BadCredentials, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
@@ -59,7 +59,7 @@ class MinioProvider(BaseProvider):
             raise ConfigError("no S3 endpoint: set FACTFLOW_MINIO_ENDPOINT (host:port) for minio:// storage")
         host, secure = split_endpoint(endpoint, secure)
         try:
-            check_bucket_name(uri.location)
+            check_bucket_name(bucket_name=uri.location)
         except ValueError as err:
             raise ConfigError(f"invalid bucket name {uri.location!r} in storage URI: {err}") from None
         self.uri = uri.raw or f"{uri.scheme}://{uri.location}/{uri.prefix}"
@@ -102,8 +102,14 @@ class MinioProvider(BaseProvider):
     def _diagnose_head(self, err: S3Error) -> None:
         """HEAD errors have no body: find out whether a 403 or 404 hides a better answer."""
         if err.code == "AccessDenied":
-            # A GET carries the real code: bad credentials surface here as such.
-            self._probe()
+            # A GET carries the real code: bad credentials surface here as such; any
+            # other refusal leaves the object's own AccessDenied to be reported.
+            try:
+                self._probe()
+            except BadCredentials:
+                raise
+            except StorageError:
+                pass
         elif err.code == "NoSuchKey" and not self._bucket_seen:
             if self._call("bucket check", self._client.bucket_exists, bucket_name=self.bucket):
                 self._bucket_seen = True

@@ -47,7 +47,7 @@ def list_entries(client, bucket: str, prefix: str, *, start_after: str | None = 
             query["continuation-token"] = token
         elif start_after:
             query["start-after"] = start_after
-        return client._execute("GET", bucket_name=bucket, query_params=query).data
+        return client._execute(method="GET", bucket_name=bucket, query_params=query).data
 
     entries, token = parse_page(fetch(None))
     if not token:

@@ -182,7 +182,7 @@ class Uploader:
 
     @staticmethod
     def _finished(number: int, future: Future) -> Part:
-        return Part(number, future.result())
+        return Part(part_number=number, etag=future.result())
 
 
 class Body:
