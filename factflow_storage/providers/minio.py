@@ -23,7 +23,7 @@ from minio import Minio
 from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
-from factflow_storage.errors import BadCredentials, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
+from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
@@ -97,7 +97,7 @@ class MinioProvider(BaseProvider):
 
     def _bucket_is_missing(self, err: StorageError) -> bool:
         """After a NoSuchBucket: True if that means empty storage (created on first write)."""
-        return err.error_code == "bucket_not_found" and self.create_bucket
+        return isinstance(err, BucketMissing) and self.create_bucket
 
     def _diagnose_head(self, err: S3Error) -> None:
         """HEAD errors have no body: find out whether a 403 or 404 hides a better answer."""
