@@ -10,6 +10,8 @@ missing keys) and extracts the zip while it downloads. Both write the same tree.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +29,28 @@ ARCHIVE = "/api/v1/content/archive"
 DEFAULT_JOBS = 32
 BULK_METADATA = 64
 _POLL_START, _POLL_MAX = 0.05, 0.5
+
+
+@contextlib.contextmanager
+def _interrupt_held():
+    """Hold a Ctrl+C that arrives while the job is being prepared: raised then, it would
+    lose the job id and leave the job packing on the server with nobody to delete it. A
+    second Ctrl+C still interrupts at once (a server that never answers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    caught: list[bool] = []
+
+    def hold(signum, frame) -> None:
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(True)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield lambda: bool(caught)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Interrupted(StorageError):
@@ -223,9 +247,12 @@ class Download:
         if len(wanted) < self.summary.objects:
             keys = {key for key, _ in wanted}
             request["keys"] = sorted(keys)
-        job = api.send_json("POST", f"{ARCHIVE}/prepare", request)
+        with _interrupt_held() as interrupted:
+            job = api.send_json("POST", f"{ARCHIVE}/prepare", request)
         job_path = f"{ARCHIVE}/{job['job_id']}"
         try:
+            if interrupted():
+                raise KeyboardInterrupt
             status = self._wait(job_path, job)
             if status["status"] != "ready":
                 raise StorageError(f"archive job {job['job_id']} {status['status']}: "
