@@ -7,8 +7,8 @@ from typing import Any
 
 from factflow_storage.errors import BadRequest, NotFound
 from factflow_storage.keys import execution_prefix, validate_execution_id
-from factflow_storage.metadata import now_rfc3339
 from factflow_storage.protocol import StorageProtocol
+from factflow_storage import metadata as clock
 
 RUNNING = "running"
 COMPLETED = "completed"
@@ -34,7 +34,7 @@ def set_status(provider: StorageProtocol, execution_id: str, status: str) -> dic
     if status not in STATUSES:
         raise BadRequest(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
     record = provider.read_execution(execution_id) or {"execution_id": execution_id}
-    now = now_rfc3339()
+    now = clock.now_rfc3339()
     if status == RUNNING:
         record.update(status=RUNNING, started_at=record.get("started_at") or now, finished_at=None)
     else:

@@ -15,7 +15,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from factflow_storage import executions, metadata
+from factflow_storage import metadata
 from factflow_storage.cli.main import cli
 from factflow_storage.service import StorageService
 from server_fixture import running_server
@@ -56,8 +56,7 @@ class Modes:
 @contextlib.contextmanager
 def both_modes(target, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no stray ./factflow.toml
-    monkeypatch.setattr(metadata, "now_rfc3339", lambda: FROZEN)
-    monkeypatch.setattr(executions, "now_rfc3339", lambda: FROZEN)
+    monkeypatch.setattr(metadata, "now_rfc3339", lambda: FROZEN)  # the one clock every module reads
     with target.open() as provider, running_server(StorageService(provider)) as url:
         yield Modes(target, url, str(tmp_path / "never-opened"))
 

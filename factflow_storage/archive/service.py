@@ -21,8 +21,8 @@ from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
 from factflow_storage.errors import Conflict, ConfigError, NotFound, StorageError
 from factflow_storage.keys import execution_prefix
-from factflow_storage.metadata import now_rfc3339
 from factflow_storage.service import StorageService
+from factflow_storage import metadata as clock
 
 TTL_ENV = "FACTFLOW_ARCHIVE_TTL"
 DEFAULT_TTL = 3600.0
@@ -70,7 +70,7 @@ class ArchiveJobs:
         record = {"job_id": job_id, "status": PREPARING, "execution_id": request.execution_id,
                   "total": len(request.keys) if request.keys is not None else 0, "processed": 0,
                   "bytes_packed": 0, "filename": request.filename, "file_size": None, "error": None,
-                  "created_at": now_rfc3339(), "expires_at": None}
+                  "created_at": clock.now_rfc3339(), "expires_at": None}
         self.store.write(record)
         self.store.write_request(job_id, request.to_json())
         progress = Progress()

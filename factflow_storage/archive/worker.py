@@ -24,9 +24,9 @@ from factflow_storage.archive.tree import sidecar_bytes
 from factflow_storage.archive.zipwriter import ZipStreamWriter
 from factflow_storage.errors import NotFound, StorageError
 from factflow_storage.keys import SIDECAR_SUFFIX
-from factflow_storage.metadata import now_rfc3339
 from factflow_storage.protocol import ObjectStream
 from factflow_storage.service import StorageService
+from factflow_storage import metadata as clock
 
 FETCH_THREADS = 32
 SMALL_OBJECT = 4 * 1024 * 1024
@@ -149,7 +149,7 @@ class Packer:
             yield chunk
 
     def _add_manifest(self, writer: ZipStreamWriter, manifest, stats: dict[str, int]) -> None:
-        head = orjson.dumps({"execution_id": self.request.execution_id, "created_at": now_rfc3339(),
+        head = orjson.dumps({"execution_id": self.request.execution_id, "created_at": clock.now_rfc3339(),
                              "include_metadata": self.request.include_metadata, "count": stats["count"],
                              "bytes": stats["bytes"]})[:-1] + b',"objects":['
         tail = b"]}\n"

@@ -18,7 +18,7 @@ import orjson
 
 from factflow_storage.errors import BadRequest, InvalidKey, StorageError, TooLarge
 from factflow_storage.keys import validate_key
-from factflow_storage.metadata import now_rfc3339
+from factflow_storage import metadata as clock
 
 JSON_TYPE = "application/json"
 # bottle raises these itself (no route, wrong method, unreadable body); their codes.
@@ -44,7 +44,7 @@ def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | No
 
 
 def error_body(status: int, error_code: str, detail: str) -> dict[str, Any]:
-    return {"detail": detail, "error_code": error_code, "timestamp": now_rfc3339()}
+    return {"detail": detail, "error_code": error_code, "timestamp": clock.now_rfc3339()}
 
 
 def error_response(status: int, error_code: str, detail: str,
