@@ -18,6 +18,7 @@ from factflow_storage.archive.extract import MANIFEST_NAME, extract_archive
 from factflow_storage.archive.tree import STAGING_DIR, OutputTree
 from factflow_storage.archive.zipreader import UnsafeArchive, ZipStreamReader
 from factflow_storage.archive.zipwriter import ZipStreamWriter
+from tree_support import files_under
 
 PREFIX = "executions/E1/"
 
@@ -44,15 +45,6 @@ def our_zip(members: dict[str, bytes], *, streamed: bool = False, with_sha: bool
         writer.add_bytes(MANIFEST_NAME, orjson.dumps({"objects": rows}))
     writer.close()
     return out.getvalue()
-
-
-def files_under(root) -> dict[str, bytes]:
-    found = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            found[os.path.relpath(path, root)] = open(path, "rb").read()
-    return found
 
 
 def extract(data: bytes, out_dir, accept=lambda key: key.startswith(PREFIX)):

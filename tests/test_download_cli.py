@@ -22,6 +22,7 @@ from factflow_storage.cli.download import INTERRUPTED
 from factflow_storage.server.app import stop_server
 from factflow_storage.service import StorageService
 from server_fixture import running_server
+from tree_support import files_under
 
 MODES = ("direct", "api")
 
@@ -77,15 +78,6 @@ def populate(service: StorageService, execution_id: str = "E1", count: int = 9, 
     return objects
 
 
-def tree(root) -> dict[str, bytes]:
-    found = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            found[os.path.relpath(path, root)] = open(path, "rb").read()
-    return found
-
-
 def expected_tree(service: StorageService, objects: dict[str, bytes], metadata: bool = True) -> dict[str, bytes]:
     wanted = dict(objects)
     if metadata:
@@ -96,7 +88,7 @@ def expected_tree(service: StorageService, objects: dict[str, bytes], metadata: 
 def test_the_tree_holds_every_key_its_bytes_and_its_metadata(target, tmp_path):
     objects = populate(target.service)
     summary = target.download(tmp_path / "out")
-    assert tree(tmp_path / "out") == expected_tree(target.service, objects)
+    assert files_under(tmp_path / "out") == expected_tree(target.service, objects)
     assert (summary["mode"], summary["objects"], summary["fetched"], summary["skipped"]) == \
         (target.mode, len(objects), len(objects), 0)
     assert summary["bytes"] == sum(map(len, objects.values())) and summary["failed"] == []
@@ -125,7 +117,7 @@ def test_a_rerun_fetches_only_what_is_missing_or_differs(target, tmp_path):
     summary = target.download(out)
     assert (summary["fetched"], summary["skipped"]) == (2, len(objects) - 2)
     assert summary["sidecars"] == 3  # two fetched objects' sidecars and the lost one
-    assert tree(out) == expected_tree(target.service, objects)
+    assert files_under(out) == expected_tree(target.service, objects)
     assert {path: (os.stat(path).st_ino, os.stat(path).st_mtime_ns) for path in untouched} == untouched
 
     again = target.download(out)
@@ -135,15 +127,15 @@ def test_a_rerun_fetches_only_what_is_missing_or_differs(target, tmp_path):
 def test_no_metadata_route_and_stage_narrow_what_is_written(target, tmp_path):
     objects = populate(target.service)
     target.download(tmp_path / "a", "--no-metadata")
-    assert tree(tmp_path / "a") == objects
+    assert files_under(tmp_path / "a") == objects
 
     summary = target.download(tmp_path / "b", "--route", "parse", "--stage", "json")
     wanted = {k: v for k, v in objects.items() if "/parse/json/" in k}
     assert summary["objects"] == len(wanted) == 2
-    assert tree(tmp_path / "b") == expected_tree(target.service, wanted)
+    assert files_under(tmp_path / "b") == expected_tree(target.service, wanted)
 
     target.download(tmp_path / "c", "--stage", "md", "--stage", "html", "--no-metadata")
-    assert tree(tmp_path / "c") == {k: v for k, v in objects.items() if "/md/" in k or "/html/" in k}
+    assert files_under(tmp_path / "c") == {k: v for k, v in objects.items() if "/md/" in k or "/html/" in k}
 
 
 def test_resume_after_the_download_is_killed(target, tmp_path):
@@ -161,7 +153,7 @@ def test_resume_after_the_download_is_killed(target, tmp_path):
     finally:
         process.wait()
     assert process.returncode == -signal.SIGKILL
-    first = tree(out)
+    first = files_under(out)
     first.pop(os.path.join(STAGING_DIR, "lock"), None)
     partial = {name for name in first if name.startswith(STAGING_DIR)}
     kept = {name: data for name, data in first.items() if name not in partial}
@@ -174,7 +166,7 @@ def test_resume_after_the_download_is_killed(target, tmp_path):
     summary = target.download(out, "--jobs", "4")
     assert summary["skipped"] == len(kept_objects)
     assert summary["fetched"] == len(objects) - len(kept_objects)
-    assert tree(out) == expected_tree(target.service, objects)
+    assert files_under(out) == expected_tree(target.service, objects)
     assert {name: os.stat(out / name).st_mtime_ns for name in kept_objects} == stamps
 
 
