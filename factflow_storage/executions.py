@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest, NotFound
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage.protocol import StorageProtocol
-from factflow_storage import metadata as clock
 
 RUNNING = "running"
 COMPLETED = "completed"

@@ -4,6 +4,7 @@ defaults. Each value remembers where it came from, for ``factflow config show``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,19 @@ from typing import Any
 
 from factflow_storage.errors import ConfigError
 from factflow_storage.registry import DEFAULT_STORAGE_URI, parse_storage_uri
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``5m``, ``1h``, ``1d``, ``500ms`` (a bare number is seconds) -> seconds;
+    ValueError otherwise. The one grammar for every duration a user writes."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,3 +162,20 @@ def test_a_bad_boolean_is_a_config_error():
     env = {"FACTFLOW_STORAGE_URI": "minio://bucket", "FACTFLOW_MINIO_SECURE": "maybe"}
     with pytest.raises(ConfigError, match="maybe"):
         load_settings(env=env).provider_options()
+
+
+@pytest.mark.parametrize("text, seconds", [("3600", 3600), ("30m", 1800), ("2h", 7200), ("1d", 86400),
+                                           ("1.5h", 5400), ("500ms", 0.5)])
+def test_archive_ttl_takes_the_duration_grammar(text, seconds):
+    from factflow_storage.archive.service import ttl_from_env
+
+    assert ttl_from_env({"FACTFLOW_ARCHIVE_TTL": text}) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "abc", "1e3", "5 parsecs"])
+def test_archive_ttl_refuses_what_is_not_a_positive_duration(text):
+    from factflow_storage.archive.service import ttl_from_env
+    from factflow_storage.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="FACTFLOW_ARCHIVE_TTL must be a positive duration"):
+        ttl_from_env({"FACTFLOW_ARCHIVE_TTL": text})

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any, BinaryIO
 
+from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import (CANCELLED, FAILED, PREPARING, READY, STALE_ERROR, JobStore,
                                            archive_name, status_view)
 from factflow_storage.archive.pipe import Pipe
@@ -22,14 +23,13 @@ from factflow_storage.archive.worker import Cancelled, Progress, run_packer
 from factflow_storage.errors import Conflict, ConfigError, NotFound, StorageError
 from factflow_storage.keys import execution_prefix
 from factflow_storage.service import StorageService
-from factflow_storage import metadata as clock
+from factflow_storage.settings import parse_duration
 
 TTL_ENV = "FACTFLOW_ARCHIVE_TTL"
 DEFAULT_TTL = 3600.0
 STALE_AFTER = 60.0
 HEARTBEAT = 0.5
 SWEEP_EVERY = 60.0
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def ttl_from_env(env: dict[str, str] | None = None) -> float:
@@ -37,9 +37,8 @@ def ttl_from_env(env: dict[str, str] | None = None) -> float:
     raw = (os.environ if env is None else env).get(TTL_ENV, "").strip().lower()
     if not raw:
         return DEFAULT_TTL
-    unit = raw[-1] if raw[-1] in _UNITS else "s"
     try:
-        value = float(raw[:-1] if raw[-1] in _UNITS else raw) * _UNITS[unit]
+        value = parse_duration(raw)
     except ValueError:
         value = -1
     if value <= 0:

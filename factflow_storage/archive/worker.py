@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from factflow_storage import metadata as clock
 from factflow_storage.archive.extract import MANIFEST_NAME
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.tree import sidecar_bytes
@@ -26,7 +27,6 @@ from factflow_storage.errors import NotFound, StorageError
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.protocol import ObjectStream
 from factflow_storage.service import StorageService
-from factflow_storage import metadata as clock
 
 FETCH_THREADS = 32
 SMALL_OBJECT = 4 * 1024 * 1024

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from typing import Any
 
 import click
 
 from factflow_storage.cli.render import FORMATS
-from factflow_storage.settings import Settings
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+from factflow_storage.settings import Settings, parse_duration
 
 
 class Duration(click.ParamType):
@@ -23,10 +19,10 @@ class Duration(click.ParamType):
     def convert(self, value: Any, param, ctx) -> float:
         if isinstance(value, (int, float)):
             return float(value)
-        match = _DURATION.match(str(value))
-        if not match:
-            self.fail(f"{value!r} is not a duration like 30s, 5m or 1h", param, ctx)
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        try:
+            return parse_duration(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 class App:

@@ -16,9 +16,9 @@ from typing import Any
 import bottle
 import orjson
 
+from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest, InvalidKey, StorageError, TooLarge
 from factflow_storage.keys import validate_key
-from factflow_storage import metadata as clock
 
 JSON_TYPE = "application/json"
 # bottle raises these itself (no route, wrong method, unreadable body); their codes.
