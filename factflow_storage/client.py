@@ -19,7 +19,7 @@ import orjson
 
 from factflow_storage import errors
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
-from factflow_storage.keys import validate_key, validate_segment
+from factflow_storage.keys import execution_prefix, validate_key, validate_segment
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
 
@@ -211,8 +211,6 @@ class RemoteService:
             yield ObjectInfo(row["key"], row["size"], _parse_time(row["last_modified"]))
 
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
-        from factflow_storage.keys import execution_prefix
-
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
     def browse(self, prefix: str = "") -> dict[str, Any]:
