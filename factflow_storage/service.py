@@ -26,6 +26,11 @@ MAX_PAGE = 1000
 METADATA_WORKERS = 16
 
 
+def json_bytes(value: Any) -> bytes:
+    """The one JSON encoding of service results, for the CLI's output and the API's bodies."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
 def object_row(info: ObjectInfo) -> dict[str, Any]:
     """A listing row: only what an S3 listing returns."""
     return {"key": info.key, "size": info.size, "last_modified": format_time(info.last_modified)}

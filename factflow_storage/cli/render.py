@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from factflow_storage.service import json_bytes
+
 TABLE = "table"
 JSON = "json"
 FORMATS = (TABLE, JSON)
@@ -19,10 +21,6 @@ FORMATS = (TABLE, JSON)
 
 def _out():
     return sys.stdout.buffer
-
-
-def json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def emit_json(value: Any) -> None:

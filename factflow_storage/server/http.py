@@ -19,6 +19,7 @@ import orjson
 from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest, InvalidKey, StorageError, TooLarge
 from factflow_storage.keys import validate_key
+from factflow_storage.service import json_bytes
 
 JSON_TYPE = "application/json"
 # bottle raises these itself (no route, wrong method, unreadable body); their codes.
@@ -26,10 +27,6 @@ _BOTTLE_ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_al
                        413: "too_large", 500: "internal_error"}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-
-def json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> bottle.HTTPResponse:
