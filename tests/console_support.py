@@ -8,6 +8,7 @@ view, take screenshots, read the URLs requested.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -90,14 +91,17 @@ class Console:
             time.sleep(poll)
 
     def screenshot(self, name: str, *, full: bool = False) -> Path:
-        """A PNG of the view; ``full`` sizes the window to the page first."""
-        if full:
-            height = self.driver.execute_script("return document.documentElement.scrollHeight")
-            self.driver.set_window_size(1200, max(600, min(int(height) + 40, 3000)))
+        """A PNG of the view; ``full``: of the whole page (up to 3000 px), not the window."""
         path = self.shots / f"{name}.png"
-        self.driver.save_screenshot(str(path))
         if full:
-            self.driver.set_window_size(1200, 900)
+            size = self.driver.execute_script(
+                "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+                "format": "png", "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": size[0], "height": min(size[1], 3000), "scale": 1}})
+            path.write_bytes(base64.b64decode(shot["data"]))
+        else:
+            self.driver.save_screenshot(str(path))
         collect = os.environ.get(SHOTS_ENV)
         if collect:
             Path(collect).mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import struct
 import time
 import zipfile
+import zlib
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -113,7 +115,15 @@ def test_browse_by_clicking_to_an_object_shows_metadata_lineage_and_preview(cons
     console.screenshot(f"object-gzip-{storage.kind}", full=True)
 
 
-def test_a_binary_object_shows_as_a_hex_dump(console, served):
+def png(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + bytes([200, 40, 40]) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_binary_shows_as_a_hex_dump_and_an_image_inline(console, served, storage):
     _, service = served
     key = f"executions/{DEMO}/r/s/blob.bin"
     service.put(key, bytes(range(256)) * 4, None, content_type="application/octet-stream")
@@ -121,6 +131,12 @@ def test_a_binary_object_shows_as_a_hex_dump(console, served):
     preview = console.find("#preview-text")
     assert preview.get_attribute("data-kind") == "hex"
     assert preview.text.splitlines()[1].startswith("00000010  10 11 12 13")
+    console.screenshot(f"object-hex-{storage.kind}", full=True)
+    image = f"executions/{DEMO}/r/s/chart.png"
+    service.put(image, png(40, 30), None, content_type="image/png")
+    console.open("#/o/" + image, view="object")
+    console.wait_for(lambda: console.driver.execute_script(
+        "const img = document.getElementById('preview-image'); return img.complete && img.naturalWidth") == 40)
 
 
 def test_stored_html_and_svg_cannot_run_script_in_the_console(console, served, storage):
