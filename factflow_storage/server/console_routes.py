@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from importlib import resources
 
 import bottle
@@ -20,6 +21,8 @@ import bottle
 from factflow_storage.errors import BadRequest, NotFound, Unauthorized
 from factflow_storage.server.http import JSON_TYPE, json_response, read_json_body
 from factflow_storage.server.session import cookie_header, new_session
+
+log = logging.getLogger(__name__)
 
 SESSION = "/api/v1/session"
 STATIC = "/console"
@@ -64,8 +67,13 @@ OPENAPI = {
 
 def _load_files() -> dict[str, tuple[bytes, str, str]]:
     """name -> (bytes, content type, ETag) of every file of the console."""
-    files = {}
-    for entry in (resources.files("factflow_storage.server") / "console").iterdir():
+    files: dict[str, tuple[bytes, str, str]] = {}
+    folder = resources.files("factflow_storage.server") / "console"
+    if not folder.is_dir():
+        # An install without the package data still serves the API; only / is missing.
+        log.warning("the console's files are not installed (%s): serving the API only", folder)
+        return files
+    for entry in folder.iterdir():
         suffix = "." + entry.name.rpartition(".")[2]
         if entry.is_file() and suffix in _TYPES:
             data = entry.read_bytes()
