@@ -73,6 +73,12 @@ def test_executions_list_shows_the_demo(console, storage):
     cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
     assert cells[0] == DEMO and cells[-1] == "16"
     console.screenshot(f"executions-{storage.kind}")
+    # Readable on a narrow window: the layout reflows instead of scrolling sideways.
+    console.driver.set_window_size(420, 800)
+    console.wait_for(lambda: console.driver.execute_script("return window.innerWidth") <= 420)
+    assert console.driver.execute_script(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    console.screenshot(f"executions-narrow-{storage.kind}")
 
 
 def test_browse_by_clicking_to_an_object_shows_metadata_lineage_and_preview(console, storage):
