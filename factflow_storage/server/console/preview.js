@@ -71,7 +71,7 @@ export function jsonTree(value, depth = 0, label = null) {
   const inner = h("div", { class: "inner" }, shown.map(([key, item]) => jsonTree(item, depth + 1, isArray ? null : key)),
     entries.length > shown.length ? h("div", { class: "muted" }, `… ${entries.length - shown.length} more`) : null);
   return h("details", { open: depth < JSON_OPEN_DEPTH },
-    h("summary", null, ...name, open, h("span", { class: "muted" }, ` ${entries.length} ${isArray ? "items" : "keys"} `), close),
+    h("summary", null, ...name, open, h("span", { class: "muted" }, ` ${entries.length} ${isArray ? "item" : "key"}${entries.length === 1 ? "" : "s"} `), close),
     inner);
 }
 
