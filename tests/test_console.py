@@ -224,6 +224,7 @@ def test_token_login_sets_an_httponly_cookie_and_the_token_is_in_no_url(token_se
         console.find("#token").send_keys(TOKEN)
         console.find("#login button").click()
         console.wait_view("execution")
+        assert console.find_all("#execution-status"), console.find("#main").text
         assert console.find("#execution-status [data-status]").text == "completed"
         # The cookie works for the API, EventSource and downloads alike; the page cannot read it.
         cookies = console.driver.execute_cdp_cmd("Network.getCookies", {})["cookies"]
