@@ -7,19 +7,19 @@ Screenshots of every view are kept in the test's tmp dir (and copied to
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
-import struct
 import time
 import zipfile
 import zlib
 
 import pytest
-from selenium.webdriver.common.by import By
-
 from console_support import Console, open_browser, temp_dirs
-from factflow_storage.service import StorageService
+from selenium.webdriver.common.by import By
 from server_fixture import http_request, running_server
+
+from factflow_storage.service import StorageService
 
 DEMO = "demo-console"
 CHUNK = f"executions/{DEMO}/markdown_processor/chunker/msg-0002.json"
@@ -35,7 +35,7 @@ EVIL_SVG = b"""<svg xmlns="http://www.w3.org/2000/svg"><script>window.top.pwned 
 
 def cli(storage, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "factflow_storage", *args], input=stdin, capture_output=True,
-                          env=storage.cli_env(), timeout=60)
+                          env=storage.cli_env(), timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode()
     return done
 
@@ -177,7 +177,7 @@ def test_live_writes_appear_within_a_second_and_the_finish_shows(console, served
         key = f"executions/{execution}/route/stage/msg-{number}.json"
         cli(storage, "storage", "put", key, stdin=b'{"n": %d}' % number)
         written = time.monotonic()
-        console.wait_for(lambda: console.find_all(f'#live-list li[data-key="{key}"]'), timeout=5)
+        console.wait_for(lambda key=key: console.find_all(f'#live-list li[data-key="{key}"]'), timeout=5)
         lags.append(time.monotonic() - written)
     assert max(lags) < 1.0, lags
     assert console.find("#live-count").text == "4"

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 SESSION = "/api/v1/session"
 STATIC = "/console"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-          ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}
+          ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml",
+          ".txt": "text/plain; charset=utf-8"}
 # The console runs only its own files: stored content is shown as text or in <img>, and
 # an injected script could neither load nor call out. Inline styles are allowed for the
 # progress bar's width; blob:/data: images for previews of fetched bytes.
