@@ -46,7 +46,7 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
         return []
     from factflow_storage import create_storage_provider
 
-    mib = mib or (16 if quick else 512)
+    mib = mib or (4 if quick else 512)
     work = Path(tempfile.mkdtemp(prefix="factflow-get-bench-"))
     try:
         storage = work / "storage"

@@ -107,7 +107,7 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
          objects: int | None = None) -> list[Row]:
     if not wanted(ROWS, only):
         return []
-    objects = objects or (2000 if quick else 100_000)
+    objects = objects or (500 if quick else 100_000)
     root = Path(tempfile.mkdtemp(prefix="factflow-list-bench-"))
     try:
         build_tree(root, objects)

@@ -192,7 +192,8 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
     ids = wanted(ROWS, only)
     if not ids:
         return []
-    seconds = seconds or (1.0 if quick else 6.0)
+    seconds = seconds or (0.5 if quick else 6.0)
+    objects = min(objects, 100) if quick else objects
     workdir = tempfile.mkdtemp(prefix="serve-bench-")
     uri = f"file://{workdir}/storage"
     provider = create_storage_provider(uri)
