@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import s3server  # noqa: E402
 
-from harness import REPEAT, Row, alternate, wanted  # noqa: E402
+from harness import REPEAT, Row, alternate, clean_env, wanted  # noqa: E402
 
 from factflow_storage import create_storage_provider  # noqa: E402
 
@@ -91,7 +91,7 @@ def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
 
 
 def _environments(server: s3server.S3Server, uri: str) -> tuple[dict[str, str], dict[str, str]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "AWS_", "RCLONE_"))}
+    base = {k: v for k, v in clean_env().items() if not k.startswith(("AWS_", "RCLONE_"))}
     factflow_env = {**base, **server.env(), "FACTFLOW_STORAGE_URI": uri}
     rclone_env = {**base, "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Ceph",
                   "RCLONE_CONFIG_BENCH_ENDPOINT": server.url,

@@ -68,9 +68,15 @@ def _figure(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
+# Not a user's defaults: unbuffered stdout makes a write per output line, and without
+# bytecode caches every run of a source checkout compiles the package again.
+NOT_DEFAULT = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """Our environment without the user's factflow settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    """Our environment without the user's factflow settings or the Python settings a
+    user does not have by default, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_") and k not in NOT_DEFAULT}
     env.update(extra)
     return env
 

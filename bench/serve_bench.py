@@ -36,7 +36,7 @@ import time
 from collections import defaultdict
 from urllib.parse import quote, urlsplit
 
-from harness import REPEAT, Row, print_rows, wanted
+from harness import REPEAT, Row, clean_env, print_rows, wanted
 
 from factflow_storage import create_storage_provider
 from factflow_storage.service import StorageService
@@ -166,7 +166,7 @@ def summary(name: str, tally: Tally, elapsed: float) -> dict[str, float]:
 
 
 def start_server(uri: str, threads: int, log) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    env = clean_env()
     proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "serve", "--port", "0", "--threads",
                              str(threads), "--storage", uri], env=env, stdout=subprocess.PIPE, stderr=log)
     line = proc.stdout.readline().decode()
