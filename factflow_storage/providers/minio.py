@@ -38,8 +38,6 @@ _COMPANION_RETRIES = 20
 
 
 class MinioProvider(BaseProvider):
-    write_journal = None  # decided on the first write: journal only without a listen API
-
     def __init__(self, uri: StorageURI, *, endpoint: str | None = None, access_key: str | None = None,
                  secret_key: str | None = None, secure: bool | None = None, region: str | None = None,
                  create_bucket: bool = False):
@@ -389,6 +387,23 @@ class MinioProvider(BaseProvider):
         except StorageError as err:
             if not self._bucket_is_missing(err):
                 raise
+
+    def delete_records(self, names) -> None:
+        """One multi-object delete per thousand names."""
+        from minio.deleteobjects import DeleteObject
+
+        objects = [DeleteObject(self._record_name(name)) for name in names]
+        try:
+            errors = [error for error in self._client.remove_objects(bucket_name=self.bucket,
+                                                                     delete_object_list=iter(objects))
+                      if error.code != "NoSuchKey"]
+        except TRANSLATED as err:
+            translated = self._errors.translate(err, "records")
+            if self._bucket_is_missing(translated):
+                return
+            raise translated from err
+        if errors:
+            raise StorageError(f"cannot delete record {errors[0].name!r}: {errors[0].message}")
 
     def _quietly(self, func, *args) -> None:
         try:
