@@ -27,6 +27,9 @@ MAX_METADATA_BYTES = 64 * 1024
 # Set on read when the bytes under a key are no longer those its checksum describes.
 STALE_CHECKSUM = "stale_checksum"
 COPIED_FROM = "copied_from"
+CHANGE_CHECK = "change_check"
+CHECK_ETAG = "size+etag"
+CHECK_MTIME = "size+mtime"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 CHUNK_SIZE = 1024 * 1024
 
@@ -169,7 +172,11 @@ class HashingReader:
 
 def foreign_metadata(key: str, size: int, last_modified: datetime, *,
                      content_type: str | None = None, etag: str | None = None) -> dict[str, Any]:
-    """What storage itself knows of an object another tool wrote (no factflow blob)."""
+    """What storage itself knows of an object another tool wrote (no factflow blob).
+
+    Without a sha256, a download tells a changed object by its size and ETag (else its
+    modification time), as rclone does; ``change_check`` says which.
+    """
     blob: dict[str, Any] = {
         "key": key,
         "content_type": content_type or guess_content_type(key),
@@ -178,4 +185,5 @@ def foreign_metadata(key: str, size: int, last_modified: datetime, *,
     }
     if etag:
         blob["etag"] = etag
+    blob[CHANGE_CHECK] = CHECK_ETAG if etag else CHECK_MTIME
     return blob
