@@ -179,6 +179,7 @@ def foreign_metadata(key: str, size: int, last_modified: datetime, *,
     """
     blob: dict[str, Any] = {
         "key": key,
+        **provenance(key),
         "content_type": content_type or guess_content_type(key),
         "content_length": size,
         "created_at": format_time(last_modified),
