@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from factflow_storage.errors import TooLarge
-from factflow_storage.metadata import MAX_METADATA_BYTES
 from factflow_storage.service import StorageService
 from server_fixture import http_request, running_server
 
 KEY = "executions/L1/r/s/object.json"
+MAX_METADATA_BYTES = 64 * 1024  # the documented limit
 OVER = {"pad": "p" * MAX_METADATA_BYTES}
 UNDER = {"pad": "p" * (MAX_METADATA_BYTES - 2048)}  # room for the computed fields
 
