@@ -280,7 +280,7 @@ class MinioProvider(BaseProvider):
         if inline is not None:
             blob = meta.decode_inline(inline)
             if blob is not None:
-                return meta.as_stored(key, blob, info)
+                return meta.as_stored(key, blob, info, headers)
         write_id = headers.get(meta.RECORD_HEADER)
         if write_id:
             raw = self.get_record(meta.companion_name(key, write_id))
@@ -289,7 +289,7 @@ class MinioProvider(BaseProvider):
                 return None
             blob = meta.decode_record(raw) if raw is not None else None
             if blob is not None:
-                return meta.as_stored(key, blob, info)
+                return meta.as_stored(key, blob, info, headers)
         return meta.foreign_blob(key, info.size, info.last_modified, headers, info.etag)
 
     def stat(self, key: str) -> ObjectInfo:

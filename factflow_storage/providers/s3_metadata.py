@@ -121,13 +121,20 @@ def object_headers(blob: Mapping[str, Any], md5_hex: str) -> tuple[dict[str, str
     return headers, None
 
 
-def as_stored(key: str, blob: Mapping[str, Any], info: ObjectInfo) -> dict[str, Any]:
+def etag_is_md5(etag: str | None, headers: Mapping[str, str]) -> bool:
+    """Whether S3 reports the MD5 of the bytes as the ETag: not for a multipart object
+    ("...-N", also after a tool's multipart copy), nor under SSE-KMS or SSE-C encryption."""
+    if not etag or len(etag) != 32 or "-" in etag:
+        return False
+    encryption = (headers.get("x-amz-server-side-encryption") or "").lower()
+    return not encryption.startswith("aws:kms") and not headers.get("x-amz-server-side-encryption-customer-algorithm")
+
+
+def as_stored(key: str, blob: Mapping[str, Any], info: ObjectInfo, headers: Mapping[str, str]) -> dict[str, Any]:
     """The blob read with an object, made true of that object (``metadata.describe_stored``)."""
     blob = dict(blob)
     md5 = blob.pop(MD5_FIELD, None)
-    etag = info.etag or ""
-    # A multipart ETag ("...-N", e.g. after a tool's multipart copy) is not an MD5: no verdict.
-    replaced = isinstance(md5, str) and len(etag) == 32 and "-" not in etag and etag != md5
+    replaced = isinstance(md5, str) and etag_is_md5(info.etag, headers) and info.etag != md5
     return describe_stored(key, blob, size=info.size, bytes_replaced=replaced)
 
 
