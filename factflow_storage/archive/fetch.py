@@ -6,9 +6,10 @@ checked against the object's sha256 (a metadata read each), or, for an object an
 tool wrote (no sha256), its ETag or modification time against those its sidecar
 recorded, so a re-run after an interruption fetches only what is missing or differs.
 Keys a filesystem cannot hold together (an object ``a`` and an object ``a/b``) follow
-one rule in both modes: ``a`` is written, ``a/b`` is skipped and reported. Direct mode copies the objects
-with a thread pool; API mode packs them in an archive job (all of them, or just the
-missing keys) and extracts the zip while it downloads. Both write the same tree.
+one rule in both modes: ``a`` is written, ``a/b`` is skipped and reported. Direct mode
+copies the objects with a thread pool; API mode packs them in an archive job (all of
+them, or just the missing keys) and extracts the zip while it downloads. Both write the
+same tree.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 from minio import Minio
@@ -388,7 +388,7 @@ class MinioProvider(BaseProvider):
             if not self._bucket_is_missing(err):
                 raise
 
-    def delete_records(self, names) -> None:
+    def delete_records(self, names: Iterable[str]) -> None:
         """One multi-object delete per thousand names."""
         from minio.deleteobjects import DeleteObject
 
