@@ -65,7 +65,8 @@ def test_copies_by_other_tools_report_their_own_key_and_provenance(s3_server, bu
         "executions/d2/r2/s2/big-copy.json": BIG_BLOB_SOURCE,
     }
     tool(s3_server, s3_server.aws("s3", "cp", f"s3://{bucket}/{SOURCE}", f"s3://{bucket}/executions/d2/r2/s2/moved.json"))
-    tool(s3_server, ["rclone", "copyto", f"ffs3:{bucket}/{SOURCE}", f"ffs3:{bucket}/executions/d3/r3/s3/by-rclone.json"])
+    tool(s3_server, ["rclone", "copyto", f"ffs3:{bucket}/{SOURCE}",
+                     f"ffs3:{bucket}/executions/d3/r3/s3/by-rclone.json"])
     tool(s3_server, s3_server.aws("s3", "cp", f"s3://{bucket}/{BIG_BLOB_SOURCE}",
                                   f"s3://{bucket}/executions/d2/r2/s2/big-copy.json"))
     for copy, source in copies.items():
