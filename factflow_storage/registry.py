@@ -22,8 +22,8 @@ PROVIDERS: dict[str, str] = {
 # Write hooks each provider gets when opened here: S3 servers cannot push changes, so
 # watchers poll a journal the writers keep (``factflow_storage.watch.journal``).
 WRITE_HOOKS: dict[str, tuple[str, ...]] = {
-    "minio": ("factflow_storage.watch.journal:WriteJournal",),
-    "s3": ("factflow_storage.watch.journal:WriteJournal",),
+    "minio": ("factflow_storage.watch.s3_sources:journal_hook",),
+    "s3": ("factflow_storage.watch.s3_sources:journal_hook",),
 }
 
 

@@ -25,8 +25,8 @@ When an execution record is written with a terminal status, the execution's mark
 removed at once: its watchers end on that record with a final listing.
 
 ``WriteJournal`` is the one owner of all this: the registry attaches it to S3 providers
-as a write hook (``BaseProvider.add_write_hook``), and it decides on the first write
-whether the server's listen API makes it unnecessary.
+as a write hook (``BaseProvider.add_write_hook``, built by ``s3_sources.journal_hook``),
+and it asks on the first write whether the server's listen API makes it unnecessary.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from factflow_storage.errors import StorageError
@@ -84,10 +84,12 @@ def parse_marker(name: str, execution_id: str) -> tuple[int, str | None] | None:
 class WriteJournal:
     """The write hook that keeps (and prunes) an S3 provider's journal."""
 
-    def __init__(self, provider: Any, *, enabled: bool | None = None):
+    def __init__(self, provider: Any, *, enabled: bool | None = None, needed: Callable[[], bool] | None = None):
         self.provider = provider
-        # None: decide on the first write (no journal where the server has a listen API).
-        self.enabled = enabled
+        # None: decide on the first write by asking ``needed`` (False where the server
+        # has a listen API); a StorageError from it leaves the question open.
+        self.enabled = True if enabled is None and needed is None else enabled
+        self._needed = needed
         self._writes: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -142,14 +144,12 @@ class WriteJournal:
         return len(stale)
 
     def _decide(self) -> bool:
-        if self.enabled is None:
-            from factflow_storage.watch.s3_sources import listen_supported
-
+        if self.enabled is None and self._needed is not None:
             try:
-                self.enabled = not listen_supported(self.provider)
+                self.enabled = self._needed()
             except StorageError:
                 return True  # undecided for now: keep the journal for this write, ask again next time
-        return self.enabled
+        return self.enabled is not False
 
 
 def journal_of(provider: Any) -> WriteJournal | None:

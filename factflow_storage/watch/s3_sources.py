@@ -22,7 +22,7 @@ import orjson
 
 from factflow_storage.errors import NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX
-from factflow_storage.watch.journal import LOOKBACK_S, journal_prefix, parse_marker
+from factflow_storage.watch.journal import LOOKBACK_S, WriteJournal, journal_prefix, parse_marker
 from factflow_storage.watch.source import Report
 
 CREATED = "s3:ObjectCreated:*"
@@ -76,6 +76,12 @@ def listen_supported(provider) -> bool:
             response.release_conn()
         _listen_known[provider] = known
     return known
+
+
+def journal_hook(provider) -> WriteJournal:
+    """The write hook the registry gives S3 providers: a journal, kept only where the
+    server has no listen API (probed on the first write)."""
+    return WriteJournal(provider, needed=lambda: not listen_supported(provider))
 
 
 class _S3Source:
