@@ -48,3 +48,18 @@ def test_a_key_below_an_object_is_skipped_naming_both():
     assert kept == [("e/a", 1), ("e/a-b", 1), ("e/ab/c", 4)]
     assert [row["key"] for row in skipped] == ["e/a/b", "e/a/b/c"]
     assert "'e/a/b'" in skipped[0]["reason"] and "'e/a'" in skipped[0]["reason"]
+
+
+def test_a_copy_made_with_cp_on_a_filesystem_describes_its_own_key(file_storage, tmp_path):
+    import shutil
+
+    provider = file_storage.open()
+    provider.write(SOURCE["key"], b"abc", {"adapter": "x"})
+    root = tmp_path / "storage"
+    (root / "executions/d2/r2/s2").mkdir(parents=True)
+    for suffix in ("", ".meta.json"):
+        shutil.copy(root / (SOURCE["key"] + suffix), root / ("executions/d2/r2/s2/moved.json" + suffix))
+    blob = provider.metadata("executions/d2/r2/s2/moved.json")
+    assert (blob["key"], blob["execution_id"], blob["msg_id"]) == ("executions/d2/r2/s2/moved.json", "d2", "moved.json")
+    assert blob["copied_from"] == SOURCE["key"]
+    assert blob["checksum"] == provider.metadata(SOURCE["key"])["checksum"]
