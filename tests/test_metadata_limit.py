@@ -79,3 +79,15 @@ def test_the_cli_and_http_put_refuse_a_blob_over_the_limit(storage, mode, tmp_pa
         assert done.returncode == 0, done.stderr
         assert orjson.loads((out / (KEY + ".meta.json")).read_bytes())["pad"] == UNDER["pad"]
     service.provider.close()
+
+
+def test_the_cli_refuses_it_in_process_too(file_storage):
+    from click.testing import CliRunner
+
+    from factflow_storage.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["storage", "put", KEY, "--metadata", orjson.dumps(OVER).decode()], input=b"{}",
+                                env=file_storage.cli_env(), catch_exceptions=False, prog_name="factflow")
+    assert result.exit_code == 1
+    assert "over the limit of 65536 bytes" in result.output and "Traceback" not in result.output
+    assert not file_storage.open().exists(KEY)
