@@ -79,6 +79,7 @@ class FilesystemProvider(BaseProvider):
         target = self._path(key)
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
+        self.index_lineage(key, user_metadata)
         parent = self._make_parent(key, target)
         if os.path.isdir(target):
             raise _prefix_conflict(key)
