@@ -17,13 +17,12 @@ import orjson
 
 from factflow_storage.archive.jobs import JOBS
 from factflow_storage.errors import NotFound
-from factflow_storage.executions import RUNNING
+from factflow_storage.executions import DELETING, RUNNING
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage.retention import lineage_index
 from factflow_storage.retention.lineage_index import Reference
 from factflow_storage.watch.journal import journal_prefix
 
-DELETING = "deleting"
 DELETIONS = "deletions/"
 # Shown in a plan's "action": what a confirmed run does with this execution.
 DELETE, RESUME, BLOCKED, REFUSED_RUNNING, ALREADY_DELETED = (
