@@ -20,7 +20,7 @@ import os
 import stat as stat_mode
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
@@ -353,6 +353,13 @@ class FilesystemProvider(BaseProvider):
 
     def delete_record(self, name: str) -> None:
         _unlink_quietly(self._record_path(name))
+
+    def delete_records(self, names: Sequence[str]) -> None:
+        """Also drops directories left empty, so a deleted execution leaves no trace."""
+        for name in names:
+            path = self._record_path(name)
+            _unlink_quietly(path)
+            self._prune_empty_dirs(os.path.dirname(path))
 
     def check(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):

@@ -43,9 +43,9 @@ CHUNK = 1000
 DELETED = "deleted"
 
 
-def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
     iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
+    while chunk := list(itertools.islice(iterator, CHUNK)):
         yield chunk
 
 
@@ -127,7 +127,7 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
     for names in _chunks(list(lineage_index.index_records(provider, execution_id))):
         provider.delete_records(names)
         counts["index_records"] += len(names)
-    provider.delete_record(f"executions/{execution_id}.json")
+    provider.delete_records([f"executions/{execution_id}.json"])
     record.update(state=DELETED, finished_at=clock.now_rfc3339())
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])

@@ -91,6 +91,10 @@ class ExecutionPlan:
                 "dependants": [ref.row() for ref in self.dependants]}
 
 
+def _ref_order(ref: Reference) -> tuple[str, str, str]:
+    return ref.execution_id, ref.key, ref.parent
+
+
 def plan_execution(provider, execution_id: str, together: Iterable[str] = ()) -> ExecutionPlan:
     """The plan for one execution; ``together`` are executions deleted with it."""
     validate_execution_id(execution_id)
@@ -110,8 +114,8 @@ def plan_execution(provider, execution_id: str, together: Iterable[str] = ()) ->
         return plan
     plan.depends_on = lineage_index.parents_used(provider, execution_id)
     kept = set(together) | {execution_id}
-    plan.dependants = [ref for ref in lineage_index.live_references(provider, execution_id)
-                       if ref.execution_id not in kept]
+    plan.dependants = sorted((ref for ref in lineage_index.live_references(provider, execution_id)
+                              if ref.execution_id not in kept), key=_ref_order)
     return plan
 
 

@@ -83,4 +83,5 @@ def dependencies(provider, execution_id: str) -> dict[str, Any]:
     return {"execution_id": execution_id,
             "dependants": [ref.row() for ref in plan.dependants],
             "depends_on": [{**ref.row(), "parent_execution": ref.parent_execution}
-                           for ref in lineage_index.uses_of(provider, execution_id)]}
+                           for ref in sorted(lineage_index.uses_of(provider, execution_id),
+                                             key=lambda ref: (ref.key, ref.parent))]}
