@@ -14,6 +14,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+import factflow_storage
 from factflow_storage import executions, metadata
 from factflow_storage.cli.main import cli
 from factflow_storage.service import StorageService
@@ -197,7 +198,8 @@ def test_kill_9_mid_delete_leaves_it_deleting_and_a_rerun_finishes(storage, prov
     before = raw_names(provider)
     write_execution(provider, "X", count=10)
     env = storage.cli_env()
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), os.getcwd()]))
+    package_root = os.path.dirname(os.path.dirname(factflow_storage.__file__))  # the code under test
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     child = subprocess.run([sys.executable, "-c", CHILD, point, "X"], env=env, capture_output=True, timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     left = [info.key for info in provider.list("executions/X/")]
