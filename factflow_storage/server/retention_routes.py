@@ -13,7 +13,7 @@ from typing import Any
 import bottle
 
 from factflow_storage.errors import BadRequest
-from factflow_storage.server.http import check_raw_path, json_response, query, query_bool, read_json_body
+from factflow_storage.server.http import check_raw_path, json_response, query_bool, read_json_body
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
 
