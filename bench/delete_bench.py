@@ -135,9 +135,10 @@ def bench_s3(objects: int) -> None:
         print(line("rclone purge", *rclone), flush=True)
         print(line("factflow execution delete", *ff, reference=rclone[0]), flush=True)
         names = [found.object_name for found in client.list_objects(bucket_name=bucket, recursive=True)]
-        print(f"  left: {sum('/big/' in n or n.endswith('/big.json') for n in names)} names of 'big' "
-              f"(factflow), {sum('big-rclone' in n for n in names)} of 'big-rclone' (rclone: journal "
-              f"markers and the record)", flush=True)
+        mine = [n for n in names if ("/big/" in n or n.endswith("/big.json")) and not n.startswith("_factflow/deletions/")]
+        print(f"  left: {len(mine)} names of 'big' (factflow; plus its deletion record), "
+              f"{sum('big-rclone' in n for n in names)} of 'big-rclone' (rclone: journal markers and the record)",
+              flush=True)
     finally:
         server.stop()
 

@@ -4,6 +4,7 @@ and ``storage delete`` of a prefix or a missing key."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -263,3 +264,22 @@ def test_api_parity_and_http_answers(storage, provider, tmp_path, monkeypatch):
                            headers={"Content-Type": "application/json"})
         assert bad.status == 400 and bad.json()["error_code"] == "bad_request"
         assert http_request(url, "GET", "/api/v1/executions/nope/deps").status == 404
+
+
+def test_delete_many_removes_exactly_the_keys_given_in_requests_of_1000(storage, provider):
+    kept = write_execution(provider, "K", count=1)
+    gone = write_execution(provider, "G", count=2, big_metadata=True)
+    before = raw_names(provider)
+    missing = [f"executions/G/route/none/m{n:05d}" for n in range(2496)]
+    trace = io.StringIO()
+    if storage.kind == "s3":
+        provider._client.trace_on(trace)
+    provider.delete_many(gone + missing)
+    if storage.kind == "s3":
+        provider._client.trace_off()
+        deletes = [line for line in trace.getvalue().splitlines() if line.startswith("POST ") and "?delete" in line]
+        assert len(deletes) == 4  # the companion record, then 2,500 names: 1,000 + 1,000 + 500
+        assert not any(name.startswith("_factflow/metadata/") for name in raw_names(provider))
+    assert [info.key for info in provider.list("executions/")] == sorted(kept)
+    assert not any(name.startswith("executions/G/") for name in raw_names(provider))
+    assert raw_names(provider) < before
