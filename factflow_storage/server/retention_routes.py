@@ -98,7 +98,8 @@ OPENAPI: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["older_than"], "properties": {
                 "older_than": {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}]},
-                "statuses": {"type": "array", "items": {"type": "string"}},
+                "statuses": {"oneOf": [{"type": "array", "items": {"type": "string"}},
+                                       {"type": "string", "description": "comma-separated"}]},
                 "keep": {"type": "integer", "minimum": 0}, "confirm": {"type": "boolean"}}}}}},
         "responses": {"200": _json("Selected, skipped and (with confirm) deleted executions"),
                       **_errors(400, 413)}}},
