@@ -272,8 +272,10 @@ class RemoteService:
         response = self.api.request("PUT", object_path(validate_key(key)), body=body, headers=headers)
         return self.api._json(response)
 
-    def delete(self, key: str) -> None:
-        self.api.request("DELETE", object_path(validate_key(key))).close()
+    def delete(self, key: str) -> bool:
+        response = self.api.request("DELETE", object_path(validate_key(key)))
+        response.close()
+        return (response.getheader("X-Factflow-Deleted") or "true").lower() != "false"
 
     # -- executions ----------------------------------------------------------
 
@@ -288,6 +290,25 @@ class RemoteService:
 
     def executions(self) -> list[dict[str, Any]]:
         return self.api.get_json(EXECUTIONS)["executions"]
+
+    # -- retention -------------------------------------------------------------
+
+    def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
+                          force: bool = False) -> dict[str, Any]:
+        first, *together = [validate_segment(e, "execution id") for e in execution_ids]
+        params = [("confirm", confirm), ("force", force), *(("with", e) for e in together)]
+        return self.api._json(self.api.request("DELETE", self._execution_path(first), params=params))
+
+    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
+              confirm: bool = False) -> dict[str, Any]:
+        return self.api.send_json("POST", f"{EXECUTIONS}/prune", {
+            "older_than": older_than, "statuses": statuses, "keep": keep, "confirm": confirm})
+
+    def execution_deps(self, execution_id: str) -> dict[str, Any]:
+        return self.api.get_json(self._execution_path(execution_id) + "/deps")
+
+    def deletions(self) -> list[dict[str, Any]]:
+        return self.api.get_json("/api/v1/deletions")["deletions"]
 
     def health(self) -> dict[str, Any]:
         return self.api.get_json("/api/v1/health")

@@ -13,7 +13,7 @@ missing key succeeds silently, as on S3.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol, runtime_checkable
@@ -132,6 +132,9 @@ class StorageProtocol(Protocol):
 
     def delete_record(self, name: str) -> None: ...
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete several objects (and their metadata) at once; missing keys are skipped."""
+
     def delete_records(self, names: Iterable[str]) -> None: ...
 
     def read_execution(self, execution_id: str) -> dict[str, Any] | None: ...
@@ -182,6 +185,21 @@ class BaseProvider:
                 return body.read()
         except NotFound:
             return None
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete several objects with their metadata; missing keys are skipped. S3
+        providers send them 1,000 names a request."""
+        for key in keys:
+            self.delete(key)  # type: ignore[attr-defined]
+
+    def index_lineage(self, key: str, metadata: Mapping[str, Any] | None) -> None:
+        """Called by ``write`` before ``key`` is committed: cross-execution parents named in
+        ``lineage`` go into the reference index (``factflow_storage.retention.lineage_index``)
+        first, so no committed object is ever missing from it."""
+        if metadata and metadata.get("lineage"):
+            from factflow_storage.retention.lineage_index import note_lineage
+
+            note_lineage(self, key, metadata["lineage"])
 
     def read_execution(self, execution_id: str) -> dict[str, Any] | None:
         raw = self.get_record(f"executions/{execution_id}.json")

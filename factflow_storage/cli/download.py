@@ -34,6 +34,8 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
     from factflow_storage.archive.fetch import Download, Selection
     from factflow_storage.archive.progress import ProgressBar, human_bytes
     from factflow_storage.archive.tree import OutputTree
+    from factflow_storage.errors import NotFound
+    from factflow_storage.executions import refuse_deleting
     from factflow_storage.keys import execution_prefix, validate_segment
 
     execution_prefix(execution_id)
@@ -41,6 +43,10 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
         validate_segment(route, "route")
     for stage in stages:
         validate_segment(stage, "stage")
+    try:
+        refuse_deleting(app.service.execution(execution_id), execution_id)
+    except NotFound:
+        pass  # objects without a record can still be downloaded
     selection = Selection(execution_id, routes, stages, include_metadata=not no_metadata)
     progress = ProgressBar(enabled=not quiet and sys.stderr.isatty())
     try:

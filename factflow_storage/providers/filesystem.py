@@ -20,7 +20,7 @@ import os
 import stat as stat_mode
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
@@ -79,6 +79,7 @@ class FilesystemProvider(BaseProvider):
         target = self._path(key)
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
+        self.index_lineage(key, user_metadata)
         parent = self._make_parent(key, target)
         if os.path.isdir(target):
             raise _prefix_conflict(key)
@@ -353,6 +354,13 @@ class FilesystemProvider(BaseProvider):
 
     def delete_record(self, name: str) -> None:
         _unlink_quietly(self._record_path(name))
+
+    def delete_records(self, names: Iterable[str]) -> None:
+        """Also drops directories left empty, so a deleted execution leaves no trace."""
+        for name in names:
+            path = self._record_path(name)
+            _unlink_quietly(path)
+            self._prune_empty_dirs(os.path.dirname(path))
 
     def check(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from minio import Minio
@@ -128,6 +128,7 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
+        self.index_lineage(key, user_metadata)
         content_type = content_type or user_metadata.get("content_type") or None
         head, rest = read_head(data)
         if rest is None:
@@ -218,6 +219,39 @@ class MinioProvider(BaseProvider):
             raise
         for record in companions:
             self.delete_record(record)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Companion records first (one scan of ``metadata/`` per call, matched by the
+        hash of each key), then the objects by multi-object delete, 1,000 a request: an
+        interrupted call leaves no companion whose object is gone."""
+        if not keys:
+            return
+        wanted = {meta.companion_dir(key) for key in keys}
+        self.delete_records([record for record in self.list_records(meta.COMPANION_DIR)
+                             if record[:record.rfind("/") + 1] in wanted])
+        self._remove_names([self._name(key) for key in keys])
+
+    def delete_records(self, names: Iterable[str]) -> None:
+        """One multi-object delete per thousand names."""
+        self._remove_names([self._record_name(name) for name in names])
+
+    def _remove_names(self, names: Sequence[str]) -> None:
+        from minio.deleteobjects import DeleteObject
+
+        if not names:
+            return
+        try:
+            # The answers come lazily, one request per 1,000 names: drain them inside _call.
+            failed = self._call("multi-object delete", lambda **kwargs: list(self._client.remove_objects(**kwargs)),
+                                bucket_name=self.bucket, delete_object_list=(DeleteObject(name) for name in names))
+        except StorageError as err:
+            if self._bucket_is_missing(err):
+                return
+            raise
+        failed = [error for error in failed if error.code != "NoSuchKey"]
+        if failed:
+            raise StorageError(f"could not delete {len(failed)} objects, first {failed[0].name!r}: "
+                               f"{failed[0].code} {failed[0].message}")
 
     # -- reads ---------------------------------------------------------------
 
@@ -387,23 +421,6 @@ class MinioProvider(BaseProvider):
         except StorageError as err:
             if not self._bucket_is_missing(err):
                 raise
-
-    def delete_records(self, names: Iterable[str]) -> None:
-        """One multi-object delete per thousand names."""
-        from minio.deleteobjects import DeleteObject
-
-        objects = [DeleteObject(self._record_name(name)) for name in names]
-        try:
-            errors = [error for error in self._client.remove_objects(bucket_name=self.bucket,
-                                                                     delete_object_list=iter(objects))
-                      if error.code != "NoSuchKey"]
-        except TRANSLATED as err:
-            translated = self._errors.translate(err, "records")
-            if self._bucket_is_missing(translated):
-                return
-            raise translated from err
-        if errors:
-            raise StorageError(f"cannot delete record {errors[0].name!r}: {errors[0].message}")
 
     def _quietly(self, func, *args) -> None:
         try:

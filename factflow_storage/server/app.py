@@ -20,6 +20,7 @@ from factflow_storage.service import StorageService
 
 ROUTE_MODULES: list[str] = [
     "factflow_storage.server.storage_routes",
+    "factflow_storage.server.retention_routes",  # before execution_routes: see its docstring
     "factflow_storage.server.execution_routes",
     "factflow_storage.server.event_routes",
     "factflow_storage.server.archive_routes",
