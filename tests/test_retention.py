@@ -69,7 +69,9 @@ def test_dry_runs_change_nothing(storage, provider):
 def test_delete_removes_every_trace(storage, provider):
     write_execution(provider, "B")
     before, dirs_before = raw_names(provider), raw_dirs(provider)
-    write_execution(provider, "A", count=4, big_metadata=True)
+    # Still running: a finished execution's journal markers are already gone, and this
+    # test wants every kind of trace present when the delete starts.
+    write_execution(provider, "A", count=4, big_metadata=True, status="running")
     job = "0123456789abcdef0123456789abcdef"
     provider.put_record(f"jobs/{job}.json", orjson.dumps({"job_id": job, "status": "ready", "execution_id": "A"}))
     provider.put_record(f"jobs/{job}.zip", b"PK")
@@ -77,7 +79,7 @@ def test_delete_removes_every_trace(storage, provider):
     if storage.kind == "s3":  # the traces S3 keeps beside the objects are really there
         assert any(name.startswith("_factflow/metadata/") for name in during)
         assert any(name.startswith("_factflow/journal/A/") for name in during)
-    result = ok_json(storage, "execution", "delete", "A", "--yes")
+    result = ok_json(storage, "execution", "delete", "A", "--yes", "--force")
     [row] = result["executions"]
     assert row["deleted"]["objects"] == 8 and row["deleted"]["archive_jobs"] == 1
     assert raw_names(provider) - before == {"_factflow/deletions/A.json"}
