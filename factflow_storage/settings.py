@@ -41,6 +41,7 @@ FIELDS = (
     Field("storage_uri", "FACTFLOW_STORAGE_URI", ("storage_uri",), DEFAULT_STORAGE_URI),
     Field("api_url", "FACTFLOW_API_URL", ("api_url",)),
     Field("api_token", "FACTFLOW_API_TOKEN", ("api_token",), secret=True),
+    Field("api_cors_origins", "FACTFLOW_API_CORS_ORIGINS", ("api_cors_origins",)),
     Field("minio_endpoint", "FACTFLOW_MINIO_ENDPOINT", ("minio", "endpoint")),
     Field("minio_access_key", "FACTFLOW_MINIO_ACCESS_KEY", ("minio", "access_key")),
     Field("minio_secret_key", "FACTFLOW_MINIO_SECRET_KEY", ("minio", "secret_key"), secret=True),
