@@ -16,6 +16,7 @@ from urllib.parse import quote
 import bottle
 
 from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
+from factflow_storage.server.errors import MethodNotAllowed
 from factflow_storage.server.http import check_raw_path, json_response, read_json_body
 from factflow_storage.server.openapi_paths import ARCHIVE_PATHS
 from factflow_storage.service import StorageService
@@ -103,5 +104,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
 
     @app.delete(ARCHIVE + "/<job_id>")
     def delete(job_id: str):
+        if job_id == "prepare":  # the path of POST, not a job
+            raise MethodNotAllowed(f"{ARCHIVE}/prepare only takes POST", allow="POST")
         check_raw_path()
         return json_response(jobs.delete(job_id))

@@ -77,9 +77,9 @@ STORAGE_PATHS: dict[str, Any] = {
     }},
     OBJECTS + "/{key}": {
         "get": {"summary": "Read an object's bytes (or its metadata with view=metadata)",
-                "operationId": "getObject", "parameters": [_KEY], **_OBJECT_READ},
+                "operationId": "getObject", **_OBJECT_READ, "parameters": [_KEY, *_OBJECT_READ["parameters"]]},
         "head": {"summary": "An object's headers", "operationId": "headObject",
-                 "parameters": [_KEY], **_OBJECT_READ},
+                 **_OBJECT_READ, "parameters": [_KEY, *_OBJECT_READ["parameters"]]},
         "put": {
             "summary": "Write an object",
             "operationId": "putObject",

@@ -151,16 +151,13 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
             return metadata_response(service.metadata(key))
         return object_response(service, key)
 
-    @app.put(OBJECTS + "/<key:path>/metadata")
-    def put_metadata(key: str):
-        route_key(key + "/" + METADATA_VIEW)
-        # Reads of this path answer KEY's metadata: a write here would store an object instead.
-        raise MethodNotAllowed("metadata is written with the object: PUT the object with "
-                               f"{METADATA_HEADER}", allow="GET, HEAD")
-
     @app.put(OBJECTS + "/<key:path>")
     def put_object(key: str):
         key = route_key(key)
+        if key.endswith("/" + METADATA_VIEW):
+            # Reads of this path answer KEY's metadata: a write here would store an object instead.
+            raise MethodNotAllowed("metadata is written with the object: PUT the object with "
+                                   f"{METADATA_HEADER}", allow="GET, HEAD")
         if "CONTENT_LENGTH" not in bottle.request.environ:
             # Without it an HTTP/1.0 body is read as empty and the object stored as 0 bytes.
             raise LengthRequired("a PUT needs Content-Length (or Transfer-Encoding: chunked)")
