@@ -45,11 +45,13 @@ CLEANUP_INTERVAL = 5
 
 
 def make_app(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
-             cors_origins: Iterable[str] = (), max_streams: int | None = None) -> bottle.Bottle:
+             cors_origins: Iterable[str] = (), max_streams: int | None = None,
+             archive_limits: Any = None) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # JSON is orjson bytes, from http.json_response
     app.config["factflow.max_body"] = max_body
     app.config["factflow.max_streams"] = max_streams
+    app.config["factflow.archive_limits"] = archive_limits  # None: from the environment
     guard = Guard(token, OriginPolicy(cors_origins))
     app.config["factflow.guard"] = guard
     app.default_error_handler = error_handler  # type: ignore[method-assign]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from factflow_storage.errors import StorageError
+from factflow_storage.errors import Busy, StorageError
+
+__all__ = ["Busy", "LengthRequired", "MethodNotAllowed", "PreconditionFailed", "UnsupportedMediaType"]
 
 
 class MethodNotAllowed(StorageError):
@@ -27,14 +29,3 @@ class PreconditionFailed(StorageError):
 class UnsupportedMediaType(StorageError):
     error_code = "unsupported_media_type"
     status = 415
-
-
-class Busy(StorageError):
-    """The server is at a capacity limit; the client may retry after ``retry_after`` s."""
-
-    error_code = "busy"
-    status = 503
-
-    def __init__(self, message: str, retry_after: int = 5):
-        super().__init__(message)
-        self.retry_after = retry_after
