@@ -84,8 +84,10 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
                                  connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
                                  cleanup_interval=CLEANUP_INTERVAL, asyncore_use_poll=True,
                                  clear_untrusted_proxy_headers=True)
-    except socket.gaierror as err:
-        raise ConfigError(f"cannot resolve host {host!r}: {err.strerror or err}") from None
+    except (socket.gaierror, ValueError) as err:
+        # waitress reports a host getaddrinfo cannot resolve as ValueError
+        detail = err.strerror if isinstance(err, socket.gaierror) else "it does not resolve to an address"
+        raise ConfigError(f"cannot listen on host {host!r}: {detail}") from None
     except OSError as err:
         raise ConfigError(f"cannot listen on {server_url(host, port)}: {err.strerror or err}") from None
     server.channel_class = gated_channel(lambda method, path, environ:

@@ -32,7 +32,7 @@ from factflow_storage.server.errors import Busy
 from factflow_storage.server.http import query, query_int
 from factflow_storage.server.openapi_paths import EVENT_PATHS
 from factflow_storage.service import StorageService
-from factflow_storage.watch.events import OBJECT_CREATED, ObjectEvent, parse_event_id
+from factflow_storage.watch.events import OBJECT_CREATED, Cursor, ObjectEvent, parse_event_id, stamp_ms
 from factflow_storage.watch.stream import Filters, watch_events
 
 EVENTS = "/api/v1/storage/events"
@@ -142,8 +142,10 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         if last_event_id:
             parse_event_id(last_event_id)
         # Read before answering: storage down is a 503 now, not a broken 200 stream.
+        service.provider.check()
         records = [service.provider.read_execution(execution_id) for execution_id in execution_ids]
-        if finished and all(is_terminal(record) for record in records):
+        if finished and all(is_terminal(record) for record in records) \
+                and not _missed(service, execution_ids, filters, last_event_id):
             return bottle.HTTPResponse(status=204)
         release = slots.take()
         stream = watch_events(service.provider, execution_ids, route_id=filters.route_id, stage=filters.stage,
@@ -155,6 +157,16 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         response.set_header("Cache-Control", "no-cache")
         response.set_header("X-Accel-Buffering", "no")
         return response
+
+
+def _missed(service: StorageService, execution_ids: list[str], filters: Filters,
+            last_event_id: str | None) -> bool:
+    """Whether anything was written after the cursor (the execution ran again)."""
+    cursor = Cursor(0, last_event_id)
+    return any(cursor.is_new(info.key, stamp_ms(info.last_modified))
+               for execution_id in execution_ids
+               for info in service.execution_objects(execution_id, route_id=filters.route_id,
+                                                     stage=filters.stage, extension=filters.extension))
 
 
 def _frames(stream, disconnected) -> Iterator[bytes]:
