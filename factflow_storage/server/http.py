@@ -93,6 +93,9 @@ def error_handler(res: bottle.HTTPError) -> bottle.HTTPResponse:
     if status >= 500 and res.exception is not None:
         return error_response(500, "internal_error", "internal server error")
     headers = {"Allow": res.get_header("Allow")} if res.get_header("Allow") else None
+    if headers and status == 405 and bottle.request.path.endswith("/metadata"):
+        # The object route matches these paths too, but for them only reads are meant.
+        headers["Allow"] = "GET, HEAD"
     detail = res.body if isinstance(res.body, str) and res.body else bottle.HTTP_CODES.get(status, "error")
     if status == 404:
         detail = f"no route {bottle.request.method} {bottle.request.path}"
