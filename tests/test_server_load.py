@@ -194,3 +194,22 @@ def test_200_watchers_get_a_stream_or_a_503_and_never_starve_the_api(service):
         assert _percentile(values, 0.99) < 0.2
     assert len(results) == 200 and streams == 16 and len(refused) == 184
     assert all(retry and int(retry) > 0 for retry in refused)
+
+
+def test_the_cli_follower_waits_for_a_stream_slot(service):
+    from factflow_storage.client import ApiClient
+    from factflow_storage.watch.sse_client import follow
+
+    service.set_execution_status("e1", "running")
+    service.set_execution_status("e2", "completed")
+    with running_server(service, max_streams=1) as url:
+        results: list = []
+        sockets: list[socket.socket] = []
+        _open_stream(_address(url), results, sockets)
+        assert results == [(200, None)]
+        threading.Timer(1.0, sockets[0].close).start()  # the slot frees up a second later
+        started = time.monotonic()
+        events = list(follow(ApiClient(url), ["e2"], timeout=30))
+        assert [type(event).__name__ for event in events][-1] == "CompletedEvent"
+        # a gone watcher frees its slot at once (not at its next heartbeat, 15 s on)
+        assert time.monotonic() - started < 12

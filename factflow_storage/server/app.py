@@ -42,6 +42,10 @@ CONNECTION_LIMIT = 2000
 # never a worker thread, so a short timeout just returns descriptors sooner.
 CHANNEL_TIMEOUT = 30
 CLEANUP_INTERVAL = 5
+# waitress only notices a client that went away (``waitress.client_disconnected``) while
+# it may read ahead on the connection; without it a dead watcher holds its stream slot
+# until the next heartbeat write fails (15 s).
+REQUEST_LOOKAHEAD = 1
 
 
 def make_app(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
@@ -83,6 +87,7 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
                                  ident="factflow", max_request_body_size=max_body + 1024 * 1024,
                                  connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
                                  cleanup_interval=CLEANUP_INTERVAL, asyncore_use_poll=True,
+                                 channel_request_lookahead=REQUEST_LOOKAHEAD,
                                  clear_untrusted_proxy_headers=True)
     except (socket.gaierror, ValueError) as err:
         # waitress reports a host getaddrinfo cannot resolve as ValueError
