@@ -96,8 +96,7 @@ def test_metadata_views_have_an_etag_and_revalidate(url, service):
 def _raw(url: str, request: bytes) -> bytes:
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
+        sock.sendall(request)  # no half-close: waitress reads ahead and takes EOF for a client gone
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
