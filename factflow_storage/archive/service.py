@@ -228,7 +228,7 @@ class ArchiveJobs:
         record.update(total=progress.total or record["total"], processed=progress.processed,
                       bytes_packed=progress.bytes_packed)
         error = outcome.get("error")
-        over_limit = getattr(progress, "limit_error", None)
+        over_limit = progress.limit_error
         if over_limit is not None:
             error = over_limit
         if error is None:
@@ -244,7 +244,7 @@ class ArchiveJobs:
         else:
             self.store.finish(record, FAILED, " ".join(str(error).split()) or type(error).__name__)
         self.service.provider.delete_record(archive_name(job_id))
-        if getattr(progress, "idle", False):
+        if progress.idle:
             self.store.purge(job_id)  # nobody is waiting for it: leave no trace
             self._forget(job_id)
 
@@ -256,11 +256,10 @@ class ArchiveJobs:
             idle_for = time.monotonic() - self._seen.get(job_id, time.monotonic())
             held = self._held_bytes()
         if idle_for > self.limits.idle:
-            progress.idle = True  # type: ignore[attr-defined]
+            progress.idle = True
             progress.cancel.set()
         elif held > self.limits.max_bytes:
-            progress.limit_error = TooLarge(  # type: ignore[attr-defined]
-                f"the archives held would pass the limit of {self.limits.max_bytes} bytes")
+            progress.limit_error = TooLarge(f"the archives held would pass the limit of {self.limits.max_bytes} bytes")
             progress.cancel.set()
 
     def _forget(self, job_id: str) -> None:

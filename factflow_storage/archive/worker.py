@@ -48,6 +48,10 @@ class Progress:
         self.processed = 0
         self.bytes_packed = 0
         self.cancel = threading.Event()
+        # Why the server stopped the job, when it was not the client: nobody polled it,
+        # or it would pass the archive byte cap (``archive.limits``).
+        self.idle = False
+        self.limit_error: StorageError | None = None
 
     def check(self) -> None:
         if self.cancel.is_set():
