@@ -114,6 +114,7 @@ class ArchiveJobs:
         self.store.write(record)
         self.store.write_request(job_id, request.to_json())
         progress = Progress()
+        progress.byte_budget = self.limits.max_bytes - self._held_bytes()
         self._running[job_id] = progress
         self._jobs_by_request[fingerprint] = job_id
         self._seen[job_id] = time.monotonic()
@@ -228,6 +229,9 @@ class ArchiveJobs:
         record.update(total=progress.total or record["total"], processed=progress.processed,
                       bytes_packed=progress.bytes_packed)
         error = outcome.get("error")
+        if error is None and progress.byte_budget is not None and (outcome.get("size") or 0) > progress.byte_budget:
+            progress.limit_error = TooLarge(f"the archive of {outcome['size']} bytes passes the byte limit on "
+                                            f"archives held ({progress.byte_budget} bytes were left for it)")
         over_limit = progress.limit_error
         if over_limit is not None:
             error = over_limit
