@@ -9,7 +9,8 @@ page cannot then reach it through a DNS name rebound to 127.0.0.1.
 so the same decision runs twice: in waitress, before any of the body is read
 (``server.channel``), and in the app, where it is answered in the JSON error shape.
 Credentials come from ``CredentialSource`` callables; a request is authenticated when
-any source accepts it, so another source (a session cookie) is one more entry.
+any source accepts it, so another source (a session cookie) is one more entry. Sources
+run in waitress's event loop too, so they must not do I/O (compare, verify a signature).
 """
 
 from __future__ import annotations
