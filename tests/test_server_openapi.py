@@ -141,7 +141,8 @@ def test_schemathesis_all_checks(live, run, tmp_path):
                "run", live + OPENAPI, "--include-path-regex", FUZZED, "--max-examples", "40", "--seed", "1",
                "--no-color", "--workers", "1", "--report", "json", "--report-json-path", str(report),
                *SCHEMATHESIS_RUNS[run]]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # run in tmp_path: schemathesis writes a cache into its working directory
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     summary = [line for line in done.stdout.splitlines() if "generated" in line or "Tested" in line]
     print(f"\nschemathesis {run}: {' | '.join(line.strip() for line in summary)}")
     assert done.returncode == 0, done.stdout[-6000:]
