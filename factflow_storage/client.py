@@ -8,6 +8,7 @@ of it, which is how every command prints the same bytes in both modes.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -25,6 +26,8 @@ from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_segment
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0
 OBJECTS = "/api/v1/storage/objects"
@@ -118,6 +121,7 @@ class ApiClient:
             reason = _reason(err)
             raise Unavailable(f"cannot reach the factflow API at {self.base_url}: {reason}") from None
         response = ApiResponse(raw, self.base_url)
+        log.debug("%s %s -> %s", method, target, response.status)
         if response.status >= 400:
             self._raise(method, response)
         return response

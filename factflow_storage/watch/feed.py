@@ -9,8 +9,8 @@ their last subscriber leaves, so a reconnecting client finds its feed still runn
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 from typing import Any
 
@@ -18,6 +18,8 @@ from factflow_storage.errors import StorageError
 from factflow_storage.keys import execution_prefix
 from factflow_storage.protocol import ObjectInfo, StorageProtocol
 from factflow_storage.watch.source import WatchSource, source_for
+
+log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 0.25
 LINGER = 10.0
@@ -84,12 +86,13 @@ class Feed:
             except StorageError as err:
                 # Storage went away: keep trying; the source sweeps what it missed on return.
                 self.error = err
+                log.info("watch source for execution %s: %s; retrying", self.execution_id, err)
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
                 failures += 1
                 self._stop.wait(delay)
             except Exception as err:  # a bug or an unexpected backend answer: say it once, retry
                 self.error = err
-                print(f"factflow: watch source failed: {err}", file=sys.stderr)
+                log.warning("watch source failed: %s", err, exc_info=log.isEnabledFor(logging.DEBUG))
                 self._stop.wait(_RETRY_DELAYS[-1])
 
     def _poll_record(self) -> None:
