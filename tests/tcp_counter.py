@@ -43,6 +43,16 @@ class CountingRelay:
             threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
 
+    def cut(self) -> None:
+        """Break every open connection, as a proxy timing out would."""
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         self._listener.close()
         for sock in self._open:

@@ -84,3 +84,17 @@ def test_a_post_is_not_sent_twice(served):
     with pytest.raises(Unavailable, match="cannot reach the factflow API"):
         remote.api.send_json("POST", "/api/v1/content/archive/prepare", {"execution_id": "E1"})
     assert relay.connections == 1
+
+
+def test_debug_shows_the_http_requests_and_the_default_shows_none(served):
+    service, relay, storage = served
+    _populate(service, 2)
+    env = dict(storage.cli_env(), FACTFLOW_API_URL=relay.url)
+    argv = [sys.executable, "-m", "factflow_storage", "storage", "list", "--execution", "E1"]
+    quiet = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    debug = subprocess.run(argv[:3] + ["--debug"] + argv[3:], env=env, capture_output=True, text=True, timeout=60)
+    assert debug.returncode == 0, debug.stderr
+    assert debug.stdout == quiet.stdout
+    assert "GET /api/v1/storage/objects?prefix=executions%2FE1%2F" in debug.stderr
+    assert " -> 200" in debug.stderr
