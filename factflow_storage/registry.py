@@ -10,8 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from factflow_storage.errors import ConfigError
 from factflow_storage.protocol import StorageProtocol
-
-DEFAULT_STORAGE_URI = "file://./output/storage"
+from factflow_storage.settings import DEFAULT_STORAGE_URI, load_settings
 
 PROVIDERS: dict[str, str] = {
     "file": "factflow_storage.providers.filesystem:FilesystemProvider",
@@ -50,8 +49,14 @@ def parse_storage_uri(uri: str) -> StorageURI:
 
 def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
                             options: Mapping[str, Any] | None = None) -> StorageProtocol:
-    """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...)."""
+    """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...).
+
+    Without ``options`` (a pipeline opening storage from Python) they come from the
+    settings in force, ``FACTFLOW_*`` variables and the config file, as for the CLI.
+    """
     parsed = parse_storage_uri(uri)
+    if options is None:
+        options = load_settings({"storage_uri": uri}).provider_options()
     module_name, _, class_name = PROVIDERS[parsed.scheme].partition(":")
     provider_class = getattr(importlib.import_module(module_name), class_name)
     return provider_class(parsed, **dict(options or {}))

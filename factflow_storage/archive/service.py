@@ -8,7 +8,6 @@ for a cancellation written by any replica.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -20,30 +19,22 @@ from factflow_storage.archive.jobs import (CANCELLED, FAILED, PREPARING, READY, 
 from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
-from factflow_storage.errors import Conflict, ConfigError, NotFound, StorageError
+from factflow_storage.errors import Conflict, NotFound, StorageError
 from factflow_storage.keys import execution_prefix
 from factflow_storage.service import StorageService
-from factflow_storage.settings import parse_duration
+from factflow_storage.settings import DEFAULT_ARCHIVE_TTL, load_settings
 
 TTL_ENV = "FACTFLOW_ARCHIVE_TTL"
-DEFAULT_TTL = 3600.0
+DEFAULT_TTL = DEFAULT_ARCHIVE_TTL
 STALE_AFTER = 60.0
 HEARTBEAT = 0.5
 SWEEP_EVERY = 60.0
 
 
 def ttl_from_env(env: dict[str, str] | None = None) -> float:
-    """``FACTFLOW_ARCHIVE_TTL``: seconds, or a duration like ``30m``, ``2h``, ``1d``."""
-    raw = (os.environ if env is None else env).get(TTL_ENV, "").strip().lower()
-    if not raw:
-        return DEFAULT_TTL
-    try:
-        value = parse_duration(raw)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise ConfigError(f"{TTL_ENV} must be a positive duration like 3600, 30m or 2h, not {raw!r}")
-    return value
+    """The archive TTL of the settings in force (``Settings.archive_ttl_seconds``), for a
+    server built without settings of its own."""
+    return load_settings(env=env).archive_ttl_seconds()
 
 
 class ArchiveJobs:

@@ -33,4 +33,5 @@ def command(app: App, host: str, port: int, threads: int, storage_uri: str | Non
         settings = load_settings({"storage_uri": storage_uri, "api_url": None},
                                  config=str(app.settings.config_file) if app.settings.config_file else None)
     provider = create_storage_provider(settings.storage_uri, settings.provider_options())
-    serve(StorageService(provider), host, port, threads=threads, token=token)
+    serve(StorageService(provider), host, port, threads=threads, token=token,
+          archive_ttl=settings.archive_ttl_seconds())

@@ -32,10 +32,11 @@ DEFAULT_THREADS = 32
 
 
 def make_app(service: StorageService, *, token: str | None = None,
-             max_body: int = MAX_BODY_BYTES) -> bottle.Bottle:
+             max_body: int = MAX_BODY_BYTES, archive_ttl: float | None = None) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # JSON is orjson bytes, from http.json_response
     app.config["factflow.max_body"] = max_body
+    app.config["factflow.archive_ttl"] = archive_ttl  # None: from the settings in force
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())
     app.add_hook("before_request", make_auth_hook(token))
@@ -92,10 +93,10 @@ def server_url(host: str, port: int) -> str:
 
 
 def serve(service: StorageService, host: str = "127.0.0.1", port: int = 8080,
-          threads: int = DEFAULT_THREADS, token: str | None = None) -> None:
+          threads: int = DEFAULT_THREADS, token: str | None = None, archive_ttl: float | None = None) -> None:
     """Bind, print the URL (with the port actually bound, for ``--port 0``), serve until
     Ctrl+C or SIGTERM, then stop cleanly."""
-    server = create_server(service, host, port, threads=threads, token=token)
+    server = create_server(service, host, port, threads=threads, token=token, archive_ttl=archive_ttl)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         print(f"serving on {server_url(host, server.effective_port)}", flush=True)

@@ -80,7 +80,7 @@ def _disposition(filename: str) -> str:
 
 
 def install(app: bottle.Bottle, service: StorageService) -> None:
-    jobs = ArchiveJobs(service, ttl=ttl_from_env())
+    jobs = ArchiveJobs(service, ttl=app.config.get("factflow.archive_ttl") or ttl_from_env())
 
     @app.post(ARCHIVE + "/prepare")
     def prepare():
