@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
@@ -26,6 +26,9 @@ from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_segment
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
+
+if TYPE_CHECKING:
+    from factflow_storage.watch.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,10 @@ class ApiClient:
         with response:
             raw = response.read()
         return orjson.loads(raw) if raw else None
+
+    def with_timeout(self, timeout: float) -> ApiClient:
+        """A client of the same server with another time limit (and a pool of its own)."""
+        return ApiClient(self.base_url, token=self.token, timeout=timeout)
 
     def close(self) -> None:
         if "_pool" in self.__dict__:
@@ -322,6 +329,14 @@ class RemoteService:
 
     def executions(self) -> list[dict[str, Any]]:
         return self.api.get_json(EXECUTIONS)["executions"]
+
+    def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
+              extension: str | None = None, last_event_id: str | None = None,
+              timeout: float | None = None) -> Iterator[Event | None]:
+        from factflow_storage.watch.sse_client import follow
+
+        return follow(self.api, execution_ids, route_id=route_id, stage=stage, extension=extension,
+                      timeout=timeout, last_event_id=last_event_id)
 
     def health(self) -> dict[str, Any]:
         return self.api.get_json("/api/v1/health")

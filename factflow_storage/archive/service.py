@@ -20,7 +20,6 @@ from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
 from factflow_storage.errors import Conflict, NotFound, StorageError
-from factflow_storage.keys import execution_prefix
 from factflow_storage.service import StorageService
 from factflow_storage.settings import DEFAULT_ARCHIVE_TTL, load_settings
 
@@ -41,7 +40,7 @@ class ArchiveJobs:
     def __init__(self, service: StorageService, *, ttl: float = DEFAULT_TTL, stale_after: float = STALE_AFTER,
                  heartbeat: float = HEARTBEAT):
         self.service = service
-        self.store = JobStore(service.provider, ttl=ttl, stale_after=stale_after)
+        self.store = JobStore(service.records, ttl=ttl, stale_after=stale_after)
         self._heartbeat = heartbeat
         self._running: dict[str, Progress] = {}
         self._lock = threading.Lock()
@@ -52,9 +51,7 @@ class ArchiveJobs:
     def prepare(self, body: Any) -> dict[str, Any]:
         request = ArchiveRequest.parse(body)
         self._sweep_now_and_then()
-        prefix = execution_prefix(request.execution_id)
-        if self.service.provider.read_execution(request.execution_id) is None \
-                and next(iter(self.service.provider.list(prefix, limit=1)), None) is None:
+        if not self.service.execution_exists(request.execution_id):
             raise NotFound(f"no execution {request.execution_id!r}")
         job_id = uuid.uuid4().hex
         record = {"job_id": job_id, "status": PREPARING, "execution_id": request.execution_id,
@@ -80,7 +77,7 @@ class ArchiveJobs:
             raise Conflict(f"archive job {job_id!r} is {record['status']}, not ready"
                            + (f": {record['error']}" if record.get("error") else ""))
         try:
-            return self.service.provider.open_record(archive_name(job_id)), record
+            return self.service.records.open_record(archive_name(job_id)), record
         except NotFound:
             raise NotFound(f"the archive of job {job_id!r} is gone (it expired or was deleted)") from None
 
@@ -127,7 +124,7 @@ class ArchiveJobs:
 
         def upload() -> None:
             try:
-                self.service.provider.put_record(archive_name(job_id), pipe)
+                self.service.records.put_record(archive_name(job_id), pipe)
             except BaseException as err:  # noqa: BLE001 - handed to the writing side
                 stored["error"] = err
                 pipe.fail(err)
@@ -169,7 +166,7 @@ class ArchiveJobs:
             self.store.finish(record, CANCELLED, "cancelled")
         else:
             self.store.finish(record, FAILED, " ".join(str(error).split()) or type(error).__name__)
-        self.service.provider.delete_record(archive_name(job_id))
+        self.service.records.delete_record(archive_name(job_id))
 
     def _sweep_now_and_then(self) -> None:
         now = time.monotonic()

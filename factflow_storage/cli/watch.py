@@ -71,15 +71,7 @@ def _print_events(events: Iterator, as_json: bool) -> dict[str, str]:
 
 def _events(app: App, execution_ids: Sequence[str], route_id: str | None, stage: str | None,
             timeout: float | None) -> Iterator:
-    if app.remote:
-        from factflow_storage.watch.sse_client import follow
-
-        yield from follow(app.service.api, execution_ids, route_id=route_id, stage=stage, timeout=timeout)
-        return
-    from factflow_storage.watch import watch_events
-
-    for event in watch_events(app.service.provider, execution_ids, route_id=route_id, stage=stage,
-                              timeout=timeout):
+    for event in app.service.watch(execution_ids, route_id=route_id, stage=stage, timeout=timeout):
         if event is not None:
             yield event
 

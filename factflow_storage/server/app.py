@@ -104,7 +104,7 @@ def serve(service: StorageService, host: str = "127.0.0.1", port: int = 8080,
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.close()
-        service.provider.close()
+        service.close()
         sys.stdout.flush()
 
 

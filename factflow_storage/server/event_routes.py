@@ -25,14 +25,13 @@ from factflow_storage.server.http import query, query_int
 from factflow_storage.server.openapi_paths import EVENT_PATHS
 from factflow_storage.service import StorageService
 from factflow_storage.watch.events import OBJECT_CREATED, ObjectEvent, parse_event_id
-from factflow_storage.watch.stream import Filters, watch_events
+from factflow_storage.watch.stream import Filters
 
 EVENTS = "/api/v1/storage/events"
 HEARTBEAT_SECONDS = 15.0
 DEFAULT_TIMEOUT = 300
 MAX_TIMEOUT = 3600
 RETRY_MS = 1000
-_TICK = 0.5
 
 # The path's parameters and responses are described with the other paths; the event
 # types are said here, beside the code that sends them.
@@ -78,9 +77,8 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         last_event_id = bottle.request.get_header("Last-Event-ID") or query("last_event_id") or None
         if last_event_id:
             parse_event_id(last_event_id)
-        stream = watch_events(service.provider, execution_ids, route_id=filters.route_id, stage=filters.stage,
-                              extension=filters.extension, last_event_id=last_event_id, timeout=timeout,
-                              tick=_TICK)
+        stream = service.watch(execution_ids, route_id=filters.route_id, stage=filters.stage,
+                               extension=filters.extension, last_event_id=last_event_id, timeout=timeout)
         disconnected = bottle.request.environ.get("waitress.client_disconnected", lambda: False)
         response = bottle.HTTPResponse(body=_frames(stream, disconnected), status=200)
         response.set_header("Content-Type", "text/event-stream; charset=utf-8")

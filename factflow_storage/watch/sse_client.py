@@ -13,10 +13,10 @@ import logging
 import time
 from datetime import datetime
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
-from factflow_storage.client import ApiClient
 from factflow_storage.errors import StorageError, Unavailable
 from factflow_storage.watch.events import (
     EXECUTION_COMPLETED,
@@ -28,6 +28,9 @@ from factflow_storage.watch.events import (
     stamp_ms,
     write_hash,
 )
+
+if TYPE_CHECKING:
+    from factflow_storage.client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def follow(api: ApiClient, execution_ids: Sequence[str], *, route_id: str | None
            stage: str | None = None, extension: str | None = None, timeout: float | None = None,
            last_event_id: str | None = None) -> Iterator[Event]:
     """Events until every execution completed; returns early (no completion) at ``timeout``."""
-    client = ApiClient(api.base_url, token=api.token, timeout=READ_TIMEOUT)
+    client = api.with_timeout(READ_TIMEOUT)
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = set(execution_ids)
     connected_once = False
