@@ -17,13 +17,31 @@ from typing import Any
 from factflow_storage.errors import StorageError
 from factflow_storage.keys import execution_prefix
 from factflow_storage.protocol import ObjectInfo, StorageProtocol
-from factflow_storage.watch.source import WatchSource, source_for
+from factflow_storage.watch.source import WatchSource
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 0.25
 LINGER = 10.0
 _RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def source_for(provider: StorageProtocol) -> WatchSource:
+    """The best source the provider's backend supports (here, not beside ``WatchSource``:
+    the sources import that module, so choosing among them there would close a cycle)."""
+    if provider.uri.startswith("file://"):
+        from factflow_storage.watch.fs_source import FilesystemSource
+
+        return FilesystemSource(provider)
+    from factflow_storage.watch.s3_sources import listen_supported
+
+    if listen_supported(provider):
+        from factflow_storage.watch.s3_sources import ListenSource
+
+        return ListenSource(provider)
+    from factflow_storage.watch.s3_sources import JournalSource
+
+    return JournalSource(provider)
 
 
 class StatusChange:
