@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
@@ -106,7 +106,8 @@ class ApiClient:
         target = self._base_path + path
         if query := _query(params):
             target += "?" + query
-        sent: dict[str, str | bytes] = {"Accept": "application/json, */*"}
+        # Any: urllib3 sends bytes values as they are (UTF-8 metadata), though typed str.
+        sent: dict[str, Any] = {"Accept": "application/json, */*"}
         if self.token:
             sent["Authorization"] = f"Bearer {self.token}"
         if json is not None:
@@ -183,7 +184,7 @@ class RemoteObjectStream(ObjectStream):
         self._metadata: dict[str, Any] | None = None
         super().__init__(info, {}, body, start, length)
 
-    @property  # type: ignore[override]
+    @property
     def metadata(self) -> dict[str, Any]:
         if self._metadata is None:
             self._metadata = self._fetch_metadata()
@@ -281,10 +282,11 @@ class RemoteService:
         if span is not None:
             begin, size = span
         etag = (response.getheader("ETag") or "").strip('"') or None
-        modified = parsedate_to_datetime(response.getheader("Last-Modified"))
+        modified = parsedate_to_datetime(response.getheader("Last-Modified") or "")
         info = ObjectInfo(key, size, modified, etag, response.getheader("Content-Type"))
         body_length = 0 if length == 0 else int(response.getheader("Content-Length") or 0)
-        return RemoteObjectStream(info, response, begin, body_length, lambda: self.metadata(key))
+        # An ApiResponse reads like a file (read, close), which is all ObjectStream asks.
+        return RemoteObjectStream(info, cast(BinaryIO, response), begin, body_length, lambda: self.metadata(key))
 
     def metadata(self, key: str) -> dict[str, Any]:
         return self.api.get_json(object_path(validate_key(key)), {"view": "metadata"})
@@ -331,10 +333,12 @@ class RemoteService:
         return self.api.get_json(EXECUTIONS)["executions"]
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
-              extension: str | None = None, last_event_id: str | None = None,
+              extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
               timeout: float | None = None) -> Iterator[Event | None]:
         from factflow_storage.watch.sse_client import follow
 
+        if extension is not None and not isinstance(extension, str):
+            extension = ",".join(extension)
         return follow(self.api, execution_ids, route_id=route_id, stage=stage, extension=extension,
                       timeout=timeout, last_event_id=last_event_id)
 

@@ -56,7 +56,7 @@ class Service(Protocol):
     def executions(self) -> list[dict[str, Any]]: ...
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
-              extension: str | None = None, last_event_id: str | None = None,
+              extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
               timeout: float | None = None) -> Iterator[Event | None]:
         """The execution's objects, then each new one, then one ``execution.completed`` per
         execution; ``None`` marks a quiet moment (a chance for a heartbeat)."""

@@ -125,7 +125,7 @@ def parse_key(key: str) -> KeyParts | None:
         return None
     # A prefix's trailing '/' leaves an empty last part: that level is not named yet.
     parts += [None] * (4 - len(parts))
-    return KeyParts(*parts)
+    return KeyParts(parts[0], parts[1], parts[2], parts[3])
 
 
 def narrow_prefix(prefix: str, route_id: str | None, stage: str | None) -> str:

@@ -219,7 +219,7 @@ class StorageService:
     # -- watch -----------------------------------------------------------------
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
-              extension: str | None = None, last_event_id: str | None = None,
+              extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
               timeout: float | None = None) -> Iterator[Event | None]:
         from factflow_storage.watch.stream import watch_events
 

@@ -106,7 +106,7 @@ def _poll_record(app: App, execution_id: str, timeout: float | None, interval: f
             if not said_waiting:
                 click.echo(WAITING.format(execution_id), err=True)
                 said_waiting = True
-        if is_terminal(record):
+        if record is not None and is_terminal(record):
             return record
         if deadline is not None and time.monotonic() >= deadline:
             raise click.ClickException(TIMED_OUT.format(_shown(timeout), execution_id))

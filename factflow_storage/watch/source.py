@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from factflow_storage.protocol import ObjectInfo, StorageProtocol
+from factflow_storage.protocol import ObjectInfo
 
 Report = Callable[[ObjectInfo], None]
 

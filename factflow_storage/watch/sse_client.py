@@ -3,8 +3,9 @@
 A dropped connection (a server restart, a proxy timeout, the server's own ``timeout``)
 is followed by a reconnect carrying the last event id, which the server turns into
 every event missed, and perhaps a few of a burst already seen (an id is bounded; see
-``watch.events``): those repeats are dropped here, so each object is yielded once. Reads time out well after the server's 15 s heartbeat, so a
-server that vanished without closing the socket is noticed too.
+``watch.events``): those repeats are dropped here, so each object is yielded once.
+Reads time out well after the server's 15 s heartbeat, so a server that vanished
+without closing the socket is noticed too.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ RECONNECTING = "connection to the factflow API lost; reconnecting"
 
 def parse_stream(lines) -> Iterator[tuple[str | None, str, str]]:
     """SSE frames as (id, event, data); comments and ``retry`` are dropped."""
-    event_id, name, data = None, "message", []
+    event_id: str | None = None
+    name, data = "message", list[str]()
     for raw in lines:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:

@@ -84,7 +84,8 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
                 if not listed_after_end:
                     yield from _catch_up(provider, execution_ids, filters, cursor)
                 for feed in feeds:
-                    yield CompletedEvent(cursor.event_id(), feed.execution_id, feed.record["status"])
+                    status = feed.record["status"] if feed.record else "unknown"  # terminal: never None
+                    yield CompletedEvent(cursor.event_id(), feed.execution_id, status)
                 return
             if _expired(deadline):
                 return
