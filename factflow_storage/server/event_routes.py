@@ -2,9 +2,10 @@
 
 The stream replays what the execution already holds, then follows live writes, then
 sends one ``execution.completed`` per execution once all are terminal, and closes.
-Every event's ``id`` is a resumable cursor (``factflow_storage.watch.events``): a
-client reconnecting with ``Last-Event-ID`` gets exactly what it missed, recomputed from
-a listing, so a server restart loses nothing. A comment line every 15 s keeps proxies
+Every event's ``id`` is a resumable cursor (``factflow_storage.watch.events``), under
+512 bytes: a client reconnecting with ``Last-Event-ID`` gets everything it missed,
+recomputed from a listing, so a server restart loses nothing; after a burst of writes it
+may also get a few events it already had (same key and ``created_at``), to be dropped. A comment line every 15 s keeps proxies
 from closing a quiet stream; after ``timeout`` seconds the server ends the stream
 without a completion event and the client reconnects.
 
@@ -39,8 +40,9 @@ OPENAPI = {EVENTS: {"get": {
     **EVENT_PATHS[EVENTS]["get"],
     "description": "Events `storage.object.created` (data: key, size, route_id, stage, created_at), then "
                    "one `execution.completed` (data: execution_id, status) per execution once all are "
-                   "terminal; then the stream closes. Every event has an `id`; reconnecting with "
-                   "`Last-Event-ID` replays exactly what was missed. A comment heartbeat every 15 s.",
+                   "terminal; then the stream closes. Every event has an `id` (under 512 bytes); reconnecting "
+                   "with `Last-Event-ID` replays everything missed, and after a burst perhaps a few "
+                   "events already sent (same key and created_at). A comment heartbeat every 15 s.",
 }}}
 
 
