@@ -18,7 +18,7 @@ STATUSES = (RUNNING, *TERMINAL_STATUSES)
 
 
 def is_terminal(record: dict[str, Any] | None) -> bool:
-    return bool(record) and record.get("status") in TERMINAL_STATUSES
+    return record is not None and record.get("status") in TERMINAL_STATUSES
 
 
 def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any]:

@@ -194,10 +194,10 @@ class BaseProvider:
 
     def index_lineage(self, key: str, metadata: Mapping[str, Any] | None) -> None:
         """Called by ``write`` before ``key`` is committed: cross-execution parents named in
-        ``lineage`` go into the reference index (``factflow_storage.retention.lineage_index``)
+        ``lineage`` go into the reference index (``factflow_storage.lineage_index``)
         first, so no committed object is ever missing from it."""
         if metadata and metadata.get("lineage"):
-            from factflow_storage.retention.lineage_index import note_lineage
+            from factflow_storage.lineage_index import note_lineage
 
             note_lineage(self, key, metadata["lineage"])
 

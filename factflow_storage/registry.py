@@ -10,8 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from factflow_storage.errors import ConfigError
 from factflow_storage.protocol import StorageProtocol
-
-DEFAULT_STORAGE_URI = "file://./output/storage"
+from factflow_storage.settings import DEFAULT_STORAGE_URI, load_settings
 
 PROVIDERS: dict[str, str] = {
     "file": "factflow_storage.providers.filesystem:FilesystemProvider",
@@ -57,9 +56,15 @@ def parse_storage_uri(uri: str) -> StorageURI:
 
 def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
                             options: Mapping[str, Any] | None = None) -> StorageProtocol:
-    """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...)."""
+    """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...).
+
+    Without ``options`` (a pipeline opening storage from Python) they come from the
+    settings in force, ``FACTFLOW_*`` variables and the config file, as for the CLI.
+    """
     parsed = parse_storage_uri(uri)
-    provider = _load(PROVIDERS[parsed.scheme])(parsed, **dict(options or {}))
+    if options is None:
+        options = load_settings({"storage_uri": uri}).provider_options()
+    provider = _load(PROVIDERS[parsed.scheme])(parsed, **dict(options))
     for hook in WRITE_HOOKS.get(parsed.scheme, ()):
         provider.add_write_hook(_load(hook)(provider))
     return provider

@@ -11,15 +11,27 @@ import base64
 import binascii
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
 from factflow_storage import executions
 from factflow_storage.errors import BadRequest, Conflict
-from factflow_storage.keys import execution_prefix, parse_key, validate_key, validate_prefix, validate_segment
+# narrow_prefix and split_extensions are imported from here by other modules too.
+from factflow_storage.keys import (
+    execution_prefix,
+    narrow_prefix,
+    parse_key,
+    split_extensions,
+    validate_key,
+    validate_prefix,
+)
 from factflow_storage.metadata import format_time, is_json_type
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol
+
+if TYPE_CHECKING:
+    from factflow_storage.interface import RecordStore
+    from factflow_storage.watch.events import Event
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -47,25 +59,6 @@ def decode_cursor(cursor: str) -> str:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest(f"invalid cursor {cursor!r}") from None
-
-
-def narrow_prefix(prefix: str, route_id: str | None, stage: str | None) -> str:
-    """Turn an execution prefix plus route/stage filters into the tightest key prefix."""
-    parts = parse_key(prefix) if prefix.endswith("/") else None
-    if parts and parts.route_id is None and route_id:
-        prefix += validate_segment(route_id, "route") + "/"
-        if stage:
-            prefix += validate_segment(stage, "stage") + "/"
-    elif parts and parts.stage is None and parts.route_id is not None and stage:
-        prefix += validate_segment(stage, "stage") + "/"
-    return prefix
-
-
-def split_extensions(extension: str | Sequence[str] | None) -> tuple[str, ...]:
-    if not extension:
-        return ()
-    items = extension.split(",") if isinstance(extension, str) else extension
-    return tuple("." + item.strip().lstrip(".").lower() for item in items if item.strip())
 
 
 def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +244,32 @@ class StorageService:
 
         return list_deletions(self.provider)
 
+    def execution_exists(self, execution_id: str) -> bool:
+        """A record, or at least one object: writers may write before they register."""
+        if self.provider.read_execution(execution_id) is not None:
+            return True
+        return next(iter(self.provider.list(execution_prefix(execution_id), limit=1)), None) is not None
+
+    # -- watch -----------------------------------------------------------------
+
+    def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
+              extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
+              timeout: float | None = None) -> Iterator[Event | None]:
+        from factflow_storage.watch.stream import watch_events
+
+        return watch_events(self.provider, execution_ids, route_id=route_id, stage=stage, extension=extension,
+                            last_event_id=last_event_id, timeout=timeout)
+
+    # -- for server-side jobs --------------------------------------------------
+
+    @property
+    def records(self) -> RecordStore:
+        """Where server-side jobs keep their records (``_factflow/`` in this storage)."""
+        return self.provider
+
     def health(self) -> dict[str, Any]:
         self.provider.check()
         return {"status": "ok", "storage": self.provider.uri}
+
+    def close(self) -> None:
+        self.provider.close()

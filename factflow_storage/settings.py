@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from factflow_storage.errors import ConfigError
-from factflow_storage.registry import DEFAULT_STORAGE_URI, parse_storage_uri
+
+DEFAULT_STORAGE_URI = "file://./output/storage"
+DEFAULT_ARCHIVE_TTL = 3600.0
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -51,6 +53,7 @@ FIELDS = (
     Field("minio_secure", "FACTFLOW_MINIO_SECURE", ("minio", "secure")),
     Field("minio_region", "FACTFLOW_MINIO_REGION", ("minio", "region")),
     Field("minio_create_bucket", "FACTFLOW_MINIO_CREATE_BUCKET", ("minio", "create_bucket")),
+    Field("archive_ttl", "FACTFLOW_ARCHIVE_TTL", ("archive", "ttl")),
 )
 
 
@@ -86,7 +89,7 @@ class Settings:
 
     def provider_options(self) -> dict[str, Any]:
         """Keyword options for the provider the storage URI names."""
-        if parse_storage_uri(self.storage_uri).scheme == "file":
+        if self.storage_uri.partition("://")[0].lower() == "file":
             return {}
         return {
             "endpoint": self.minio_endpoint,
@@ -97,6 +100,20 @@ class Settings:
             "create_bucket": _parse_bool(self.minio_create_bucket, "minio create_bucket")
             if self.minio_create_bucket is not None else False,
         }
+
+
+    def archive_ttl_seconds(self) -> float:
+        """How long the server keeps a finished archive job: seconds, or 30m, 2h, 1d."""
+        raw = self.archive_ttl
+        if raw is None or str(raw).strip() == "":
+            return DEFAULT_ARCHIVE_TTL
+        try:
+            value = float(raw) if isinstance(raw, (int, float)) else parse_duration(str(raw).lower())
+        except ValueError:
+            value = -1
+        if value <= 0:
+            raise ConfigError(f"FACTFLOW_ARCHIVE_TTL must be a positive duration like 3600, 30m or 2h, not {raw!r}")
+        return value
 
 
 def config_file_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:

@@ -8,11 +8,10 @@ for a cancellation written by any replica.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 
@@ -23,39 +22,30 @@ from factflow_storage.archive.limits import ArchiveLimits
 from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
-from factflow_storage.errors import Busy, Conflict, ConfigError, NotFound, StorageError, TooLarge
+from factflow_storage.errors import Busy, Conflict, NotFound, StorageError, TooLarge
 from factflow_storage.executions import refuse_deleting
-from factflow_storage.keys import execution_prefix
 from factflow_storage.service import StorageService
-from factflow_storage.settings import parse_duration
+from factflow_storage.settings import DEFAULT_ARCHIVE_TTL, load_settings
 
 TTL_ENV = "FACTFLOW_ARCHIVE_TTL"
-DEFAULT_TTL = 3600.0
+DEFAULT_TTL = DEFAULT_ARCHIVE_TTL
 STALE_AFTER = 60.0
 HEARTBEAT = 0.5
 SWEEP_EVERY = 60.0
 
 
 def ttl_from_env(env: dict[str, str] | None = None) -> float:
-    """``FACTFLOW_ARCHIVE_TTL``: seconds, or a duration like ``30m``, ``2h``, ``1d``."""
-    raw = (os.environ if env is None else env).get(TTL_ENV, "").strip().lower()
-    if not raw:
-        return DEFAULT_TTL
-    try:
-        value = parse_duration(raw)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise ConfigError(f"{TTL_ENV} must be a positive duration like 3600, 30m or 2h, not {raw!r}")
-    return value
+    """The archive TTL of the settings in force (``Settings.archive_ttl_seconds``), for a
+    server built without settings of its own."""
+    return load_settings(env=env).archive_ttl_seconds()
 
 
 class ArchiveJobs:
     def __init__(self, service: StorageService, *, ttl: float = DEFAULT_TTL, stale_after: float = STALE_AFTER,
-                 heartbeat: float = HEARTBEAT, limits: ArchiveLimits = ArchiveLimits()):
+                 heartbeat: float = HEARTBEAT, limits: ArchiveLimits | None = None):
         self.service = service
-        self.store = JobStore(service.provider, ttl=ttl, stale_after=stale_after)
-        self.limits = limits
+        self.store = JobStore(service.records, ttl=ttl, stale_after=stale_after)
+        self.limits = limits or ArchiveLimits()
         self._heartbeat = heartbeat
         self._running: dict[str, Progress] = {}
         self._lock = threading.Lock()
@@ -72,11 +62,11 @@ class ArchiveJobs:
     def prepare(self, body: Any) -> dict[str, Any]:
         request = ArchiveRequest.parse(body)
         self._sweep_now_and_then()
-        prefix = execution_prefix(request.execution_id)
-        record = self.service.provider.read_execution(request.execution_id)
-        refuse_deleting(record, request.execution_id)
-        if record is None \
-                and next(iter(self.service.provider.list(prefix, limit=1)), None) is None:
+        try:
+            refuse_deleting(self.service.execution(request.execution_id), request.execution_id)
+        except NotFound:
+            pass  # writers may write before they register: objects alone make an execution
+        if not self.service.execution_exists(request.execution_id):
             raise NotFound(f"no execution {request.execution_id!r}")
         fingerprint = orjson.dumps(request.to_json(), option=orjson.OPT_SORT_KEYS)
         with self._lock:
@@ -140,7 +130,7 @@ class ArchiveJobs:
             raise Conflict(f"archive job {job_id!r} is {record['status']}, not ready"
                            + (f": {record['error']}" if record.get("error") else ""))
         try:
-            return self.service.provider.open_record(archive_name(job_id)), record
+            return self.service.records.open_record(archive_name(job_id)), record
         except NotFound:
             raise NotFound(f"the archive of job {job_id!r} is gone (it expired or was deleted)") from None
 
@@ -199,7 +189,8 @@ class ArchiveJobs:
 
         def upload() -> None:
             try:
-                self.service.provider.put_record(archive_name(job_id), pipe)
+                # A Pipe reads like a file (read(n)), which is all put_record asks of a body.
+                self.service.records.put_record(archive_name(job_id), cast(BinaryIO, pipe))
             except BaseException as err:  # noqa: BLE001 - handed to the writing side
                 stored["error"] = err
                 pipe.fail(err)
@@ -250,7 +241,7 @@ class ArchiveJobs:
             self.store.finish(record, CANCELLED, "cancelled")
         else:
             self.store.finish(record, FAILED, " ".join(str(error).split()) or type(error).__name__)
-        self.service.provider.delete_record(archive_name(job_id))
+        self.service.records.delete_record(archive_name(job_id))
         if progress.idle:
             self.store.purge(job_id)  # nobody is waiting for it: leave no trace
             self._forget(job_id)

@@ -43,4 +43,5 @@ def command(app: App, host: str, port: int, threads: int, max_streams: int | Non
                "archive_limits": ArchiveLimits.from_settings(app.settings),
                "max_streams": max_streams or default_max_streams(threads)}
     provider = create_storage_provider(settings.storage_uri, settings.provider_options())
-    serve(StorageService(provider), host, port, threads=threads, token=token, **options)
+    serve(StorageService(provider), host, port, threads=threads, token=token,
+          archive_ttl=settings.archive_ttl_seconds(), **options)

@@ -72,15 +72,7 @@ def _print_events(events: Iterator, as_json: bool) -> dict[str, str]:
 
 def _events(app: App, execution_ids: Sequence[str], route_id: str | None, stage: str | None,
             timeout: float | None) -> Iterator:
-    if app.remote:
-        from factflow_storage.watch.sse_client import follow
-
-        yield from follow(app.service.api, execution_ids, route_id=route_id, stage=stage, timeout=timeout)
-        return
-    from factflow_storage.watch import watch_events
-
-    for event in watch_events(app.service.provider, execution_ids, route_id=route_id, stage=stage,
-                              timeout=timeout):
+    for event in app.service.watch(execution_ids, route_id=route_id, stage=stage, timeout=timeout):
         if event is not None:
             yield event
 
@@ -115,7 +107,7 @@ def _poll_record(app: App, execution_id: str, timeout: float | None, interval: f
             if not said_waiting:
                 click.echo(WAITING.format(execution_id), err=True)
                 said_waiting = True
-        if is_terminal(record):
+        if record is not None and is_terminal(record):
             return record
         if deadline is not None and time.monotonic() >= deadline:
             raise click.ClickException(TIMED_OUT.format(_shown(timeout), execution_id))

@@ -346,7 +346,7 @@ class FilesystemProvider(BaseProvider):
         base = os.path.join(self.root, RESERVED_DIR)
         directory, _, name_filter = prefix.rpartition("/")
         names = []
-        for current, subdirs, files in os.walk(os.path.join(base, directory)):
+        for current, _subdirs, files in os.walk(os.path.join(base, directory)):
             rel = os.path.relpath(current, base).replace(os.sep, "/")
             rel = "" if rel == "." else rel + "/"
             names.extend(rel + f for f in files if not f.endswith(SIDECAR_SUFFIX))

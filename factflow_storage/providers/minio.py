@@ -41,18 +41,6 @@ class MinioProvider(BaseProvider):
     def __init__(self, uri: StorageURI, *, endpoint: str | None = None, access_key: str | None = None,
                  secret_key: str | None = None, secure: bool | None = None, region: str | None = None,
                  create_bucket: bool = False):
-        if endpoint is None:
-            # Opened from Python (create_storage_provider(uri)): settings come from the
-            # FACTFLOW_MINIO_* variables or the config file, as for the CLI.
-            from factflow_storage.settings import load_settings
-
-            options = load_settings({"storage_uri": uri.raw or f"{uri.scheme}://{uri.location}"}).provider_options()
-            endpoint = options["endpoint"]
-            access_key = access_key if access_key is not None else options["access_key"]
-            secret_key = secret_key if secret_key is not None else options["secret_key"]
-            secure = secure if secure is not None else options["secure"]
-            region = region or options["region"]
-            create_bucket = create_bucket or options["create_bucket"]
         if not endpoint:
             raise ConfigError("no S3 endpoint: set FACTFLOW_MINIO_ENDPOINT (host:port) for minio:// storage")
         host, secure = split_endpoint(endpoint, secure)

@@ -32,7 +32,7 @@ from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import SUFFIXES, record_name
 from factflow_storage.errors import BadRequest, Conflict
 from factflow_storage.keys import execution_prefix
-from factflow_storage.retention import lineage_index
+from factflow_storage import lineage_index
 from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETING, DELETIONS, REFUSED_RUNNING,
                                              ExecutionPlan, deletion_name, dependants_line, plan_execution,
                                              read_deletion)
@@ -84,7 +84,7 @@ def delete_executions(provider, execution_ids: Sequence[str], *, confirm: bool =
     rows = [plan.row(force) for plan in plans]
     if confirm:
         check_allowed(plans, force)
-        for plan, row in zip(plans, rows):
+        for plan, row in zip(plans, rows, strict=True):
             if row["action"] != ALREADY_DELETED:
                 row["deleted"] = run_deletion(provider, plan, force=force)["deleted"]
     return {"dry_run": not confirm, "executions": rows, "totals": totals(rows)}

@@ -19,8 +19,8 @@ from factflow_storage.archive.jobs import JOBS
 from factflow_storage.errors import NotFound
 from factflow_storage.executions import DELETING, RUNNING
 from factflow_storage.keys import execution_prefix, validate_execution_id
-from factflow_storage.retention import lineage_index
-from factflow_storage.retention.lineage_index import Reference
+from factflow_storage import lineage_index
+from factflow_storage.lineage_index import Reference
 from factflow_storage.watch.journal import journal_prefix
 
 DELETIONS = "deletions/"

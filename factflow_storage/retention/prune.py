@@ -15,7 +15,7 @@ from typing import Any
 from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import TERMINAL_STATUSES, list_executions
-from factflow_storage.retention import lineage_index
+from factflow_storage import lineage_index
 from factflow_storage.retention.delete import run_deletion, totals
 from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, dependants_line, plan_execution
 
@@ -70,7 +70,7 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
         candidates = [execution_id for execution_id in candidates if execution_id not in gone]
     rows = [plan.row(False) for plan in plans]
     if confirm:
-        for plan, row in zip(plans, rows):
+        for plan, row in zip(plans, rows, strict=True):
             if row["action"] in (DELETE, RESUME):
                 row["deleted"] = run_deletion(provider, plan, force=False)["deleted"]
     return {"dry_run": not confirm, "older_than": older_than, "statuses": chosen, "keep": keep,

@@ -52,10 +52,11 @@ REQUEST_LOOKAHEAD = 1
 
 def make_app(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
              cors_origins: Iterable[str] = (), max_streams: int | None = None,
-             archive_limits: Any = None) -> bottle.Bottle:
+             archive_limits: Any = None, archive_ttl: float | None = None) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # JSON is orjson bytes, from http.json_response
     app.config["factflow.max_body"] = max_body
+    app.config["factflow.archive_ttl"] = archive_ttl  # None: from the settings in force
     app.config["factflow.token"] = token  # for the console's login (console_routes)
     app.config["factflow.max_streams"] = max_streams
     app.config["factflow.archive_limits"] = archive_limits  # None: from the environment
@@ -152,7 +153,7 @@ def serve(service: StorageService, host: str = "127.0.0.1", port: int = 8080,
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.close()
-        service.provider.close()
+        service.close()
         sys.stdout.flush()
 
 

@@ -88,7 +88,7 @@ def _disposition(filename: str) -> str:
 
 def install(app: bottle.Bottle, service: StorageService) -> None:
     limits = app.config.get("factflow.archive_limits") or ArchiveLimits.from_env()
-    jobs = ArchiveJobs(service, ttl=ttl_from_env(), limits=limits)
+    jobs = ArchiveJobs(service, ttl=app.config.get("factflow.archive_ttl") or ttl_from_env(), limits=limits)
 
     @app.post(ARCHIVE + "/prepare")
     def prepare():

@@ -27,6 +27,8 @@ BodyGate = Callable[[str, str, dict[str, str]], bool]
 
 
 class GatedParser(HTTPRequestParser):
+    completed: bool  # waitress sets it; declared for the type checker (waitress ships no hints)
+
     def __init__(self, adj: Any, gate: BodyGate, on_refuse: Callable[[], None]):
         super().__init__(adj)
         self._gate = gate

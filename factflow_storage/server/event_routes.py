@@ -2,9 +2,10 @@
 
 The stream replays what the execution already holds, then follows live writes, then
 sends one ``execution.completed`` per execution once all are terminal, and closes.
-Every event's ``id`` is a resumable cursor (``factflow_storage.watch.events``): a
-client reconnecting with ``Last-Event-ID`` gets exactly what it missed, recomputed from
-a listing, so a server restart loses nothing. A comment line every 15 s keeps proxies
+Every event's ``id`` is a resumable cursor (``factflow_storage.watch.events``), under
+512 bytes: a client reconnecting with ``Last-Event-ID`` gets everything it missed,
+recomputed from a listing, so a server restart loses nothing; after a burst of writes it
+may also get a few events it already had (same key and ``created_at``), to be dropped. A comment line every 15 s keeps proxies
 from closing a quiet stream; after ``timeout`` seconds the server ends the stream
 without a completion event and the client reconnects.
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator
 import bottle
 import orjson
 
-from factflow_storage.errors import BadRequest
+from factflow_storage.errors import BadRequest, NotFound
 from factflow_storage.executions import is_terminal
 from factflow_storage.keys import execution_prefix
 from factflow_storage.server.errors import Busy
@@ -33,14 +34,13 @@ from factflow_storage.server.http import query, query_int
 from factflow_storage.server.openapi_paths import EVENT_PATHS
 from factflow_storage.service import StorageService
 from factflow_storage.watch.events import OBJECT_CREATED, Cursor, ObjectEvent, parse_event_id, stamp_ms
-from factflow_storage.watch.stream import Filters, watch_events
+from factflow_storage.watch.stream import Filters
 
 EVENTS = "/api/v1/storage/events"
 HEARTBEAT_SECONDS = 15.0
 DEFAULT_TIMEOUT = 300
 MAX_TIMEOUT = 3600
 RETRY_MS = 1000
-_TICK = 0.5
 END_MARK = "~end"
 BUSY_RETRY_AFTER = 5
 
@@ -50,8 +50,9 @@ OPENAPI = {EVENTS: {"get": {
     **EVENT_PATHS[EVENTS]["get"],
     "description": "Events `storage.object.created` (data: key, size, route_id, stage, created_at), then "
                    "one `execution.completed` (data: execution_id, status) per execution once all are "
-                   "terminal; then the stream closes. Every event has an `id`; reconnecting with "
-                   "`Last-Event-ID` replays exactly what was missed. A comment heartbeat every 15 s.",
+                   "terminal; then the stream closes. Every event has an `id` (under 512 bytes); reconnecting "
+                   "with `Last-Event-ID` replays everything missed, and after a burst perhaps a few "
+                   "events already sent (same key and created_at). A comment heartbeat every 15 s.",
 }}}
 
 
@@ -142,21 +143,27 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         if last_event_id:
             parse_event_id(last_event_id)
         # Read before answering: storage down is a 503 now, not a broken 200 stream.
-        service.provider.check()
-        records = [service.provider.read_execution(execution_id) for execution_id in execution_ids]
+        service.health()
+        records = [_record(service, execution_id) for execution_id in execution_ids]
         if finished and all(is_terminal(record) for record in records) \
                 and not _missed(service, execution_ids, filters, last_event_id):
             return bottle.HTTPResponse(status=204)
         release = slots.take()
-        stream = watch_events(service.provider, execution_ids, route_id=filters.route_id, stage=filters.stage,
-                              extension=filters.extension, last_event_id=last_event_id, timeout=timeout,
-                              tick=_TICK)
+        stream = service.watch(execution_ids, route_id=filters.route_id, stage=filters.stage,
+                               extension=filters.extension, last_event_id=last_event_id, timeout=timeout)
         disconnected = bottle.request.environ.get("waitress.client_disconnected", lambda: False)
         response = bottle.HTTPResponse(body=EventBody(_frames(stream, disconnected), release), status=200)
         response.set_header("Content-Type", "text/event-stream; charset=utf-8")
         response.set_header("Cache-Control", "no-cache")
         response.set_header("X-Accel-Buffering", "no")
         return response
+
+
+def _record(service: StorageService, execution_id: str) -> dict | None:
+    try:
+        return service.execution(execution_id)
+    except NotFound:
+        return None
 
 
 def _missed(service: StorageService, execution_ids: list[str], filters: Filters,

@@ -55,10 +55,12 @@ def exception_response(err: BaseException) -> bottle.HTTPResponse:
     """The JSON answer to any exception; unknown ones are logged, never shown."""
     if isinstance(err, StorageError):
         headers = {}
-        if getattr(err, "allow", None):
-            headers["Allow"] = err.allow
-        if getattr(err, "retry_after", None):
-            headers["Retry-After"] = str(err.retry_after)
+        allow = getattr(err, "allow", None)
+        if allow:
+            headers["Allow"] = allow
+        retry_after = getattr(err, "retry_after", None)
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
         return error_response(err.status, err.error_code, " ".join(str(err).split()), headers)
     errors = bottle.request.environ.get("wsgi.errors", sys.stderr)
     errors.write("".join(traceback.format_exception(err)))

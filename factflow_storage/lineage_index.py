@@ -138,7 +138,7 @@ def parents_used(provider, execution_id: str) -> list[str]:
 def uses_of(provider, execution_id: str) -> Iterator[Reference]:
     """What ``execution_id`` depends on: its objects' live references into other executions."""
     for parent_execution in parents_used(provider, execution_id):
-        for name, entry in _entries(provider, f"{REFS}{parent_execution}/{execution_id}/"):
+        for _name, entry in _entries(provider, f"{REFS}{parent_execution}/{execution_id}/"):
             for parent in _still_names(provider, entry["key"], list(entry.get("parents") or [])):
                 yield Reference(execution_id, entry["key"], parent_execution, parent)
 
