@@ -39,7 +39,12 @@ export async function renderExecution(main, route, ctx) {
     cleanups.push(live.cleanup);
     parts.push(live.node);
   }
-  parts.push(h("h2", null, "Routes"), listing, retentionPanel(id));
+  const onDeleted = () => {
+    clear(status).append(badge("deleted"));
+    document.getElementById("execution-count")?.replaceChildren("0");
+    clear(listing).append(h("p", { class: "muted" }, "Deleted."));
+  };
+  parts.push(h("h2", null, "Routes"), listing, retentionPanel(id, record, onDeleted));
   clear(main).append(...parts);
   return () => cleanups.forEach((cleanup) => cleanup());
 }
