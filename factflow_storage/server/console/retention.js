@@ -85,8 +85,8 @@ export function retentionPanel(executionId, record, onDeleted) {
   const planButton = h("button", { type: "button", id: "retention-plan" }, "Plan deletion");
   const status = h("span", { id: "retention-text", class: "muted", role: "status" });
   const plan = h("div", { id: "retention-plan-result" });
-  node.append(h("div", { class: "row" }, planButton, status), plan, h("h3", null, "Lineage across executions"),
-    depsPart(executionId));
+  const lineage = h("div", null, h("h3", null, "Lineage across executions"), depsPart(executionId));
+  node.append(h("div", { class: "row" }, planButton, status), plan, lineage);
   const setState = (state, text = "") => { node.dataset.state = state; status.textContent = text; };
 
   const confirmed = async (force) => {
@@ -100,6 +100,7 @@ export function retentionPanel(executionId, record, onDeleted) {
       plan.append(h("p", { id: "retention-done" }, `Deleted ${gone.objects} objects, ${humanSize(gone.bytes)}. `,
         h("a", { href: href("executions") }, "Back to executions")));
       planButton.disabled = true;
+      lineage.remove();
       if (onDeleted) onDeleted(row);
     } catch (err) {
       setState("refused");
