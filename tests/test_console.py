@@ -7,6 +7,7 @@ Screenshots of every view are kept in the test's tmp dir (and copied to
 
 from __future__ import annotations
 
+import signal
 import struct
 import subprocess
 import sys
@@ -265,3 +266,131 @@ def test_the_session_cookie_is_a_credential_only_while_valid(token_served, stora
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert http_request(token_served, "GET", "/console/app.js").status == 200
     assert http_request(token_served, "GET", "/console/nope.js").status == 404
+
+
+# -- retention: the execution view's Retention section ---------------------------------
+
+REPLAY = "replay-console"
+REPLAY_KEY = f"executions/{REPLAY}/route/stage/reuse.json"
+
+
+def demo_objects(service) -> tuple[int, int]:
+    infos = list(service.provider.list(f"executions/{DEMO}/"))
+    return len(infos), sum(info.size for info in infos)
+
+
+def facts(console) -> dict[str, str]:
+    return {dd.get_attribute("data-fact"): dd.text for dd in console.find_all("#plan-facts dd")}
+
+
+def plan(console, state: str = "planned") -> dict[str, str]:
+    console.find("#retention-plan").click()
+    console.wait_for(lambda: console.find("#retention").get_attribute("data-state") == state)
+    return facts(console)
+
+
+def test_retention_dry_run_changes_nothing_then_a_confirmed_delete_removes_the_execution(console, served, storage):
+    url, service = served
+    objects, size = demo_objects(service)
+    assert objects == 16
+    console.open(f"#/e/{DEMO}", view="execution")
+    console.wait_for(lambda: console.find("#deps").get_attribute("data-state") == "ready")
+    assert [p.text for p in console.find_all("#deps-dependants, #deps-depends-on")] == ["None known."] * 2
+    shown = plan(console)
+    assert (shown["objects"], shown["archive_jobs"], shown["action"]) == ("16", "0", "delete")
+    assert shown["bytes"].endswith(f"({size} bytes)")
+    assert console.find("#retention-text").text == "Dry run: nothing deleted."
+    assert not console.find_all("#retention-force")  # nothing blocks it: no force offered
+    console.screenshot(f"retention-plan-{storage.kind}", full=True)
+    # The dry run changed nothing: the same objects, the record, no deletion record.
+    assert demo_objects(service) == (objects, size)
+    assert service.provider.read_execution(DEMO)["status"] == "completed"
+    assert http_request(url, "GET", "/api/v1/deletions").json() == {"deletions": []}
+    # Delete… asks first; Cancel leaves everything as it was.
+    console.find("#retention-delete").click()
+    question = console.find("#retention-question").text
+    assert f"Delete {DEMO} permanently: 16 objects" in question and "cannot be undone" in question
+    console.screenshot(f"retention-confirm-{storage.kind}", full=True)
+    console.find("#retention-cancel").click()
+    assert not console.find("#retention-confirm").is_displayed()
+    assert demo_objects(service) == (objects, size)
+    console.find("#retention-delete").click()
+    console.find("#retention-confirm-yes").click()
+    console.wait_for(lambda: console.find("#retention").get_attribute("data-state") == "deleted")
+    assert console.find("#retention-done").text.startswith("Deleted 16 objects")
+    assert console.find("#execution-status [data-status]").text == "deleted"
+    assert not console.find_all("#archive-start") and not console.find_all("#deps")
+    console.screenshot(f"retention-deleted-{storage.kind}", full=True)
+    assert demo_objects(service) == (0, 0)
+    assert service.provider.read_execution(DEMO) is None
+    console.find("#retention-done a").click()
+    console.wait_view("executions")
+    assert not console.find_all(f'tr[data-execution="{DEMO}"]')
+    # The execution's URL now says who deleted it and when.
+    console.open(f"#/e/{DEMO}", view="execution")
+    record = console.wait_for(lambda: console.find("#deletion-record"))
+    assert record.get_attribute("data-state") == "deleted" and "16 objects" in record.text
+
+
+def test_retention_blocked_delete_shows_dependants_and_force_is_separate(console, served, storage):
+    _, service = served
+    service.put(REPLAY_KEY, b'{"reused": true}', {"lineage": [CHUNK]}, content_type="application/json")
+    service.set_execution_status(REPLAY, "completed")
+    console.open(f"#/e/{DEMO}", view="execution")
+    console.wait_for(lambda: console.find("#deps").get_attribute("data-state") == "ready")
+    [row] = console.find_all("#deps-dependants tbody tr")
+    assert (row.get_attribute("data-execution"), row.get_attribute("data-key")) == (REPLAY, REPLAY_KEY)
+    assert [cell.text for cell in row.find_elements(By.TAG_NAME, "td")] == [REPLAY, REPLAY_KEY, CHUNK]
+    shown = plan(console)
+    assert shown["action"] == "blocked by lineage" and shown["objects"] == "16"
+    [broken] = console.find_all("#plan-dependants tbody tr")
+    assert broken.get_attribute("data-key") == REPLAY_KEY
+    assert "Blocked" in console.find("#retention-blocked").text
+    delete = console.find("#retention-delete")
+    force = console.find("#retention-force")
+    assert not delete.is_enabled() and not force.is_selected()
+    assert "break the lineage of 1 objects" in console.find("label.force").text
+    console.screenshot(f"retention-blocked-{storage.kind}", full=True)
+    assert demo_objects(service)[0] == 16
+    # The other side: the replay depends on the demo.
+    console.open(f"#/e/{REPLAY}", view="execution")
+    console.wait_for(lambda: console.find("#deps").get_attribute("data-state") == "ready")
+    [uses] = console.find_all("#deps-depends-on tbody tr")
+    assert [cell.text for cell in uses.find_elements(By.TAG_NAME, "td")] == [DEMO, CHUNK, REPLAY_KEY]
+    console.screenshot(f"retention-deps-{storage.kind}", full=True)
+    # Forcing takes the box and the confirmation.
+    console.open(f"#/e/{DEMO}", view="execution")
+    plan(console)
+    console.find("#retention-force").click()
+    console.find("#retention-delete").click()
+    assert "breaking other executions' lineage" in console.find("#retention-question").text
+    console.find("#retention-confirm-yes").click()
+    console.wait_for(lambda: console.find("#retention").get_attribute("data-state") == "deleted")
+    assert demo_objects(service) == (0, 0) and service.provider.read_execution(DEMO) is None
+    assert service.provider.read_execution(REPLAY)["status"] == "completed"
+    [record] = service.deletions()
+    assert record["forced"] is True and record["state"] == "deleted"
+
+
+def test_retention_an_interrupted_delete_shows_deleting_and_finishes(console, served, storage):
+    from test_retention import CHILD
+
+    url, service = served
+    env = storage.cli_env()
+    child = subprocess.run([sys.executable, "-c", CHILD, "record", DEMO], check=False, env=env,
+                           capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    console.open("#/", view="executions")
+    assert console.find(f'tr[data-execution="{DEMO}"] [data-status]').text == "deleting"
+    console.open(f"#/e/{DEMO}", view="execution")
+    assert console.find("#execution-status [data-status]").text == "deleting"
+    assert "it was completed" in console.find("#deleting-note").text
+    assert not console.find_all("#archive-start")  # the server would refuse to pack it
+    assert plan(console)["action"] == "resume"
+    assert console.find("#retention-delete").text == "Finish the deletion…"
+    console.screenshot(f"retention-deleting-{storage.kind}", full=True)
+    console.find("#retention-delete").click()
+    console.find("#retention-confirm-yes").click()
+    console.wait_for(lambda: console.find("#retention").get_attribute("data-state") == "deleted")
+    assert service.provider.read_execution(DEMO) is None
+    assert http_request(url, "GET", "/api/v1/deletions").json()["deletions"][0]["state"] == "deleted"

@@ -64,5 +64,10 @@ export const api = {
   archiveUrl: (job) => `/api/v1/content/archive/${encodeURIComponent(job)}/download`,
   login: (token) => getJSON("/api/v1/session", { method: "POST", body: { token } }),
   logout: () => getJSON("/api/v1/session", { method: "DELETE" }),
+  deps: (id) => getJSON(`/api/v1/executions/${encodeURIComponent(id)}/deps`),
+  // A DELETE without confirm=true is the server's dry run: it only plans.
+  deleteExecution: (id, { confirm = false, force = false } = {}) => getJSON("/api/v1/executions/" + encodeURIComponent(id),
+    { method: "DELETE", params: { confirm: confirm ? "true" : undefined, force: force ? "true" : undefined } }),
+  deletions: () => getJSON("/api/v1/deletions"),
   eventsUrl: (executionId) => "/api/v1/storage/events?" + new URLSearchParams({ execution_id: executionId }),
 };

@@ -54,7 +54,7 @@ export function time(iso) {
 }
 
 export function badge(status) {
-  const known = ["running", "completed", "failed", "cancelled", "interrupted"];
+  const known = ["running", "completed", "failed", "cancelled", "interrupted", "deleting", "deleted"];
   return h("span", { class: "badge " + (known.includes(status) ? status : "unknown"), dataset: { status: status || "" } },
     status || "unknown");
 }

@@ -31,15 +31,26 @@ export async function renderExecution(main, route, ctx) {
       document.getElementById("execution-count")?.replaceChildren(String(fresh.object_count ?? "—"));
     } catch (_) { /* the badge already says it */ }
   };
-  const archive = archivePanel(id);
-  cleanups.push(archive.cleanup);
-  const parts = [h("h1", { class: "mono" }, id), summary, archive.node];
+  const parts = [h("h1", { class: "mono" }, id), summary];
+  // The server refuses to pack an execution that is being deleted (or gone).
+  const archive = record && record.status !== "deleting" ? archivePanel(id) : null;
+  if (archive) {
+    cleanups.push(archive.cleanup);
+    parts.push(archive.node);
+  }
   if (record && record.status === "running") {
     const live = livePanel(id, onFinished);
     cleanups.push(live.cleanup);
     parts.push(live.node);
   }
-  parts.push(h("h2", null, "Routes"), listing, retentionPanel(id));
+  const onDeleted = () => {
+    clear(status).append(badge("deleted"));
+    document.getElementById("execution-count")?.replaceChildren("0");
+    clear(listing).append(h("p", { class: "muted" }, "Deleted."));
+    archive?.cleanup();
+    archive?.node.remove();
+  };
+  parts.push(h("h2", null, "Routes"), listing, retentionPanel(id, record, onDeleted));
   clear(main).append(...parts);
   return () => cleanups.forEach((cleanup) => cleanup());
 }
