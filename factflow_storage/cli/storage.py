@@ -141,3 +141,8 @@ command.add_command(_watch.command)
 from factflow_storage.cli import download as _download  # noqa: E402  (its module imports nothing from here)
 
 command.add_command(_download.command)
+
+from factflow_storage.cli import tools as _tools  # noqa: E402  (its module imports nothing from here)
+
+for _tool in (_tools.du, _tools.lineage, _tools.diff):
+    command.add_command(_tool)
