@@ -59,10 +59,11 @@ def cli(ctx: click.Context, output: str, api_url: str | None, storage_uri: str |
 
 
 def _register() -> None:
-    from factflow_storage.cli import config, demo, execution, serve, storage
+    from factflow_storage.cli import completion, config, demo, execution, serve, storage
 
-    for module in (storage, execution, config, demo, serve):
+    for module in (storage, execution, config, demo, serve, completion):
         cli.add_command(module.command)
+    completion.install(cli)
 
 
 _register()
