@@ -49,7 +49,12 @@ class App:
         from factflow_storage.registry import create_storage_provider
         from factflow_storage.service import StorageService
 
-        return StorageService(create_storage_provider(self.settings.storage_uri, self.settings.provider_options()))
+        provider = create_storage_provider(self.settings.storage_uri, self.settings.provider_options())
+        if hasattr(provider, "root"):
+            from factflow_storage.cli.root_check import ExistingRoot
+
+            provider = ExistingRoot(provider)
+        return StorageService(provider)
 
     def fmt(self, output: str | None) -> str:
         return output or self.output
