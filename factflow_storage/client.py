@@ -281,8 +281,9 @@ class RemoteService:
     def execution(self, execution_id: str) -> dict[str, Any]:
         return self.api.get_json(self._execution_path(execution_id))
 
-    def set_execution_status(self, execution_id: str, status: str) -> dict[str, Any]:
-        return self.api.send_json("PUT", self._execution_path(execution_id), {"status": status})
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status, "strict": True} if strict else {"status": status}
+        return self.api.send_json("PUT", self._execution_path(execution_id), body)
 
     def executions(self) -> list[dict[str, Any]]:
         return self.api.get_json(EXECUTIONS)["executions"]

@@ -208,8 +208,8 @@ class StorageService:
     def execution(self, execution_id: str) -> dict[str, Any]:
         return executions.get_execution(self.provider, execution_id)
 
-    def set_execution_status(self, execution_id: str, status: str) -> dict[str, Any]:
-        return executions.set_status(self.provider, execution_id, status)
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
+        return executions.set_status(self.provider, execution_id, status, strict=strict)
 
     def executions(self) -> list[dict[str, Any]]:
         return executions.list_executions(self.provider)

@@ -80,7 +80,7 @@ WRITES = [
     ["execution", "start", "ex2"],
     ["execution", "start", "ex2", "--output", "json"],
     ["execution", "finish", "ex2", "--status", "failed"],
-    ["execution", "finish", EXEC, "--output", "json"],
+    ["execution", "finish", EXEC, "--force", "--output", "json"],
     ["storage", "delete", MARKDOWN],
     ["storage", "delete", "never/existed", "--output", "json"],
 ]

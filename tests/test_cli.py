@@ -337,6 +337,7 @@ def test_execution_errors(ff):
 
 
 def test_finish_defaults_to_completed(ff):
+    ff.ok("execution", "start", "e1")
     assert ff.json("execution", "finish", "e1", "-o", "json")["status"] == "completed"
 
 
