@@ -33,6 +33,11 @@ class ExistingRoot:
     def __init__(self, provider: Any):
         self._provider = provider
 
+    @property
+    def unguarded(self) -> Any:
+        """For ``watch``, which may rightly wait for a root a pipeline has yet to create."""
+        return self._provider
+
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._provider, name)
         if name not in self._GUARDED:

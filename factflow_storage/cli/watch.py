@@ -17,8 +17,10 @@ from factflow_storage.cli.options import App, Duration, output_option, pass_app
 from factflow_storage.cli.render import JSON, json_bytes
 from factflow_storage.errors import NotFound
 
-WAITING = "waiting for execution {} to start (no record yet)"
+WAITING = ("waiting for execution {} to start: it has no record yet (a mistyped id waits forever; "
+           "Ctrl+C to stop, or --timeout)")
 TIMED_OUT = "timed out after {} waiting for execution {} to finish"
+NEVER_STARTED = "timed out after {} waiting for execution {} to start: it has no record"
 EXIT_NOT_COMPLETED = 3
 EXIT_INTERRUPTED = 130
 
@@ -47,7 +49,7 @@ def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
         sys.exit(EXIT_INTERRUPTED)
     missing = [e for e in execution_ids if e not in statuses]
     if missing:
-        raise click.ClickException(TIMED_OUT.format(_shown(timeout), missing[0]))
+        raise click.ClickException(_timed_out(app, timeout, missing[0]))
     if any(status != "completed" for status in statuses.values()):
         sys.exit(EXIT_NOT_COMPLETED)
 
@@ -78,10 +80,19 @@ def _events(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
         return
     from factflow_storage.watch import watch_events
 
-    for event in watch_events(app.service.provider, execution_ids, route_id=route_id, stage=stage,
+    provider = app.service.provider
+    for event in watch_events(getattr(provider, "unguarded", provider), execution_ids, route_id=route_id, stage=stage,
                               timeout=timeout):
         if event is not None:
             yield event
+
+
+def _timed_out(app: App, timeout: float | None, execution_id: str) -> str:
+    try:
+        app.service.execution(execution_id)
+    except NotFound:
+        return NEVER_STARTED.format(_shown(timeout), execution_id)
+    return TIMED_OUT.format(_shown(timeout), execution_id)
 
 
 def _shown(seconds: float | None) -> str:
@@ -117,5 +128,6 @@ def _poll_record(app: App, execution_id: str, timeout: float | None, interval: f
         if is_terminal(record):
             return record
         if deadline is not None and time.monotonic() >= deadline:
-            raise click.ClickException(TIMED_OUT.format(_shown(timeout), execution_id))
+            template = TIMED_OUT if record is not None else NEVER_STARTED
+            raise click.ClickException(template.format(_shown(timeout), execution_id))
         time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
