@@ -17,8 +17,14 @@ def command() -> None:
 @output_option
 @pass_app
 def show(app: App, output: str | None) -> None:
-    """Every setting, its value (secrets masked) and its source."""
+    """Every setting, its value (secrets masked) and its source (with --api, the server's storage)."""
     rows = app.settings.shown()
+    if app.remote:
+        # The local storage setting is not used over --api: show what the server serves.
+        served = app.service.health().get("storage")
+        for row in rows:
+            if row["name"] == "storage_uri":
+                row.update(value=served, source=f"api {app.settings.api_url}")
     if app.fmt(output) == JSON:
         emit_json({"config_file": str(app.settings.config_file) if app.settings.config_file else None,
                    "settings": rows})
