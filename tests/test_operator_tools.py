@@ -1,0 +1,222 @@
+"""``storage du``, ``lineage``, ``diff``, ``get --to`` and ``list``/``browse`` paging and
+human sizes: on every storage kind, in direct mode and over HTTP (same bytes, same exit
+codes), and as a real subprocess."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from test_api_mode import EXEC, HTML, MARKDOWN, SITEMAP, both_modes, demo, modes  # noqa: F401 (fixtures)
+
+CHUNK = f"executions/{EXEC}/markdown_processor/chunker/msg-0001.json"
+WEB = [f"executions/{EXEC}/sitemap_scraper/web_scraper/msg-{n:04d}.html.gz" for n in range(1, 6)]
+
+
+def ok(modes, args):
+    code, out, err = modes.both(args)
+    assert code == 0 and err == b"", (code, err)
+    return out
+
+
+def copy_execution(provider, source: str, target: str) -> None:
+    """The same bytes and metadata under another execution: a perfect replay."""
+    for info in list(provider.list(f"executions/{source}/")):
+        with provider.open(info.key) as stream:
+            data, blob = stream.read(), stream.metadata
+        key = f"executions/{target}/" + info.key[len(f"executions/{source}/"):]
+        kept = {k: v for k, v in blob.items() if k not in ("key", "content_length", "checksum", "created_at",
+                                                           "execution_id")}
+        provider.write(key, data, kept, content_type=blob["content_type"])
+
+
+# -- du ----------------------------------------------------------------------------------
+
+
+def test_du_of_an_execution_per_route_and_stage(demo):
+    usage = orjson.loads(ok(demo, ["storage", "du", "--execution", EXEC, "-o", "json"]))
+    assert [(g["prefix"], g["objects"]) for g in usage["groups"]] == [
+        ("markdown_processor/chunker/", 5), ("markdown_processor/html_to_markdown/", 5),
+        ("sitemap_scraper/sitemap/", 1), ("sitemap_scraper/web_scraper/", 5)]
+    with demo.storage.open() as provider:
+        infos = list(provider.list(f"executions/{EXEC}/"))
+    assert usage["objects"] == len(infos) == 16
+    assert usage["bytes"] == sum(info.size for info in infos)
+    web = next(g for g in usage["groups"] if g["prefix"] == "sitemap_scraper/web_scraper/")
+    assert web["bytes"] == sum(info.size for info in infos if "/web_scraper/" in info.key)
+    table = ok(demo, ["storage", "du", "--execution", EXEC, "--bytes"]).decode().splitlines()
+    assert table[0].split() == ["OBJECTS", "SIZE", "PREFIX"]
+    assert table[-1].split() == ["16", str(usage["bytes"]), "total", f"executions/{EXEC}/"]
+    human = ok(demo, ["storage", "du", "--execution", EXEC]).decode().splitlines()
+    assert human[-1].split()[:3] == ["16", f"{usage['bytes'] / 1024:.1f}", "KiB"]
+
+
+def test_du_of_a_prefix_by_depth(demo):
+    ok(demo, ["demo", "--execution", "ex2"])
+    top = orjson.loads(ok(demo, ["storage", "du", "-o", "json"]))
+    assert [(g["prefix"], g["objects"]) for g in top["groups"]] == [("executions/", 32)]
+    per_execution = orjson.loads(ok(demo, ["storage", "du", "executions/", "-o", "json"]))
+    assert [(g["prefix"], g["objects"]) for g in per_execution["groups"]] == [("ex1/", 16), ("ex2/", 16)]
+    deep = orjson.loads(ok(demo, ["storage", "du", "executions/", "--depth", "2", "-o", "json"]))
+    assert [g["prefix"] for g in deep["groups"]] == [
+        "ex1/markdown_processor/", "ex1/sitemap_scraper/", "ex2/markdown_processor/", "ex2/sitemap_scraper/"]
+
+
+def test_du_errors(demo):
+    code, out, err = demo.both(["storage", "du", "--execution", "nope"])
+    assert (code, out) == (1, b"") and err == b"Error: no execution 'nope' (no record and no objects)\n"
+    assert demo.both(["storage", "du", "x/", "--execution", EXEC])[0] == 2
+    assert demo.both(["storage", "du", "--depth", "0"])[0] == 2
+    empty = orjson.loads(ok(demo, ["storage", "du", "nothing/", "-o", "json"]))
+    assert (empty["groups"], empty["objects"], empty["bytes"]) == ([], 0, 0)
+
+
+# -- lineage -----------------------------------------------------------------------------
+
+
+def test_lineage_tree_of_ancestors(demo):
+    lines = ok(demo, ["storage", "lineage", CHUNK]).decode().splitlines()
+    assert lines == [
+        CHUNK,
+        f"└── {MARKDOWN}",
+        f"    └── {WEB[0]}",
+        f"        └── {SITEMAP}",
+    ]
+    tree = orjson.loads(ok(demo, ["storage", "lineage", CHUNK, "--depth", "1", "-o", "json"]))
+    assert tree == {"key": CHUNK, "parents": [{"key": MARKDOWN, "truncated": True}]}
+
+
+def test_lineage_children_within_the_execution(demo):
+    tree = orjson.loads(ok(demo, ["storage", "lineage", SITEMAP, "--children", "-o", "json"]))
+    assert tree == {"key": SITEMAP, "parents": [], "children": WEB}
+    lines = ok(demo, ["storage", "lineage", SITEMAP, "--children"]).decode().splitlines()
+    assert lines == [SITEMAP, "children (5):", *(f"  {key}" for key in WEB)]
+
+
+def test_lineage_of_missing_parents_and_missing_objects(demo):
+    with demo.storage.open() as provider:
+        provider.write("loose/orphan.txt", b"x", {"lineage": ["gone/parent", "/not-a-key"]})
+        provider.write("loose/self.txt", b"x", {"lineage": "loose/self.txt"})
+    tree = orjson.loads(ok(demo, ["storage", "lineage", "loose/orphan.txt", "-o", "json"]))
+    assert tree["parents"] == [{"key": "gone/parent", "missing": True}, {"key": "/not-a-key", "reference": True}]
+    assert ok(demo, ["storage", "lineage", "loose/self.txt"]).decode().splitlines() == [
+        "loose/self.txt", "└── loose/self.txt (cycle)"]
+    code, out, err = demo.both(["storage", "lineage", "executions/ex1/none"])
+    assert (code, out) == (1, b"") and b"no object" in err and len(err.splitlines()) == 1
+
+
+# -- diff --------------------------------------------------------------------------------
+
+
+def test_diff_of_a_perfect_replay_exits_0(demo):
+    with demo.storage.open() as provider:
+        copy_execution(provider, EXEC, "replay")
+    code, out, err = demo.both(["storage", "diff", EXEC, "replay"])
+    assert (code, err) == (0, b"")
+    assert out == b"16 same, 0 differ, 0 only in A, 0 only in B\n"
+    code, out, _ = demo.both(["storage", "diff", EXEC, "replay", "-o", "json"])
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    assert code == 0 and rows[-1] == {"summary": {"same": 16, "differs": 0, "only_a": 0, "only_b": 0}}
+    assert [row["status"] for row in rows[:-1]] == ["same"] * 16
+
+
+def test_diff_reports_each_kind_of_difference_and_exits_1(demo):
+    with demo.storage.open() as provider:
+        copy_execution(provider, EXEC, "replay")
+        provider.write(f"executions/replay/markdown_processor/html_to_markdown/msg-0001.md",
+                       b"# getting-started\n\nAbout something else.\n", None, content_type="text/markdown")
+        provider.delete("executions/replay/markdown_processor/chunker/msg-0005.json")
+        provider.write("executions/replay/markdown_processor/chunker/msg-0006.json", b"{}", None)
+    code, out, err = demo.both(["storage", "diff", EXEC, "replay"])
+    assert (code, err) == (1, b"")
+    assert out.decode().splitlines() == [
+        "only-a   markdown_processor/chunker/msg-0005.json",
+        "only-b   markdown_processor/chunker/msg-0006.json",
+        "differs  markdown_processor/html_to_markdown/msg-0001.md",
+        "14 same, 1 differ, 1 only in A, 1 only in B",
+    ]
+    code, out, _ = demo.both(["storage", "diff", EXEC, "replay", "--route", "markdown_processor", "--content"])
+    assert code == 1
+    text = out.decode()
+    assert "-About getting-started.\n+About something else.\n" in text
+    assert text.endswith("8 same, 1 differ, 1 only in A, 1 only in B\n")
+    code, out, _ = demo.both(["storage", "diff", EXEC, "replay", "--route", "sitemap_scraper"])
+    assert (code, out) == (0, b"6 same, 0 differ, 0 only in A, 0 only in B\n")
+
+
+def test_diff_errors_exit_2(demo):
+    for args in (["storage", "diff", EXEC, "nope"], ["storage", "diff", "a/b", EXEC],
+                 ["storage", "diff", EXEC, "nope", "-o", "json"]):
+        code, out, err = demo.both(args)
+        assert (code, out) == (2, b""), args
+        assert err.startswith(b"Error: ") and len(err.splitlines()) == 1 and b"Traceback" not in err
+    assert demo.both(["storage", "diff", EXEC])[0] == 2  # usage
+
+
+def test_diff_as_a_subprocess_in_a_ci_script(file_storage, tmp_path):
+    env = {**file_storage.cli_env(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=env,  # noqa: E731
+                                       capture_output=True, timeout=60)
+    assert run("demo", "--execution", "a").returncode == 0
+    with file_storage.open() as provider:
+        copy_execution(provider, "a", "b")
+    assert run("storage", "diff", "a", "b").returncode == 0
+    assert run("demo", "--execution", "c").returncode == 0
+    differ = run("storage", "diff", "a", "c")
+    assert differ.returncode == 1 and b"differ" in differ.stdout
+    missing = run("storage", "diff", "a", "zzz")
+    assert missing.returncode == 2 and missing.stderr == b"Error: no execution 'zzz' (no record and no objects)\n"
+
+
+# -- get --to, get -, -H, --start-after ------------------------------------------------------
+
+
+def test_get_to_a_file_and_to_stdout(demo, tmp_path):
+    target = tmp_path / "page.html.gz"
+    target.write_bytes(b"old")
+    for env in (demo.direct_env, demo.api_env):
+        code, out, err = demo.run(env, ["storage", "get", HTML, "--to", str(target)])
+        assert (code, out, err) == (0, b"", b"")
+        assert gzip.decompress(target.read_bytes()).startswith(b"<html>")
+        assert sorted(os.listdir(tmp_path)) == sorted(set(os.listdir(tmp_path)) - {n for n in os.listdir(tmp_path)
+                                                                                   if n.endswith(".part")})
+    assert ok(demo, ["storage", "get", MARKDOWN, "-"]) == b"# getting-started\n\nAbout getting-started.\n"
+    assert demo.both(["storage", "get", MARKDOWN, "elsewhere"])[0] == 2
+
+
+def test_get_to_a_file_of_a_missing_key_leaves_nothing(demo, tmp_path):
+    target = tmp_path / "out" / "x.bin"
+    target.parent.mkdir()
+    code, out, err = demo.both(["storage", "get", "executions/ex1/none", "--to", str(target)])
+    assert code == 1 and b"no object" in err
+    assert os.listdir(target.parent) == []
+
+
+def test_list_and_browse_human_sizes_and_start_after(demo):
+    with demo.storage.open() as provider:
+        provider.write("big/blob.bin", b"x" * 1536, None)
+        provider.write("big/small.bin", b"x" * 10, None)
+    lines = ok(demo, ["storage", "list", "--prefix", "big/", "-H"]).decode().splitlines()
+    assert [line.split()[1:] for line in lines] == [["1.5", "KiB", "big/blob.bin"], ["10", "B", "big/small.bin"]]
+    assert ok(demo, ["storage", "browse", "big/", "--human"]).decode().split()[1:4] == ["1.5", "KiB", "big/blob.bin"]
+    listed = [orjson.loads(line)["key"] for line in
+              ok(demo, ["storage", "list", "--execution", EXEC, "-o", "json"]).splitlines()]
+    resumed = [orjson.loads(line)["key"] for line in ok(demo, [
+        "storage", "list", "--execution", EXEC, "--start-after", listed[9], "-o", "json"]).splitlines()]
+    assert resumed == listed[10:]
+    paged = ok(demo, ["storage", "browse", "executions/", "--start-after", "executions/ex1/"])
+    assert paged == b""
+    assert ok(demo, ["storage", "browse", "executions/", "--start-after", "executions/a/"]).split() == [
+        b"PRE", b"executions/ex1/"]
+
+
+def test_list_metadata_table_shows_the_main_fields(demo):
+    lines = ok(demo, ["storage", "list", "--execution", EXEC, "--stage", "chunker", "--metadata"]).decode().splitlines()
+    assert len(lines) == 5
+    assert all("content_type=application/json" in line and "adapter=chunker" in line and "checksum=sha256:" in line
+               for line in lines)
