@@ -282,3 +282,12 @@ def test_build_zipapp_without_shiv_says_how_to_get_it(tmp_path):
     assert done.returncode == 1
     assert "pip install '.[build]'" in done.stderr.decode() and "Traceback" not in done.stderr.decode()
     assert not (tmp_path / "f.pyz").exists()
+
+
+def test_completion_over_the_api(modes, on_path):
+    assert modes.both(["demo", "--execution", EXEC])[0] == 0
+    env = {**clean_env(PATH=on_path), "FACTFLOW_API_URL": modes.url,
+           "FACTFLOW_STORAGE_URI": f"file://{modes.never}"}
+    assert _complete(env, "storage", "browse", f"executions/{EXEC}/s") == [f"executions/{EXEC}/sitemap_scraper/"]
+    assert _complete(env, "execution", "show", "e") == [EXEC]
+    assert not os.path.exists(modes.never)

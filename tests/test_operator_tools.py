@@ -220,3 +220,76 @@ def test_list_metadata_table_shows_the_main_fields(demo):
     assert len(lines) == 5
     assert all("content_type=application/json" in line and "adapter=chunker" in line and "checksum=sha256:" in line
                for line in lines)
+
+
+# -- bounded memory, progress ----------------------------------------------------------------
+
+
+def test_du_and_diff_memory_stays_flat_as_objects_grow(tmp_path):
+    """Peak memory of du and diff over 300 and over 1,500 objects: the same, within a
+    margin below what holding the larger listing would take."""
+    import tracemalloc
+
+    from factflow_storage import create_storage_provider
+    from factflow_storage.service import StorageService
+
+    provider = create_storage_provider(f"file://{tmp_path / 'storage'}", {"fsync": False})
+    service = StorageService(provider)
+
+    def fill(execution_id: str, count: int) -> None:
+        for n in range(count):
+            provider.write(f"executions/{execution_id}/r{n % 4}/s{n // 100 % 20}/m{n:06d}", b"x" * 10, None)
+
+    def peak(run) -> int:
+        tracemalloc.start()
+        try:
+            run()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    fill("small", 300)
+    fill("big", 1500)
+    fill("big2", 1500)
+    small = peak(lambda: service.du(execution_id="small"))
+    big = peak(lambda: service.du(execution_id="big"))
+    assert service.du(execution_id="big")["objects"] == 1500
+    assert big < small + 128 * 1024, (small, big)
+    diff_small = peak(lambda: sum(1 for _ in service.diff("small", "small")))
+    diff_big = peak(lambda: sum(1 for _ in service.diff("big", "big2")))
+    assert diff_big < diff_small + 256 * 1024, (diff_small, diff_big)
+    # What keeping the listing would cost, for scale: more than either margin.
+    held = peak(lambda: list(provider.list("executions/big/")))
+    assert held > 256 * 1024, held
+
+
+def test_get_to_a_file_shows_progress_on_a_terminal(file_storage, tmp_path):
+    import pty
+
+    from factflow_storage.cli.get_file import PROGRESS_FROM
+
+    data = os.urandom(PROGRESS_FROM + 1024 * 1024)
+    with file_storage.open() as provider:
+        provider.write("big/blob.bin", data, None)
+    target = tmp_path / "blob.bin"
+    leader, follower = pty.openpty()
+    env = {**file_storage.cli_env(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "storage", "get", "big/blob.bin",
+                             "--to", str(target)], env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    assert b"blob.bin" in seen and b"100%" in seen
+    assert target.read_bytes() == data
+    piped = subprocess.run([sys.executable, "-m", "factflow_storage", "storage", "get", "big/blob.bin",
+                            "--to", str(target)], env=env, capture_output=True, timeout=60)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, b"", b"")  # no bar off a terminal
