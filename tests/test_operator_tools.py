@@ -12,10 +12,24 @@ import sys
 import orjson
 import pytest
 
-from test_api_mode import EXEC, HTML, MARKDOWN, SITEMAP, both_modes, demo, modes  # noqa: F401 (fixtures)
+from test_api_mode import EXEC, HTML, MARKDOWN, SITEMAP, both_modes
 
 CHUNK = f"executions/{EXEC}/markdown_processor/chunker/msg-0001.json"
 WEB = [f"executions/{EXEC}/sitemap_scraper/web_scraper/msg-{n:04d}.html.gz" for n in range(1, 6)]
+
+
+@pytest.fixture
+def modes(storage, tmp_path, monkeypatch):
+    """Direct mode and ``--api`` mode over one storage (``test_api_mode.Modes``)."""
+    with both_modes(storage, tmp_path, monkeypatch) as opened:
+        yield opened
+
+
+@pytest.fixture
+def demo(modes):
+    code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
+    assert code == 0, err
+    return modes
 
 
 def ok(modes, args):
@@ -128,7 +142,7 @@ def test_diff_of_a_perfect_replay_exits_0(demo):
 def test_diff_reports_each_kind_of_difference_and_exits_1(demo):
     with demo.storage.open() as provider:
         copy_execution(provider, EXEC, "replay")
-        provider.write(f"executions/replay/markdown_processor/html_to_markdown/msg-0001.md",
+        provider.write("executions/replay/markdown_processor/html_to_markdown/msg-0001.md",
                        b"# getting-started\n\nAbout something else.\n", None, content_type="text/markdown")
         provider.delete("executions/replay/markdown_processor/chunker/msg-0005.json")
         provider.write("executions/replay/markdown_processor/chunker/msg-0006.json", b"{}", None)
@@ -160,7 +174,7 @@ def test_diff_errors_exit_2(demo):
 
 def test_diff_as_a_subprocess_in_a_ci_script(file_storage, tmp_path):
     env = {**file_storage.cli_env(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=env,  # noqa: E731
+    run = lambda *args: subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=env,
                                        capture_output=True, timeout=60)
     assert run("demo", "--execution", "a").returncode == 0
     with file_storage.open() as provider:

@@ -8,11 +8,10 @@ import sys
 import click
 import orjson
 
-from factflow_storage.cli.options import App, output_option, pass_app
-from factflow_storage.cli.render import (JSON, emit_json, emit_lines, emit_ndjson, field_lines,
-                                         object_line, prefix_line)
 from factflow_storage.cli.listing import (check_execution_prefix, human_option, listing_line, metadata_line,
                                           require_execution)
+from factflow_storage.cli.options import App, output_option, pass_app
+from factflow_storage.cli.render import JSON, emit_json, emit_lines, emit_ndjson, field_lines, prefix_line
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import execution_prefix
 
@@ -92,6 +91,8 @@ def get(app: App, key: str, dest: str | None, to_file: str | None, force: bool, 
 
     if dest not in (None, "-"):
         raise click.UsageError("the only destination argument is '-' (stdout); use --to FILE for a file")
+    if to_file and app.fmt(output) == JSON:
+        raise click.UsageError("--to writes the object's bytes; it does not take --output json")
     if app.fmt(output) == JSON:
         emit_json(app.service.get_document(key))
         return

@@ -4,6 +4,8 @@ produce the same thing. The work is in ``factflow_storage.tools``; this renders 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import click
 
@@ -86,7 +88,7 @@ def diff(app: App, execution_a: str, execution_b: str, route_id: str | None, con
     try:
         rows = app.service.diff(execution_a, execution_b, route_id=route_id, content=content)
         if app.fmt(output) == JSON:
-            def watched():
+            def watched() -> Iterator[dict[str, Any]]:
                 for row in rows:
                     summary.update(row.get("summary") or {})
                     yield row
@@ -100,7 +102,8 @@ def diff(app: App, execution_a: str, execution_b: str, route_id: str | None, con
     sys.exit(EXIT_DIFFERENT if different else EXIT_SAME)
 
 
-def _diff_lines(rows, summary: dict[str, int], summary_line):
+def _diff_lines(rows: Iterable[dict[str, Any]], summary: dict[str, int],
+                summary_line: Callable[[dict[str, int]], str]) -> Iterator[str]:
     """Only what differs, as ``diff -r`` does, then the counts."""
     for row in rows:
         if "summary" in row:
