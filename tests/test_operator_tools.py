@@ -163,6 +163,19 @@ def test_diff_reports_each_kind_of_difference_and_exits_1(demo):
     assert (code, out) == (0, b"6 same, 0 differ, 0 only in A, 0 only in B\n")
 
 
+def test_diff_content_of_json_points_at_the_member_that_changed(demo):
+    with demo.storage.open() as provider:
+        copy_execution(provider, EXEC, "replay")
+        key = "executions/replay/sitemap_scraper/sitemap/sitemap.json"
+        document = orjson.loads(provider.read(key))
+        document["urls"][2] = "https://docs.example.com/moved"
+        provider.write(key, orjson.dumps(document), None, content_type="application/json")
+    code, out, _ = demo.both(["storage", "diff", EXEC, "replay", "--content"])
+    assert code == 1
+    changed = [line for line in out.decode().splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ['-    "https://docs.example.com/changelog",', '+    "https://docs.example.com/moved",']
+
+
 def test_diff_errors_exit_2(demo):
     for args in (["storage", "diff", EXEC, "nope"], ["storage", "diff", "a/b", EXEC],
                  ["storage", "diff", EXEC, "nope", "-o", "json"]):

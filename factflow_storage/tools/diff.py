@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
+
 from factflow_storage.errors import NotFound
 from factflow_storage.keys import execution_prefix, validate_segment
 from factflow_storage.metadata import is_json_type
@@ -91,9 +93,20 @@ def content_diff(service: Any, a: Any, b: Any, blob_a: dict[str, Any], blob_b: d
         text_a, text_b = _read(service, a.key).decode(), _read(service, b.key).decode()
     except UnicodeDecodeError:
         return None
+    if is_json_type(blob_a.get("content_type")) and is_json_type(blob_b.get("content_type")):
+        text_a, text_b = _json_lines(text_a), _json_lines(text_b)
     lines = difflib.unified_diff(text_a.splitlines(keepends=True), text_b.splitlines(keepends=True),
                                  fromfile=a.key, tofile=b.key)
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _json_lines(text: str) -> str:
+    """JSON laid out one member a line, keys sorted, so the diff points at what changed
+    rather than at one long line; text that does not parse is compared as it is."""
+    try:
+        return orjson.dumps(orjson.loads(text), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    except orjson.JSONDecodeError:
+        return text
 
 
 def diff_executions(service: Any, execution_a: str, execution_b: str, *, route_id: str | None = None,
