@@ -305,3 +305,19 @@ def test_completion_over_the_api(modes, on_path):
     assert _complete(env, "storage", "browse", f"executions/{EXEC}/s") == [f"executions/{EXEC}/sitemap_scraper/"]
     assert _complete(env, "execution", "show", "e") == [EXEC]
     assert not os.path.exists(modes.never)
+
+
+def test_serve_of_a_missing_root_says_so(tmp_path):
+    import signal
+
+    root = tmp_path / "absent"
+    env = {**clean_env(FACTFLOW_STORAGE_URI=f"file://{root}"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "serve", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"serving on http://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert f"note: storage root {root} does not exist yet; the first write creates it".encode() in err
+    assert proc.returncode == 0 and not root.exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from factflow_storage.cli.options import App, pass_app
@@ -33,4 +35,8 @@ def command(app: App, host: str, port: int, threads: int, storage_uri: str | Non
         settings = load_settings({"storage_uri": storage_uri, "api_url": None},
                                  config=str(app.settings.config_file) if app.settings.config_file else None)
     provider = create_storage_provider(settings.storage_uri, settings.provider_options())
+    root = getattr(provider, "root", None)
+    if root is not None and not os.path.isdir(root):
+        # Served listings of a mistyped path would be empty without a word: say so once.
+        click.echo(f"note: storage root {root} does not exist yet; the first write creates it", err=True)
     serve(StorageService(provider), host, port, threads=threads, token=token)
