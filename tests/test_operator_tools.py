@@ -320,3 +320,31 @@ def test_get_to_a_file_shows_progress_on_a_terminal(file_storage, tmp_path):
     piped = subprocess.run([sys.executable, "-m", "factflow_storage", "storage", "get", "big/blob.bin",
                             "--to", str(target)], env=env, capture_output=True, timeout=60)
     assert (piped.returncode, piped.stdout, piped.stderr) == (0, b"", b"")  # no bar off a terminal
+
+
+# -- the HTTP routes themselves -------------------------------------------------------------
+
+
+def test_tool_routes_answer_json_and_errors_in_the_error_shape(demo):
+    from server_fixture import http_request
+
+    base = "/api/v1/storage"
+    usage = http_request(demo.url, "GET", f"{base}/du?execution_id={EXEC}")
+    assert usage.status == 200 and usage.json()["objects"] == 16
+    tree = http_request(demo.url, "GET", f"{base}/lineage?key={CHUNK}&depth=0")
+    assert tree.status == 200 and tree.json() == {"key": CHUNK, "parents": [], "truncated": True}
+    same = http_request(demo.url, "GET", f"{base}/diff?a={EXEC}&b={EXEC}")
+    assert same.status == 200 and same.headers["content-type"] == "application/x-ndjson"
+    assert orjson.loads(same.body.splitlines()[-1]) == {"summary": {"same": 16, "differs": 0, "only_a": 0,
+                                                                   "only_b": 0}}
+    for path, status, code in ((f"{base}/diff?a={EXEC}", 400, "bad_request"),
+                               (f"{base}/diff?a={EXEC}&b=nope", 404, "not_found"),
+                               (f"{base}/du?depth=abc", 400, "bad_request"),
+                               (f"{base}/du?depth=99", 400, "bad_request"),
+                               (f"{base}/du?prefix=a//b", 400, "invalid_key"),
+                               (f"{base}/lineage?key=executions/{EXEC}/none", 404, "not_found"),
+                               (f"{base}/lineage", 400, "bad_request")):
+        reply = http_request(demo.url, "GET", path)
+        assert reply.status == status, (path, reply.body)
+        body = reply.json()
+        assert set(body) == {"detail", "error_code", "timestamp"} and body["error_code"] == code, path
