@@ -20,6 +20,7 @@ import orjson
 from factflow_storage import errors
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_segment
+from factflow_storage.metadata import check_metadata_size
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
 
@@ -262,6 +263,7 @@ class RemoteService:
             *, content_type: str | None = None) -> dict[str, Any]:
         headers: dict[str, str | bytes] = {}
         if metadata is not None:
+            check_metadata_size(metadata)  # refused here, before the body is sent
             # UTF-8 JSON as raw header bytes: http.client would refuse non-latin-1 text.
             headers[METADATA_HEADER] = orjson.dumps(dict(metadata))
         if content_type:

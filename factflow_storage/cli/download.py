@@ -50,10 +50,14 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
         progress.finish()
         click.echo(INTERRUPTED, err=True)
         sys.exit(EXIT_INTERRUPTED)
+    for conflict in summary.conflicts:
+        click.echo(f"warning: {conflict['reason']}", err=True)
     if app.fmt(output) == JSON:
         emit_json(summary.to_json())
         return
     line = f"downloaded {summary.fetched} objects ({human_bytes(summary.bytes)}) to {summary.output_dir}"
     if summary.skipped:
         line += f"; {summary.skipped} already present"
+    if summary.conflicts:
+        line += f"; {len(summary.conflicts)} skipped (a file and a directory of one name)"
     emit_lines([line])

@@ -29,7 +29,7 @@ import orjson
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
 from factflow_storage.metadata import (CHUNK_SIZE, HashingReader, build_metadata, check_user_metadata,
-                                       foreign_metadata)
+                                       describe_stored, foreign_metadata)
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.registry import StorageURI
 
@@ -187,6 +187,7 @@ class FilesystemProvider(BaseProvider):
                 raise StorageError(f"metadata of {key!r} does not describe its bytes (an interrupted "
                                    "write, or bytes changed by another tool)")
             time.sleep(0.001)
+        blob = describe_stored(key, blob, size=st.st_size)  # a tree copied by another tool
         info = _info(key, st, blob)
         try:
             check_range(key, info.size, start, length)

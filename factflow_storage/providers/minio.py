@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 from minio import Minio
@@ -25,7 +25,7 @@ from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
-from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type
+from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
@@ -38,8 +38,6 @@ _COMPANION_RETRIES = 20
 
 
 class MinioProvider(BaseProvider):
-    write_journal = None  # decided on the first write: journal only without a listen API
-
     def __init__(self, uri: StorageURI, *, endpoint: str | None = None, access_key: str | None = None,
                  secret_key: str | None = None, secure: bool | None = None, region: str | None = None,
                  create_bucket: bool = False):
@@ -143,15 +141,12 @@ class MinioProvider(BaseProvider):
                      content_type: str | None) -> dict[str, Any]:
         blob = build_metadata(key, user_metadata, content_type=content_type, size=len(data),
                               sha256_hex=hashlib.sha256(data).hexdigest())
-        encoded = meta.encode_blob(blob)
-        inline = meta.inline_value(encoded)
+        headers, spilled = meta.object_headers(blob, hashlib.md5(data).hexdigest())
         write_id = None
-        if inline is None:
+        if spilled is not None:
             write_id = meta.new_write_id()
-            self._put_companion(key, write_id, encoded)
-            headers = {meta.RECORD_HEADER: write_id}
-        else:
-            headers = {meta.BLOB_HEADER: inline}
+            self._put_companion(key, write_id, spilled)
+            headers[meta.RECORD_HEADER] = meta.record_pointer(key, write_id)
         self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
         if write_id:
             self._drop_companions(key, older_than=write_id)
@@ -161,6 +156,7 @@ class MinioProvider(BaseProvider):
                      content_type: str | None) -> dict[str, Any]:
         write_id = meta.new_write_id()
         stored_type = content_type or guess_content_type(key)
+        known = {**provenance(key), **user_metadata, "content_type": stored_type}  # all but the checksum
         result: dict[str, Any] = {}
 
         def before_complete(size: int, sha256_hex: str) -> None:
@@ -171,7 +167,9 @@ class MinioProvider(BaseProvider):
 
         try:
             self._with_bucket(lambda: self._uploader.multipart(name, head, rest, stored_type,
-                                                               {meta.RECORD_HEADER: write_id}, before_complete), key)
+                                                               {**meta.readable_headers(known),
+                                                                meta.RECORD_HEADER: meta.record_pointer(key, write_id)},
+                                                               before_complete), key)
         except BaseException:
             if "blob" in result:
                 self._quietly(self.delete_record, meta.companion_name(key, write_id))
@@ -282,16 +280,16 @@ class MinioProvider(BaseProvider):
         if inline is not None:
             blob = meta.decode_inline(inline)
             if blob is not None:
-                return blob
+                return meta.as_stored(key, blob, info, headers)
         write_id = headers.get(meta.RECORD_HEADER)
         if write_id:
             raw = self.get_record(meta.companion_name(key, write_id))
-            if raw is None:
+            if raw is None and meta.own_record(key, write_id):
                 time.sleep(0.05)
                 return None
-            blob = meta.decode_record(raw)
+            blob = meta.decode_record(raw) if raw is not None else None
             if blob is not None:
-                return blob
+                return meta.as_stored(key, blob, info, headers)
         return meta.foreign_blob(key, info.size, info.last_modified, headers, info.etag)
 
     def stat(self, key: str) -> ObjectInfo:
@@ -389,6 +387,23 @@ class MinioProvider(BaseProvider):
         except StorageError as err:
             if not self._bucket_is_missing(err):
                 raise
+
+    def delete_records(self, names: Iterable[str]) -> None:
+        """One multi-object delete per thousand names."""
+        from minio.deleteobjects import DeleteObject
+
+        objects = [DeleteObject(self._record_name(name)) for name in names]
+        try:
+            errors = [error for error in self._client.remove_objects(bucket_name=self.bucket,
+                                                                     delete_object_list=iter(objects))
+                      if error.code != "NoSuchKey"]
+        except TRANSLATED as err:
+            translated = self._errors.translate(err, "records")
+            if self._bucket_is_missing(translated):
+                return
+            raise translated from err
+        if errors:
+            raise StorageError(f"cannot delete record {errors[0].name!r}: {errors[0].message}")
 
     def _quietly(self, func, *args) -> None:
         try:
