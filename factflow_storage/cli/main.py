@@ -63,10 +63,12 @@ def cli(ctx: click.Context, output: str, api_url: str | None, storage_uri: str |
 
 
 def _register() -> None:
-    from factflow_storage.cli import config, demo, execution, serve, storage
+    from factflow_storage.cli import completion, config, demo, examples, execution, serve, storage
 
-    for module in (storage, execution, config, demo, serve):
+    for module in (storage, execution, config, demo, serve, completion):
         cli.add_command(module.command)
+    completion.install(cli)
+    examples.install(cli)
 
 
 _register()
