@@ -13,12 +13,15 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
-from factflow_storage.errors import BadRequest
+from factflow_storage.errors import BadRequest, TooLarge
 from factflow_storage.keys import parse_key
 
 COMPUTED_FIELDS = ("key", "content_length", "checksum", "created_at")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 CHUNK_SIZE = 1024 * 1024
+# One maximum for a stored metadata blob on every provider: readers bound what they load,
+# so a blob past it is refused when it is written rather than found unreadable later.
+MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 # Extensions pipelines write that mimetypes does not know on every host.
 _EXTRA_TYPES = {".md": "text/markdown", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson"}
@@ -80,6 +83,13 @@ def build_metadata(
     blob["checksum"] = f"sha256:{sha256_hex}"
     blob["created_at"] = now_rfc3339()
     return blob
+
+
+def check_blob_size(key: str, encoded: bytes) -> bytes:
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise TooLarge(f"the metadata of {key!r} is {len(encoded)} bytes encoded, more than the "
+                       f"{MAX_METADATA_BYTES} bytes a metadata blob may hold")
+    return encoded
 
 
 class HashingReader:
