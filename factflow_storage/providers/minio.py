@@ -4,6 +4,12 @@ Where it differs from the contract in ``protocol.py``:
 
 - The metadata blob lives in the object's user metadata, or in a companion record when it
   is larger than S3's 2 KiB (``s3_metadata``). Deleting an object deletes its companions.
+- Writes of one key are linearizable (S3's last PUT or completion wins, whole), and the
+  companion record an object names is never deleted: a write removes only records that a
+  fresh HEAD shows are not the current one AND that are older than ``COMPANION_GRACE``
+  (a concurrent write still uploading holds a newer record the object will point at).
+  A killed write leaves at most an unreferenced record or an incomplete multipart upload;
+  ``fsck`` removes both once they are older than its grace period.
 - A URI prefix (``minio://bucket/team-a``) is prepended to every object and record name,
   and counts toward S3's 1024-byte limit on names.
 - A missing bucket is an error (BucketMissing) unless ``create_bucket`` is set; then it
@@ -27,6 +33,7 @@ from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, 
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
+from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
@@ -35,6 +42,9 @@ from factflow_storage.registry import StorageURI
 
 DEFAULT_REGION = "us-east-1"
 _COMPANION_RETRIES = 20
+# Longer than any write takes between storing its companion record and its object
+# becoming visible (one PUT of at most SINGLE_PUT_LIMIT, or one completion).
+COMPANION_GRACE = 15 * 60.0
 
 
 class MinioProvider(BaseProvider):
@@ -57,6 +67,7 @@ class MinioProvider(BaseProvider):
             create_bucket = create_bucket or options["create_bucket"]
         if not endpoint:
             raise ConfigError("no S3 endpoint: set FACTFLOW_MINIO_ENDPOINT (host:port) for minio:// storage")
+        s3_client.check_compatible()
         host, secure = split_endpoint(endpoint, secure)
         try:
             check_bucket_name(bucket_name=uri.location)
@@ -154,7 +165,7 @@ class MinioProvider(BaseProvider):
             headers = {meta.BLOB_HEADER: inline}
         self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
         if write_id:
-            self._drop_companions(key, older_than=write_id)
+            self._drop_companions(key, name)
         return blob
 
     def _write_large(self, key: str, name: str, head: bytes, rest: BinaryIO, user_metadata: dict[str, Any],
@@ -176,7 +187,7 @@ class MinioProvider(BaseProvider):
             if "blob" in result:
                 self._quietly(self.delete_record, meta.companion_name(key, write_id))
             raise
-        self._drop_companions(key, older_than=write_id)
+        self._drop_companions(key, name)
         return result["blob"]
 
     def _with_bucket(self, action, key: str):
@@ -202,24 +213,42 @@ class MinioProvider(BaseProvider):
         name = self._record_name(meta.companion_name(key, write_id))
         self._with_bucket(lambda: self._uploader.put(name, encoded, "application/json", {}), key)
 
-    def _drop_companions(self, key: str, *, older_than: str | None = None) -> None:
-        """Delete companion records of earlier versions (a concurrent newer write keeps its own)."""
+    def _drop_companions(self, key: str, name: str, *, grace: float = COMPANION_GRACE) -> int:
+        """Delete companion records no version of the object can need any more: not the one
+        the object names now, and older than ``grace`` (see the module docstring)."""
+        current = self._current_write_id(name)
+        horizon = meta.write_id_at(time.time() - grace)
+        dropped = 0
         for record in list(self.list_records(meta.companion_dir(key))):
-            write_id = record.rsplit("/", 1)[-1].removesuffix(".json")
-            if older_than is None or write_id < older_than:
-                self.delete_record(record)
+            write_id = meta.write_id_of(record)
+            if write_id != current and write_id < horizon:
+                self._quietly(self.delete_record, record)
+                dropped += 1
+        return dropped
+
+    def _current_write_id(self, name: str) -> str | None:
+        try:
+            found = self._client.stat_object(bucket_name=self.bucket, object_name=name)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return None
+            raise self._errors.translate(err, f"object {name!r}") from err
+        except TRANSLATED as err:
+            raise self._errors.translate(err, f"object {name!r}") from err
+        return found.metadata.get(meta.RECORD_HEADER) or None
 
     def delete(self, key: str) -> None:
         name = self._name(key)
-        companions = list(self.list_records(meta.companion_dir(key)))
+        current = self._current_write_id(name)
         try:
             self._call(f"object {key!r}", self._client.remove_object, bucket_name=self.bucket, object_name=name)
         except StorageError as err:
             if self._bucket_is_missing(err):
                 return
             raise
-        for record in companions:
-            self.delete_record(record)
+        if current:
+            self._quietly(self.delete_record, meta.companion_name(key, current))
+        self._drop_companions(key, name)
 
     # -- reads ---------------------------------------------------------------
 
