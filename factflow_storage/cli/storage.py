@@ -141,3 +141,7 @@ command.add_command(_watch.command)
 from factflow_storage.cli import download as _download  # noqa: E402  (its module imports nothing from here)
 
 command.add_command(_download.command)
+
+from factflow_storage.cli import fsck as _fsck  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_fsck.command)

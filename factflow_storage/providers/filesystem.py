@@ -396,6 +396,13 @@ class FilesystemProvider(BaseProvider):
                 if info is not None:
                     yield info
 
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float = 3600.0) -> Iterator[Any]:
+        """Findings under ``prefix`` (see ``factflow_storage.fsck``), repaired on request."""
+        from factflow_storage.providers import fs_fsck
+
+        validate_prefix(prefix)
+        return fs_fsck.run(self.root, RESERVED_DIR, prefix, repair=repair, grace=grace, fsync=self._fsync)
+
     # -- internal records ----------------------------------------------------
 
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:

@@ -31,7 +31,7 @@ from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
-from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type
+from factflow_storage.metadata import build_metadata, check_blob_size, check_user_metadata, guess_content_type
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
@@ -141,6 +141,7 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
+        check_blob_size(key, meta.encode_blob(user_metadata))  # fail before the bytes are sent
         content_type = content_type or user_metadata.get("content_type") or None
         head, rest = read_head(data)
         if rest is None:
@@ -154,7 +155,7 @@ class MinioProvider(BaseProvider):
                      content_type: str | None) -> dict[str, Any]:
         blob = build_metadata(key, user_metadata, content_type=content_type, size=len(data),
                               sha256_hex=hashlib.sha256(data).hexdigest())
-        encoded = meta.encode_blob(blob)
+        encoded = check_blob_size(key, meta.encode_blob(blob))
         inline = meta.inline_value(encoded)
         write_id = None
         if inline is None:
@@ -177,7 +178,7 @@ class MinioProvider(BaseProvider):
         def before_complete(size: int, sha256_hex: str) -> None:
             # The object becomes visible at completion; its metadata must already exist.
             blob = build_metadata(key, user_metadata, content_type=stored_type, size=size, sha256_hex=sha256_hex)
-            self._put_companion(key, write_id, meta.encode_blob(blob))
+            self._put_companion(key, write_id, check_blob_size(key, meta.encode_blob(blob)))
             result["blob"] = blob
 
         try:

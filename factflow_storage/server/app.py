@@ -23,6 +23,7 @@ ROUTE_MODULES: list[str] = [
     "factflow_storage.server.execution_routes",
     "factflow_storage.server.event_routes",
     "factflow_storage.server.archive_routes",
+    "factflow_storage.server.fsck_routes",
     "factflow_storage.server.openapi",
 ]
 

@@ -1,0 +1,176 @@
+"""``factflow storage fsck`` on the filesystem: each kind of damage found and repaired, a
+healthy store untouched, live writes spared; the same through the API and ``--api``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from factflow_storage.providers.filesystem import FilesystemProvider
+from factflow_storage.providers.fs_write import FAULT_ENV, FAULT_POINTS
+from factflow_storage.registry import parse_storage_uri
+from factflow_storage.service import StorageService
+from server_fixture import running_server
+
+
+def factflow(root: Path, *args: str, env: dict | None = None, stdin: bytes | None = None):
+    return subprocess.run([sys.executable, "-m", "factflow_storage", "--storage", f"file://{root}", *args],
+                          input=stdin, capture_output=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def fsck_json(root: Path, *args: str) -> tuple[int, dict]:
+    result = factflow(root, "storage", "fsck", *args, "--output", "json")
+    assert "Traceback" not in result.stderr.decode()
+    return result.returncode, orjson.loads(result.stdout)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def readable(store: FilesystemProvider, key: str) -> bytes:
+    with store.open(key) as stream:
+        data = stream.read()
+        assert stream.metadata["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    return data
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FilesystemProvider(parse_storage_uri(f"file://{tmp_path / 'root'}"))
+
+
+def test_a_healthy_store_is_left_untouched(store, tmp_path):
+    root = tmp_path / "root"
+    for n in range(5):
+        store.write(f"executions/e/r/s/m{n}", b"x" * n, {"n": n})
+    store.write_execution("e", {"status": "running"})
+    before = tree(root)
+    code, report = fsck_json(root, "--repair", "--grace", "0")
+    assert (code, report["found"], report["unrepaired"]) == (0, {}, 0)
+    assert tree(root) == before
+
+
+def test_each_kind_of_damage_is_found_then_repaired(store, tmp_path):
+    root = tmp_path / "root"
+    keys = {kind: f"executions/e/r/s/{kind}" for kind in
+            ("orphan_temp", "interrupted_write", "orphan_sidecar", "missing_metadata", "metadata_mismatch",
+             "damaged_metadata")}
+    for key in keys.values():
+        store.write(key, b"old bytes", {"keep": "me"})
+    new = tmp_path / "new.bin"
+    new.write_bytes(b"new bytes" * 100)
+    for kind, point in (("orphan_temp", "data-synced"), ("interrupted_write", "sidecar-renamed")):
+        killed = factflow(root, "storage", "put", keys[kind], "--file", str(new), env={FAULT_ENV: point})
+        assert killed.returncode == -signal.SIGKILL
+    os.unlink(root / keys["orphan_sidecar"])
+    os.unlink(root / (keys["missing_metadata"] + ".meta.json"))
+    replacement = root / "executions/e/r/s/replacement"
+    replacement.write_bytes(b"changed by another tool")
+    os.replace(replacement, root / keys["metadata_mismatch"])  # a new inode, other bytes
+    (root / (keys["damaged_metadata"] + ".meta.json")).write_bytes(b"not json")
+
+    code, report = fsck_json(root, "--grace", "0")
+    assert code == 1
+    assert report["found"] == {"damaged_metadata": 1, "interrupted_write": 1, "metadata_mismatch": 1,
+                               "missing_metadata": 1, "orphan_sidecar": 1, "orphan_temp": 2}
+    assert report["repaired"] == {} and report["unrepaired"] == 7
+
+    code, report = fsck_json(root, "--repair", "--grace", "0")
+    assert code == 0, report
+    assert report["unrepaired"] == 0
+    assert report["bytes_reclaimed"] == 2 * len(new.read_bytes())
+    assert not [p for p in root.rglob(".*.tmp.meta.json")]
+    assert fsck_json(root, "--grace", "0") == (0, fsck_json(root, "--grace", "0")[1])
+    assert fsck_json(root, "--grace", "0")[1]["found"] == {}
+    for kind, key in keys.items():
+        if kind == "orphan_sidecar":
+            assert not store.exists(key)
+            continue
+        data = readable(store, key)
+        if kind == "metadata_mismatch":
+            assert data == b"changed by another tool"
+            assert store.metadata(key)["keep"] == "me"  # rolled forward, the writer's fields kept
+        elif kind in ("orphan_temp", "interrupted_write"):
+            assert data == b"old bytes"  # the killed write was never acknowledged
+
+
+def test_young_and_live_temp_files_are_spared(store, tmp_path):
+    root = tmp_path / "root"
+    store.write("a/k", b"v1")
+    killed = factflow(root, "storage", "put", "a/k", "--file", "/dev/null", env={FAULT_ENV: "data-written"})
+    assert killed.returncode == -signal.SIGKILL
+    # Within the default grace period a temp file may belong to a slow writer.
+    code, report = fsck_json(root, "--repair")
+    assert (code, report["found"]) == (0, {})
+    assert list(root.rglob(".*.tmp.meta.json"))
+    # A live writer holds its temp file's lock: never removed, whatever the grace.
+    live = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        "from factflow_storage.providers import fs_write\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "name, held = fs_write.write_temp(fd, [b'live bytes'], fsync=False)\n"
+        "print(name, flush=True)\n"
+        "time.sleep(60)\n"), str(root / "a")], stdout=subprocess.PIPE, text=True)
+    try:
+        live_name = live.stdout.readline().strip()
+        time.sleep(0.05)
+        code, report = fsck_json(root, "--repair", "--grace", "0")
+        assert report["found"] == {"orphan_temp": 1} and code == 0
+        assert (root / "a" / live_name).exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_twenty_killed_writes_are_repaired(store, tmp_path, capsys):
+    root = tmp_path / "root"
+    source = tmp_path / "src.bin"
+    source.write_bytes(os.urandom(200_000))
+    keys = [f"executions/e/r/s/k{n}" for n in range(5)]
+    for key in keys:
+        store.write(key, b"first")
+    for n in range(20):
+        point = FAULT_POINTS[n % len(FAULT_POINTS)]
+        killed = factflow(root, "storage", "put", keys[n % 5], "--file", str(source), env={FAULT_ENV: point})
+        assert killed.returncode == -signal.SIGKILL
+        for key in keys:
+            assert readable(store, key) in (b"first", source.read_bytes())
+    code, report = fsck_json(root, "--repair", "--grace", "0")
+    assert code == 0 and report["unrepaired"] == 0
+    with capsys.disabled():
+        print(f"\nfsck after 20 killed writes: found {report['found']}, repaired {report['repaired']}, "
+              f"{report['bytes_reclaimed']} bytes reclaimed")
+    assert report["found"]["orphan_temp"] >= 10
+    assert fsck_json(root, "--grace", "0")[1]["found"] == {}
+    for key in keys:
+        assert readable(store, key) in (b"first", source.read_bytes())
+
+
+def test_api_and_api_mode_report_the_same(store, tmp_path):
+    root = tmp_path / "root"
+    store.write("a/k", b"v1")
+    os.unlink(root / "a/k.meta.json")
+    service = StorageService(store)
+    direct = factflow(root, "storage", "fsck", "a/")
+    assert direct.returncode == 1 and b"missing_metadata a/k" in direct.stdout
+    with running_server(service) as url:
+        remote = subprocess.run([sys.executable, "-m", "factflow_storage", "--api", url, "storage", "fsck", "a/"],
+                                capture_output=True, timeout=60)
+        assert (remote.returncode, remote.stdout) == (direct.returncode, direct.stdout)
+        bad = subprocess.run([sys.executable, "-m", "factflow_storage", "--api", url, "storage", "fsck", "/abs"],
+                             capture_output=True, timeout=60)
+        assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1
+        repaired = subprocess.run([sys.executable, "-m", "factflow_storage", "--api", url, "--output", "json",
+                                   "storage", "fsck", "--repair"], capture_output=True, timeout=60)
+        assert repaired.returncode == 0
+        assert orjson.loads(repaired.stdout)["repaired"] == {"missing_metadata": 1}
+    assert store.metadata("a/k")["checksum"] == "sha256:" + hashlib.sha256(b"v1").hexdigest()
