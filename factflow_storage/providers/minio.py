@@ -386,6 +386,13 @@ class MinioProvider(BaseProvider):
             elif listable(name):
                 yield listed_info(name, found)
 
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float = 3600.0) -> Iterator[Any]:
+        """Findings under ``prefix`` (see ``factflow_storage.fsck``), repaired on request."""
+        from factflow_storage.providers import s3_fsck
+
+        validate_prefix(prefix)
+        return s3_fsck.run(self, prefix, repair=repair, grace=grace)
+
     # -- internal records ----------------------------------------------------
 
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:

@@ -53,8 +53,13 @@ def check_compatible() -> None:
         from minio.datatypes import Part  # noqa: F401  (its presence is what is checked)
     except ImportError:
         problems.append("minio.datatypes.Part is gone")
-    if not hasattr(InvalidResponseError("", "", "", ""), "_code"):
-        problems.append("InvalidResponseError no longer keeps its status in _code")
+    try:
+        probe = InvalidResponseError(400, None, None)
+    except TypeError:
+        problems.append("InvalidResponseError takes other arguments")
+    else:
+        if response_status(probe) != 400 or not hasattr(probe, "_body"):
+            problems.append("InvalidResponseError no longer keeps its status in _code and body in _body")
     if problems:
         import minio
 
@@ -84,9 +89,12 @@ def abort_multipart_upload(client: Minio, bucket: str, name: str, upload_id: str
     client._abort_multipart_upload(bucket_name=bucket, object_name=name, upload_id=upload_id)
 
 
-def signed_get(client: Minio, bucket: str, query: dict[str, Any], *, stream: bool = False):
-    """A signed GET on the bucket with ``query``; the urllib3 response (unread when ``stream``)."""
-    return client._execute(method="GET", bucket_name=bucket, query_params=query, preload_content=not stream)
+def signed_get(client: Minio, bucket: str, query: dict[str, Any], *, stream: bool = False,
+               object_name: str | None = None):
+    """A signed GET on the bucket (or one object) with ``query``; the urllib3 response
+    (unread when ``stream``)."""
+    return client._execute(method="GET", bucket_name=bucket, object_name=object_name, query_params=query,
+                           preload_content=not stream)
 
 
 def response_status(err: InvalidResponseError) -> int:
@@ -129,3 +137,11 @@ def list_incomplete_uploads(client: Minio, bucket: str, prefix: str) -> Iterator
                 upload_marker = child.text
         if not truncated:
             return
+
+
+def uploaded_bytes(client: Minio, bucket: str, name: str, upload_id: str) -> int:
+    """The bytes an incomplete upload holds (the sum of its parts so far, first 1000 parts)."""
+    root = ElementTree.fromstring(signed_get(client, bucket, {"uploadId": upload_id, "max-parts": "1000"},
+                                             object_name=name).data)
+    return sum(int(sub.text or 0) for part in root if part.tag.rpartition("}")[2] == "Part"
+               for sub in part if sub.tag.rpartition("}")[2] == "Size")

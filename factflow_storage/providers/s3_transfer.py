@@ -160,7 +160,7 @@ class Uploader:
                 while chunk:
                     digest.update(chunk)
                     size += len(chunk)
-                    in_flight.append((number, pool.submit(self._upload_part, name, upload_id, number, chunk)))
+                    in_flight.append((number, pool.submit(self._send_part, name, upload_id, number, chunk)))
                     del chunk
                     while len(in_flight) > UPLOAD_WORKERS:
                         parts.append(self._finished(*in_flight.popleft()))
@@ -175,7 +175,7 @@ class Uploader:
                     future.cancel()
         return size, digest, parts
 
-    def _upload_part(self, name: str, upload_id: str, number: int, chunk: bytes) -> str:
+    def _send_part(self, name: str, upload_id: str, number: int, chunk: bytes) -> str:
         return self._call(f"object {name!r}", s3_client.upload_part, client=self._client, bucket=self._bucket,
                           name=name, upload_id=upload_id, number=number, data=chunk)
 
