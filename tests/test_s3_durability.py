@@ -26,7 +26,7 @@ pytestmark = pytest.mark.s3
 
 KEY = "executions/e1/r/s/shared.bin"
 WRITERS = 6
-ROUNDS = 8
+ROUNDS = 10
 SMALL_PART = 5 * 1024 * 1024  # S3's smallest part: streams past it go up in parts
 
 

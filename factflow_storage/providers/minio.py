@@ -233,6 +233,7 @@ class MinioProvider(BaseProvider):
         except S3Error as err:
             if err.code in ("NoSuchKey", "NoSuchBucket"):
                 return None
+            self._diagnose_head(err)
             raise self._errors.translate(err, f"object {name!r}") from err
         except TRANSLATED as err:
             raise self._errors.translate(err, f"object {name!r}") from err
