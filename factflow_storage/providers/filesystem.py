@@ -419,10 +419,18 @@ class FilesystemProvider(BaseProvider):
         self._sync_dir(parent)
 
     def open_record(self, name: str) -> BinaryIO:
+        validate_prefix(name)
+        *parents, base = [RESERVED_DIR, *name.split("/")]
         try:
-            return open(self._record_path(name), "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+            fds = fs_paths.open_chain(self.root, parents)
+        except (NotFound, NotADirectory, FileNotFoundError, NotADirectoryError) as err:
             raise NotFound(f"no record {name!r}") from err
+        try:
+            return os.fdopen(fs_paths.open_regular(fds[-1], base, f"record {name!r}"), "rb")
+        except NotFound as err:
+            raise NotFound(f"no record {name!r}") from err
+        finally:
+            fs_paths.close_all(fds)
 
     def list_records(self, prefix: str) -> Iterator[str]:
         base = os.path.join(self.root, RESERVED_DIR)
