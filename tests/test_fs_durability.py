@@ -122,3 +122,27 @@ def test_a_kill_at_either_rename_keeps_the_previous_version(tmp_path, when):
     got = _factflow(root, "storage", "get", KEY)
     assert got.returncode == 0, got.stderr
     assert got.stdout == b"old"
+
+
+# Each system call a put makes in its write path (and nowhere else in the process), with
+# how many times it makes it: a SIGKILL is injected at every one of these boundaries.
+_WRITE_PATH_SYSCALLS = {"flock": 3, "fchmod": 2, "write": 2, "fsync": 3, "renameat": 2}
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.parametrize("syscall,when", [(name, n) for name, count in _WRITE_PATH_SYSCALLS.items()
+                                          for n in range(1, count + 1)])
+def test_a_kill_at_every_syscall_of_the_write_path_leaves_old_or_new(tmp_path, syscall, when):
+    root = tmp_path / "root"
+    old, new = tmp_path / "old.bin", tmp_path / "new.bin"
+    old.write_bytes(b"old" * 5000)
+    new.write_bytes(b"new" * 7000)
+    assert _factflow(root, "storage", "put", KEY, "--file", str(old)).returncode == 0
+    strace = ["strace", "-f", "-o", os.devnull, "-e", f"inject={syscall}:signal=KILL:when={when}"]
+    killed = _factflow(root, "storage", "put", KEY, "--file", str(new), strace=strace)
+    assert killed.returncode != 0  # the kill landed inside the put
+    got = _factflow(root, "storage", "get", KEY)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout in (old.read_bytes(), new.read_bytes())
+    blob = orjson.loads(_factflow(root, "storage", "metadata", KEY, "--output", "json").stdout)
+    assert blob["checksum"] == "sha256:" + hashlib.sha256(got.stdout).hexdigest()
