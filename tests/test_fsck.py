@@ -36,6 +36,13 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def age_temps(root: Path, seconds: float = 10.0) -> None:
+    """Make the temp files killed writers left look ``seconds`` old (fsck spares younger ones)."""
+    past = time.time() - seconds
+    for path in root.rglob(".*.tmp.meta.json"):
+        os.utime(path, (past, past))
+
+
 def readable(store: FilesystemProvider, key: str) -> bytes:
     with store.open(key) as stream:
         data = stream.read()
@@ -77,6 +84,7 @@ def test_each_kind_of_damage_is_found_then_repaired(store, tmp_path):
     replacement.write_bytes(b"changed by another tool")
     os.replace(replacement, root / keys["metadata_mismatch"])  # a new inode, other bytes
     (root / (keys["damaged_metadata"] + ".meta.json")).write_bytes(b"not json")
+    age_temps(root)
 
     code, report = fsck_json(root, "--grace", "0")
     assert code == 1
@@ -112,6 +120,7 @@ def test_young_and_live_temp_files_are_spared(store, tmp_path):
     code, report = fsck_json(root, "--repair")
     assert (code, report["found"]) == (0, {})
     assert list(root.rglob(".*.tmp.meta.json"))
+    age_temps(root)
     # A live writer holds its temp file's lock: never removed, whatever the grace.
     live = subprocess.Popen([sys.executable, "-c", (
         "import os, sys, time\n"
@@ -122,7 +131,7 @@ def test_young_and_live_temp_files_are_spared(store, tmp_path):
         "time.sleep(60)\n"), str(root / "a")], stdout=subprocess.PIPE, text=True)
     try:
         live_name = live.stdout.readline().strip()
-        time.sleep(0.05)
+        age_temps(root)  # old enough: only its writer's lock protects it now
         code, report = fsck_json(root, "--repair", "--grace", "0")
         assert report["found"] == {"orphan_temp": 1} and code == 0
         assert (root / "a" / live_name).exists()
@@ -144,6 +153,7 @@ def test_twenty_killed_writes_are_repaired(store, tmp_path, capsys):
         assert killed.returncode == -signal.SIGKILL
         for key in keys:
             assert readable(store, key) in (b"first", source.read_bytes())
+    age_temps(root)
     code, report = fsck_json(root, "--repair", "--grace", "0")
     assert code == 0 and report["unrepaired"] == 0
     with capsys.disabled():
@@ -174,3 +184,36 @@ def test_api_and_api_mode_report_the_same(store, tmp_path):
         assert repaired.returncode == 0
         assert orjson.loads(repaired.stdout)["repaired"] == {"missing_metadata": 1}
     assert store.metadata("a/k")["checksum"] == "sha256:" + hashlib.sha256(b"v1").hexdigest()
+
+
+def _busy_writer(root: str, writer: int, seconds: float) -> None:
+    store = FilesystemProvider(parse_storage_uri(f"file://{root}"))
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        store.write(f"busy/k{n % 3}", f"{writer}:{n}".encode() * 5000, {"writer": writer})
+        store.put_record(f"busy/{writer}", b"record")
+        n += 1
+
+
+def test_repair_beside_live_writers_removes_nothing_they_need(store, tmp_path):
+    import multiprocessing
+
+    root = tmp_path / "root"
+    ctx = multiprocessing.get_context("fork")
+    writers = [ctx.Process(target=_busy_writer, args=(str(root), w, 2.0)) for w in range(3)]
+    for proc in writers:
+        proc.start()
+    reports = []
+    try:
+        deadline = time.monotonic() + 1.8
+        while time.monotonic() < deadline:
+            reports.append(StorageService(store).fsck("", repair=True, grace=0))
+    finally:
+        for proc in writers:
+            proc.join(timeout=30)
+    assert [proc.exitcode for proc in writers] == [0, 0, 0]  # no write lost its temp file
+    assert len(reports) > 3
+    assert all(report["found"] == {} for report in reports), [r["found"] for r in reports if r["found"]]
+    for n in range(3):
+        readable(store, f"busy/k{n}")

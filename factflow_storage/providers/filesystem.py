@@ -180,24 +180,6 @@ class FilesystemProvider(BaseProvider):
         except OSError as err:
             raise Unavailable(f"cannot write under {self.root}: {err.strerror}") from err
 
-    def _write_temp(self, directory: str, chunks) -> str:
-        fd = fs_paths.open_root(directory)
-        try:
-            name, data_fd = fs_write.write_temp(fd, chunks, fsync=self._fsync)
-            os.close(data_fd)
-        finally:
-            os.close(fd)
-        return os.path.join(directory, name)
-
-    def _sync_dir(self, directory: str) -> None:
-        if not self._fsync:
-            return
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def delete(self, key: str) -> None:
         parents, name = self._split(key)
         try:
@@ -413,10 +395,20 @@ class FilesystemProvider(BaseProvider):
         except OSError as err:
             self._check_root()
             raise Unavailable(f"cannot write record {name!r} under {self.root}: {err.strerror}") from err
-        chunks = HashingReader(data).chunks()
-        tmp = self._write_temp(parent, chunks)
-        os.replace(tmp, target)
-        self._sync_dir(parent)
+        fd = fs_paths.open_root(parent)
+        try:
+            tmp, tmp_fd = fs_write.write_temp(fd, HashingReader(data).chunks(), fsync=self._fsync)
+            try:  # the temp file stays locked until renamed, so fsck leaves it alone
+                os.replace(tmp, os.path.basename(target), src_dir_fd=fd, dst_dir_fd=fd)
+            except BaseException:
+                fs_write.unlink_quietly(fd, tmp)
+                raise
+            finally:
+                os.close(tmp_fd)
+            if self._fsync:
+                fs_write.sync_dir(fd)
+        finally:
+            os.close(fd)
 
     def open_record(self, name: str) -> BinaryIO:
         validate_prefix(name)

@@ -52,10 +52,15 @@ def run(root: str, reserved_dir: str, prefix: str, *, repair: bool, grace: float
             os.close(fd)
 
 
+# A writer creates its temp file, then locks it: one just created may not be locked yet,
+# so whatever the grace period, a temp file this young is never taken for dead.
+MIN_TEMP_AGE = 2.0
+
+
 class _Checker:
     def __init__(self, *, repair: bool, horizon: float, fsync: bool):
         self.repair = repair
-        self.horizon = horizon
+        self.horizon = min(horizon, time.time() - MIN_TEMP_AGE)
         self.fsync = fsync
 
     def directory(self, fd: int, key_prefix: str, name_filter: str, records: bool):
@@ -76,10 +81,13 @@ class _Checker:
                     sidecars.append(name)
                 else:
                     objects.append(name)
-        for name in sorted(temps):
-            yield from self._temp(fd, key_prefix + name, name)
-        if objects or sidecars:
-            with fs_write.key_lock(fd):
+        if not (temps or objects or sidecars):
+            return sorted(subdirs, reverse=True)
+        # Writers hold this lock while a sidecar temp file exists and while they rename.
+        with fs_write.key_lock(fd):
+            for name in sorted(temps):
+                yield from self._temp(fd, key_prefix + name, name)
+            if objects or sidecars:
                 for name in sorted(objects):
                     yield from self._object(fd, key_prefix + name, name)
                 present = set(objects)

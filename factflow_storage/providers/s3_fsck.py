@@ -30,9 +30,7 @@ def run(provider: Any, prefix: str, *, repair: bool, grace: float) -> Iterator[F
 def _uploads(provider: Any, prefix: str, repair: bool, grace: float) -> Iterator[Finding]:
     horizon = datetime.fromtimestamp(time.time() - grace, timezone.utc)
     client, bucket = provider._client, provider.bucket
-    uploads = provider._call("multipart uploads", lambda: list(itertools.islice(
-        s3_client.list_incomplete_uploads(client, bucket, provider.prefix + prefix), 100_000)))
-    for upload in uploads:
+    for upload in _translated(provider, s3_client.list_incomplete_uploads(client, bucket, provider.prefix + prefix)):
         if upload.initiated is not None and upload.initiated > horizon:
             continue  # a live upload, or too young to tell
         name = upload.name[len(provider.prefix):]
@@ -45,6 +43,16 @@ def _uploads(provider: Any, prefix: str, repair: bool, grace: float) -> Iterator
             repaired = True
         yield Finding("incomplete_upload", name, f"a multipart upload begun {upload.initiated} and never "
                       f"completed ({size} bytes in parts)", repaired, size if repaired else 0)
+
+
+def _translated(provider: Any, rows: Iterator[Any]) -> Iterator[Any]:
+    """``rows`` streamed, a failure of the listing coming out as the project's error."""
+    from factflow_storage.providers.s3_errors import TRANSLATED
+
+    try:
+        yield from rows
+    except TRANSLATED as err:
+        raise provider._errors.translate(err, "multipart uploads") from err
 
 
 def _records(provider: Any, prefix: str, repair: bool, grace: float) -> Iterator[Finding]:
