@@ -76,7 +76,7 @@ class FilesystemProvider(BaseProvider):
     def _chain(self, key: str, parents: list[str]) -> list[int]:
         """Descriptors down to a key's directory for reading; NotFound when there is none."""
         try:
-            return fs_paths.open_chain(self.root, parents)
+            return fs_paths.open_parent_for_reading(self.root, parents)
         except (NotFound, NotADirectory):
             raise NotFound(f"no object {key!r}") from None
         except FileNotFoundError:
