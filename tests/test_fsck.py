@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from factflow_storage.providers.filesystem import FilesystemProvider
-from factflow_storage.providers.fs_write import FAULT_ENV, FAULT_POINTS
+from factflow_storage.faults import FAULT_ENV
+from factflow_storage.providers.fs_write import FAULT_POINTS
 from factflow_storage.registry import parse_storage_uri
 from factflow_storage.service import StorageService
 from server_fixture import running_server

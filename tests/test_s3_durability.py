@@ -174,3 +174,43 @@ def test_no_module_but_the_adapter_touches_minio_private_api():
     offenders = [str(path.relative_to(package)) for path in package.rglob("*.py")
                  if path.name != "s3_client.py" and private.search(path.read_text())]
     assert offenders == []
+
+
+_SMALL_POINTS = ("companion-stored", "object-stored", "companions-dropped")
+_MULTIPART_POINTS = ("upload-created", "parts-sent", "companion-stored", "upload-completed", "companions-dropped")
+
+
+@pytest.fixture(scope="module")
+def big_source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("src") / "big.bin"
+    path.write_bytes(os.urandom(s3_transfer.PART_SIZE + 1000))
+    return path
+
+
+@pytest.mark.parametrize("multipart,point", [(False, p) for p in _SMALL_POINTS] + [(True, p) for p in _MULTIPART_POINTS])
+def test_a_writer_killed_at_any_step_leaves_old_or_new_and_fsck_cleans_up(s3_server, tmp_path, big_source,
+                                                                          multipart, point):
+    from factflow_storage.faults import FAULT_ENV
+
+    bucket = s3_server.new_bucket()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    env.update(s3_server.env(), FACTFLOW_STORAGE_URI=f"minio://{bucket}")
+    old = tmp_path / "old.bin"
+    old.write_bytes(b"old version")
+    big = '{"pad": "%s"}' % ("p" * 3000)  # spilled to a companion record
+    assert _cli(env, "storage", "put", KEY, "--file", str(old), "--metadata", big).returncode == 0
+    new = big_source if multipart else tmp_path / "new.bin"
+    if not multipart:
+        new.write_bytes(b"new version " * 100)
+    killed = _cli(env, "storage", "put", KEY, "--file", str(new), "--metadata", big, env={FAULT_ENV: point})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    got = _cli(env, "storage", "get", KEY)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout in (old.read_bytes(), new.read_bytes())
+    blob = orjson.loads(_cli(env, "--output", "json", "storage", "metadata", KEY).stdout)
+    assert blob["checksum"] == "sha256:" + hashlib.sha256(got.stdout).hexdigest()
+    fixed = _cli(env, "--output", "json", "storage", "fsck", "--repair", "--grace", "0")
+    assert fixed.returncode == 0, fixed.stdout
+    assert _cli(env, "storage", "get", KEY).stdout == got.stdout
+    assert orjson.loads(_cli(env, "--output", "json", "storage", "fsck", "--grace", "0").stdout)["found"] == {}
+    assert list(s3_client.list_incomplete_uploads(s3_server.client(), bucket, "")) == []

@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import signal
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -31,6 +30,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from factflow_storage.errors import NotFound, StorageError
+from factflow_storage.faults import FAULT_ENV, fault  # noqa: F401  (FAULT_ENV: for tests)
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.metadata import CHUNK_SIZE, MAX_METADATA_BYTES
 
@@ -39,17 +39,10 @@ PREVIOUS_FIELD = "_factflow_previous"
 TEMP_SUFFIX = ".tmp" + SIDECAR_SUFFIX
 # A sidecar holds the new blob and the previous one.
 SIDECAR_LIMIT = 2 * MAX_METADATA_BYTES + 4096
-FAULT_ENV = "FACTFLOW_FS_FAULT"
 # The boundaries between the write path's system calls, in order; tests kill a writer at
-# each one (FACTFLOW_FS_FAULT=<name>) and check that the key still reads.
+# each one (FACTFLOW_FAULT=<name>) and check that the key still reads.
 FAULT_POINTS = ("data-temp-created", "data-written", "data-synced", "locked", "sidecar-temp-created",
                 "sidecar-written", "sidecar-renamed", "data-renamed", "dir-synced")
-
-
-def fault(point: str) -> None:
-    """Die here, as a SIGKILL would kill us, when the tests ask for it."""
-    if os.environ.get(FAULT_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def temp_name() -> str:

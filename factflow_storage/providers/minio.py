@@ -30,6 +30,7 @@ from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
+from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_blob_size, check_user_metadata, guess_content_type
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
@@ -45,6 +46,9 @@ _COMPANION_RETRIES = 20
 # Longer than any write takes between storing its companion record and its object
 # becoming visible (one PUT of at most SINGLE_PUT_LIMIT, or one completion).
 COMPANION_GRACE = 15 * 60.0
+# Where tests kill a writer (FACTFLOW_FAULT), in write order; multipart points come from s3_transfer.
+FAULT_POINTS = ("companion-stored", "object-stored", "upload-created", "parts-sent", "upload-completed",
+                "companions-dropped")
 
 
 class MinioProvider(BaseProvider):
@@ -161,12 +165,15 @@ class MinioProvider(BaseProvider):
         if inline is None:
             write_id = meta.new_write_id()
             self._put_companion(key, write_id, encoded)
+            fault("companion-stored")
             headers = {meta.RECORD_HEADER: write_id}
         else:
             headers = {meta.BLOB_HEADER: inline}
         self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
+        fault("object-stored")
         if write_id:
             self._drop_companions(key, name)
+            fault("companions-dropped")
         return blob
 
     def _write_large(self, key: str, name: str, head: bytes, rest: BinaryIO, user_metadata: dict[str, Any],
@@ -179,6 +186,7 @@ class MinioProvider(BaseProvider):
             # The object becomes visible at completion; its metadata must already exist.
             blob = build_metadata(key, user_metadata, content_type=stored_type, size=size, sha256_hex=sha256_hex)
             self._put_companion(key, write_id, check_blob_size(key, meta.encode_blob(blob)))
+            fault("companion-stored")
             result["blob"] = blob
 
         try:
@@ -188,7 +196,9 @@ class MinioProvider(BaseProvider):
             if "blob" in result:
                 self._quietly(self.delete_record, meta.companion_name(key, write_id))
             raise
+        fault("upload-completed")
         self._drop_companions(key, name)
+        fault("companions-dropped")
         return result["blob"]
 
     def _with_bucket(self, action, key: str):

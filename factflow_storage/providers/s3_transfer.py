@@ -23,6 +23,7 @@ import certifi
 import urllib3
 
 from factflow_storage.errors import ConfigError, TooLarge
+from factflow_storage.faults import fault
 from factflow_storage.providers import s3_client
 from factflow_storage.providers.s3_errors import CONNECT_TIMEOUT, READ_TIMEOUT, TRANSLATED, ErrorContext
 
@@ -135,8 +136,10 @@ class Uploader:
         what = f"object {name!r}"
         upload_id = self._call(what, s3_client.create_multipart_upload, client=self._client, bucket=self._bucket,
                                name=name, headers={**headers, "Content-Type": content_type})
+        fault("upload-created")
         try:
             size, digest, parts = self._send_parts(name, upload_id, head, rest)
+            fault("parts-sent")
             if before_complete is not None:
                 before_complete(size, digest.hexdigest())
             self._call(what, s3_client.complete_multipart_upload, client=self._client, bucket=self._bucket,
