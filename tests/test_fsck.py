@@ -218,3 +218,16 @@ def test_repair_beside_live_writers_removes_nothing_they_need(store, tmp_path):
     assert all(report["found"] == {} for report in reports), [r["found"] for r in reports if r["found"]]
     for n in range(3):
         readable(store, f"busy/k{n}")
+
+
+def test_the_fsck_route_refuses_a_bad_body_in_the_error_shape(store):
+    from server_fixture import http_request
+
+    with running_server(StorageService(store)) as url:
+        for body in (b'{"repair": "yes"}', b'{"grace_seconds": -1}', b'{"other": 1}', b'[1]', b'{"prefix": "/x"}'):
+            reply = http_request(url, "POST", "/api/v1/storage/fsck", body=body,
+                                 headers={"Content-Type": "application/json"})
+            assert reply.status == 400, (body, reply.status, reply.body)
+            assert set(reply.json()) == {"detail", "error_code", "timestamp"}
+        reply = http_request(url, "POST", "/api/v1/storage/fsck")
+        assert reply.status == 200 and reply.json()["found"] == {}

@@ -214,3 +214,15 @@ def test_a_writer_killed_at_any_step_leaves_old_or_new_and_fsck_cleans_up(s3_ser
     assert _cli(env, "storage", "get", KEY).stdout == got.stdout
     assert orjson.loads(_cli(env, "--output", "json", "storage", "fsck", "--grace", "0").stdout)["found"] == {}
     assert list(s3_client.list_incomplete_uploads(s3_server.client(), bucket, "")) == []
+
+
+def test_a_blob_past_the_limit_is_refused_before_anything_is_sent(s3_server):
+    from factflow_storage.errors import TooLarge
+    from factflow_storage.metadata import MAX_METADATA_BYTES
+
+    uri = f"minio://{s3_server.new_bucket()}"
+    provider = create_storage_provider(uri, s3_server.options())
+    with pytest.raises(TooLarge):
+        provider.write("a/b", b"x", {"pad": "x" * MAX_METADATA_BYTES})
+    assert not provider.exists("a/b")
+    assert list(provider.list_records("")) == []
