@@ -14,6 +14,12 @@ sidecars. In ``--api`` mode the time includes the server packing the archive int
 same S3 server and reading it back, as the API's design asks.
 
 Target: faster than both tools. ``--repeat N`` keeps each tool's best of N runs.
+
+``--table`` prints instead the performance table's rows (``rows()``, also run by
+``bench/all.py``), factflow and ``rclone copy --transfers JOBS`` taken in turn, medians
+of ``--repeat`` runs (at least 3): ``s3-download-small``, direct download with sidecars
+(target ratio <= 1.0); ``api-download-large``, ``download --api`` through ``factflow
+serve`` (target <= 1.25).
 """
 
 from __future__ import annotations
@@ -34,9 +40,12 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import s3server  # noqa: E402
 
+from harness import REPEAT, Row, alternate, clean_env, wanted  # noqa: E402
+
 from factflow_storage import create_storage_provider  # noqa: E402
 
 FACTFLOW = [sys.executable, "-m", "factflow_storage"]
+ROWS = ("s3-download-small", "api-download-large")
 
 
 def populate(uri: str, options: dict, execution_id: str, count: int, size: int) -> None:
@@ -81,6 +90,66 @@ def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     return process, "http://" + line.split("http://", 1)[1].split()[0]
 
 
+def _environments(server: s3server.S3Server, uri: str) -> tuple[dict[str, str], dict[str, str]]:
+    base = {k: v for k, v in clean_env().items() if not k.startswith(("AWS_", "RCLONE_"))}
+    factflow_env = {**base, **server.env(), "FACTFLOW_STORAGE_URI": uri}
+    rclone_env = {**base, "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Ceph",
+                  "RCLONE_CONFIG_BENCH_ENDPOINT": server.url,
+                  "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": server.access_key,
+                  "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": server.secret_key,
+                  "RCLONE_CONFIG_BENCH_REGION": server.region}
+    return factflow_env, rclone_env
+
+
+def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT, jobs: int = 32,
+         small: tuple[int, int] | None = None, large: tuple[int, int] | None = None) -> list[Row]:
+    ids = wanted(ROWS, only)
+    if not ids:
+        return []
+    small_count, small_bytes = small or ((200, 2048) if quick else (10_000, 2048))
+    large_count, large_mib = large or ((2, 4) if quick else (20, 50))
+    workdir = Path(tempfile.mkdtemp(prefix="download-bench-"))
+    result = []
+    try:
+        with s3server.start(warm_up=True) as server:
+            bucket = server.new_bucket()
+            uri = f"minio://{bucket}"
+            factflow_env, rclone_env = _environments(server, uri)
+            rclone = ["rclone", "copy", "--transfers", str(jobs), "--checkers", str(jobs)]
+            target = workdir / "copy"
+
+            def fresh() -> None:
+                shutil.rmtree(target, ignore_errors=True)
+
+            def compare(execution: str, env: dict[str, str]) -> tuple[float, float]:
+                download = [*FACTFLOW, "storage", "download", execution, "--quiet", "--jobs", str(jobs),
+                            "--output-dir", str(target)]
+                copy = [*rclone, f"bench:{bucket}/executions/{execution}/", str(target)]
+                return alternate(repeat, lambda: (fresh(), timed(download, env))[1],
+                                 lambda: (fresh(), timed(copy, rclone_env))[1])
+
+            if "s3-download-small" in ids:
+                populate(uri, server.options(), "small", small_count, small_bytes)
+                ours, theirs = compare("small", factflow_env)
+                result.append(Row("s3-download-small", f"`download` {small_count:,} x {small_bytes // 1024} KiB "
+                                  "from S3, with sidecars", f"`rclone copy --transfers {jobs}`", ours, theirs,
+                                  "<=", 1.0, runs=repeat))
+            if "api-download-large" in ids:
+                populate(uri, server.options(), "large", large_count, large_mib * 1024 * 1024)
+                api_process, api_url = start_api(factflow_env)
+                try:
+                    ours, theirs = compare("large", {**factflow_env, "FACTFLOW_API_URL": api_url})
+                finally:
+                    api_process.terminate()
+                    api_process.wait(timeout=10)
+                result.append(Row("api-download-large", f"`download --api` {large_count} x {large_mib} MiB "
+                                  "(serve over S3)", f"`rclone copy --transfers {jobs}`", ours, theirs,
+                                  "<=", 1.25, runs=repeat))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small-count", type=int, default=10_000)
@@ -90,7 +159,14 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=32, help="factflow --jobs, and rclone's in the tuned row")
     parser.add_argument("--repeat", type=int, default=1, help="Best of N runs per tool (the host may be busy)")
     parser.add_argument("--workdir", default=None, help="Where the copies go (default: a temp dir)")
+    parser.add_argument("--table", action="store_true", help="print the performance table's rows only")
     args = parser.parse_args()
+    if args.table:
+        from harness import print_rows
+
+        print_rows(rows(repeat=max(args.repeat, REPEAT), jobs=args.jobs,
+                        small=(args.small_count, args.small_bytes), large=(args.large_count, args.large_mib)))
+        return 0
     for tool in ("rclone", "aws"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not on PATH")
@@ -125,7 +201,7 @@ def main() -> int:
         api_process, api_url = start_api(factflow_env)
         api_env = {**base, "FACTFLOW_API_URL": api_url}
         try:
-            rows = []
+            measured = []
             for name in executions:
                 def out(label: str) -> Path:
                     path = workdir / f"{name}-{label}"
@@ -158,14 +234,14 @@ def main() -> int:
                     print(f"  {name:<6} {label:<34} {times[label]:8.2f} s  ({files} files, "
                           f"{size / 2**20:.1f} MiB)", flush=True)
                     shutil.rmtree(target, ignore_errors=True)
-                rows.append((name, times))
+                measured.append((name, times))
         finally:
             api_process.terminate()
             api_process.wait(timeout=10)
 
     print()
     print(f"{'execution':<10} {'factflow run':<32} {'seconds':>8}   vs rclone  vs rclone-tuned  vs aws")
-    for name, times in rows:
+    for name, times in measured:
         references = [times["rclone copy"], times[f"rclone copy --transfers {args.jobs}"],
                       times["aws s3 cp --recursive"]]
         for label in ("factflow direct", "factflow direct --no-metadata", "factflow --api"):

@@ -1,6 +1,6 @@
 """S3 benchmark: factflow against rclone and the aws cli on the same S3 server, one run.
 
-    python3 bench/s3_bench.py [--keys 20000] [--small 1000] [--large-mib 500] [--repeat 3]
+    python3 bench/s3_bench.py [--keys 20000] [--small 1000] [--large-mib 500] [--repeat 3] [--table]
 
 Starts its own server (``tests/s3server.py``: radosgw on memstore, or minio when on PATH),
 fills one bucket, then times, as a user would run them (every tool a fresh process, its
@@ -37,9 +37,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import s3server  # noqa: E402
 
+from harness import REPEAT, Row, alternate, clean_env, print_rows, wanted  # noqa: E402
+
 from factflow_storage import create_storage_provider  # noqa: E402
 
 FACTFLOW = [sys.executable, "-m", "factflow_storage"]
+ROWS = ("s3-get-4k", "s3-list")
 TARGET = 1.25
 SMALL_EXECUTION = "bench-small"
 
@@ -110,13 +113,52 @@ def report(title: str, rows: dict[str, float], *, target: bool, reference: str =
         print(f"  -> {verdict} the target of {TARGET}x {reference}")
 
 
+def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT,
+         keys: int | None = None) -> list[Row]:
+    ids = wanted(ROWS, only)
+    if not ids:
+        return []
+    keys = keys or (500 if quick else 20_000)
+    result = []
+    with s3server.start() as server:
+        bucket = server.new_bucket()
+        provider = create_storage_provider(f"minio://{bucket}", server.options())
+        ff_env = clean_env(**server.env(), FACTFLOW_STORAGE_URI=f"minio://{bucket}")
+        tools = server.tool_env()
+        remote = f"{s3server.RCLONE_REMOTE}:{bucket}"
+        if "s3-get-4k" in ids:
+            provider.write("small/obj.bin", os.urandom(4096))
+            get = [*FACTFLOW, "storage", "get", "small/obj.bin"]
+            cat = ["rclone", "cat", f"{remote}/small/obj.bin"]
+            timed(get, ff_env), timed(cat, tools)  # bytecode and the server's first request, unmeasured
+            ours, theirs = alternate(repeat, lambda: timed(get, ff_env), lambda: timed(cat, tools))
+            result.append(Row("s3-get-4k", "`get` of a 4 KiB object on S3, fresh process", "`rclone cat`",
+                              ours, theirs, "<=", 1.0, runs=repeat))
+        if "s3-list" in ids:
+            client = server.client()
+            with ThreadPoolExecutor(32) as pool:
+                list(pool.map(lambda n: client.put_object(bucket_name=bucket, object_name=f"listing/k-{n:06d}.json",
+                                                          data=io.BytesIO(b"{}"), length=2), range(keys)))
+            listing = [*FACTFLOW, "storage", "list", "--prefix", "listing/", "--output", "json"]
+            lsf = ["rclone", "lsf", "-R", f"{remote}/listing/"]
+            ours, theirs = alternate(repeat, lambda: timed(listing, ff_env), lambda: timed(lsf, tools))
+            result.append(Row("s3-list", f"S3 list {keys:,} keys", "`rclone lsf -R`", ours, theirs, "<=", 1.0,
+                              runs=repeat))
+        provider.close()
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=20_000)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large-mib", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--table", action="store_true", help="print the performance table's rows only")
     args = parser.parse_args()
+    if args.table:
+        print_rows(rows(repeat=args.repeat, keys=args.keys))
+        return 0
 
     print("starting the S3 server...", flush=True)
     server = s3server.start()

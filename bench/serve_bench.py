@@ -9,6 +9,15 @@ request failed.
 
     python3 bench/serve_bench.py                      # 64 clients, a temp filesystem
     python3 bench/serve_bench.py --clients 16 --seconds 10 --storage file:///tmp/bench
+    python3 bench/serve_bench.py --table              # the performance table's rows only
+
+The table's rows (``rows()``, also run by ``bench/all.py``), each from runs taken in turn:
+
+- ``serve-mix``: the workload above, served vs direct, median throughput of 3 runs each;
+  target ratio >= 0.9;
+- ``serve-p99``: 64 clients each cycling through a list page of 100 keys with their
+  metadata, a read of an object and its metadata, over HTTP on a filesystem storage; the
+  median over 3 runs of the p99 latency of all requests; target <= 250 ms.
 """
 
 from __future__ import annotations
@@ -27,10 +36,14 @@ import time
 from collections import defaultdict
 from urllib.parse import quote, urlsplit
 
+from harness import REPEAT, Row, clean_env, print_rows, wanted
+
 from factflow_storage import create_storage_provider
 from factflow_storage.service import StorageService
 
 READ, LIST = "read", "list"
+ROWS = ("serve-mix", "serve-p99")
+METADATA_LIST, METADATA = "list+metadata", "metadata"
 
 
 class Tally:
@@ -59,6 +72,34 @@ def http_client(netloc: str, keys: list[str], deadline: float, tally: Tally, see
         op, key = pick(rng, keys)
         path = (f"/api/v1/storage/objects/{quote(key)}" if op == READ
                 else "/api/v1/storage/objects?prefix=bench/&limit=100&include_metadata=false")
+        started = time.perf_counter()
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            tally.fail(f"{op}: {err!r}")
+            connection.close()
+            connection = http.client.HTTPConnection(netloc, timeout=60)
+            continue
+        tally.add(op, time.perf_counter() - started)
+        if response.status != 200 or (op == READ and len(body) != size):
+            tally.fail(f"{op} {key}: HTTP {response.status} ({len(body)} bytes)")
+    connection.close()
+
+
+def metadata_client(netloc: str, keys: list[str], deadline: float, tally: Tally, seed: int, size: int) -> None:
+    """list with metadata, get, metadata, in turn, on one connection."""
+    rng = random.Random(seed)
+    connection = http.client.HTTPConnection(netloc, timeout=60)
+    turn = seed
+    while time.perf_counter() < deadline:
+        op = (METADATA_LIST, READ, METADATA)[turn % 3]
+        turn += 1
+        key = quote(rng.choice(keys))
+        path = {METADATA_LIST: "/api/v1/storage/objects?prefix=bench/&limit=100&include_metadata=true",
+                READ: f"/api/v1/storage/objects/{key}",
+                METADATA: f"/api/v1/storage/objects/{key}?view=metadata"}[op]
         started = time.perf_counter()
         try:
             connection.request("GET", path)
@@ -125,7 +166,7 @@ def summary(name: str, tally: Tally, elapsed: float) -> dict[str, float]:
 
 
 def start_server(uri: str, threads: int, log) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    env = clean_env()
     proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "serve", "--port", "0", "--threads",
                              str(threads), "--storage", uri], env=env, stdout=subprocess.PIPE, stderr=log)
     line = proc.stdout.readline().decode()
@@ -133,6 +174,70 @@ def start_server(uri: str, threads: int, log) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise SystemExit(f"the server did not start: {line!r}")
     return proc, urlsplit(line.split()[-1]).netloc
+
+
+def p99(tally: Tally) -> float:
+    values = sorted(v for op in tally.latencies.values() for v in op)
+    return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def _throughput(tally: Tally, elapsed: float) -> float:
+    if tally.errors:
+        raise SystemExit(f"{len(tally.errors)} requests failed, first: {tally.errors[0]}")
+    return sum(len(values) for values in tally.latencies.values()) / elapsed
+
+
+def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT, clients: int = 64,
+         seconds: float | None = None, objects: int = 500, size: int = 16 * 1024) -> list[Row]:
+    ids = wanted(ROWS, only)
+    if not ids:
+        return []
+    seconds = seconds or (0.5 if quick else 6.0)
+    objects = min(objects, 100) if quick else objects
+    workdir = tempfile.mkdtemp(prefix="serve-bench-")
+    uri = f"file://{workdir}/storage"
+    provider = create_storage_provider(uri)
+    service = StorageService(provider)
+    payload = os.urandom(size)
+    keys = [f"bench/obj-{n:06d}.bin" for n in range(objects)]
+    for key in keys:
+        service.put(key, payload)
+    result = []
+    try:
+        with open(os.path.join(workdir, "server.log"), "wb") as log:
+            proc, netloc = start_server(uri, 32, log)
+            try:
+                if "serve-mix" in ids:
+                    served, direct = [], []
+                    for _ in range(repeat):
+                        served.append(_throughput(*run_clients(
+                            http_client, lambda n, deadline, tally: (netloc, keys, deadline, tally, n, size),
+                            clients, seconds)))
+                        direct.append(_throughput(*run_clients(
+                            direct_client, lambda n, deadline, tally: (service, keys, deadline, tally, n, size),
+                            clients, seconds)))
+                    result.append(Row("serve-mix", f"{clients} HTTP clients through `serve`, 9 reads of a "
+                                      f"{size // 1024} KiB object : 1 list of 100 keys", "the same work in-process",
+                                      statistics.median(served), statistics.median(direct), ">=", 0.9,
+                                      unit="req/s", runs=repeat))
+                if "serve-p99" in ids:
+                    tails = []
+                    for _ in range(repeat):
+                        tally, elapsed = run_clients(
+                            metadata_client, lambda n, deadline, tally: (netloc, keys, deadline, tally, n, size),
+                            clients, seconds)
+                        _throughput(tally, elapsed)
+                        tails.append(p99(tally))
+                    result.append(Row("serve-p99", f"{clients} clients, list with metadata + get + metadata, fs",
+                                      "—", statistics.median(tails), None, "<=", 0.25, runs=repeat,
+                                      on_ratio=False))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    finally:
+        provider.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
 
 
 def main() -> int:
@@ -143,7 +248,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=16 * 1024, help="bytes per object")
     parser.add_argument("--threads", type=int, default=32, help="server worker threads")
     parser.add_argument("--storage", default=None, help="file:// URI (default: a temp dir)")
+    parser.add_argument("--table", action="store_true", help="print the performance table's rows only")
     args = parser.parse_args()
+    if args.table:
+        print_rows(rows(clients=args.clients, seconds=args.seconds, objects=args.objects, size=args.size))
+        return 0
 
     workdir = tempfile.mkdtemp(prefix="serve-bench-")
     uri = args.storage or f"file://{workdir}/storage"

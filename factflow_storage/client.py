@@ -20,6 +20,7 @@ import orjson
 from factflow_storage import errors
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
+from factflow_storage.metadata import check_metadata_size
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
 
@@ -262,6 +263,7 @@ class RemoteService:
             *, content_type: str | None = None) -> dict[str, Any]:
         headers: dict[str, str | bytes] = {}
         if metadata is not None:
+            check_metadata_size(metadata)  # refused here, before the body is sent
             # UTF-8 JSON as raw header bytes: http.client would refuse non-latin-1 text.
             headers[METADATA_HEADER] = orjson.dumps(dict(metadata))
         if content_type:
@@ -270,8 +272,10 @@ class RemoteService:
         response = self.api.request("PUT", object_path(validate_key(key)), body=body, headers=headers)
         return self.api._json(response)
 
-    def delete(self, key: str) -> None:
-        self.api.request("DELETE", object_path(validate_key(key))).close()
+    def delete(self, key: str) -> bool:
+        response = self.api.request("DELETE", object_path(validate_key(key)))
+        response.close()
+        return (response.getheader("X-Factflow-Deleted") or "true").lower() != "false"
 
     # -- executions ----------------------------------------------------------
 
@@ -292,6 +296,25 @@ class RemoteService:
         if grace is not None:
             body["grace_seconds"] = grace
         return self.api.send_json("POST", "/api/v1/storage/fsck", body)
+
+    # -- retention -------------------------------------------------------------
+
+    def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
+                          force: bool = False) -> dict[str, Any]:
+        first, *together = [validate_segment(e, "execution id") for e in execution_ids]
+        params = [("confirm", confirm), ("force", force), *(("with", e) for e in together)]
+        return self.api._json(self.api.request("DELETE", self._execution_path(first), params=params))
+
+    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
+              confirm: bool = False) -> dict[str, Any]:
+        return self.api.send_json("POST", f"{EXECUTIONS}/prune", {
+            "older_than": older_than, "statuses": statuses, "keep": keep, "confirm": confirm})
+
+    def execution_deps(self, execution_id: str) -> dict[str, Any]:
+        return self.api.get_json(self._execution_path(execution_id) + "/deps")
+
+    def deletions(self) -> list[dict[str, Any]]:
+        return self.api.get_json("/api/v1/deletions")["deletions"]
 
     def health(self) -> dict[str, Any]:
         return self.api.get_json("/api/v1/health")

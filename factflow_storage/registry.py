@@ -19,6 +19,13 @@ PROVIDERS: dict[str, str] = {
     "s3": "factflow_storage.providers.minio:MinioProvider",
 }
 
+# Write hooks each provider gets when opened here: S3 servers cannot push changes, so
+# watchers poll a journal the writers keep (``factflow_storage.watch.journal``).
+WRITE_HOOKS: dict[str, tuple[str, ...]] = {
+    "minio": ("factflow_storage.watch.s3_sources:journal_hook",),
+    "s3": ("factflow_storage.watch.s3_sources:journal_hook",),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class StorageURI:
@@ -52,6 +59,12 @@ def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
                             options: Mapping[str, Any] | None = None) -> StorageProtocol:
     """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...)."""
     parsed = parse_storage_uri(uri)
-    module_name, _, class_name = PROVIDERS[parsed.scheme].partition(":")
-    provider_class = getattr(importlib.import_module(module_name), class_name)
-    return provider_class(parsed, **dict(options or {}))
+    provider = _load(PROVIDERS[parsed.scheme])(parsed, **dict(options or {}))
+    for hook in WRITE_HOOKS.get(parsed.scheme, ()):
+        provider.add_write_hook(_load(hook)(provider))
+    return provider
+
+
+def _load(path: str) -> Any:
+    module_name, _, name = path.partition(":")
+    return getattr(importlib.import_module(module_name), name)

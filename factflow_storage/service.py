@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from factflow_storage import executions
-from factflow_storage.errors import BadRequest
+from factflow_storage.errors import BadRequest, Conflict
 from factflow_storage.keys import execution_prefix, parse_key, validate_key, validate_prefix, validate_segment
 from factflow_storage.metadata import format_time, is_json_type
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol
@@ -24,6 +24,8 @@ from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, Stor
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 METADATA_WORKERS = 16
+PREFIX_NOT_OBJECT = ("{key!r} is a prefix, not an object: nothing deleted; delete a whole execution "
+                     "with 'factflow execution delete ID'")
 
 
 def json_bytes(value: Any) -> bytes:
@@ -200,8 +202,16 @@ class StorageService:
             *, content_type: str | None = None) -> dict[str, Any]:
         return self.provider.write(validate_key(key), data, metadata, content_type=content_type)
 
-    def delete(self, key: str) -> None:
-        self.provider.delete(validate_key(key))
+    def delete(self, key: str) -> bool:
+        """Delete one object; False when there was none. A key that only names a prefix is
+        refused: whole executions go through ``execution delete``."""
+        validate_key(key)
+        if not self.provider.exists(key):
+            if next(iter(self.provider.list(key + "/", limit=1)), None) is not None:
+                raise Conflict(PREFIX_NOT_OBJECT.format(key=key))
+            return False
+        self.provider.delete(key)
+        return True
 
     # -- executions ----------------------------------------------------------
 
@@ -227,6 +237,30 @@ class StorageService:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
         grace = fsck.DEFAULT_GRACE if grace is None else grace
         return fsck.report(check(prefix, repair=repair, grace=grace), prefix=prefix, repair=repair, grace=grace)
+
+    # -- retention (factflow_storage.retention) ------------------------------
+
+    def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
+                          force: bool = False) -> dict[str, Any]:
+        from factflow_storage.retention.delete import delete_executions
+
+        return delete_executions(self.provider, execution_ids, confirm=confirm, force=force)
+
+    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
+              confirm: bool = False) -> dict[str, Any]:
+        from factflow_storage.retention.prune import prune
+
+        return prune(self.provider, older_than=older_than, statuses=statuses, keep=keep, confirm=confirm)
+
+    def execution_deps(self, execution_id: str) -> dict[str, Any]:
+        from factflow_storage.retention.prune import dependencies
+
+        return dependencies(self.provider, execution_id)
+
+    def deletions(self) -> list[dict[str, Any]]:
+        from factflow_storage.retention.delete import list_deletions
+
+        return list_deletions(self.provider)
 
     def health(self) -> dict[str, Any]:
         self.provider.check()

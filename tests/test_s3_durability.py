@@ -133,7 +133,7 @@ def test_fsck_removes_only_records_no_object_names(s3_server):
     provider.write("a/k", b"1", big)
     provider.write("a/k", b"2", {**big, "v": 2})
     provider.write("a/gone", b"x", big)
-    current = provider._current_write_id(provider._name("a/gone"))
+    current = provider._current_write_id("a/gone", provider._name("a/gone"))
     provider._client.remove_object(bucket_name=provider.bucket, object_name="a/gone")  # a delete that died
     # A record a killed small put left before its object appeared.
     provider.put_record(meta.companion_name("a/k", meta.new_write_id()),
@@ -145,7 +145,7 @@ def test_fsck_removes_only_records_no_object_names(s3_server):
     assert provider.get_record(meta.companion_name("a/gone", current)) is None
     assert provider.metadata("a/k")["v"] == 2 and provider.read("a/k") == b"2"
     assert [r for r in provider.list_records("metadata/")] == \
-        [meta.companion_name("a/k", provider._current_write_id(provider._name("a/k")))]
+        [meta.companion_name("a/k", provider._current_write_id("a/k", provider._name("a/k")))]
     assert list(provider.fsck(repair=True, grace=0)) == []
 
 

@@ -21,6 +21,7 @@ from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
 from factflow_storage.errors import Conflict, ConfigError, NotFound, StorageError
+from factflow_storage.executions import refuse_deleting
 from factflow_storage.keys import execution_prefix
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
@@ -62,7 +63,9 @@ class ArchiveJobs:
         request = ArchiveRequest.parse(body)
         self._sweep_now_and_then()
         prefix = execution_prefix(request.execution_id)
-        if self.service.provider.read_execution(request.execution_id) is None \
+        record = self.service.provider.read_execution(request.execution_id)
+        refuse_deleting(record, request.execution_id)
+        if record is None \
                 and next(iter(self.service.provider.list(prefix, limit=1)), None) is None:
             raise NotFound(f"no execution {request.execution_id!r}")
         job_id = uuid.uuid4().hex

@@ -16,6 +16,7 @@ import click
 from factflow_storage.cli.options import App, Duration, output_option, pass_app
 from factflow_storage.cli.render import JSON, json_bytes
 from factflow_storage.errors import NotFound
+from factflow_storage.executions import refuse_deleting
 
 WAITING = "waiting for execution {} to start (no record yet)"
 TIMED_OUT = "timed out after {} waiting for execution {} to finish"
@@ -37,7 +38,7 @@ def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
     timeout = timeout if timeout is not None else app.timeout
     for execution_id in execution_ids:
         try:
-            app.service.execution(execution_id)
+            refuse_deleting(app.service.execution(execution_id), execution_id)
         except NotFound:
             click.echo(WAITING.format(execution_id), err=True)
     try:

@@ -24,7 +24,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
@@ -32,7 +32,8 @@ import orjson
 
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
-from factflow_storage.metadata import HashingReader, build_metadata, check_blob_size, check_user_metadata, foreign_metadata
+from factflow_storage.metadata import (HashingReader, build_metadata, check_blob_size, check_user_metadata,
+                                       describe_stored, foreign_metadata)
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import fs_paths, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
@@ -101,7 +102,7 @@ class FilesystemProvider(BaseProvider):
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
         user_metadata.pop(PREVIOUS_FIELD, None)
-        check_blob_size(key, orjson.dumps(user_metadata))  # fail before the bytes are read
+        self.index_lineage(key, user_metadata)
         fds = self._make_parent(key, parents)
         parent = fds[-1]
         try:
@@ -218,6 +219,7 @@ class FilesystemProvider(BaseProvider):
             handle, st, blob = self._consistent(key, fds[-1], name)
         finally:
             fs_paths.close_all(fds)
+        blob = describe_stored(key, blob, size=st.st_size)  # a tree copied by another tool
         info = _info(key, st, blob)
         try:
             check_range(key, info.size, start, length)
@@ -436,6 +438,19 @@ class FilesystemProvider(BaseProvider):
 
     def delete_record(self, name: str) -> None:
         _unlink_quietly(self._record_path(name))
+
+    def delete_records(self, names: Iterable[str]) -> None:
+        """Also drops directories left empty, so a deleted execution leaves no trace."""
+        for name in names:
+            path = self._record_path(name)
+            _unlink_quietly(path)
+            directory = os.path.dirname(path)
+            while directory != self.root and directory.startswith(self.root):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
+                directory = os.path.dirname(directory)
 
     def check(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):

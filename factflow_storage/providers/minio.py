@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from minio import Minio
@@ -32,7 +32,7 @@ from minio.helpers import check_bucket_name
 from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
-from factflow_storage.metadata import build_metadata, check_blob_size, check_user_metadata, guess_content_type
+from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
@@ -52,8 +52,6 @@ FAULT_POINTS = ("companion-stored", "object-stored", "upload-created", "parts-se
 
 
 class MinioProvider(BaseProvider):
-    write_journal = None  # decided on the first write: journal only without a listen API
-
     def __init__(self, uri: StorageURI, *, endpoint: str | None = None, access_key: str | None = None,
                  secret_key: str | None = None, secure: bool | None = None, region: str | None = None,
                  create_bucket: bool = False):
@@ -145,7 +143,7 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
-        check_blob_size(key, meta.encode_blob(user_metadata))  # fail before the bytes are sent
+        self.index_lineage(key, user_metadata)
         content_type = content_type or user_metadata.get("content_type") or None
         head, rest = read_head(data)
         if rest is None:
@@ -159,16 +157,13 @@ class MinioProvider(BaseProvider):
                      content_type: str | None) -> dict[str, Any]:
         blob = build_metadata(key, user_metadata, content_type=content_type, size=len(data),
                               sha256_hex=hashlib.sha256(data).hexdigest())
-        encoded = check_blob_size(key, meta.encode_blob(blob))
-        inline = meta.inline_value(encoded)
+        headers, spilled = meta.object_headers(blob, hashlib.md5(data).hexdigest())
         write_id = None
-        if inline is None:
+        if spilled is not None:
             write_id = meta.new_write_id()
-            self._put_companion(key, write_id, encoded)
+            self._put_companion(key, write_id, spilled)
             fault("companion-stored")
-            headers = {meta.RECORD_HEADER: write_id}
-        else:
-            headers = {meta.BLOB_HEADER: inline}
+            headers[meta.RECORD_HEADER] = meta.record_pointer(key, write_id)
         self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
         fault("object-stored")
         if write_id:
@@ -180,18 +175,21 @@ class MinioProvider(BaseProvider):
                      content_type: str | None) -> dict[str, Any]:
         write_id = meta.new_write_id()
         stored_type = content_type or guess_content_type(key)
+        known = {**provenance(key), **user_metadata, "content_type": stored_type}  # all but the checksum
         result: dict[str, Any] = {}
 
         def before_complete(size: int, sha256_hex: str) -> None:
             # The object becomes visible at completion; its metadata must already exist.
             blob = build_metadata(key, user_metadata, content_type=stored_type, size=size, sha256_hex=sha256_hex)
-            self._put_companion(key, write_id, check_blob_size(key, meta.encode_blob(blob)))
+            self._put_companion(key, write_id, meta.encode_blob(blob))
             fault("companion-stored")
             result["blob"] = blob
 
         try:
             self._with_bucket(lambda: self._uploader.multipart(name, head, rest, stored_type,
-                                                               {meta.RECORD_HEADER: write_id}, before_complete), key)
+                                                               {**meta.readable_headers(known),
+                                                                meta.RECORD_HEADER: meta.record_pointer(key, write_id)},
+                                                               before_complete), key)
         except BaseException:
             if "blob" in result:
                 self._quietly(self.delete_record, meta.companion_name(key, write_id))
@@ -227,7 +225,7 @@ class MinioProvider(BaseProvider):
     def _drop_companions(self, key: str, name: str, *, grace: float = COMPANION_GRACE) -> int:
         """Delete companion records no version of the object can need any more: not the one
         the object names now, and older than ``grace`` (see the module docstring)."""
-        current = self._current_write_id(name)
+        current = self._current_write_id(key, name)
         horizon = meta.write_id_at(time.time() - grace)
         dropped = 0
         for record in list(self.list_records(meta.companion_dir(key))):
@@ -237,7 +235,8 @@ class MinioProvider(BaseProvider):
                 dropped += 1
         return dropped
 
-    def _current_write_id(self, name: str) -> str | None:
+    def _current_write_id(self, key: str, name: str) -> str | None:
+        """The write id of the companion record the object names now (None: none of its own)."""
         try:
             found = self._client.stat_object(bucket_name=self.bucket, object_name=name)
         except S3Error as err:
@@ -247,11 +246,12 @@ class MinioProvider(BaseProvider):
             raise self._errors.translate(err, f"object {name!r}") from err
         except TRANSLATED as err:
             raise self._errors.translate(err, f"object {name!r}") from err
-        return found.metadata.get(meta.RECORD_HEADER) or None
+        pointer = found.metadata.get(meta.RECORD_HEADER)
+        return meta.write_id_of(pointer) if pointer and meta.own_record(key, pointer) else None
 
     def delete(self, key: str) -> None:
         name = self._name(key)
-        current = self._current_write_id(name)
+        current = self._current_write_id(key, name)
         try:
             self._call(f"object {key!r}", self._client.remove_object, bucket_name=self.bucket, object_name=name)
         except StorageError as err:
@@ -261,6 +261,39 @@ class MinioProvider(BaseProvider):
         if current:
             self._quietly(self.delete_record, meta.companion_name(key, current))
         self._drop_companions(key, name)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Companion records first (one scan of ``metadata/`` per call, matched by the
+        hash of each key), then the objects by multi-object delete, 1,000 a request: an
+        interrupted call leaves no companion whose object is gone."""
+        if not keys:
+            return
+        wanted = {meta.companion_dir(key) for key in keys}
+        self.delete_records([record for record in self.list_records(meta.COMPANION_DIR)
+                             if record[:record.rfind("/") + 1] in wanted])
+        self._remove_names([self._name(key) for key in keys])
+
+    def delete_records(self, names: Iterable[str]) -> None:
+        """One multi-object delete per thousand names."""
+        self._remove_names([self._record_name(name) for name in names])
+
+    def _remove_names(self, names: Sequence[str]) -> None:
+        from minio.deleteobjects import DeleteObject
+
+        if not names:
+            return
+        try:
+            # The answers come lazily, one request per 1,000 names: drain them inside _call.
+            failed = self._call("multi-object delete", lambda **kwargs: list(self._client.remove_objects(**kwargs)),
+                                bucket_name=self.bucket, delete_object_list=(DeleteObject(name) for name in names))
+        except StorageError as err:
+            if self._bucket_is_missing(err):
+                return
+            raise
+        failed = [error for error in failed if error.code != "NoSuchKey"]
+        if failed:
+            raise StorageError(f"could not delete {len(failed)} objects, first {failed[0].name!r}: "
+                               f"{failed[0].code} {failed[0].message}")
 
     # -- reads ---------------------------------------------------------------
 
@@ -323,16 +356,16 @@ class MinioProvider(BaseProvider):
         if inline is not None:
             blob = meta.decode_inline(inline)
             if blob is not None:
-                return blob
+                return meta.as_stored(key, blob, info, headers)
         write_id = headers.get(meta.RECORD_HEADER)
         if write_id:
             raw = self.get_record(meta.companion_name(key, write_id))
-            if raw is None:
+            if raw is None and meta.own_record(key, write_id):
                 time.sleep(0.05)
                 return None
-            blob = meta.decode_record(raw)
+            blob = meta.decode_record(raw) if raw is not None else None
             if blob is not None:
-                return blob
+                return meta.as_stored(key, blob, info, headers)
         return meta.foreign_blob(key, info.size, info.last_modified, headers, info.etag)
 
     def stat(self, key: str) -> ObjectInfo:

@@ -68,7 +68,7 @@ def _records(provider: Any, prefix: str, repair: bool, grace: float) -> Iterator
         key = _key_of(provider, records)
         if key is None or not key.startswith(prefix):
             continue
-        current = provider._current_write_id(provider._name(key))
+        current = provider._current_write_id(key, provider._name(key))
         for name, size in old:
             if meta.write_id_of(name) == current:
                 continue

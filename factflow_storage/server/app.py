@@ -20,11 +20,13 @@ from factflow_storage.service import StorageService
 
 ROUTE_MODULES: list[str] = [
     "factflow_storage.server.storage_routes",
+    "factflow_storage.server.retention_routes",  # before execution_routes: see its docstring
     "factflow_storage.server.execution_routes",
     "factflow_storage.server.event_routes",
     "factflow_storage.server.archive_routes",
     "factflow_storage.server.fsck_routes",
     "factflow_storage.server.openapi",
+    "factflow_storage.server.console_routes",
 ]
 
 # Bodies past this answer 413 (in the error shape) before anything is stored.
@@ -37,6 +39,7 @@ def make_app(service: StorageService, *, token: str | None = None,
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # JSON is orjson bytes, from http.json_response
     app.config["factflow.max_body"] = max_body
+    app.config["factflow.token"] = token  # for the console's login (console_routes)
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())
     app.add_hook("before_request", make_auth_hook(token))

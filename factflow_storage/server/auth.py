@@ -1,9 +1,10 @@
 """Who may talk to the server.
 
 With a token, every request but ``GET /api/v1/health`` carries ``Authorization: Bearer
-<token>`` (compared in constant time), else 401. Without one the server only binds
-loopback, and it answers 403 to requests whose ``Host`` is not a loopback name: a web
-page cannot then reach it through a DNS name rebound to 127.0.0.1.
+<token>`` (compared in constant time) or the console's session cookie (``session``), else
+401; the console's page, static files and login are public too. Without one the server
+only binds loopback, and it answers 403 to requests whose ``Host`` is not a loopback
+name: a web page cannot then reach it through a DNS name rebound to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import bottle
 
 from factflow_storage.errors import AccessDenied, ConfigError, Unauthorized
 from factflow_storage.server.http import exception_response
+from factflow_storage.server.session import SESSION_COOKIE, session_valid
 
 TOKEN_ENV = "FACTFLOW_API_TOKEN"
 # Set on each request when a token is in force: whether it carried the right one.
 AUTHENTICATED = "factflow.authenticated"
-PUBLIC_ROUTES = frozenset({("GET", "/api/v1/health")})
+PUBLIC_ROUTES = frozenset({("GET", "/api/v1/health"), ("GET", "/"), ("HEAD", "/"),
+                           ("POST", "/api/v1/session")})
+# The console's static files: the same for everyone, and the login form is among them.
+PUBLIC_PREFIXES = ("/console/",)
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
@@ -76,8 +81,13 @@ def make_auth_hook(token: str | None):
         scheme, _, credentials = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         sent = scheme.lower() == "bearer" and bool(credentials.strip())
         valid = sent and hmac.compare_digest(credentials.strip().encode("latin-1"), expected)
+        if not valid and not sent:
+            # The console's cookie (see ``session``): a second source of the same credential.
+            valid = session_valid(request.get_cookie(SESSION_COOKIE), expected)
         request.environ[AUTHENTICATED] = valid
         if valid or (request.method, request.path) in PUBLIC_ROUTES:
+            return
+        if request.method in ("GET", "HEAD") and request.path.startswith(PUBLIC_PREFIXES):
             return
         raise Unauthorized(WRONG_TOKEN if sent else MISSING_TOKEN)
 

@@ -18,6 +18,7 @@ from factflow_storage.service import DEFAULT_PAGE, StorageService
 
 OBJECTS = "/api/v1/storage/objects"
 METADATA_HEADER = "X-Factflow-Metadata"
+DELETED_HEADER = "X-Factflow-Deleted"
 METADATA_VIEW = "metadata"
 CONTENT_VIEW = "content"
 
@@ -123,5 +124,6 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
 
     @app.delete(OBJECTS + "/<key:path>")
     def delete_object(key: str):
-        service.delete(route_key(key))
-        return bottle.HTTPResponse(status=204)
+        deleted = service.delete(route_key(key))
+        # 204 either way, as on S3; the header tells the CLI whether there was an object.
+        return bottle.HTTPResponse(status=204, headers={DELETED_HEADER: "true" if deleted else "false"})

@@ -1,0 +1,124 @@
+"""Start-up time: ``factflow --help`` as users get it, against the bare interpreter.
+
+    python3 bench/startup_bench.py [--repeat 10] [--only help-installed,help-pyz]
+
+- ``help-installed``: a throwaway venv with the package installed from a copy of the
+  checkout (not editable) and its dependencies from the package index, as a user gets it;
+  ``VENV/bin/factflow --help`` vs ``VENV/bin/python -c pass``. Target: ratio <= 2.5. When
+  pip cannot reach an index, the venv takes the dependencies from this Python's
+  site-packages instead (``--system-site-packages``; its ``.pth`` files then run in both
+  commands, which flatters the ratio) and the row says so.
+- ``help-pyz``: ``dist/factflow.pyz`` built by ``build_zipapp.py`` into a temp dir, run with
+  ``SHIV_ROOT`` in a temp dir after one warm-up run (which unpacks it); ``python3 PYZ --help``
+  vs ``python3 -c pass``. Target: ratio <= 3.0.
+
+Each run is a few tens of milliseconds, so the default takes more runs than the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from harness import Row, alternate, print_rows, timed, wanted
+
+ROWS = ("help-installed", "help-pyz")
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = ("setup.cfg", "pyproject.toml", "README.rst", "factflow_storage")
+REPEAT = 10
+
+
+def _plain_env(**extra: str) -> dict[str, str]:
+    """No PYTHON* variables (PYTHONPATH would shadow the installed copy), no settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(extra)
+    return env
+
+
+def make_venv(work: Path) -> tuple[Path, bool]:
+    """A venv with the package installed from a copy of the checkout: its ``bin``, and
+    whether it fell back to this Python's site-packages for the dependencies."""
+    source = work / "source"
+    source.mkdir()
+    for name in SOURCES:
+        origin = REPO / name
+        if origin.is_dir():
+            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(origin, source / name)
+    env = _plain_env()
+    shared = False
+    for shared in (False, True):
+        venv = work / ("venv-shared" if shared else "venv")
+        subprocess.run([sys.executable, "-m", "venv", *(["--system-site-packages"] if shared else []), str(venv)],
+                       check=True, env=env)
+        python = venv / "bin" / "python"
+        installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                                    *(["--no-deps"] if shared else []), str(source)],
+                                   env=env, cwd=work, capture_output=True, text=True)
+        if installed.returncode == 0:
+            break
+        if shared:
+            raise SystemExit(f"pip could not install the package: {installed.stderr[-1500:]}")
+        print("startup_bench: no package index, so the venv shares this Python's site-packages",
+              file=sys.stderr)
+    where = subprocess.run([str(python), "-c", "import factflow_storage; print(factflow_storage.__file__)"],
+                           check=True, env=env, cwd=work, capture_output=True, text=True).stdout.strip()
+    if not where.startswith(str(venv)):
+        raise SystemExit(f"the venv imports factflow_storage from {where}, not from its own install")
+    return venv / "bin", shared
+
+
+def build_pyz(work: Path) -> Path:
+    sys.path.insert(0, str(REPO))
+    import build_zipapp
+
+    return build_zipapp.build(work / "dist" / "factflow.pyz", quiet=True)
+
+
+def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT) -> list[Row]:
+    ids = wanted(ROWS, only)
+    if not ids:
+        return []
+    repeat = max(repeat, 3 if quick else REPEAT)
+    work = Path(tempfile.mkdtemp(prefix="factflow-startup-bench-"))
+    result = []
+    try:
+        if "help-installed" in ids:
+            bin_dir, shared = make_venv(work)
+            env = _plain_env()
+            help_argv, pass_argv = [str(bin_dir / "factflow"), "--help"], [str(bin_dir / "python"), "-c", "pass"]
+            timed(help_argv, env)  # compiles the bytecode
+            ours, theirs = alternate(repeat, lambda: timed(help_argv, env), lambda: timed(pass_argv, env))
+            result.append(Row("help-installed", "`factflow --help`, installed (not editable)"
+                              + (", dependencies from the system site-packages" if shared else ""),
+                              "`python -c pass`, same venv", ours, theirs, "<=", 2.5, runs=repeat))
+        if "help-pyz" in ids:
+            pyz = build_pyz(work)
+            env = _plain_env(SHIV_ROOT=str(work / "shiv-root"), HOME=str(work))
+            help_argv, pass_argv = [sys.executable, str(pyz), "--help"], [sys.executable, "-c", "pass"]
+            timed(help_argv, env)  # unpacks into SHIV_ROOT
+            ours, theirs = alternate(repeat, lambda: timed(help_argv, env), lambda: timed(pass_argv, env))
+            result.append(Row("help-pyz", "`python3 factflow.pyz --help`, warm", "`python3 -c pass`",
+                              ours, theirs, "<=", 3.0, runs=repeat))
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=REPEAT)
+    parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")
+    args = parser.parse_args()
+    print_rows(rows(set(args.only.split(",")), repeat=args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

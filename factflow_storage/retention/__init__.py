@@ -1,0 +1,6 @@
+"""Retention: deleting whole executions without breaking a replay.
+
+``plan`` says what would go and what would break, ``delete`` carries it out (resumable,
+recorded), ``prune`` selects by age and status, ``lineage_index`` keeps the
+cross-execution references that make the lineage check cheap.
+"""
