@@ -14,13 +14,16 @@ import time
 import uuid
 from typing import Any, BinaryIO
 
+import orjson
+
 from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import (CANCELLED, FAILED, PREPARING, READY, STALE_ERROR, JobStore,
                                            archive_name, status_view)
+from factflow_storage.archive.limits import ArchiveLimits
 from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
-from factflow_storage.errors import Conflict, ConfigError, NotFound, StorageError
+from factflow_storage.errors import Busy, Conflict, ConfigError, NotFound, StorageError, TooLarge
 from factflow_storage.executions import refuse_deleting
 from factflow_storage.keys import execution_prefix
 from factflow_storage.service import StorageService
@@ -49,13 +52,20 @@ def ttl_from_env(env: dict[str, str] | None = None) -> float:
 
 class ArchiveJobs:
     def __init__(self, service: StorageService, *, ttl: float = DEFAULT_TTL, stale_after: float = STALE_AFTER,
-                 heartbeat: float = HEARTBEAT):
+                 heartbeat: float = HEARTBEAT, limits: ArchiveLimits = ArchiveLimits()):
         self.service = service
         self.store = JobStore(service.provider, ttl=ttl, stale_after=stale_after)
+        self.limits = limits
         self._heartbeat = heartbeat
         self._running: dict[str, Progress] = {}
         self._lock = threading.Lock()
         self._last_sweep = 0.0
+        # What this replica made and serves (see ``archive.limits``).
+        self._jobs_by_request: dict[bytes, str] = {}
+        self._seen: dict[str, float] = {}
+        self._ready_bytes: dict[str, int] = {}
+        self._downloads: dict[str, int] = {}
+        self._reaper: threading.Thread | None = None
 
     # -- the four operations -------------------------------------------------
 
@@ -68,6 +78,37 @@ class ArchiveJobs:
         if record is None \
                 and next(iter(self.service.provider.list(prefix, limit=1)), None) is None:
             raise NotFound(f"no execution {request.execution_id!r}")
+        fingerprint = orjson.dumps(request.to_json(), option=orjson.OPT_SORT_KEYS)
+        with self._lock:
+            shared = self._shared_job(fingerprint)
+            if shared is not None:
+                return shared
+            if len(self._running) >= self.limits.max_jobs:
+                raise Busy(f"{len(self._running)} archive jobs are packing, the limit; retry later")
+            if self._held_bytes() >= self.limits.max_bytes:
+                raise Busy("the archives held reach the limit of "
+                           f"{self.limits.max_bytes} bytes; retry once some are downloaded or expire")
+            return self._start(request, fingerprint)
+
+    def _shared_job(self, fingerprint: bytes) -> dict[str, Any] | None:
+        """The live job of an identical request, if any: identical requests share one."""
+        job_id = self._jobs_by_request.get(fingerprint)
+        if job_id is None:
+            return None
+        try:
+            record = self.store.load(job_id)
+        except NotFound:
+            record = None
+        if record is None or record["status"] not in (PREPARING, READY):
+            del self._jobs_by_request[fingerprint]
+            return None
+        self._seen[job_id] = time.monotonic()
+        return status_view(record)
+
+    def _held_bytes(self) -> int:
+        return sum(self._ready_bytes.values()) + sum(p.bytes_packed for p in self._running.values())
+
+    def _start(self, request: ArchiveRequest, fingerprint: bytes) -> dict[str, Any]:
         job_id = uuid.uuid4().hex
         record = {"job_id": job_id, "status": PREPARING, "execution_id": request.execution_id,
                   "total": len(request.keys) if request.keys is not None else 0, "processed": 0,
@@ -76,18 +117,25 @@ class ArchiveJobs:
         self.store.write(record)
         self.store.write_request(job_id, request.to_json())
         progress = Progress()
-        with self._lock:
-            self._running[job_id] = progress
+        progress.byte_budget = self.limits.max_bytes - self._held_bytes()
+        self._running[job_id] = progress
+        self._jobs_by_request[fingerprint] = job_id
+        self._seen[job_id] = time.monotonic()
+        self._start_reaper()
         threading.Thread(target=self._run, args=(record, request, progress), daemon=True,
                          name=f"archive-{job_id[:8]}").start()
         return status_view(record)
 
     def status(self, job_id: str) -> dict[str, Any]:
-        return status_view(self.store.load(job_id))
+        record = self.store.load(job_id)
+        self._seen[job_id] = time.monotonic()
+        return status_view(record)
 
     def open_download(self, job_id: str) -> tuple[BinaryIO, dict[str, Any]]:
-        """The ready archive, as a stream, and its status record."""
+        """The ready archive, as a stream, and its status record. Call ``download_done``
+        when the stream is closed: a job is never reaped while it is being sent."""
         record = self.store.load(job_id)
+        self._seen[job_id] = time.monotonic()
         if record["status"] != READY:
             raise Conflict(f"archive job {job_id!r} is {record['status']}, not ready"
                            + (f": {record['error']}" if record.get("error") else ""))
@@ -95,6 +143,17 @@ class ArchiveJobs:
             return self.service.provider.open_record(archive_name(job_id)), record
         except NotFound:
             raise NotFound(f"the archive of job {job_id!r} is gone (it expired or was deleted)") from None
+
+    def download_started(self, job_id: str) -> None:
+        with self._lock:
+            self._downloads[job_id] = self._downloads.get(job_id, 0) + 1
+
+    def download_done(self, job_id: str) -> None:
+        with self._lock:
+            self._downloads[job_id] = self._downloads.get(job_id, 1) - 1
+            if self._downloads[job_id] <= 0:
+                del self._downloads[job_id]
+            self._seen[job_id] = time.monotonic()
 
     def delete(self, job_id: str) -> dict[str, Any]:
         """Cancel a job still preparing (its packer removes the partial archive and
@@ -105,6 +164,7 @@ class ArchiveJobs:
         packing = stored["status"] == PREPARING and record.get("error") != STALE_ERROR
         if not packing:
             self.store.purge(job_id)
+            self._forget(job_id)
             return {**status_view(record), "deleted": True}
         self.store.mark_cancelled(job_id)
         with self._lock:
@@ -160,6 +220,7 @@ class ArchiveJobs:
         try:
             if not progress.cancel.is_set() and self.store.is_cancelled(record["job_id"]):
                 progress.cancel.set()
+            self._enforce_limits(record["job_id"], progress)
             record.update(total=progress.total or record["total"], processed=progress.processed,
                           bytes_packed=progress.bytes_packed)
             self.store.write(record)
@@ -171,17 +232,73 @@ class ArchiveJobs:
         record.update(total=progress.total or record["total"], processed=progress.processed,
                       bytes_packed=progress.bytes_packed)
         error = outcome.get("error")
+        if error is None and progress.byte_budget is not None and (outcome.get("size") or 0) > progress.byte_budget:
+            progress.limit_error = TooLarge(f"the archive of {outcome['size']} bytes passes the byte limit on "
+                                            f"archives held ({progress.byte_budget} bytes were left for it)")
+        over_limit = progress.limit_error
+        if over_limit is not None:
+            error = over_limit
         if error is None:
             record.update(total=progress.processed, file_size=outcome["size"])
             self.store.finish(record, READY)
+            with self._lock:
+                self._ready_bytes[job_id] = outcome["size"] or 0
             return
         # The final record goes first: once the archive is gone, a client may delete the
         # job, and nothing written after that may bring it back.
-        if isinstance(error, Cancelled) or progress.cancel.is_set():
+        if over_limit is None and (isinstance(error, Cancelled) or progress.cancel.is_set()):
             self.store.finish(record, CANCELLED, "cancelled")
         else:
             self.store.finish(record, FAILED, " ".join(str(error).split()) or type(error).__name__)
         self.service.provider.delete_record(archive_name(job_id))
+        if progress.idle:
+            self.store.purge(job_id)  # nobody is waiting for it: leave no trace
+            self._forget(job_id)
+
+    # -- limits --------------------------------------------------------------
+
+    def _enforce_limits(self, job_id: str, progress: Progress) -> None:
+        """From the heartbeat: stop a job nobody polls, or one that crosses the byte cap."""
+        with self._lock:
+            idle_for = time.monotonic() - self._seen.get(job_id, time.monotonic())
+            held = self._held_bytes()
+        if idle_for > self.limits.idle:
+            progress.idle = True
+            progress.cancel.set()
+        elif held > self.limits.max_bytes:
+            progress.limit_error = TooLarge(f"the archives held would pass the limit of {self.limits.max_bytes} bytes")
+            progress.cancel.set()
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            for fingerprint, known in list(self._jobs_by_request.items()):
+                if known == job_id:
+                    del self._jobs_by_request[fingerprint]
+            self._seen.pop(job_id, None)
+            self._ready_bytes.pop(job_id, None)
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap_forever, daemon=True, name="archive-reaper")
+            self._reaper.start()
+
+    def _reap_forever(self) -> None:
+        while True:
+            time.sleep(max(0.2, min(self.limits.idle / 4, 5.0)))
+            self.reap()
+
+    def reap(self) -> None:
+        """Remove ready archives nobody polled or downloaded for ``idle`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            idle = [job_id for job_id in self._ready_bytes
+                    if job_id not in self._downloads and now - self._seen.get(job_id, now) > self.limits.idle]
+        for job_id in idle:
+            try:
+                self.store.purge(job_id)
+            except StorageError:
+                continue  # the next round tries again
+            self._forget(job_id)
 
     def _sweep_now_and_then(self) -> None:
         now = time.monotonic()

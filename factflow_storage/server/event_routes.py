@@ -9,22 +9,30 @@ from closing a quiet stream; after ``timeout`` seconds the server ends the strea
 without a completion event and the client reconnects.
 
 Each open stream holds a worker thread; watchers of one execution share one source.
+So streams are admitted up to a cap (``max_streams``, half the worker threads by
+default): past it the answer is 503 with ``Retry-After``, and the API always has threads
+left. The completion event's id ends in ``~end``; a reconnect with it (EventSource does
+reconnect after a stream ends) is answered 204, which makes EventSource stop.
+Storage is read before the stream is opened, so an outage is a 503 in the error shape.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import bottle
 import orjson
 
 from factflow_storage.errors import BadRequest
+from factflow_storage.executions import is_terminal
 from factflow_storage.keys import execution_prefix
+from factflow_storage.server.errors import Busy
 from factflow_storage.server.http import query, query_int
 from factflow_storage.server.openapi_paths import EVENT_PATHS
 from factflow_storage.service import StorageService
-from factflow_storage.watch.events import OBJECT_CREATED, ObjectEvent, parse_event_id
+from factflow_storage.watch.events import OBJECT_CREATED, Cursor, ObjectEvent, parse_event_id, stamp_ms
 from factflow_storage.watch.stream import Filters, watch_events
 
 EVENTS = "/api/v1/storage/events"
@@ -33,6 +41,8 @@ DEFAULT_TIMEOUT = 300
 MAX_TIMEOUT = 3600
 RETRY_MS = 1000
 _TICK = 0.5
+END_MARK = "~end"
+BUSY_RETRY_AFTER = 5
 
 # The path's parameters and responses are described with the other paths; the event
 # types are said here, beside the code that sends them.
@@ -63,7 +73,57 @@ def frame(event_id: str | None, event: str | None, data: dict | None) -> bytes:
     return b"\n".join(lines) + b"\n\n"
 
 
+class StreamSlots:
+    """A non-blocking counter of open streams: a stream past the cap is refused at once."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> Callable[[], None]:
+        with self._lock:
+            if self.limit is not None and self.open >= self.limit:
+                raise Busy(f"the server has {self.open} event streams open, its limit; retry later",
+                           retry_after=BUSY_RETRY_AFTER)
+            self.open += 1
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                with self._lock:
+                    self.open -= 1
+
+        return release
+
+
+class EventBody:
+    """The frames of one stream as a WSGI body; ``close`` (called by the server even
+    when the body was never iterated) gives its slot back."""
+
+    def __init__(self, frames: Iterator[bytes], release: Callable[[], None]):
+        self._frames = frames
+        self._release = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._frames
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._release()
+
+
 def install(app: bottle.Bottle, service: StorageService) -> None:
+    slots = StreamSlots(app.config.get("factflow.max_streams"))
+
     @app.get(EVENTS)
     def events():
         execution_ids = [value for value in _all("execution_id") if value]
@@ -76,17 +136,37 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         if not 1 <= timeout <= MAX_TIMEOUT:
             raise BadRequest(f"timeout must be between 1 and {MAX_TIMEOUT} seconds")
         last_event_id = bottle.request.get_header("Last-Event-ID") or query("last_event_id") or None
+        finished = bool(last_event_id) and last_event_id.endswith(END_MARK)
+        if finished:
+            last_event_id = last_event_id[:-len(END_MARK)] or None
         if last_event_id:
             parse_event_id(last_event_id)
+        # Read before answering: storage down is a 503 now, not a broken 200 stream.
+        service.provider.check()
+        records = [service.provider.read_execution(execution_id) for execution_id in execution_ids]
+        if finished and all(is_terminal(record) for record in records) \
+                and not _missed(service, execution_ids, filters, last_event_id):
+            return bottle.HTTPResponse(status=204)
+        release = slots.take()
         stream = watch_events(service.provider, execution_ids, route_id=filters.route_id, stage=filters.stage,
                               extension=filters.extension, last_event_id=last_event_id, timeout=timeout,
                               tick=_TICK)
         disconnected = bottle.request.environ.get("waitress.client_disconnected", lambda: False)
-        response = bottle.HTTPResponse(body=_frames(stream, disconnected), status=200)
+        response = bottle.HTTPResponse(body=EventBody(_frames(stream, disconnected), release), status=200)
         response.set_header("Content-Type", "text/event-stream; charset=utf-8")
         response.set_header("Cache-Control", "no-cache")
         response.set_header("X-Accel-Buffering", "no")
         return response
+
+
+def _missed(service: StorageService, execution_ids: list[str], filters: Filters,
+            last_event_id: str | None) -> bool:
+    """Whether anything was written after the cursor (the execution ran again)."""
+    cursor = Cursor(0, last_event_id)
+    return any(cursor.is_new(info.key, stamp_ms(info.last_modified))
+               for execution_id in execution_ids
+               for info in service.execution_objects(execution_id, route_id=filters.route_id,
+                                                     stage=filters.stage, extension=filters.extension))
 
 
 def _frames(stream, disconnected) -> Iterator[bytes]:
@@ -101,8 +181,10 @@ def _frames(stream, disconnected) -> Iterator[bytes]:
                     yield b": heartbeat\n\n"
                     last_sent = time.monotonic()
                 continue
-            name = OBJECT_CREATED if isinstance(event, ObjectEvent) else "execution.completed"
-            yield frame(event.id, name, event.data())
+            if isinstance(event, ObjectEvent):
+                yield frame(event.id, OBJECT_CREATED, event.data())
+            else:
+                yield frame(event.id + END_MARK, "execution.completed", event.data())
             last_sent = time.monotonic()
     finally:
         stream.close()

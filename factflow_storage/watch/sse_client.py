@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import orjson
 
 from factflow_storage.client import ApiClient
-from factflow_storage.errors import StorageError, Unavailable
+from factflow_storage.errors import Busy, StorageError, Unavailable
 from factflow_storage.watch.events import EXECUTION_COMPLETED, OBJECT_CREATED, CompletedEvent, Event, ObjectEvent
 
 EVENTS = "/api/v1/storage/events"
@@ -69,6 +69,10 @@ def follow(api: ApiClient, execution_ids: Sequence[str], *, route_id: str | None
             headers["Last-Event-ID"] = last_event_id
         try:
             response = client.request("GET", EVENTS, params=params, headers=headers)
+        except Busy as err:
+            # The server is at its stream limit: it is up, so wait as it asks and retry.
+            time.sleep(err.retry_after if left is None else max(0.0, min(err.retry_after, left)))
+            continue
         except Unavailable:
             if not connected_once:
                 raise
