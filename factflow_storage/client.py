@@ -23,7 +23,7 @@ import urllib3
 from factflow_storage import errors
 from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
-from factflow_storage.keys import execution_prefix, validate_key, validate_segment
+from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
 from factflow_storage.metadata import check_metadata_size
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
@@ -336,6 +336,12 @@ class RemoteService:
 
     def executions(self) -> list[dict[str, Any]]:
         return self.api.get_json(EXECUTIONS)["executions"]
+
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"prefix": validate_prefix(prefix), "repair": repair}
+        if grace is not None:
+            body["grace_seconds"] = grace
+        return self.api.send_json("POST", "/api/v1/storage/fsck", body)
 
     # -- retention -------------------------------------------------------------
 

@@ -57,6 +57,10 @@ class Service(Protocol):
 
     def executions(self) -> list[dict[str, Any]]: ...
 
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+        """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
+        ...
+
     # -- operator tools ------------------------------------------------------
 
     def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None

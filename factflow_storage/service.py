@@ -220,6 +220,17 @@ class StorageService:
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+        """What crashes left under ``prefix``, repaired on request (see ``factflow_storage.fsck``)."""
+        from factflow_storage import fsck
+
+        validate_prefix(prefix)
+        check = getattr(self.provider, "fsck", None)
+        if check is None:
+            raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
+        grace = fsck.DEFAULT_GRACE if grace is None else grace
+        return fsck.report(check(prefix, repair=repair, grace=grace), prefix=prefix, repair=repair, grace=grace)
+
     # -- retention (factflow_storage.retention) ------------------------------
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,

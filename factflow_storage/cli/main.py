@@ -29,6 +29,11 @@ class FactflowGroup(click.Group):
             ctx.exit(0)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except OSError as err:
+            # Storage errors arrive as StorageError; a bare OSError here is the output
+            # failing (a full disk, /dev/full), which deserves one line, not a traceback.
+            _silence_stdout()
+            raise click.ClickException(f"cannot write the output: {err.strerror or err}") from None
 
 
 def _silence_stdout() -> None:

@@ -174,6 +174,10 @@ from factflow_storage.cli import download as _download  # noqa: E402  (its modul
 
 command.add_command(_download.command)
 
+from factflow_storage.cli import fsck as _fsck  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_fsck.command)
+
 from factflow_storage.cli import retention as _retention  # noqa: E402  (its module imports nothing from here)
 
 command.add_command(_retention.prune)
