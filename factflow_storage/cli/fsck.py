@@ -10,7 +10,10 @@ from factflow_storage.cli.options import App, Duration, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines
 
 
-@click.command("fsck")
+@click.command("fsck", epilog="""\b
+Examples:
+  factflow storage fsck executions/run-42/
+  factflow storage fsck --repair --grace 10m""")
 @click.argument("prefix", default="")
 @click.option("--repair", is_flag=True, help="Fix what is found (default: only report).")
 @click.option("--grace", type=Duration(), default=None, metavar="DURATION",
