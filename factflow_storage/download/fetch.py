@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from factflow_storage.archive.extract import extract_archive
-from factflow_storage.archive.progress import ProgressBar
-from factflow_storage.archive.tree import OutputTree, file_sha256, sidecar_bytes
+from factflow_storage.download.extract import extract_archive
+from factflow_storage.cli.progress import ProgressBar
+from factflow_storage.download.tree import OutputTree, file_sha256, sidecar_bytes
 from factflow_storage.errors import NotFound, StorageError
 from factflow_storage.keys import execution_prefix, parse_key
 from factflow_storage.metadata import CHANGE_CHECK, CHECK_ETAG, CHECK_MTIME

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import orjson
 
-from factflow_storage.archive.tree import OutputTree, Staged
-from factflow_storage.archive.zipreader import UnsafeArchive, ZipStreamReader
+from factflow_storage.download.tree import OutputTree, Staged
+from factflow_storage.zipformat.zipreader import UnsafeArchive, ZipStreamReader
 from factflow_storage.errors import InvalidKey
 from factflow_storage.keys import SIDECAR_SUFFIX, validate_key
 
