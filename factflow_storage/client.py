@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import orjson
 import urllib3
 
-from factflow_storage import errors
+from factflow_storage import api_paths, errors
 from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
@@ -397,6 +397,21 @@ class RemoteService:
                     error = row["error"]
                     raise _error_class(error.get("error_code"), 500)(str(error.get("detail")))
                 yield row
+
+    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return self.api.send_json("POST", f"{api_paths.ARCHIVE}/prepare", dict(request))
+
+    def _archive_path(self, job_id: str) -> str:
+        return f"{api_paths.ARCHIVE}/{quote(job_id, safe='')}"
+
+    def archive_status(self, job_id: str) -> dict[str, Any]:
+        return self.api.get_json(f"{self._archive_path(job_id)}/status")
+
+    def open_archive(self, job_id: str) -> BinaryIO:
+        return cast(BinaryIO, self.api.request("GET", f"{self._archive_path(job_id)}/download"))
+
+    def delete_archive(self, job_id: str) -> None:
+        self.api.request("DELETE", self._archive_path(job_id)).close()
 
     def health(self) -> dict[str, Any]:
         return self.api.get_json("/api/v1/health")

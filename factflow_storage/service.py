@@ -40,6 +40,9 @@ PREFIX_NOT_OBJECT = ("{key!r} is a prefix, not an object: nothing deleted; delet
                      "with 'factflow execution delete ID'")
 
 
+_NO_ARCHIVES = "archive jobs are served by `factflow serve` (use --api); in process, objects are copied directly"
+
+
 def json_bytes(value: Any) -> bytes:
     """The one JSON encoding of service results, for the CLI's output and the API's bodies."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
@@ -295,6 +298,20 @@ class StorageService:
         from factflow_storage.tools.diff import diff_executions
 
         return diff_executions(self, execution_a, execution_b, route_id=route_id, content=content)
+
+    # Archive jobs live in the server (``factflow serve``), which owns their packers and
+    # limits; in process, ``download`` copies objects directly and never asks for one.
+    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        raise BadRequest(_NO_ARCHIVES)
+
+    def archive_status(self, job_id: str) -> dict[str, Any]:
+        raise BadRequest(_NO_ARCHIVES)
+
+    def open_archive(self, job_id: str) -> BinaryIO:
+        raise BadRequest(_NO_ARCHIVES)
+
+    def delete_archive(self, job_id: str) -> None:
+        raise BadRequest(_NO_ARCHIVES)
 
     def health(self) -> dict[str, Any]:
         self.provider.check()

@@ -19,9 +19,8 @@ from typing import Any
 import orjson
 
 from factflow_storage import metadata as clock
-from factflow_storage.download.extract import MANIFEST_NAME
 from factflow_storage.archive.request import ArchiveRequest
-from factflow_storage.download.tree import sidecar_bytes
+from factflow_storage.zipformat.layout import MANIFEST_NAME, sidecar_bytes
 from factflow_storage.zipformat.zipwriter import ZipStreamWriter
 from factflow_storage.errors import NotFound, StorageError, TooLarge
 from factflow_storage.keys import SIDECAR_SUFFIX
