@@ -178,6 +178,19 @@ def test_the_api_client_loads_no_http_server_at_run_time(code):
     assert result.stdout.strip() == "[]"
 
 
+def test_only_the_cli_prints():
+    # Library code logs; what reaches a terminal is the CLI's to say (``factflow serve``
+    # prints its URL from the callback the server hands it).
+    printing = []
+    for module, path in modules().items():
+        if layer(module) == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                printing.append(f"{module}:{node.lineno}")
+    assert not printing, printing
+
+
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan)."""
     index: dict[str, int] = {}
