@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import bottle
 
+from factflow_storage.api_paths import ARCHIVE
 from factflow_storage.archive.limits import ArchiveLimits
 from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
 from factflow_storage.server.errors import MethodNotAllowed
@@ -22,7 +23,6 @@ from factflow_storage.server.http import check_raw_path, json_response, read_jso
 from factflow_storage.server.openapi_paths import ARCHIVE_PATHS
 from factflow_storage.service import StorageService
 
-ARCHIVE = "/api/v1/content/archive"
 MAX_REQUEST_BYTES = 256 * 1024 * 1024  # a request may list the keys to pack
 CHUNK = 1024 * 1024
 
