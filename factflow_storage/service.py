@@ -20,8 +20,8 @@ from factflow_storage.errors import BadRequest, Conflict
 # narrow_prefix and split_extensions are imported from here by other modules too.
 from factflow_storage.keys import (
     execution_prefix,
+    key_matches,
     narrow_prefix,
-    parse_key,
     split_extensions,
     validate_key,
     validate_prefix,
@@ -93,14 +93,10 @@ class StorageService:
         """Objects under ``prefix`` that pass the filters, in key order, streamed."""
         validate_prefix(prefix)
         extensions = split_extensions(extension)
+        routes, stages = (route_id,) if route_id else (), (stage,) if stage else ()
         for info in self.provider.list(narrow_prefix(prefix, route_id, stage), start_after=start_after):
-            if route_id or stage:
-                parts = parse_key(info.key)
-                if parts is None or (route_id and parts.route_id != route_id) or (stage and parts.stage != stage):
-                    continue
-            if extensions and not info.key.lower().endswith(extensions):
-                continue
-            yield info
+            if key_matches(info.key, routes, stages, extensions):
+                yield info
 
     def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
                   **filters: Any) -> Iterator[dict[str, Any]]:
@@ -151,7 +147,7 @@ class StorageService:
         validate_prefix(prefix)
         extensions = split_extensions(extension)
         for entry in self.provider.browse(narrow_prefix(prefix, route_id, stage), start_after=start_after):
-            if isinstance(entry, ObjectInfo) and extensions and not entry.key.lower().endswith(extensions):
+            if isinstance(entry, ObjectInfo) and not key_matches(entry.key, extensions=extensions):
                 continue
             yield entry
 

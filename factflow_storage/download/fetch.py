@@ -30,7 +30,7 @@ from factflow_storage.download.tree import OutputTree, file_sha256
 from factflow_storage.zipformat.layout import sidecar_bytes
 from factflow_storage.errors import NotFound, StorageError
 from factflow_storage.interface import Service
-from factflow_storage.keys import execution_prefix, parse_key
+from factflow_storage.keys import execution_prefix, key_matches
 from factflow_storage.metadata import CHANGE_CHECK, CHECK_ETAG, CHECK_MTIME
 
 DEFAULT_JOBS = 32
@@ -100,11 +100,7 @@ class Selection:
     def matches(self, key: str) -> bool:
         if not key.startswith(execution_prefix(self.execution_id)):
             return False
-        if not self.routes and not self.stages:
-            return True
-        parts = parse_key(key)
-        return parts is not None and (not self.routes or parts.route_id in self.routes) \
-            and (not self.stages or parts.stage in self.stages)
+        return key_matches(key, self.routes, self.stages)
 
 
 @dataclass
