@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from factflow_storage import api_paths
+from factflow_storage.archive.jobs import CANCELLED, FAILED, PREPARING, READY
+from factflow_storage.executions import STATUSES
 from factflow_storage.api_paths import OBJECTS
 
 OPENAPI_PATH = api_paths.OPENAPI
@@ -127,8 +129,7 @@ EXECUTION_PATHS: dict[str, Any] = {
                 "operationId": "putExecution", "parameters": [_EXECUTION_ID],
                 "requestBody": {"required": True, "content": {_JSON: {"schema": {
                     "type": "object", "required": ["status"],
-                    "properties": {"status": {"type": "string", "enum": [
-                        "running", "completed", "failed", "cancelled", "interrupted"]},
+                    "properties": {"status": {"type": "string", "enum": list(STATUSES)},
                         "strict": {"type": "boolean", "default": False, "description":
                                    "Refuse finishing an unknown id (404) and changing a terminal status (409)"}}}}}},
                 "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 404, 409, 413)}},
@@ -165,7 +166,9 @@ ARCHIVE_PATHS: dict[str, Any] = {
                 "path": {"type": "string"}, "extension": {"type": "string"},
                 "routes": {"type": "array", "items": {"type": "string"}},
                 "stages": {"type": "array", "items": {"type": "string"}},
-                "include_metadata": {"type": "boolean", "default": True}}}}}},
+                "include_metadata": {"type": "boolean", "default": True},
+                "keys": {"type": "array", "items": {"type": "string"},
+                         "description": "Only these keys of the execution (used to resume a download)"}}}}}},
         "responses": {"200": _json("The job", _ref("ArchiveJob")), "202": _json("The job", _ref("ArchiveJob")),
                       **_errors(400, 404)},
     }},
@@ -217,11 +220,20 @@ COMPONENTS: dict[str, Any] = {
         "Execution": {"type": "object", "required": ["execution_id", "status"], "additionalProperties": True,
                       "properties": {
                           "execution_id": {"type": "string"},
-                          "status": {"type": "string", "enum": [
-                              "running", "completed", "failed", "cancelled", "interrupted"]},
+                          "status": {"type": "string", "enum": list(STATUSES)},
                           "started_at": {**_TIME, "nullable": True}, "finished_at": {**_TIME, "nullable": True},
                           "object_count": {"type": "integer", "minimum": 0}}},
         "ArchiveJob": {"type": "object", "required": ["job_id", "status"], "additionalProperties": True,
-                       "properties": {"job_id": {"type": "string"}, "status": {"type": "string"}}},
+                       "properties": {
+                           "job_id": {"type": "string"},
+                           "status": {"type": "string", "enum": [PREPARING, READY, FAILED, CANCELLED]},
+                           "total": {"type": "integer"}, "processed": {"type": "integer"},
+                           "filename": {"type": "string"}, "file_size": {"type": "integer", "nullable": True},
+                           "bytes_packed": {"type": "integer"},
+                           "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                           "error": {"type": "string", "nullable": True}, "execution_id": {"type": "string"},
+                           "created_at": _TIME, "expires_at": {**_TIME, "nullable": True},
+                           "deleted": {"type": "boolean", "description": "DELETE only: whether the job is gone "
+                                       "(false: cancelled, cleaned up by its packer)"}}},
     },
 }
