@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 import bottle
@@ -169,7 +169,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         metadata = _request_metadata()
         content_type = _content_type()
         body = _LimitedReader(bottle.request.environ["wsgi.input"], max(length, 0))
-        blob = service.put(key, body, metadata, content_type=content_type)
+        blob = service.put(key, cast(BinaryIO, body), metadata, content_type=content_type)
         location = f"{OBJECTS}/{quote(key, safe='/')}"
         return json_response(blob, 201, {"Location": location})
 
