@@ -122,7 +122,9 @@ def test_the_served_document_is_a_valid_openapi_document(file_storage):
 #   under their own content type (text is declared UTF-8 even when it is not).
 OBJECT_OPS = "^(list|get|head|put|delete)Object"
 SCHEMATHESIS_RUNS = {
-    "api": ["--checks", "all", "--exclude-operation-id-regex", OBJECT_OPS],
+    # use_after_free: DELETE /executions/{id} is a dry run unless confirm=true (the
+    # retention design: a plan first), so the execution rightly stays readable after it.
+    "api": ["--checks", "all", "--exclude-checks", "use_after_free", "--exclude-operation-id-regex", OBJECT_OPS],
     "objects": ["--checks", "all", "--exclude-checks", "positive_data_acceptance,unsupported_method",
                 "--include-operation-id-regex", "^(list|put|delete)Object"],
     "bytes": ["--checks", "all", "--exclude-checks",

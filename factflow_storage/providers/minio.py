@@ -83,6 +83,9 @@ class MinioProvider(BaseProvider):
         if len(name.encode("utf-8")) > MAX_KEY_BYTES:
             raise InvalidKey(f"invalid key {key!r}: with the storage prefix {self.prefix!r} it is longer "
                              f"than {MAX_KEY_BYTES} bytes, the S3 limit")
+        if not name.strip():
+            # S3 takes it, but the minio client refuses such a name with a bare ValueError.
+            raise InvalidKey(f"invalid key {key!r}: a key of white space only cannot be used on S3")
         return name
 
     def _record_name(self, name: str) -> str:

@@ -8,6 +8,7 @@ from factflow_storage.api_paths import EXECUTIONS
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import validate_segment
 from factflow_storage.server.http import check_raw_path, json_response, read_json_body
+from factflow_storage.server.retention_routes import refuse_sub_resource
 from factflow_storage.service import StorageService
 
 
@@ -22,11 +23,13 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
     @app.get(EXECUTIONS + "/<execution_id:path>")
     def get_execution(execution_id: str):
         check_raw_path()
+        refuse_sub_resource(execution_id)
         return json_response(service.execution(execution_id))
 
     @app.put(EXECUTIONS + "/<execution_id:path>")
     def put_execution(execution_id: str):
         check_raw_path()
+        refuse_sub_resource(execution_id)
         validate_segment(execution_id, "execution id")
         body = read_json_body()
         if not isinstance(body, dict) or not isinstance(body.get("status"), str):

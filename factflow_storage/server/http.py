@@ -98,6 +98,10 @@ def error_handler(res: bottle.HTTPError) -> bottle.HTTPResponse:
     if headers and status == 405 and bottle.request.path.endswith("/metadata"):
         # The object route matches these paths too, but for them only reads are meant.
         headers["Allow"] = "GET, HEAD"
+    if headers and status == 405:
+        from factflow_storage.server.retention_routes import allowed_on
+
+        headers["Allow"] = allowed_on(bottle.request.path) or headers["Allow"]
     detail = res.body if isinstance(res.body, str) and res.body else bottle.HTTP_CODES.get(status, "error")
     if status == 404:
         detail = f"no route {bottle.request.method} {bottle.request.path}"

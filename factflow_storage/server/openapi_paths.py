@@ -40,12 +40,12 @@ def _ref(name: str) -> dict[str, str]:
 # pattern on characters cannot express.
 _KEY_PATTERN = (r"^(?!_factflow(/|$))(?!/)(?!.*//)(?!.*/$)(?!(.*/)?\.\.?(/|$))(?!.*\.meta\.json(/|$))"
                 r"[^\x00-\x1f\x7f-\x9f\\]+$")
-_SEGMENT_PATTERN = r"^(?!_factflow$)(?!\.\.?$)(?!.*\.meta(\.json)?$)[^\x00-\x1f\x7f-\x9f\\/]+$"
+SEGMENT_PATTERN = r"^(?!_factflow$)(?!\.\.?$)(?!.*\.meta(\.json)?$)[^\x00-\x1f\x7f-\x9f\\/]+$"
 _KEY = {"name": "key", "in": "path", "required": True,
         "schema": {"type": "string", "minLength": 1, "pattern": _KEY_PATTERN},
         "description": "The object key, percent-encoded; '/' may be sent as is."}
 _EXECUTION_ID = {"name": "execution_id", "in": "path", "required": True,
-                 "schema": {"type": "string", "minLength": 1, "pattern": _SEGMENT_PATTERN}}
+                 "schema": {"type": "string", "minLength": 1, "pattern": SEGMENT_PATTERN}}
 _VIEW = _query("view", {"type": "string", "enum": ["metadata", "content"]},
                "metadata: the metadata blob of KEY; content: the bytes of KEY, never a blob")
 _RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},

@@ -14,10 +14,39 @@ import bottle
 
 from factflow_storage.api_paths import DELETIONS, EXECUTIONS
 from factflow_storage.errors import BadRequest
+from factflow_storage.executions import TERMINAL_STATUSES
+from factflow_storage.server.errors import MethodNotAllowed
 from factflow_storage.server.http import check_raw_path, json_response, query_bool, read_json_body
+from factflow_storage.server.openapi_paths import SEGMENT_PATTERN
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
 
+# Paths under /executions/ that are not an execution: the routes of ``execution_routes``
+# (``<execution_id:path>``) match them too, and must answer 405 with what they allow.
+SUB_RESOURCE_METHODS = {"prune": "POST", "deps": "GET"}
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
+_TERMINAL = "|".join(TERMINAL_STATUSES)
+# A comma-separated list of finished statuses; empty items are ignored, none means all.
+STATUS_LIST_PATTERN = rf"^[\s,]*(({_TERMINAL})[\s,]*)*$"
+
+
+def allowed_on(path: str) -> str | None:
+    """The methods a sub-resource path takes (``/executions/prune``, ``.../ID/deps``)."""
+    if not path.startswith(EXECUTIONS + "/"):
+        return None
+    rest = path[len(EXECUTIONS) + 1:]
+    if rest == "prune":
+        return SUB_RESOURCE_METHODS["prune"]
+    if rest.endswith("/deps") and "/" not in rest[:-len("/deps")]:
+        return SUB_RESOURCE_METHODS["deps"]
+    return None
+
+
+def refuse_sub_resource(execution_id: str) -> None:
+    """In an ``<execution_id:path>`` route: a sub-resource reached with the wrong method."""
+    allow = allowed_on(f"{EXECUTIONS}/{execution_id}")
+    if allow is not None:
+        raise MethodNotAllowed(f"{bottle.request.method} not allowed on {bottle.request.path}", allow=allow)
 
 
 def _prune_request(body: Any) -> dict[str, Any]:
@@ -32,8 +61,9 @@ def _prune_request(body: Any) -> dict[str, Any]:
     if isinstance(older_than, bool) or not isinstance(older_than, (int, float)):
         raise BadRequest('"older_than" is required: seconds, or a duration such as "90d"')
     statuses = body.get("statuses", body.get("status"))
-    if statuses is not None and not isinstance(statuses, (str, list)):
-        raise BadRequest('"statuses" must be a list or a comma-separated string')
+    if statuses is not None and not isinstance(statuses, str) and not (
+            isinstance(statuses, list) and all(isinstance(status, str) for status in statuses)):
+        raise BadRequest('"statuses" must be a list of strings or a comma-separated string')
     keep = body.get("keep", 0)
     if isinstance(keep, bool) or not isinstance(keep, int):
         raise BadRequest('"keep" must be an integer')
@@ -60,13 +90,15 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
     @app.delete(EXECUTIONS + "/<execution_id:path>")
     def delete_execution(execution_id: str):
         check_raw_path()
+        refuse_sub_resource(execution_id)
         together = bottle.request.query.getall("with")
         return json_response(service.delete_executions(
             [execution_id, *together], confirm=query_bool("confirm", False), force=query_bool("force", False)))
 
 
 _ERR = {"$ref": "#/components/responses/Error"}
-_ID = {"name": "execution_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_ID_SCHEMA = {"type": "string", "minLength": 1, "pattern": SEGMENT_PATTERN}
+_ID = {"name": "execution_id", "in": "path", "required": True, "schema": _ID_SCHEMA}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -88,7 +120,7 @@ OPENAPI: dict[str, Any] = {
         "parameters": [_ID, _flag("confirm", "Delete; without it the answer is the plan"),
                        _flag("force", "Delete even a running execution or one a kept lineage names"),
                        {"name": "with", "in": "query", "required": False, "style": "form", "explode": True,
-                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "schema": {"type": "array", "items": _ID_SCHEMA},
                         "description": "More executions deleted together (references among them do not block)"}],
         "responses": {"200": _json("The plan, or what was deleted"), **_errors(400, 404, 409)}}},
     EXECUTIONS + "/prune": {"post": {
@@ -96,9 +128,11 @@ OPENAPI: dict[str, Any] = {
         "operationId": "pruneExecutions",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["older_than"], "properties": {
-                "older_than": {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}]},
-                "statuses": {"oneOf": [{"type": "array", "items": {"type": "string"}},
-                                       {"type": "string", "description": "comma-separated"}]},
+                "older_than": {"oneOf": [{"type": "number", "minimum": 0},
+                                         {"type": "string", "pattern": DURATION_PATTERN}]},
+                "statuses": {"nullable": True, "oneOf": [{"type": "array", "items": {"type": "string", "enum": list(TERMINAL_STATUSES)}},
+                                       {"type": "string", "pattern": STATUS_LIST_PATTERN,
+                                        "description": "comma-separated"}]},
                 "keep": {"type": "integer", "minimum": 0}, "confirm": {"type": "boolean"}}}}}},
         "responses": {"200": _json("Selected, skipped and (with confirm) deleted executions"),
                       **_errors(400, 413)}}},
