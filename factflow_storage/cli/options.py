@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from factflow_storage.cli.render import FORMATS
-from factflow_storage.settings import Settings, parse_duration
+
+if TYPE_CHECKING:
+    from factflow_storage.settings import Settings
 
 
 class Duration(click.ParamType):
@@ -19,6 +21,8 @@ class Duration(click.ParamType):
     def convert(self, value: Any, param, ctx) -> float:
         if isinstance(value, (int, float)):
             return float(value)
+        from factflow_storage.settings import parse_duration
+
         try:
             return parse_duration(str(value))
         except ValueError as err:

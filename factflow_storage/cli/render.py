@@ -10,13 +10,16 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
-from factflow_storage.service import json_bytes
-
 TABLE = "table"
 JSON = "json"
 FORMATS = (TABLE, JSON)
+
+
+def json_bytes(value: Any) -> bytes:
+    """The service's one JSON encoding, imported on first output so ``--help`` skips it."""
+    from factflow_storage.service import json_bytes as encode
+
+    return encode(value)
 
 
 def _out():
@@ -30,6 +33,8 @@ def emit_json(value: Any) -> None:
 
 
 def emit_ndjson(rows: Iterable[Mapping[str, Any]], *, flush_each: bool = False) -> None:
+    import orjson
+
     out = _out()
     write, dumps = out.write, orjson.dumps  # bound once: this loop runs per object
     option = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
