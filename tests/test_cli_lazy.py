@@ -77,3 +77,57 @@ def test_lazy_targets_are_click_commands(name):
     command = cli.get_command(click.Context(cli), name)
     assert isinstance(command, click.Command)
     assert command.name == name
+
+
+# -- the root's help without click --------------------------------------------------------
+
+_CLICK_ONLY = "from factflow_storage.cli.main import main; main()"
+_ENTRY = """
+import sys
+from factflow_storage.cli.entry import main
+try:
+    main()
+finally:
+    print(sorted(m for m in sys.modules if m.startswith("click")), file=sys.stderr)
+"""
+
+
+def _run(code: str, *args: str, columns: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_") and k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = columns
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("option", ["--help", "-h"])
+@pytest.mark.parametrize("columns", [None, "80", "200"])
+def test_root_help_is_clicks_own_without_importing_click(option, columns):
+    by_click = _run(_CLICK_ONLY, option, columns=columns)
+    fast = _run(_ENTRY, option, columns=columns)
+    assert by_click.returncode == fast.returncode == 0, (by_click.stderr, fast.stderr)
+    assert fast.stdout == by_click.stdout, "run: python3 -m factflow_storage.cli.entry --regenerate"
+    assert fast.stderr.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["--help", "-o", "json"], ["storage", "--help"], ["--version"]])
+def test_other_arguments_go_to_click(args):
+    fast = _run(_ENTRY, *args, columns=None)
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stdout == _run(_CLICK_ONLY, *args, columns=None).stdout
+    assert "click" in fast.stderr.splitlines()[-1]
+
+
+def test_a_narrow_terminal_gets_clicks_wrapping():
+    fast = _run(_ENTRY, "--help", columns="60")
+    assert fast.stdout == _run(_CLICK_ONLY, "--help", columns="60").stdout
+    assert max(len(line) for line in fast.stdout.splitlines()) <= 58
+    assert "click" in fast.stderr.splitlines()[-1]
+
+
+def test_root_help_into_a_closed_pipe_exits_0():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    run = subprocess.run(f"{sys.executable} -m factflow_storage --help | head -c 1", shell=True,
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.stdout == "U"
+    assert "Traceback" not in run.stderr
