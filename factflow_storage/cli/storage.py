@@ -68,10 +68,7 @@ def get(app: App, key: str, output: str | None) -> None:
         emit_json(app.service.get_document(key))
         return
     with app.service.open(key) as stream:
-        out = sys.stdout.buffer
-        for chunk in stream:
-            out.write(chunk)
-        out.flush()
+        stream.copy_to(sys.stdout.buffer)
 
 
 @command.command()
