@@ -55,6 +55,21 @@ class App:
 
         return StorageService(create_storage_provider(self.settings.storage_uri, self.settings.provider_options()))
 
+    def open_object(self, key: str):
+        """``service.open(key)``; a whole S3 object in direct mode first tries one request
+        without minio-py, whose import costs more than a small object's transfer."""
+        if not self.remote and "service" not in self.__dict__:
+            from factflow_storage.registry import parse_storage_uri
+
+            uri = parse_storage_uri(self.settings.storage_uri)
+            if uri.scheme != "file":
+                from factflow_storage.providers.s3_quick import quick_open
+
+                stream = quick_open(uri, self.settings.provider_options(), key)
+                if stream is not None:
+                    return stream
+        return self.service.open(key)
+
     def fmt(self, output: str | None) -> str:
         return output or self.output
 

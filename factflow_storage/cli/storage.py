@@ -67,7 +67,7 @@ def get(app: App, key: str, output: str | None) -> None:
     if app.fmt(output) == JSON:
         emit_json(app.service.get_document(key))
         return
-    with app.service.open(key) as stream:
+    with app.open_object(key) as stream:
         stream.copy_to(sys.stdout.buffer)
 
 
