@@ -131,3 +131,61 @@ def test_an_invalid_key_is_refused_before_any_request(s3_server, bucket):
     assert run.returncode != 0
     assert "Traceback" not in run.stderr.decode()
     assert _heavy(run) == "HEAVY="
+
+
+def test_a_large_object_arrives_whole(s3_server, bucket):
+    from factflow_storage import create_storage_provider
+
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    opened = create_storage_provider(f"minio://{bucket}", s3_server.options())
+    opened.write("e/r/s/large.bin", data)
+    run = _get(_env(s3_server, f"minio://{bucket}"), "e/r/s/large.bin")
+    assert (run.returncode, run.stdout == data, _heavy(run)) == (0, True, "HEAVY=")
+    stream = quick_open(parse_storage_uri(f"minio://{bucket}"), s3_server.options(), "e/r/s/large.bin")
+    with stream:
+        assert stream.read(10) == data[:10]
+        assert stream.read() == data[10:]
+
+
+def _cutting_proxy(upstream: str, keep: int):
+    """A loopback proxy for one connection that passes the answer's head and ``keep`` bytes
+    of its body, then hangs up: a server dying mid-transfer."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    host, port = upstream.rsplit(":", 1)
+
+    def serve() -> None:
+        client, _ = listener.accept()
+        with client, socket.create_connection((host, int(port))) as server:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += client.recv(65536)
+            server.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < keep:
+                chunk = server.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            client.sendall(head + b"\r\n\r\n" + body[:keep])
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_body_cut_short_is_the_providers_error(s3_server, bucket):
+    from factflow_storage import create_storage_provider
+
+    data = os.urandom(1024 * 1024)
+    opened = create_storage_provider(f"minio://{bucket}", s3_server.options())
+    opened.write("e/r/s/cut.bin", data)
+    proxy = _cutting_proxy(s3_server.endpoint, 100_000)
+    # The signature names the proxy as host; radosgw checks it against the Host header we send.
+    run = _get(_env(s3_server, f"minio://{bucket}", FACTFLOW_MINIO_ENDPOINT=proxy), "e/r/s/cut.bin")
+    assert run.returncode == 1
+    assert len(run.stdout) < len(data) and data.startswith(run.stdout)
+    assert run.stderr.decode().splitlines()[0] == f"Error: cannot reach S3 at {proxy}: the connection broke"

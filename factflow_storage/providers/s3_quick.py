@@ -1,7 +1,7 @@
 """One-shot reads of a whole S3 object without minio-py: ``factflow storage get`` on S3.
 
 A fresh process spends far longer importing minio-py, urllib3 and certifi than a small
-object takes to arrive, so ``get`` first tries one SigV4-signed GET over ``http.client``.
+object takes to arrive, so ``get`` first tries one SigV4-signed GET on a plain socket.
 It keeps only the plain case: a plain-HTTP endpoint with credentials, an answer of 200,
 and bytes the provider would hand out unchanged (its metadata inline, or written by
 another tool). Anything else (an error status, a companion record to check, TLS, no
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import logging
+import socket
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +33,7 @@ DEFAULT_REGION = "us-east-1"
 TIMEOUT = 6.0  # s3_errors.READ_TIMEOUT: an endpoint that accepts and never answers
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CHUNK = 1024 * 1024
+MAX_HEAD = 256 * 1024  # S3 user metadata is at most 2 KiB; a head this long is not S3's
 
 
 def quick_open(uri: StorageURI, options: Mapping[str, Any], key: str) -> ObjectStream | None:
@@ -49,24 +50,53 @@ def quick_open(uri: StorageURI, options: Mapping[str, Any], key: str) -> ObjectS
                          f"than {MAX_KEY_BYTES} bytes, the S3 limit")
     path = "/" + quote(uri.location, safe="") + "/" + quote(name, safe="/")
     headers = signed_headers("GET", host, path, access_key, secret_key, options.get("region") or DEFAULT_REGION)
-    connection = http.client.HTTPConnection(host, timeout=TIMEOUT)
     try:
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-    except OSError as err:  # http.client's errors too; the provider will say what went wrong
+        answer = _exchange(host, path, headers)
+    except (OSError, ValueError) as err:  # the provider will say what went wrong
         log.debug("quick S3 read of %r failed (%s); using the provider", key, err)
-        connection.close()
         return None
-    lowered = {name.lower(): value for name, value in response.getheaders()}
-    length = lowered.get("content-length")
-    if response.status == 200 and length and length.isdigit():
+    sock, status, lowered, early = answer
+    length = lowered.get("content-length", "")
+    if status == 200 and length.isdigit() and "transfer-encoding" not in lowered:
         info = meta.response_info(key, lowered, int(length))
         blob = _blob(key, lowered, info)
         if blob is not None:
-            return ObjectStream(info, blob, _Body(response, connection, info.size, host))
-    log.debug("quick S3 read of %r answered %s; using the provider", key, response.status)
-    connection.close()
+            return ObjectStream(info, blob, _Body(sock, early, info.size, host))
+    log.debug("quick S3 read of %r answered %s; using the provider", key, status)
+    sock.close()
     return None
+
+
+def _exchange(host: str, path: str, headers: Mapping[str, str]) -> tuple[socket.socket, int, dict[str, str], bytes]:
+    """Send one request and read the answer's head: the socket, status, lower-cased
+    headers, and the body bytes that came with the head. (``http.client`` would import
+    ``ssl`` and ``email``, a third of this command's start-up.)"""
+    sock = socket.create_connection(_address(host), timeout=TIMEOUT)
+    try:
+        request = "".join([f"GET {path} HTTP/1.1\r\n", *(f"{n}: {v}\r\n" for n, v in headers.items()),
+                           "connection: close\r\n\r\n"])
+        sock.sendall(request.encode("ascii"))
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            if not chunk or len(received) > MAX_HEAD:
+                raise ValueError("no complete HTTP head")
+            received += chunk
+        head, _, early = received.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        version, status, *_ = status_line.split(" ", 2)
+        if not version.startswith("HTTP/1."):
+            raise ValueError(f"not an HTTP/1 answer: {status_line[:40]!r}")
+        fields: dict[str, str] = {}
+        for line in lines:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise ValueError(f"bad header line {line[:40]!r}")
+            fields[name.strip().lower()] = value.strip()
+        return sock, int(status), fields, early
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _blob(key: str, headers: Mapping[str, str], info: ObjectInfo) -> dict[str, Any] | None:
@@ -101,32 +131,45 @@ def signed_headers(method: str, host: str, path: str, access_key: str, secret_ke
     return headers
 
 
-class _Body:
-    """The response as a file; a body cut short is the provider's 'connection broke' error."""
+def _address(host: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or a bare host (port 80) as a socket address."""
+    hostname, sep, port = host.rpartition(":")
+    if not sep or not port.isdigit() or (hostname.startswith("[") and not hostname.endswith("]")):
+        return host.strip("[]"), 80
+    return hostname.strip("[]"), int(port)
 
-    def __init__(self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection,
-                 length: int, host: str):
-        self._response = response
-        self._connection = connection
-        self._left = length
+
+class _Body:
+    """The answer's body as a file; a body cut short is the provider's 'connection broke' error."""
+
+    def __init__(self, sock: socket.socket, early: bytes, length: int, host: str):
+        self._sock = sock
+        self._early = early[:length]
+        self._left = length - len(self._early)
         self._host = host
 
     def read(self, size: int = -1) -> bytes:
-        want = self._left if size is None or size < 0 else min(size, self._left)
-        if want <= 0:
-            return b""
-        try:
-            chunk = self._response.read(want)
-        except (OSError, http.client.HTTPException) as err:
-            raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke") from err
-        if not chunk:
-            raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke")
-        self._left -= len(chunk)
-        return chunk
+        """Up to ``size`` bytes (all that is left by default); fewer only at the end."""
+        want = self._left + len(self._early) if size is None or size < 0 else size
+        chunks, have = [], 0
+        if self._early:
+            chunk, self._early = self._early[:want], self._early[want:]
+            chunks.append(chunk)
+            have = len(chunk)
+        while have < want and self._left > 0:
+            try:
+                chunk = self._sock.recv(min(want - have, self._left, CHUNK))
+            except OSError as err:
+                raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke") from err
+            if not chunk:
+                raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke")
+            self._left -= len(chunk)
+            chunks.append(chunk)
+            have += len(chunk)
+        return b"".join(chunks)
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
-        self._response.close()
-        self._connection.close()
+        self._sock.close()
