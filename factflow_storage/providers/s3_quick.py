@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import socket
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -26,8 +25,6 @@ from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_endpoint import split_endpoint
 from factflow_storage.registry import StorageURI
-
-log = logging.getLogger(__name__)
 
 DEFAULT_REGION = "us-east-1"
 TIMEOUT = 6.0  # s3_errors.READ_TIMEOUT: an endpoint that accepts and never answers
@@ -53,7 +50,7 @@ def quick_open(uri: StorageURI, options: Mapping[str, Any], key: str) -> ObjectS
     try:
         answer = _exchange(host, path, headers)
     except (OSError, ValueError) as err:  # the provider will say what went wrong
-        log.debug("quick S3 read of %r failed (%s); using the provider", key, err)
+        _debug("quick S3 read of %r failed (%s); using the provider", key, err)
         return None
     sock, status, lowered, early = answer
     length = lowered.get("content-length", "")
@@ -62,9 +59,16 @@ def quick_open(uri: StorageURI, options: Mapping[str, Any], key: str) -> ObjectS
         blob = _blob(key, lowered, info)
         if blob is not None:
             return ObjectStream(info, blob, _Body(sock, early, info.size, host))
-    log.debug("quick S3 read of %r answered %s; using the provider", key, status)
+    _debug("quick S3 read of %r answered %s; using the provider", key, status)
     sock.close()
     return None
+
+
+def _debug(message: str, *args: Any) -> None:
+    # logging is imported only here: its import costs more than the whole request.
+    import logging
+
+    logging.getLogger(__name__).debug(message, *args)
 
 
 def _exchange(host: str, path: str, headers: Mapping[str, str]) -> tuple[socket.socket, int, dict[str, str], bytes]:
