@@ -3,7 +3,8 @@
 click costs four times the bare interpreter's start-up, so the root's help, which users
 run most, is printed from text rendered by click ahead of time. ``tests/test_cli_lazy.py``
 fails when it drifts from what click renders; rewrite it with
-``python3 -m factflow_storage.cli.entry --regenerate``. Everything else goes to click.
+``python3 -m factflow_storage.cli.entry --regenerate``. ``storage get KEY`` without
+options takes its own click-free path (``quick``); everything else goes to click.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def _columns() -> int:
         return WIDTH
 
 
+def _is_plain_get(argv: list[str]) -> bool:
+    return len(argv) == 3 and argv[:2] == ["storage", "get"] and not argv[2].startswith("-")
+
+
 def main() -> None:
     if sys.argv[1:] in (["--help"], ["-h"]) and _columns() >= WIDTH:
         try:
@@ -63,6 +68,11 @@ def main() -> None:
             # Python flushes stdout again at exit; point it at /dev/null so that cannot fail.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
+    if _is_plain_get(sys.argv[1:]):
+        from factflow_storage.cli.quick import run_get
+
+        if run_get(sys.argv[3]):
+            return
     from factflow_storage.cli.main import main as run
 
     run()
