@@ -189,3 +189,13 @@ def test_a_body_cut_short_is_the_providers_error(s3_server, bucket):
     assert run.returncode == 1
     assert len(run.stdout) < len(data) and data.startswith(run.stdout)
     assert run.stderr.decode().splitlines()[0] == f"Error: cannot reach S3 at {proxy}: the connection broke"
+
+
+@pytest.mark.parametrize("value", ["Sun, 06 Nov 1994 08:49:37 GMT", "Tue, 29 Feb 2028 23:59:59 GMT",
+                                   "Thu, 01 Jan 1970 00:00:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT",
+                                   "Sun, 6 Nov 1994 08:49:37 +0100"])
+def test_http_dates_read_as_the_provider_reads_them(value):
+    from factflow_storage.providers.s3_metadata import http_time
+    from factflow_storage.providers.s3_quick import _http_date
+
+    assert _http_date(value) == http_time(value)

@@ -55,13 +55,30 @@ def quick_open(uri: StorageURI, options: Mapping[str, Any], key: str) -> ObjectS
     sock, status, lowered, early = answer
     length = lowered.get("content-length", "")
     if status == 200 and length.isdigit() and "transfer-encoding" not in lowered:
-        info = meta.response_info(key, lowered, int(length))
+        info = ObjectInfo(key, int(length), _http_date(lowered.get("last-modified")),
+                          (lowered.get("etag") or "").strip('"') or None, lowered.get("content-type"))
         blob = _blob(key, lowered, info)
         if blob is not None:
             return ObjectStream(info, blob, _Body(sock, early, info.size, host))
     _debug("quick S3 read of %r answered %s; using the provider", key, status)
     sock.close()
     return None
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _http_date(value: str | None) -> datetime:
+    """S3's ``Sun, 06 Nov 1994 08:49:37 GMT``; other shapes through ``email.utils`` (a slower import)."""
+    parts = (value or "").split()
+    if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS:
+        try:
+            hour, minute, second = (int(n) for n in parts[4].split(":"))
+            return datetime(int(parts[3]), _MONTHS.index(parts[2]) + 1, int(parts[1]), hour, minute, second,
+                            tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    return meta.http_time(value)
 
 
 def _debug(message: str, *args: Any) -> None:
@@ -75,7 +92,9 @@ def _exchange(host: str, path: str, headers: Mapping[str, str]) -> tuple[socket.
     """Send one request and read the answer's head: the socket, status, lower-cased
     headers, and the body bytes that came with the head. (``http.client`` would import
     ``ssl`` and ``email``, a third of this command's start-up.)"""
-    sock = socket.create_connection(_address(host), timeout=TIMEOUT)
+    hostname, port = _address(host)
+    # An ASCII name as bytes skips the idna codec's import (getaddrinfo takes either).
+    sock = socket.create_connection((hostname.encode() if hostname.isascii() else hostname, port), timeout=TIMEOUT)
     try:
         request = "".join([f"GET {path} HTTP/1.1\r\n", *(f"{n}: {v}\r\n" for n, v in headers.items()),
                            "connection: close\r\n\r\n"])
