@@ -8,26 +8,43 @@ of it, which is how every command prints the same bytes in both modes.
 
 from __future__ import annotations
 
-import http.client
+import logging
+import ssl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, BinaryIO
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
+import urllib3
 
 from factflow_storage import errors
+from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_segment
+from factflow_storage.metadata import check_metadata_size
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
+
+if TYPE_CHECKING:
+    from factflow_storage.watch.events import Event
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0
 OBJECTS = "/api/v1/storage/objects"
 EXECUTIONS = "/api/v1/executions"
 METADATA_HEADER = "X-Factflow-Metadata"
 _MAX_ERROR_BODY = 64 * 1024
+POOL_SIZE = 16
+# Retried only where sending twice cannot do harm: a request never sent (connect
+# errors) or an idempotent one whose answer never came. Statuses are not retried: the
+# server's answer stands.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRY = urllib3.Retry(total=3, connect=3, read=2, status=0, redirect=0, other=0, backoff_factor=0.1,
+                      allowed_methods=_IDEMPOTENT, raise_on_status=False, raise_on_redirect=False)
 _BY_STATUS: dict[int, type[StorageError]] = {
     400: errors.BadRequest, 401: errors.Unauthorized, 403: errors.AccessDenied, 404: errors.NotFound,
     409: errors.Conflict, 413: errors.TooLarge, 416: errors.InvalidRange, 503: errors.Unavailable,
@@ -69,42 +86,55 @@ class ApiClient:
             raise ConfigError(f"invalid API URL {base_url!r}: expected http://HOST:PORT")
         self.base_url = base_url.rstrip("/")
         self._https = parts.scheme == "https"
-        self._netloc = parts.netloc
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._base_path = parts.path.rstrip("/")
         self.token = token
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
 
+    @cached_property
+    def _pool(self) -> urllib3.PoolManager:
+        # One pool per client: connections are kept alive and reused, and TLS is set up
+        # once (the system's trust store, as http.client used).
+        return urllib3.PoolManager(
+            num_pools=2, maxsize=POOL_SIZE, retries=RETRY,
+            timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+            ssl_context=ssl.create_default_context() if self._https else None)
+
     def request(self, method: str, path: str, *, params: Params = None, json: Any = None,
                 body: bytes | BinaryIO | Iterable[bytes] | None = None,
-                headers: Mapping[str, str | bytes] | None = None) -> http.client.HTTPResponse:
+                headers: Mapping[str, str | bytes] | None = None) -> ApiResponse:
         """Send one request; the answer comes back unread (callers may stream it)."""
         target = self._base_path + path
         if query := _query(params):
             target += "?" + query
-        sent: dict[str, str | bytes] = {"Connection": "close", "Accept": "application/json, */*"}
+        # Any: urllib3 sends bytes values as they are (UTF-8 metadata), though typed str.
+        sent: dict[str, Any] = {"Accept": "application/json, */*"}
         if self.token:
             sent["Authorization"] = f"Bearer {self.token}"
         if json is not None:
             body = orjson.dumps(json)
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
-        connection_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        connection = connection_class(self._netloc, timeout=self.timeout)
+        retries = RETRY
+        if body is not None and not isinstance(body, bytes):
+            # A stream cannot be sent again once read: retry only what was never sent.
+            retries = RETRY.new(read=0)
         try:
-            connection.request(method, target, body=body, headers=sent)
-            response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as err:
-            connection.close()
-            reason = str(err) or type(err).__name__
+            raw = self._pool.request(method, self._origin + target, body=body, headers=sent,
+                                     retries=retries, preload_content=False, redirect=False)
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            reason = _reason(err)
             raise Unavailable(f"cannot reach the factflow API at {self.base_url}: {reason}") from None
+        response = ApiResponse(raw, self.base_url)
+        log.debug("%s %s -> %s", method, target, response.status)
         if response.status >= 400:
             self._raise(method, response)
         return response
 
-    def _raise(self, method: str, response: http.client.HTTPResponse) -> None:
+    def _raise(self, method: str, response: ApiResponse) -> None:
         try:
             raw = response.read(_MAX_ERROR_BODY) if method != "HEAD" else b""
-        except (OSError, http.client.HTTPException):
+        except StorageError:
             raw = b""
         finally:
             response.close()
@@ -118,18 +148,33 @@ class ApiClient:
         raise _error_class(payload.get("error_code"), response.status)(str(detail))
 
     def get_json(self, path: str, params: Params = None) -> Any:
-        return self._json(self.request("GET", path, params=params))
+        return self.read_json(self.request("GET", path, params=params))
 
     def send_json(self, method: str, path: str, json: Any) -> Any:
-        return self._json(self.request(method, path, json=json))
+        return self.read_json(self.request(method, path, json=json))
 
-    def _json(self, response: http.client.HTTPResponse) -> Any:
+    def read_json(self, response: ApiResponse) -> Any:
+        """The whole body of ``response`` as JSON (None when empty); the connection goes
+        back to the pool."""
         with response:
-            try:
-                raw = response.read()
-            except (OSError, http.client.HTTPException) as err:
-                raise Unavailable(f"the factflow API at {self.base_url} broke off an answer: {err}") from None
+            raw = response.read()
         return orjson.loads(raw) if raw else None
+
+    def with_timeout(self, timeout: float) -> ApiClient:
+        """A client of the same server with another time limit (and a pool of its own)."""
+        return ApiClient(self.base_url, token=self.token, timeout=timeout)
+
+    def close(self) -> None:
+        if "_pool" in self.__dict__:
+            self._pool.clear()
+
+
+def _reason(err: BaseException) -> str:
+    # MaxRetryError wraps the error of the last attempt, which is what a user can act on.
+    inner = getattr(err, "reason", None)
+    if isinstance(inner, BaseException):
+        err = inner
+    return str(err) or type(err).__name__
 
 
 class RemoteObjectStream(ObjectStream):
@@ -140,7 +185,7 @@ class RemoteObjectStream(ObjectStream):
         self._metadata: dict[str, Any] | None = None
         super().__init__(info, {}, body, start, length)
 
-    @property  # type: ignore[override]
+    @property
     def metadata(self) -> dict[str, Any]:
         if self._metadata is None:
             self._metadata = self._fetch_metadata()
@@ -238,10 +283,11 @@ class RemoteService:
         if span is not None:
             begin, size = span
         etag = (response.getheader("ETag") or "").strip('"') or None
-        modified = parsedate_to_datetime(response.getheader("Last-Modified"))
+        modified = parsedate_to_datetime(response.getheader("Last-Modified") or "")
         info = ObjectInfo(key, size, modified, etag, response.getheader("Content-Type"))
         body_length = 0 if length == 0 else int(response.getheader("Content-Length") or 0)
-        return RemoteObjectStream(info, response, begin, body_length, lambda: self.metadata(key))
+        # An ApiResponse reads like a file (read, close), which is all ObjectStream asks.
+        return RemoteObjectStream(info, cast(BinaryIO, response), begin, body_length, lambda: self.metadata(key))
 
     def metadata(self, key: str) -> dict[str, Any]:
         return self.api.get_json(object_path(validate_key(key)), {"view": "metadata"})
@@ -262,16 +308,19 @@ class RemoteService:
             *, content_type: str | None = None) -> dict[str, Any]:
         headers: dict[str, str | bytes] = {}
         if metadata is not None:
+            check_metadata_size(metadata)  # refused here, before the body is sent
             # UTF-8 JSON as raw header bytes: http.client would refuse non-latin-1 text.
             headers[METADATA_HEADER] = orjson.dumps(dict(metadata))
         if content_type:
             headers["Content-Type"] = content_type
         body = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
         response = self.api.request("PUT", object_path(validate_key(key)), body=body, headers=headers)
-        return self.api._json(response)
+        return self.api.read_json(response)
 
-    def delete(self, key: str) -> None:
-        self.api.request("DELETE", object_path(validate_key(key))).close()
+    def delete(self, key: str) -> bool:
+        response = self.api.request("DELETE", object_path(validate_key(key)))
+        response.close()
+        return (response.getheader("X-Factflow-Deleted") or "true").lower() != "false"
 
     # -- executions ----------------------------------------------------------
 
@@ -287,8 +336,37 @@ class RemoteService:
     def executions(self) -> list[dict[str, Any]]:
         return self.api.get_json(EXECUTIONS)["executions"]
 
+    # -- retention -------------------------------------------------------------
+
+    def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
+                          force: bool = False) -> dict[str, Any]:
+        first, *together = [validate_segment(e, "execution id") for e in execution_ids]
+        params = [("confirm", confirm), ("force", force), *(("with", e) for e in together)]
+        return self.api.read_json(self.api.request("DELETE", self._execution_path(first), params=params))
+
+    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
+              confirm: bool = False) -> dict[str, Any]:
+        return self.api.send_json("POST", f"{EXECUTIONS}/prune", {
+            "older_than": older_than, "statuses": statuses, "keep": keep, "confirm": confirm})
+
+    def execution_deps(self, execution_id: str) -> dict[str, Any]:
+        return self.api.get_json(self._execution_path(execution_id) + "/deps")
+
+    def deletions(self) -> list[dict[str, Any]]:
+        return self.api.get_json("/api/v1/deletions")["deletions"]
+
+    def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
+              extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
+              timeout: float | None = None) -> Iterator[Event | None]:
+        from factflow_storage.watch.sse_client import follow
+
+        if extension is not None and not isinstance(extension, str):
+            extension = ",".join(extension)
+        return follow(self.api, execution_ids, route_id=route_id, stage=stage, extension=extension,
+                      timeout=timeout, last_event_id=last_event_id)
+
     def health(self) -> dict[str, Any]:
         return self.api.get_json("/api/v1/health")
 
     def close(self) -> None:
-        pass
+        self.api.close()

@@ -75,3 +75,14 @@ class BucketMissing(Unavailable):
 class ConfigError(StorageError, ValueError):
     error_code = "config_error"
     status = 500
+
+
+class Busy(StorageError):
+    """A capacity limit of the server is reached; retry after ``retry_after`` seconds."""
+
+    error_code = "busy"
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after

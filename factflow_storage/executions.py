@@ -6,18 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from factflow_storage import metadata as clock
-from factflow_storage.errors import BadRequest, NotFound
+from factflow_storage.errors import BadRequest, Conflict, NotFound
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage.protocol import StorageProtocol
 
 RUNNING = "running"
+DELETING = "deleting"  # set by factflow_storage.retention; not a status writers may set
 COMPLETED = "completed"
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 STATUSES = (RUNNING, *TERMINAL_STATUSES)
 
 
 def is_terminal(record: dict[str, Any] | None) -> bool:
-    return bool(record) and record.get("status") in TERMINAL_STATUSES
+    return record is not None and record.get("status") in TERMINAL_STATUSES
 
 
 def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any]:
@@ -34,6 +35,9 @@ def set_status(provider: StorageProtocol, execution_id: str, status: str) -> dic
     if status not in STATUSES:
         raise BadRequest(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
     record = provider.read_execution(execution_id) or {"execution_id": execution_id}
+    if record.get("status") == DELETING:
+        raise Conflict(f"execution {execution_id} is being deleted; finish that with "
+                       f"'factflow execution delete {execution_id} --yes' first")
     now = clock.now_rfc3339()
     if status == RUNNING:
         record.update(status=RUNNING, started_at=record.get("started_at") or now, finished_at=None)
@@ -55,3 +59,10 @@ def list_executions(provider: StorageProtocol) -> list[dict[str, Any]]:
             records.append(record)
     records.sort(key=lambda r: (r.get("started_at") or "", r.get("execution_id", "")), reverse=True)
     return records
+
+
+def refuse_deleting(record: dict[str, Any] | None, execution_id: str) -> None:
+    """Readers of a whole execution stop at one that is half deleted."""
+    if record and record.get("status") == DELETING:
+        raise Conflict(f"execution {execution_id} is being deleted (status deleting); finish with "
+                       f"'factflow execution delete {execution_id} --yes'")

@@ -7,6 +7,7 @@ allowed (users store other things too) as long as they are valid.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from factflow_storage.errors import InvalidKey
@@ -124,4 +125,23 @@ def parse_key(key: str) -> KeyParts | None:
         return None
     # A prefix's trailing '/' leaves an empty last part: that level is not named yet.
     parts += [None] * (4 - len(parts))
-    return KeyParts(*parts)
+    return KeyParts(parts[0], parts[1], parts[2], parts[3])
+
+
+def narrow_prefix(prefix: str, route_id: str | None, stage: str | None) -> str:
+    """Turn an execution prefix plus route/stage filters into the tightest key prefix."""
+    parts = parse_key(prefix) if prefix.endswith("/") else None
+    if parts and parts.route_id is None and route_id:
+        prefix += validate_segment(route_id, "route") + "/"
+        if stage:
+            prefix += validate_segment(stage, "stage") + "/"
+    elif parts and parts.stage is None and parts.route_id is not None and stage:
+        prefix += validate_segment(stage, "stage") + "/"
+    return prefix
+
+
+def split_extensions(extension: str | Sequence[str] | None) -> tuple[str, ...]:
+    if not extension:
+        return ()
+    items = extension.split(",") if isinstance(extension, str) else extension
+    return tuple("." + item.strip().lstrip(".").lower() for item in items if item.strip())

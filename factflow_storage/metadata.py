@@ -13,10 +13,23 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
-from factflow_storage.errors import BadRequest
+import orjson
+
+from factflow_storage.errors import BadRequest, TooLarge
 from factflow_storage.keys import parse_key
 
 COMPUTED_FIELDS = ("key", "content_length", "checksum", "created_at")
+PROVENANCE_FIELDS = ("execution_id", "route_id", "stage", "msg_id")
+# The one limit on a metadata blob, as compact JSON, on every provider and write path. It
+# keeps a blob inside one HTTP header (waitress reads at most 256 KiB of them), in a
+# download's sidecar and in memory wherever listings carry metadata.
+MAX_METADATA_BYTES = 64 * 1024
+# Set on read when the bytes under a key are no longer those its checksum describes.
+STALE_CHECKSUM = "stale_checksum"
+COPIED_FROM = "copied_from"
+CHANGE_CHECK = "change_check"
+CHECK_ETAG = "size+etag"
+CHECK_MTIME = "size+mtime"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 CHUNK_SIZE = 1024 * 1024
 
@@ -65,7 +78,27 @@ def check_user_metadata(metadata: Any) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise BadRequest("metadata must be a JSON object")
+    check_metadata_size(metadata)
     return dict(metadata)
+
+
+def check_metadata_size(blob: Mapping[str, Any], key: str | None = None) -> None:
+    """Refuse a blob over ``MAX_METADATA_BYTES`` (before any byte of the object moves)."""
+    try:
+        size = len(orjson.dumps(dict(blob)))
+    except TypeError as err:
+        raise BadRequest(f"metadata is not JSON: {err}") from None
+    if size > MAX_METADATA_BYTES:
+        what = f"metadata of {key!r}" if key else "metadata"
+        raise TooLarge(f"{what} is {size} bytes as JSON, over the limit of {MAX_METADATA_BYTES} bytes (64 KiB)")
+
+
+def provenance(key: str) -> dict[str, str]:
+    """The provenance fields the key convention gives (none for other keys)."""
+    parts = parse_key(key)
+    if parts is None:
+        return {}
+    return {field: value for field in PROVENANCE_FIELDS if (value := getattr(parts, field)) is not None}
 
 
 def build_metadata(
@@ -78,22 +111,40 @@ def build_metadata(
 ) -> dict[str, Any]:
     """The stored blob: the writer's fields, provenance from the key, computed fields."""
     blob = check_user_metadata(user_metadata)
-    parts = parse_key(key)
-    if parts is not None:
-        provenance = {
-            "execution_id": parts.execution_id,
-            "route_id": parts.route_id,
-            "stage": parts.stage,
-            "msg_id": parts.msg_id,
-        }
-        for field, value in provenance.items():
-            if value is not None:
-                blob.setdefault(field, value)
+    for field, value in provenance(key).items():
+        blob.setdefault(field, value)
     blob["content_type"] = content_type or blob.get("content_type") or guess_content_type(key)
     blob["key"] = key
     blob["content_length"] = size
     blob["checksum"] = f"sha256:{sha256_hex}"
     blob["created_at"] = now_rfc3339()
+    check_metadata_size(blob, key)
+    return blob
+
+
+def describe_stored(key: str, blob: Mapping[str, Any], *, size: int, bytes_replaced: bool = False) -> dict[str, Any]:
+    """A blob read back, with its computed fields made true of the object under ``key``.
+
+    Another tool may have copied the object (and its blob) from another key, or replaced
+    its bytes and kept the blob: the key and the provenance parsed from it come from
+    ``key``, the length from the object, and a checksum the bytes no longer match is moved
+    to ``stale_checksum`` rather than served. Provenance a writer set explicitly is kept.
+    """
+    blob = dict(blob)
+    recorded = blob.get("key")
+    if isinstance(recorded, str) and recorded != key:
+        derived = provenance(recorded)
+        for field, value in derived.items():
+            if blob.get(field) == value:
+                del blob[field]
+        for field, value in provenance(key).items():
+            blob.setdefault(field, value)
+        blob[COPIED_FROM] = recorded
+    blob["key"] = key
+    if blob.get("content_length") != size or bytes_replaced:
+        if "checksum" in blob:
+            blob[STALE_CHECKSUM] = blob.pop("checksum")
+        blob["content_length"] = size
     return blob
 
 
@@ -136,13 +187,19 @@ class HashingReader:
 
 def foreign_metadata(key: str, size: int, last_modified: datetime, *,
                      content_type: str | None = None, etag: str | None = None) -> dict[str, Any]:
-    """What storage itself knows of an object another tool wrote (no factflow blob)."""
+    """What storage itself knows of an object another tool wrote (no factflow blob).
+
+    Without a sha256, a download tells a changed object by its size and ETag (else its
+    modification time), as rclone does; ``change_check`` says which.
+    """
     blob: dict[str, Any] = {
         "key": key,
+        **provenance(key),
         "content_type": content_type or guess_content_type(key),
         "content_length": size,
         "created_at": format_time(last_modified),
     }
     if etag:
         blob["etag"] = etag
+    blob[CHANGE_CHECK] = CHECK_ETAG if etag else CHECK_MTIME
     return blob

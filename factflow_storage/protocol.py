@@ -13,7 +13,7 @@ missing key succeeds silently, as on S3.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol, runtime_checkable
@@ -104,6 +104,14 @@ def check_range(key: str, size: int, start: int, length: int | None) -> None:
         raise InvalidRange(f"range starts at {start}, past the end of {key!r} ({size} bytes)")
 
 
+class WriteHook(Protocol):
+    """Told of each committed write; must not raise for the write's sake (it is done)."""
+
+    def object_written(self, key: str) -> None: ...
+
+    def execution_written(self, execution_id: str, record: Mapping[str, Any]) -> None: ...
+
+
 @runtime_checkable
 class StorageProtocol(Protocol):
     uri: str
@@ -144,6 +152,11 @@ class StorageProtocol(Protocol):
 
     def delete_record(self, name: str) -> None: ...
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete several objects (and their metadata) at once; missing keys are skipped."""
+
+    def delete_records(self, names: Iterable[str]) -> None: ...
+
     def read_execution(self, execution_id: str) -> dict[str, Any] | None: ...
 
     def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None: ...
@@ -158,17 +171,22 @@ class BaseProvider:
     """Methods every provider derives the same way from its primitives."""
 
     uri: str
-    # Whether writes also leave a marker in the watch journal: False for backends that
-    # push changes (a filesystem), None to decide on the first write (S3 providers).
-    write_journal: bool | None = False
+    # Observers of committed writes (``object_written(key)``, ``execution_written(id,
+    # record)``), attached by whoever opens the provider (the registry: the S3 write journal).
+    write_hooks: tuple[WriteHook, ...] = ()
+
+    def add_write_hook(self, hook: WriteHook) -> None:
+        self.write_hooks = (*self.write_hooks, hook)
 
     def after_write(self, key: str) -> None:
-        """Called by ``write`` once ``key`` is committed. On S3 servers without MinIO's
-        listen API this keeps the journal watchers poll (``factflow_storage.watch.journal``)."""
-        if self.write_journal is not False:
-            from factflow_storage.watch.journal import note_write
+        """Called by ``write`` once ``key`` is committed."""
+        for hook in self.write_hooks:
+            hook.object_written(key)
 
-            note_write(self, key)
+    def delete_records(self, names: Iterable[str]) -> None:
+        """Delete many records; providers with a bulk delete override this."""
+        for name in names:
+            self.delete_record(name)  # type: ignore[attr-defined]
 
     def read(self, key: str) -> bytes:
         with self.open(key) as stream:  # type: ignore[attr-defined]
@@ -188,12 +206,29 @@ class BaseProvider:
         except NotFound:
             return None
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete several objects with their metadata; missing keys are skipped. S3
+        providers send them 1,000 names a request."""
+        for key in keys:
+            self.delete(key)  # type: ignore[attr-defined]
+
+    def index_lineage(self, key: str, metadata: Mapping[str, Any] | None) -> None:
+        """Called by ``write`` before ``key`` is committed: cross-execution parents named in
+        ``lineage`` go into the reference index (``factflow_storage.lineage_index``)
+        first, so no committed object is ever missing from it."""
+        if metadata and metadata.get("lineage"):
+            from factflow_storage.lineage_index import note_lineage
+
+            note_lineage(self, key, metadata["lineage"])
+
     def read_execution(self, execution_id: str) -> dict[str, Any] | None:
         raw = self.get_record(f"executions/{execution_id}.json")
         return None if raw is None else orjson.loads(raw)
 
     def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None:
         self.put_record(f"executions/{execution_id}.json", orjson.dumps(dict(record)))  # type: ignore[attr-defined]
+        for hook in self.write_hooks:
+            hook.execution_written(execution_id, record)
 
     def check(self) -> None:
         pass

@@ -10,13 +10,19 @@ from urllib.parse import unquote, urlsplit
 
 from factflow_storage.errors import ConfigError
 from factflow_storage.protocol import StorageProtocol
-
-DEFAULT_STORAGE_URI = "file://./output/storage"
+from factflow_storage.settings import DEFAULT_STORAGE_URI, load_settings
 
 PROVIDERS: dict[str, str] = {
     "file": "factflow_storage.providers.filesystem:FilesystemProvider",
     "minio": "factflow_storage.providers.minio:MinioProvider",
     "s3": "factflow_storage.providers.minio:MinioProvider",
+}
+
+# Write hooks each provider gets when opened here: S3 servers cannot push changes, so
+# watchers poll a journal the writers keep (``factflow_storage.watch.journal``).
+WRITE_HOOKS: dict[str, tuple[str, ...]] = {
+    "minio": ("factflow_storage.watch.s3_sources:journal_hook",),
+    "s3": ("factflow_storage.watch.s3_sources:journal_hook",),
 }
 
 
@@ -50,8 +56,20 @@ def parse_storage_uri(uri: str) -> StorageURI:
 
 def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
                             options: Mapping[str, Any] | None = None) -> StorageProtocol:
-    """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...)."""
+    """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...).
+
+    Without ``options`` (a pipeline opening storage from Python) they come from the
+    settings in force, ``FACTFLOW_*`` variables and the config file, as for the CLI.
+    """
     parsed = parse_storage_uri(uri)
-    module_name, _, class_name = PROVIDERS[parsed.scheme].partition(":")
-    provider_class = getattr(importlib.import_module(module_name), class_name)
-    return provider_class(parsed, **dict(options or {}))
+    if options is None:
+        options = load_settings({"storage_uri": uri}).provider_options()
+    provider = _load(PROVIDERS[parsed.scheme])(parsed, **dict(options))
+    for hook in WRITE_HOOKS.get(parsed.scheme, ()):
+        provider.add_write_hook(_load(hook)(provider))
+    return provider
+
+
+def _load(path: str) -> Any:
+    module_name, _, name = path.partition(":")
+    return getattr(importlib.import_module(module_name), name)

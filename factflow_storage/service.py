@@ -11,19 +11,33 @@ import base64
 import binascii
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
 from factflow_storage import executions
-from factflow_storage.errors import BadRequest
-from factflow_storage.keys import execution_prefix, parse_key, validate_key, validate_prefix, validate_segment
+from factflow_storage.errors import BadRequest, Conflict
+# narrow_prefix and split_extensions are imported from here by other modules too.
+from factflow_storage.keys import (
+    execution_prefix,
+    narrow_prefix,
+    parse_key,
+    split_extensions,
+    validate_key,
+    validate_prefix,
+)
 from factflow_storage.metadata import format_time, is_json_type
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol
+
+if TYPE_CHECKING:
+    from factflow_storage.interface import RecordStore
+    from factflow_storage.watch.events import Event
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 METADATA_WORKERS = 16
+PREFIX_NOT_OBJECT = ("{key!r} is a prefix, not an object: nothing deleted; delete a whole execution "
+                     "with 'factflow execution delete ID'")
 
 
 def json_bytes(value: Any) -> bytes:
@@ -45,25 +59,6 @@ def decode_cursor(cursor: str) -> str:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest(f"invalid cursor {cursor!r}") from None
-
-
-def narrow_prefix(prefix: str, route_id: str | None, stage: str | None) -> str:
-    """Turn an execution prefix plus route/stage filters into the tightest key prefix."""
-    parts = parse_key(prefix) if prefix.endswith("/") else None
-    if parts and parts.route_id is None and route_id:
-        prefix += validate_segment(route_id, "route") + "/"
-        if stage:
-            prefix += validate_segment(stage, "stage") + "/"
-    elif parts and parts.stage is None and parts.route_id is not None and stage:
-        prefix += validate_segment(stage, "stage") + "/"
-    return prefix
-
-
-def split_extensions(extension: str | Sequence[str] | None) -> tuple[str, ...]:
-    if not extension:
-        return ()
-    items = extension.split(",") if isinstance(extension, str) else extension
-    return tuple("." + item.strip().lstrip(".").lower() for item in items if item.strip())
 
 
 def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]:
@@ -200,8 +195,16 @@ class StorageService:
             *, content_type: str | None = None) -> dict[str, Any]:
         return self.provider.write(validate_key(key), data, metadata, content_type=content_type)
 
-    def delete(self, key: str) -> None:
-        self.provider.delete(validate_key(key))
+    def delete(self, key: str) -> bool:
+        """Delete one object; False when there was none. A key that only names a prefix is
+        refused: whole executions go through ``execution delete``."""
+        validate_key(key)
+        if not self.provider.exists(key):
+            if next(iter(self.provider.list(key + "/", limit=1)), None) is not None:
+                raise Conflict(PREFIX_NOT_OBJECT.format(key=key))
+            return False
+        self.provider.delete(key)
+        return True
 
     # -- executions ----------------------------------------------------------
 
@@ -217,6 +220,56 @@ class StorageService:
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
+    # -- retention (factflow_storage.retention) ------------------------------
+
+    def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
+                          force: bool = False) -> dict[str, Any]:
+        from factflow_storage.retention.delete import delete_executions
+
+        return delete_executions(self.provider, execution_ids, confirm=confirm, force=force)
+
+    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
+              confirm: bool = False) -> dict[str, Any]:
+        from factflow_storage.retention.prune import prune
+
+        return prune(self.provider, older_than=older_than, statuses=statuses, keep=keep, confirm=confirm)
+
+    def execution_deps(self, execution_id: str) -> dict[str, Any]:
+        from factflow_storage.retention.prune import dependencies
+
+        return dependencies(self.provider, execution_id)
+
+    def deletions(self) -> list[dict[str, Any]]:
+        from factflow_storage.retention.delete import list_deletions
+
+        return list_deletions(self.provider)
+
+    def execution_exists(self, execution_id: str) -> bool:
+        """A record, or at least one object: writers may write before they register."""
+        if self.provider.read_execution(execution_id) is not None:
+            return True
+        return next(iter(self.provider.list(execution_prefix(execution_id), limit=1)), None) is not None
+
+    # -- watch -----------------------------------------------------------------
+
+    def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
+              extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
+              timeout: float | None = None) -> Iterator[Event | None]:
+        from factflow_storage.watch.stream import watch_events
+
+        return watch_events(self.provider, execution_ids, route_id=route_id, stage=stage, extension=extension,
+                            last_event_id=last_event_id, timeout=timeout)
+
+    # -- for server-side jobs --------------------------------------------------
+
+    @property
+    def records(self) -> RecordStore:
+        """Where server-side jobs keep their records (``_factflow/`` in this storage)."""
+        return self.provider
+
     def health(self) -> dict[str, Any]:
         self.provider.check()
         return {"status": "ok", "storage": self.provider.uri}
+
+    def close(self) -> None:
+        self.provider.close()

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from factflow_storage.errors import ConfigError
-from factflow_storage.registry import DEFAULT_STORAGE_URI, parse_storage_uri
+
+DEFAULT_STORAGE_URI = "file://./output/storage"
+DEFAULT_ARCHIVE_TTL = 3600.0
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -41,12 +43,17 @@ FIELDS = (
     Field("storage_uri", "FACTFLOW_STORAGE_URI", ("storage_uri",), DEFAULT_STORAGE_URI),
     Field("api_url", "FACTFLOW_API_URL", ("api_url",)),
     Field("api_token", "FACTFLOW_API_TOKEN", ("api_token",), secret=True),
+    Field("api_cors_origins", "FACTFLOW_API_CORS_ORIGINS", ("api_cors_origins",)),
+    Field("archive_max_jobs", "FACTFLOW_ARCHIVE_MAX_JOBS", ("archive", "max_jobs")),
+    Field("archive_max_bytes", "FACTFLOW_ARCHIVE_MAX_BYTES", ("archive", "max_bytes")),
+    Field("archive_idle", "FACTFLOW_ARCHIVE_IDLE", ("archive", "idle")),
     Field("minio_endpoint", "FACTFLOW_MINIO_ENDPOINT", ("minio", "endpoint")),
     Field("minio_access_key", "FACTFLOW_MINIO_ACCESS_KEY", ("minio", "access_key")),
     Field("minio_secret_key", "FACTFLOW_MINIO_SECRET_KEY", ("minio", "secret_key"), secret=True),
     Field("minio_secure", "FACTFLOW_MINIO_SECURE", ("minio", "secure")),
     Field("minio_region", "FACTFLOW_MINIO_REGION", ("minio", "region")),
     Field("minio_create_bucket", "FACTFLOW_MINIO_CREATE_BUCKET", ("minio", "create_bucket")),
+    Field("archive_ttl", "FACTFLOW_ARCHIVE_TTL", ("archive", "ttl")),
 )
 
 
@@ -82,7 +89,7 @@ class Settings:
 
     def provider_options(self) -> dict[str, Any]:
         """Keyword options for the provider the storage URI names."""
-        if parse_storage_uri(self.storage_uri).scheme == "file":
+        if self.storage_uri.partition("://")[0].lower() == "file":
             return {}
         return {
             "endpoint": self.minio_endpoint,
@@ -93,6 +100,20 @@ class Settings:
             "create_bucket": _parse_bool(self.minio_create_bucket, "minio create_bucket")
             if self.minio_create_bucket is not None else False,
         }
+
+
+    def archive_ttl_seconds(self) -> float:
+        """How long the server keeps a finished archive job: seconds, or 30m, 2h, 1d."""
+        raw = self.archive_ttl
+        if raw is None or str(raw).strip() == "":
+            return DEFAULT_ARCHIVE_TTL
+        try:
+            value = float(raw) if isinstance(raw, (int, float)) else parse_duration(str(raw).lower())
+        except ValueError:
+            value = -1
+        if value <= 0:
+            raise ConfigError(f"FACTFLOW_ARCHIVE_TTL must be a positive duration like 3600, 30m or 2h, not {raw!r}")
+        return value
 
 
 def config_file_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:

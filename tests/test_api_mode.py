@@ -81,7 +81,6 @@ WRITES = [
     ["execution", "start", "ex2", "--output", "json"],
     ["execution", "finish", "ex2", "--status", "failed"],
     ["execution", "finish", EXEC, "--output", "json"],
-    ["storage", "delete", MARKDOWN],
     ["storage", "delete", "never/existed", "--output", "json"],
 ]
 
@@ -89,6 +88,13 @@ WRITES = [
 @pytest.mark.parametrize("args", WRITES, ids=" ".join)
 def test_writes_print_the_same(demo, args):
     assert demo.both(args)[0] == 0
+
+
+def test_deletes_print_the_same(demo):
+    # A delete done twice reports the second as missing, so each mode deletes its own key.
+    assert demo.run(demo.direct_env, ["storage", "delete", MARKDOWN]) == (0, f"deleted {MARKDOWN}\n".encode(), b"")
+    assert demo.run(demo.api_env, ["storage", "delete", SITEMAP]) == (0, f"deleted {SITEMAP}\n".encode(), b"")
+    assert demo.both(["storage", "delete", MARKDOWN]) == (0, b"", f"no object {MARKDOWN}: nothing deleted\n".encode())
 
 
 @pytest.mark.parametrize("args, stdin", [

@@ -113,7 +113,9 @@ def test_put_browse_list_get_metadata_delete(any_ff, tmp_path):
 
     any_ff.ok("storage", "delete", "executions/e1/r1/s1/m1.bin")
     any_ff.fails("storage", "get", "executions/e1/r1/s1/m1.bin", says="executions/e1/r1/s1/m1.bin")
-    any_ff.ok("storage", "delete", "executions/e1/r1/s1/m1.bin")  # missing: still exit 0
+    missing = any_ff("storage", "delete", "executions/e1/r1/s1/m1.bin")  # exit 0 as on S3, but said
+    assert (missing.exit_code, missing.stdout) == (0, "")
+    assert missing.stderr == "no object executions/e1/r1/s1/m1.bin: nothing deleted\n"
 
 
 # -- put ---------------------------------------------------------------------------------
@@ -306,6 +308,7 @@ def test_browse_invalid_prefix(tree):
 def test_delete_outputs(ff):
     ff.ok("storage", "put", "gone", input=b"x")
     assert lines(ff.ok("storage", "delete", "gone")) == ["deleted gone"]
+    ff.ok("storage", "put", "gone", input=b"x")
     assert ff.json("storage", "delete", "gone", "-o", "json") == {"key": "gone", "deleted": True}
     ff.fails("storage", "delete", "_factflow/executions/x.json", says="reserved")
 

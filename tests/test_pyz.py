@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -131,3 +132,23 @@ def test_refuses_a_foreign_python_in_one_line(tmp_path):
     native.write_text(build_zipapp.PREAMBLE.format(**dict(zip(("version", "system", "machine"),
                                                               build_zipapp.target()))))
     assert subprocess.run([sys.executable, str(native)], capture_output=True, timeout=30).returncode == 0
+
+
+def test_serves_the_console_files_from_inside_the_pyz(pyz, shiv_root, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(SHIV_ROOT=str(shiv_root), HOME=str(tmp_path), FACTFLOW_STORAGE_URI=f"file://{tmp_path}/storage")
+    server = subprocess.Popen([sys.executable, "-I", "-S", str(pyz), "serve", "--port", "0"], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[-1]
+        assert url.startswith("http://127.0.0.1:"), server.stderr.read()
+        console = REPO / "factflow_storage" / "server" / "console"
+        with urllib.request.urlopen(url + "/") as reply:
+            assert reply.read() == (console / "index.html").read_bytes()
+            assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
+        for path in sorted(console.iterdir()):
+            with urllib.request.urlopen(f"{url}/console/{path.name}") as reply:
+                assert reply.read() == path.read_bytes(), path.name
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -158,7 +158,7 @@ def test_double_encoding_is_a_literal_key_inside_the_root(tmp_path, service):
 
 def test_bottle_errors_are_json(service):
     with running_server(service) as url:
-        assert_error(http_request(url, "GET", "/"), 404, "not_found")
+        assert_error(http_request(url, "GET", "/nope"), 404, "not_found")
         assert_error(http_request(url, "GET", "/api/v1/storage"), 404, "not_found")
         reply = http_request(url, "POST", OBJECTS + "/a/b")
         body = assert_error(reply, 405, "method_not_allowed")

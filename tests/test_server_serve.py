@@ -97,7 +97,8 @@ def test_curl_against_every_endpoint_of_the_spec(demo_env):
         code, body = curl(f"{api}/executions")
         assert code == 200 and json.loads(body)["executions"][0]["execution_id"] == EXEC
         assert json.loads(curl(f"{api}/executions/{EXEC}")[1])["status"] == "completed"
-        code, body = curl("-X", "PUT", "-d", '{"status": "running"}', f"{api}/executions/other")
+        code, body = curl("-X", "PUT", "-H", "Content-Type: application/json", "-d", '{"status": "running"}',
+                          f"{api}/executions/other")
         assert code == 200 and json.loads(body)["status"] == "running"
         code, body = curl(f"{api}/openapi.json")
         assert code == 200 and "/api/v1/storage/objects/{key}" in json.loads(body)["paths"]

@@ -179,3 +179,20 @@ def test_archive_ttl_refuses_what_is_not_a_positive_duration(text):
 
     with pytest.raises(ConfigError, match="FACTFLOW_ARCHIVE_TTL must be a positive duration"):
         ttl_from_env({"FACTFLOW_ARCHIVE_TTL": text})
+
+
+def test_archive_ttl_is_a_setting_config_show_lists_with_its_source(tmp_path):
+    from click.testing import CliRunner
+
+    from factflow_storage.cli.main import cli
+
+    path = write_toml(tmp_path / "conf.toml", '[archive]\nttl = "2h"\n')
+    result = CliRunner().invoke(cli, ["--config", str(path), "-o", "json", "config", "show"], env={
+        "FACTFLOW_ARCHIVE_TTL": None, "FACTFLOW_CONFIG": None})
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in __import__("orjson").loads(result.stdout)["settings"]}
+    assert rows["archive_ttl"]["value"] == "2h"
+    assert rows["archive_ttl"]["source"] == f"config {path}"
+    assert load_settings(config=str(path), env={}).archive_ttl_seconds() == 7200
+    assert load_settings(config=str(path), env={"FACTFLOW_ARCHIVE_TTL": "90s"}).archive_ttl_seconds() == 90
+

@@ -11,9 +11,9 @@ import pytest
 
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX
 from factflow_storage.watch.fs_source import FilesystemSource
-from factflow_storage.watch.journal import journal_prefix, marker_name
+from factflow_storage.watch.journal import journal_of, journal_prefix, marker_name
 from factflow_storage.watch.s3_sources import JournalSource, ListenSource, listen_supported
-from factflow_storage.watch.source import source_for
+from factflow_storage.watch.feed import source_for
 from listen_standin import ListenStandIn
 from watch_support import s3_watched  # noqa: F401  (fixture)
 
@@ -108,7 +108,7 @@ def test_a_journal_poll_reads_only_recent_markers(s3_server):
     for key in fresh:
         provider.write(key, b"n")
     assert sorted(info.key for info in collector.finish(3)) == fresh
-    assert provider.write_journal is True  # radosgw: the provider keeps the journal itself
+    assert journal_of(provider).enabled is True  # radosgw: the provider keeps the journal itself
     assert max(listed) == 3  # never the 300 old markers
 
 
@@ -127,7 +127,7 @@ def _radosgw_provider(server):
 
     provider = create_storage_provider(f"minio://{server.new_bucket()}", server.options())
     if server.kind == "minio":
-        provider.write_journal = True  # MinIO has the listen API; exercise the journal anyway
+        journal_of(provider).enabled = True  # MinIO has the listen API; exercise the journal anyway
     return provider
 
 

@@ -2,10 +2,14 @@
 
 Planning lists the execution (keys and sizes only) and compares each object with what
 DIR already holds: a file of another size is fetched again, one of the same size is
-checked against the object's sha256 (a metadata read each), so a re-run after an
-interruption fetches only what is missing or differs. Direct mode copies the objects
-with a thread pool; API mode packs them in an archive job (all of them, or just the
-missing keys) and extracts the zip while it downloads. Both write the same tree.
+checked against the object's sha256 (a metadata read each), or, for an object another
+tool wrote (no sha256), its ETag or modification time against those its sidecar
+recorded, so a re-run after an interruption fetches only what is missing or differs.
+Keys a filesystem cannot hold together (an object ``a`` and an object ``a/b``) follow
+one rule in both modes: ``a`` is written, ``a/b`` is skipped and reported. Direct mode
+copies the objects with a thread pool; API mode packs them in an archive job (all of
+them, or just the missing keys) and extracts the zip while it downloads. Both write the
+same tree.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 from factflow_storage.archive.extract import extract_archive
 from factflow_storage.archive.progress import ProgressBar
 from factflow_storage.archive.tree import OutputTree, file_sha256, sidecar_bytes
 from factflow_storage.errors import NotFound, StorageError
 from factflow_storage.keys import execution_prefix, parse_key
+from factflow_storage.metadata import CHANGE_CHECK, CHECK_ETAG, CHECK_MTIME
 
 ARCHIVE = "/api/v1/content/archive"
 DEFAULT_JOBS = 32
@@ -85,9 +92,41 @@ class Summary:
     sidecars: int = 0  # sidecars written by this run
     bytes: int = 0  # bytes of the objects written
     failed: list[dict[str, str]] = field(default_factory=list)
+    conflicts: list[dict[str, str]] = field(default_factory=list)  # skipped: a filesystem cannot hold them
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def unchanged_without_checksum(blob: dict[str, Any], sidecar: bytes | None) -> bool:
+    """For an object with no sha256 (another tool wrote it): whether the sidecar of the
+    last download recorded the same size and ETag, or modification time, as it has now."""
+    check = blob.get(CHANGE_CHECK)
+    if sidecar is None or check not in (CHECK_ETAG, CHECK_MTIME):
+        return False
+    try:
+        before = orjson.loads(sidecar)
+    except orjson.JSONDecodeError:
+        return False
+    field = "etag" if check == CHECK_ETAG else "created_at"
+    return isinstance(before, dict) and before.get(CHANGE_CHECK) == check and \
+        before.get("content_length") == blob.get("content_length") and \
+        before.get(field) is not None and before.get(field) == blob.get(field)
+
+
+def split_conflicts(entries: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], list[dict[str, str]]]:
+    """Entries a filesystem can hold together, and those it cannot: an object below a key
+    that is itself an object (``a/b`` below ``a``) is skipped, whatever the mode."""
+    objects = {key for key, _ in entries}
+    kept, skipped = [], []
+    for key, size in entries:
+        parent = next((key[:i] for i, char in enumerate(key) if char == "/" and key[:i] in objects), None)
+        if parent is None:
+            kept.append((key, size))
+        else:
+            skipped.append({"key": key, "reason": f"skipped {key!r}: the object {parent!r} is written at the "
+                            "path its directory would need, and a filesystem cannot hold both"})
+    return kept, skipped
 
 
 def _checksum_hex(blob: dict[str, Any]) -> str | None:
@@ -124,6 +163,7 @@ class Download:
         """The objects to fetch; fixes stale sidecars of objects that are already right."""
         entries = self._listing()
         self.summary.objects = len(entries)
+        entries, self.summary.conflicts = split_conflicts(entries)
         candidates = [(key, size) for key, size in entries if self.tree.local_size(self.tree.target(key)) == size]
         if not candidates:
             return entries
@@ -151,7 +191,10 @@ class Download:
         try:
             blob = blobs.get(key) or self.service.metadata(key)
             expected = _checksum_hex(blob)
-            same = expected is not None and file_sha256(self.tree.target(key)) == expected
+            if expected is not None:
+                same = file_sha256(self.tree.target(key)) == expected
+            else:
+                same = unchanged_without_checksum(blob, self.tree.read_small(self.tree.sidecar_target(key)))
             if same and self.selection.include_metadata:
                 wanted = sidecar_bytes(blob)
                 path = self.tree.sidecar_target(key)

@@ -26,7 +26,7 @@ import orjson
 
 from factflow_storage.errors import NotFound
 from factflow_storage.metadata import format_time
-from factflow_storage.protocol import StorageProtocol
+from factflow_storage.interface import RecordStore
 
 PREPARING, READY, FAILED, CANCELLED = "preparing", "ready", "failed", "cancelled"
 FINISHED = (READY, FAILED, CANCELLED)
@@ -55,7 +55,7 @@ def _at(seconds: float) -> str:
 
 
 class JobStore:
-    def __init__(self, provider: StorageProtocol, *, ttl: float, stale_after: float):
+    def __init__(self, provider: RecordStore, *, ttl: float, stale_after: float):
         self.provider = provider
         self.ttl = ttl
         self.stale_after = stale_after

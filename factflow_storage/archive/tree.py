@@ -52,8 +52,9 @@ def file_sha256(path: str) -> str:
 class Staged:
     """A temp file in the staging directory, hashed as it is written."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, mode: int = 0o644):
         fd, self.path = tempfile.mkstemp(dir=directory, suffix=PART_SUFFIX)
+        os.fchmod(fd, mode)  # mkstemp's 0600 would outlive the rename
         self._handle: BinaryIO = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
         self.size = 0
@@ -88,6 +89,10 @@ class OutputTree:
         self._known_dirs: set[str] = set()
         self._mkdir_lock = threading.Lock()
         self._lock_fd: int | None = None
+        # Files get the mode cp, rclone and aws give them: 0666 less the umask.
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self.file_mode = 0o666 & ~umask
 
     def __enter__(self) -> OutputTree:
         try:
@@ -174,7 +179,7 @@ class OutputTree:
     # -- writing -------------------------------------------------------------
 
     def stage(self) -> Staged:
-        return Staged(self.staging)
+        return Staged(self.staging, self.file_mode)
 
     def commit(self, staged: Staged, path: str, key: str) -> None:
         """Move a checked temp file to its final name (replacing what was there)."""

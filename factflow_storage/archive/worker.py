@@ -23,7 +23,7 @@ from factflow_storage.archive.extract import MANIFEST_NAME
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.tree import sidecar_bytes
 from factflow_storage.archive.zipwriter import ZipStreamWriter
-from factflow_storage.errors import NotFound, StorageError
+from factflow_storage.errors import NotFound, StorageError, TooLarge
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.protocol import ObjectStream
 from factflow_storage.service import StorageService
@@ -48,8 +48,17 @@ class Progress:
         self.processed = 0
         self.bytes_packed = 0
         self.cancel = threading.Event()
+        # Why the server stopped the job, when it was not the client: nobody polled it,
+        # or it would pass the archive byte cap (``archive.limits``).
+        self.idle = False
+        self.limit_error: StorageError | None = None
+        self.byte_budget: int | None = None  # bytes this job may pack, set when it starts
 
     def check(self) -> None:
+        if self.byte_budget is not None and self.bytes_packed > self.byte_budget and self.limit_error is None:
+            self.limit_error = TooLarge(f"the archive would pass the byte limit on archives held "
+                                        f"({self.byte_budget} bytes were left for it)")
+            self.cancel.set()
         if self.cancel.is_set():
             raise Cancelled("cancelled")
 

@@ -23,7 +23,7 @@ def _artefacts(execution_id: str):
     urls = [f"https://docs.example.com/{page}" for page in PAGES]
     yield sitemap_key, orjson.dumps({"source": "https://docs.example.com/sitemap.xml", "urls": urls}), \
         "application/json", {"adapter": "sitemap_scraper", "config_hash": CONFIG_HASH}
-    for number, (page, url) in enumerate(zip(PAGES, urls), start=1):
+    for number, (page, url) in enumerate(zip(PAGES, urls, strict=True), start=1):
         msg_id = f"msg-{number:04d}"
         html_key = build_key(execution_id, "sitemap_scraper", "web_scraper", f"{msg_id}.html.gz")
         html = f"<html><head><title>{page}</title></head><body><h1>{page}</h1><p>About {page}.</p></body></html>"

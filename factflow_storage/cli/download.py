@@ -34,6 +34,8 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
     from factflow_storage.archive.fetch import Download, Selection
     from factflow_storage.archive.progress import ProgressBar, human_bytes
     from factflow_storage.archive.tree import OutputTree
+    from factflow_storage.errors import NotFound
+    from factflow_storage.executions import refuse_deleting
     from factflow_storage.keys import execution_prefix, validate_segment
 
     execution_prefix(execution_id)
@@ -41,6 +43,10 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
         validate_segment(route, "route")
     for stage in stages:
         validate_segment(stage, "stage")
+    try:
+        refuse_deleting(app.service.execution(execution_id), execution_id)
+    except NotFound:
+        pass  # objects without a record can still be downloaded
     selection = Selection(execution_id, routes, stages, include_metadata=not no_metadata)
     progress = ProgressBar(enabled=not quiet and sys.stderr.isatty())
     try:
@@ -50,10 +56,14 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
         progress.finish()
         click.echo(INTERRUPTED, err=True)
         sys.exit(EXIT_INTERRUPTED)
+    for conflict in summary.conflicts:
+        click.echo(f"warning: {conflict['reason']}", err=True)
     if app.fmt(output) == JSON:
         emit_json(summary.to_json())
         return
     line = f"downloaded {summary.fetched} objects ({human_bytes(summary.bytes)}) to {summary.output_dir}"
     if summary.skipped:
         line += f"; {summary.skipped} already present"
+    if summary.conflicts:
+        line += f"; {len(summary.conflicts)} skipped (a file and a directory of one name)"
     emit_lines([line])

@@ -29,6 +29,9 @@ Options:
                              FACTFLOW_STORAGE_URI].
   --config FILE              TOML config file [env FACTFLOW_CONFIG].
   --timeout DURATION         Time limit for waiting commands: 30s, 5m, 1h.
+  -v, --verbose              Log what the tool does to stderr (-vv:
+                             everything).
+  --debug                    Log everything to stderr, HTTP traffic included.
   --version                  Show the version and exit.
   -h, --help                 Show this message and exit.
 

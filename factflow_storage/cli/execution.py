@@ -52,10 +52,20 @@ def show(app: App, execution_id: str, output: str | None) -> None:
 
 
 @command.command("list")
+@click.option("--deleted", is_flag=True, help="Deletion records instead: who deleted what, and when.")
 @output_option
 @pass_app
-def list_(app: App, output: str | None) -> None:
+def list_(app: App, deleted: bool, output: str | None) -> None:
     """Every execution, newest first."""
+    if deleted:
+        from factflow_storage.cli.retention import deletion_lines
+
+        deletions = app.service.deletions()
+        if app.fmt(output) == JSON:
+            emit_json({"deletions": deletions})
+        else:
+            emit_lines(deletion_lines(deletions))
+        return
     records = app.service.executions()
     if app.fmt(output) == JSON:
         emit_json({"executions": records})
@@ -76,3 +86,9 @@ def wait(app: App, execution_id: str, timeout: float | None, output: str | None)
     _show_record(app, record, output)
     if record["status"] != "completed":
         sys.exit(EXIT_NOT_COMPLETED)
+
+
+from factflow_storage.cli import retention as _retention  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_retention.delete)
+command.add_command(_retention.deps)

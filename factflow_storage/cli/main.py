@@ -54,19 +54,22 @@ def _silence_stdout() -> None:
               help="Storage URI, file://PATH or minio://BUCKET [env FACTFLOW_STORAGE_URI].")
 @click.option("--config", "config_file", metavar="FILE", help="TOML config file [env FACTFLOW_CONFIG].")
 @click.option("--timeout", type=Duration(), default=None, help="Time limit for waiting commands: 30s, 5m, 1h.")
+@click.option("--verbose", "-v", count=True, help="Log what the tool does to stderr (-vv: everything).")
+@click.option("--debug", is_flag=True, help="Log everything to stderr, HTTP traffic included.")
 @click.version_option(package_name="factflow-storage", prog_name="factflow")
 @click.pass_context
 def cli(ctx: click.Context, output: str, api_url: str | None, storage_uri: str | None,
-        config_file: str | None, timeout: float | None) -> None:
+        config_file: str | None, timeout: float | None, verbose: int, debug: bool) -> None:
     """factflow: find, read, follow and hand off pipeline artefacts."""
+    from factflow_storage.cli.logs import setup_logging
     from factflow_storage.settings import load_settings
 
+    setup_logging(verbose, debug)
     try:
         settings = load_settings({"api_url": api_url, "storage_uri": storage_uri}, config=config_file)
     except StorageError as err:
         raise click.ClickException(str(err)) from None
     ctx.obj = App(settings, output, timeout)
-
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ import click
 from factflow_storage.cli.render import FORMATS
 
 if TYPE_CHECKING:
+    from factflow_storage.interface import Service
+    from factflow_storage.service import StorageService
     from factflow_storage.settings import Settings
 
 
@@ -42,14 +44,14 @@ class App:
         return bool(self.settings.api_url)
 
     @cached_property
-    def service(self):
+    def service(self) -> Service:
         if self.remote:
             from factflow_storage.client import RemoteService
 
             return RemoteService(self.settings.api_url, token=self.settings.api_token, timeout=self.timeout)
         return self.local_service()
 
-    def local_service(self):
+    def local_service(self) -> StorageService:
         from factflow_storage.registry import create_storage_provider
         from factflow_storage.service import StorageService
 

@@ -14,10 +14,13 @@ from factflow_storage.cli.options import App, pass_app
               help="0 picks a free port (printed).")
 @click.option("--threads", type=click.IntRange(min=1), default=32, show_default=True,
               help="Worker threads; each open event stream holds one.")
+@click.option("--max-streams", type=click.IntRange(min=1), default=None,
+              help="Event streams open at once (default: half the threads); past it 503.")
 @click.option("--storage", "storage_uri", metavar="URI", default=None,
               help="Storage to serve (else the global --storage / FACTFLOW_STORAGE_URI).")
 @pass_app
-def command(app: App, host: str, port: int, threads: int, storage_uri: str | None) -> None:
+def command(app: App, host: str, port: int, threads: int, max_streams: int | None,
+            storage_uri: str | None) -> None:
     """Serve the storage API over HTTP (prints the URL it listens on)."""
     from factflow_storage.registry import create_storage_provider
     from factflow_storage.server.app import serve
@@ -32,5 +35,13 @@ def command(app: App, host: str, port: int, threads: int, storage_uri: str | Non
 
         settings = load_settings({"storage_uri": storage_uri, "api_url": None},
                                  config=str(app.settings.config_file) if app.settings.config_file else None)
+    from factflow_storage.archive.limits import ArchiveLimits
+    from factflow_storage.server.app import default_max_streams
+    from factflow_storage.server.origin import parse_origins
+
+    options = {"cors_origins": parse_origins(app.settings.api_cors_origins),
+               "archive_limits": ArchiveLimits.from_settings(app.settings),
+               "max_streams": max_streams or default_max_streams(threads)}
     provider = create_storage_provider(settings.storage_uri, settings.provider_options())
-    serve(StorageService(provider), host, port, threads=threads, token=token)
+    serve(StorageService(provider), host, port, threads=threads, token=token,
+          archive_ttl=settings.archive_ttl_seconds(), **options)

@@ -123,11 +123,13 @@ def put(app: App, key: str, source: str, metadata_json: str | None, content_type
 @output_option
 @pass_app
 def delete(app: App, key: str, output: str | None) -> None:
-    """Delete one object (nothing happens if it does not exist, as on S3)."""
-    app.service.delete(key)
+    """Delete one object (a missing one is reported on stderr, exit 0 as on S3)."""
+    deleted = app.service.delete(key)
+    if not deleted:
+        click.echo(f"no object {key}: nothing deleted", err=True)
     if app.fmt(output) == JSON:
-        emit_json({"key": key, "deleted": True})
-    else:
+        emit_json({"key": key, "deleted": deleted})
+    elif deleted:
         emit_lines([f"deleted {key}"])
 
 
@@ -138,3 +140,7 @@ command.add_command(_watch.command)
 from factflow_storage.cli import download as _download  # noqa: E402  (its module imports nothing from here)
 
 command.add_command(_download.command)
+
+from factflow_storage.cli import retention as _retention  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_retention.prune)

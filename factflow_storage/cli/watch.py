@@ -16,6 +16,7 @@ import click
 from factflow_storage.cli.options import App, Duration, output_option, pass_app
 from factflow_storage.cli.render import JSON, json_bytes
 from factflow_storage.errors import NotFound
+from factflow_storage.executions import refuse_deleting
 
 WAITING = "waiting for execution {} to start (no record yet)"
 TIMED_OUT = "timed out after {} waiting for execution {} to finish"
@@ -37,7 +38,7 @@ def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
     timeout = timeout if timeout is not None else app.timeout
     for execution_id in execution_ids:
         try:
-            app.service.execution(execution_id)
+            refuse_deleting(app.service.execution(execution_id), execution_id)
         except NotFound:
             click.echo(WAITING.format(execution_id), err=True)
     try:
@@ -71,15 +72,7 @@ def _print_events(events: Iterator, as_json: bool) -> dict[str, str]:
 
 def _events(app: App, execution_ids: Sequence[str], route_id: str | None, stage: str | None,
             timeout: float | None) -> Iterator:
-    if app.remote:
-        from factflow_storage.watch.sse_client import follow
-
-        yield from follow(app.service.api, execution_ids, route_id=route_id, stage=stage, timeout=timeout)
-        return
-    from factflow_storage.watch import watch_events
-
-    for event in watch_events(app.service.provider, execution_ids, route_id=route_id, stage=stage,
-                              timeout=timeout):
+    for event in app.service.watch(execution_ids, route_id=route_id, stage=stage, timeout=timeout):
         if event is not None:
             yield event
 
@@ -114,7 +107,7 @@ def _poll_record(app: App, execution_id: str, timeout: float | None, interval: f
             if not said_waiting:
                 click.echo(WAITING.format(execution_id), err=True)
                 said_waiting = True
-        if is_terminal(record):
+        if record is not None and is_terminal(record):
             return record
         if deadline is not None and time.monotonic() >= deadline:
             raise click.ClickException(TIMED_OUT.format(_shown(timeout), execution_id))

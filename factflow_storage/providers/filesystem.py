@@ -20,7 +20,7 @@ import os
 import stat as stat_mode
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
@@ -29,7 +29,7 @@ import orjson
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
 from factflow_storage.metadata import (CHUNK_SIZE, HashingReader, build_metadata, check_user_metadata,
-                                       foreign_metadata)
+                                       describe_stored, foreign_metadata)
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.registry import StorageURI
 
@@ -79,6 +79,7 @@ class FilesystemProvider(BaseProvider):
         target = self._path(key)
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
+        self.index_lineage(key, user_metadata)
         parent = self._make_parent(key, target)
         if os.path.isdir(target):
             raise _prefix_conflict(key)
@@ -187,6 +188,7 @@ class FilesystemProvider(BaseProvider):
                 raise StorageError(f"metadata of {key!r} does not describe its bytes (an interrupted "
                                    "write, or bytes changed by another tool)")
             time.sleep(0.001)
+        blob = describe_stored(key, blob, size=st.st_size)  # a tree copied by another tool
         info = _info(key, st, blob)
         try:
             check_range(key, info.size, start, length)
@@ -344,7 +346,7 @@ class FilesystemProvider(BaseProvider):
         base = os.path.join(self.root, RESERVED_DIR)
         directory, _, name_filter = prefix.rpartition("/")
         names = []
-        for current, subdirs, files in os.walk(os.path.join(base, directory)):
+        for current, _subdirs, files in os.walk(os.path.join(base, directory)):
             rel = os.path.relpath(current, base).replace(os.sep, "/")
             rel = "" if rel == "." else rel + "/"
             names.extend(rel + f for f in files if not f.endswith(SIDECAR_SUFFIX))
@@ -352,6 +354,13 @@ class FilesystemProvider(BaseProvider):
 
     def delete_record(self, name: str) -> None:
         _unlink_quietly(self._record_path(name))
+
+    def delete_records(self, names: Iterable[str]) -> None:
+        """Also drops directories left empty, so a deleted execution leaves no trace."""
+        for name in names:
+            path = self._record_path(name)
+            _unlink_quietly(path)
+            self._prune_empty_dirs(os.path.dirname(path))
 
     def check(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from minio import Minio
@@ -25,7 +25,7 @@ from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
-from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type
+from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
@@ -38,23 +38,9 @@ _COMPANION_RETRIES = 20
 
 
 class MinioProvider(BaseProvider):
-    write_journal = None  # decided on the first write: journal only without a listen API
-
     def __init__(self, uri: StorageURI, *, endpoint: str | None = None, access_key: str | None = None,
                  secret_key: str | None = None, secure: bool | None = None, region: str | None = None,
                  create_bucket: bool = False):
-        if endpoint is None:
-            # Opened from Python (create_storage_provider(uri)): settings come from the
-            # FACTFLOW_MINIO_* variables or the config file, as for the CLI.
-            from factflow_storage.settings import load_settings
-
-            options = load_settings({"storage_uri": uri.raw or f"{uri.scheme}://{uri.location}"}).provider_options()
-            endpoint = options["endpoint"]
-            access_key = access_key if access_key is not None else options["access_key"]
-            secret_key = secret_key if secret_key is not None else options["secret_key"]
-            secure = secure if secure is not None else options["secure"]
-            region = region or options["region"]
-            create_bucket = create_bucket or options["create_bucket"]
         if not endpoint:
             raise ConfigError("no S3 endpoint: set FACTFLOW_MINIO_ENDPOINT (host:port) for minio:// storage")
         host, secure = split_endpoint(endpoint, secure)
@@ -130,6 +116,7 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
+        self.index_lineage(key, user_metadata)
         content_type = content_type or user_metadata.get("content_type") or None
         head, rest = read_head(data)
         if rest is None:
@@ -143,15 +130,12 @@ class MinioProvider(BaseProvider):
                      content_type: str | None) -> dict[str, Any]:
         blob = build_metadata(key, user_metadata, content_type=content_type, size=len(data),
                               sha256_hex=hashlib.sha256(data).hexdigest())
-        encoded = meta.encode_blob(blob)
-        inline = meta.inline_value(encoded)
+        headers, spilled = meta.object_headers(blob, hashlib.md5(data).hexdigest())
         write_id = None
-        if inline is None:
+        if spilled is not None:
             write_id = meta.new_write_id()
-            self._put_companion(key, write_id, encoded)
-            headers = {meta.RECORD_HEADER: write_id}
-        else:
-            headers = {meta.BLOB_HEADER: inline}
+            self._put_companion(key, write_id, spilled)
+            headers[meta.RECORD_HEADER] = meta.record_pointer(key, write_id)
         self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
         if write_id:
             self._drop_companions(key, older_than=write_id)
@@ -161,6 +145,7 @@ class MinioProvider(BaseProvider):
                      content_type: str | None) -> dict[str, Any]:
         write_id = meta.new_write_id()
         stored_type = content_type or guess_content_type(key)
+        known = {**provenance(key), **user_metadata, "content_type": stored_type}  # all but the checksum
         result: dict[str, Any] = {}
 
         def before_complete(size: int, sha256_hex: str) -> None:
@@ -171,7 +156,9 @@ class MinioProvider(BaseProvider):
 
         try:
             self._with_bucket(lambda: self._uploader.multipart(name, head, rest, stored_type,
-                                                               {meta.RECORD_HEADER: write_id}, before_complete), key)
+                                                               {**meta.readable_headers(known),
+                                                                meta.RECORD_HEADER: meta.record_pointer(key, write_id)},
+                                                               before_complete), key)
         except BaseException:
             if "blob" in result:
                 self._quietly(self.delete_record, meta.companion_name(key, write_id))
@@ -220,6 +207,39 @@ class MinioProvider(BaseProvider):
             raise
         for record in companions:
             self.delete_record(record)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Companion records first (one scan of ``metadata/`` per call, matched by the
+        hash of each key), then the objects by multi-object delete, 1,000 a request: an
+        interrupted call leaves no companion whose object is gone."""
+        if not keys:
+            return
+        wanted = {meta.companion_dir(key) for key in keys}
+        self.delete_records([record for record in self.list_records(meta.COMPANION_DIR)
+                             if record[:record.rfind("/") + 1] in wanted])
+        self._remove_names([self._name(key) for key in keys])
+
+    def delete_records(self, names: Iterable[str]) -> None:
+        """One multi-object delete per thousand names."""
+        self._remove_names([self._record_name(name) for name in names])
+
+    def _remove_names(self, names: Sequence[str]) -> None:
+        from minio.deleteobjects import DeleteObject
+
+        if not names:
+            return
+        try:
+            # The answers come lazily, one request per 1,000 names: drain them inside _call.
+            failed = self._call("multi-object delete", lambda **kwargs: list(self._client.remove_objects(**kwargs)),
+                                bucket_name=self.bucket, delete_object_list=(DeleteObject(name) for name in names))
+        except StorageError as err:
+            if self._bucket_is_missing(err):
+                return
+            raise
+        failed = [error for error in failed if error.code != "NoSuchKey"]
+        if failed:
+            raise StorageError(f"could not delete {len(failed)} objects, first {failed[0].name!r}: "
+                               f"{failed[0].code} {failed[0].message}")
 
     # -- reads ---------------------------------------------------------------
 
@@ -282,16 +302,16 @@ class MinioProvider(BaseProvider):
         if inline is not None:
             blob = meta.decode_inline(inline)
             if blob is not None:
-                return blob
+                return meta.as_stored(key, blob, info, headers)
         write_id = headers.get(meta.RECORD_HEADER)
         if write_id:
             raw = self.get_record(meta.companion_name(key, write_id))
-            if raw is None:
+            if raw is None and meta.own_record(key, write_id):
                 time.sleep(0.05)
                 return None
-            blob = meta.decode_record(raw)
+            blob = meta.decode_record(raw) if raw is not None else None
             if blob is not None:
-                return blob
+                return meta.as_stored(key, blob, info, headers)
         return meta.foreign_blob(key, info.size, info.last_modified, headers, info.etag)
 
     def stat(self, key: str) -> ObjectInfo:

@@ -8,37 +8,63 @@ from __future__ import annotations
 
 import importlib
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import bottle
 
-from factflow_storage.server.auth import check_bind, make_auth_hook
+from factflow_storage.errors import ConfigError
+from factflow_storage.server.auth import Guard, check_bind, make_auth_hook
 from factflow_storage.server.http import ErrorPlugin, error_handler, refuse_bad_paths
+from factflow_storage.server.origin import OriginPolicy
 from factflow_storage.service import StorageService
 
 ROUTE_MODULES: list[str] = [
     "factflow_storage.server.storage_routes",
+    "factflow_storage.server.retention_routes",  # before execution_routes: see its docstring
     "factflow_storage.server.execution_routes",
     "factflow_storage.server.event_routes",
     "factflow_storage.server.archive_routes",
     "factflow_storage.server.openapi",
+    "factflow_storage.server.console_routes",
 ]
 
 # Bodies past this answer 413 (in the error shape) before anything is stored.
 MAX_BODY_BYTES = 5 * 1024**3
 DEFAULT_THREADS = 32
+# Open connections, idle ones included: far above what a pipeline host opens, and what
+# waitress can hold with poll() (select() stops at 1024 descriptors). Past it waitress
+# stops accepting until one closes, so this is what slowloris has to exhaust.
+CONNECTION_LIMIT = 2000
+# Seconds a connection may stay silent (between or inside requests) before it is closed,
+# and how often that is checked: an idle or half-sent connection costs a descriptor only,
+# never a worker thread, so a short timeout just returns descriptors sooner.
+CHANNEL_TIMEOUT = 30
+CLEANUP_INTERVAL = 5
+# waitress only notices a client that went away (``waitress.client_disconnected``) while
+# it may read ahead on the connection; without it a dead watcher holds its stream slot
+# until the next heartbeat write fails (15 s).
+REQUEST_LOOKAHEAD = 1
 
 
-def make_app(service: StorageService, *, token: str | None = None,
-             max_body: int = MAX_BODY_BYTES) -> bottle.Bottle:
+def make_app(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
+             cors_origins: Iterable[str] = (), max_streams: int | None = None,
+             archive_limits: Any = None, archive_ttl: float | None = None) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # JSON is orjson bytes, from http.json_response
     app.config["factflow.max_body"] = max_body
+    app.config["factflow.archive_ttl"] = archive_ttl  # None: from the settings in force
+    app.config["factflow.token"] = token  # for the console's login (console_routes)
+    app.config["factflow.max_streams"] = max_streams
+    app.config["factflow.archive_limits"] = archive_limits  # None: from the environment
+    guard = Guard(token, OriginPolicy(cors_origins))
+    app.config["factflow.guard"] = guard
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())
-    app.add_hook("before_request", make_auth_hook(token))
+    app.add_hook("before_request", make_auth_hook(token, guard))
     app.add_hook("before_request", refuse_bad_paths)
     for name in ROUTE_MODULES:
         importlib.import_module(name).install(app, service)
@@ -50,14 +76,38 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
     """A bound, not yet running, waitress server (``.effective_port``, ``.run()``, ``.close()``)."""
     from waitress import create_server as waitress_server
 
+    from factflow_storage.server.channel import gated_channel
+    from factflow_storage.server.wsgi import Frontend
+
     check_bind(host, token)
+    app_options.setdefault("max_streams", default_max_streams(threads))
     app = make_app(service, token=token, **app_options)
     max_body = app.config["factflow.max_body"]
-    # waitress refuses oversized bodies with a text page of its own; leave it headroom so
-    # the app's 413 (JSON) answers first for any body that declares its length.
-    return waitress_server(app, host=host, port=port, threads=threads, ident="factflow",
-                           max_request_body_size=max_body + 1024 * 1024,
-                           connection_limit=max(100, threads * 4), clear_untrusted_proxy_headers=True)
+    guard: Guard = app.config["factflow.guard"]
+    try:
+        # waitress refuses oversized bodies with a text page of its own; leave it headroom
+        # so the app's 413 (JSON) answers first for any body that declares its length.
+        server = waitress_server(Frontend(app, guard.origins), host=host, port=port, threads=threads,
+                                 ident="factflow", max_request_body_size=max_body + 1024 * 1024,
+                                 connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
+                                 cleanup_interval=CLEANUP_INTERVAL, asyncore_use_poll=True,
+                                 channel_request_lookahead=REQUEST_LOOKAHEAD,
+                                 clear_untrusted_proxy_headers=True)
+    except (socket.gaierror, ValueError) as err:
+        # waitress reports a host getaddrinfo cannot resolve as ValueError
+        detail = err.strerror if isinstance(err, socket.gaierror) else "it does not resolve to an address"
+        raise ConfigError(f"cannot listen on host {host!r}: {detail}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {server_url(host, port)}: {err.strerror or err}") from None
+    server.channel_class = gated_channel(lambda method, path, environ:
+                                         guard.refusal(method, path, environ) is None)
+    return server
+
+
+def default_max_streams(threads: int) -> int:
+    """Event streams each hold a worker thread for minutes: at most half of them, so
+    the other half always serves the rest of the API."""
+    return max(1, threads // 2)
 
 
 def stop_server(server, timeout: float = 5.0) -> None:
@@ -92,10 +142,10 @@ def server_url(host: str, port: int) -> str:
 
 
 def serve(service: StorageService, host: str = "127.0.0.1", port: int = 8080,
-          threads: int = DEFAULT_THREADS, token: str | None = None) -> None:
+          threads: int = DEFAULT_THREADS, token: str | None = None, **app_options: Any) -> None:
     """Bind, print the URL (with the port actually bound, for ``--port 0``), serve until
     Ctrl+C or SIGTERM, then stop cleanly."""
-    server = create_server(service, host, port, threads=threads, token=token)
+    server = create_server(service, host, port, threads=threads, token=token, **app_options)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         print(f"serving on {server_url(host, server.effective_port)}", flush=True)
@@ -103,7 +153,7 @@ def serve(service: StorageService, host: str = "127.0.0.1", port: int = 8080,
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.close()
-        service.provider.close()
+        service.close()
         sys.stdout.flush()
 
 

@@ -9,13 +9,15 @@ replica over the same storage answers for any job.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import bottle
 
+from factflow_storage.archive.limits import ArchiveLimits
 from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
+from factflow_storage.server.errors import MethodNotAllowed
 from factflow_storage.server.http import check_raw_path, json_response, read_json_body
 from factflow_storage.server.openapi_paths import ARCHIVE_PATHS
 from factflow_storage.service import StorageService
@@ -63,15 +65,20 @@ OPENAPI = _openapi()
 class ArchiveBody:
     """The stored zip as a WSGI body, closed by the server when sent."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: BinaryIO, on_close: Callable[[], None] = lambda: None):
         self._stream = stream
+        self._on_close = on_close
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self._stream.read(CHUNK):
             yield chunk
 
     def close(self) -> None:
-        self._stream.close()
+        try:
+            self._stream.close()
+        finally:
+            on_close, self._on_close = self._on_close, lambda: None
+            on_close()
 
 
 def _disposition(filename: str) -> str:
@@ -80,7 +87,8 @@ def _disposition(filename: str) -> str:
 
 
 def install(app: bottle.Bottle, service: StorageService) -> None:
-    jobs = ArchiveJobs(service, ttl=ttl_from_env())
+    limits = app.config.get("factflow.archive_limits") or ArchiveLimits.from_env()
+    jobs = ArchiveJobs(service, ttl=app.config.get("factflow.archive_ttl") or ttl_from_env(), limits=limits)
 
     @app.post(ARCHIVE + "/prepare")
     def prepare():
@@ -95,7 +103,8 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
     def download(job_id: str):
         check_raw_path()
         stream, record = jobs.open_download(job_id)
-        response = bottle.HTTPResponse(body=ArchiveBody(stream), status=200)
+        jobs.download_started(job_id)
+        response = bottle.HTTPResponse(body=ArchiveBody(stream, lambda: jobs.download_done(job_id)), status=200)
         response.set_header("Content-Type", "application/zip")
         response.set_header("Content-Length", str(record["file_size"]))
         response.set_header("Content-Disposition", _disposition(record["filename"]))
@@ -103,5 +112,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
 
     @app.delete(ARCHIVE + "/<job_id>")
     def delete(job_id: str):
+        if job_id == "prepare":  # the path of POST, not a job
+            raise MethodNotAllowed(f"{ARCHIVE}/prepare only takes POST", allow="POST")
         check_raw_path()
         return json_response(jobs.delete(job_id))

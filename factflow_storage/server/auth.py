@@ -1,25 +1,40 @@
 """Who may talk to the server.
 
 With a token, every request but ``GET /api/v1/health`` carries ``Authorization: Bearer
-<token>`` (compared in constant time), else 401. Without one the server only binds
+<token>`` (compared in constant time) or the console's session cookie (``session``), else
+401; the console's page, static files and login are public too. Without one the server only binds
 loopback, and it answers 403 to requests whose ``Host`` is not a loopback name: a web
 page cannot then reach it through a DNS name rebound to 127.0.0.1.
+
+``Guard.refusal`` decides from the request line and headers alone (a WSGI-style mapping),
+so the same decision runs twice: in waitress, before any of the body is read
+(``server.channel``), and in the app, where it is answered in the JSON error shape.
+Credentials come from ``CredentialSource`` callables; a request is authenticated when
+any source accepts it, so another source (a session cookie) is one more entry. Sources
+run in waitress's event loop too, so they must not do I/O (compare, verify a signature).
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from http.cookies import CookieError, SimpleCookie
 
 import bottle
 
-from factflow_storage.errors import AccessDenied, ConfigError, Unauthorized
+from factflow_storage.errors import AccessDenied, ConfigError, StorageError, Unauthorized
 from factflow_storage.server.http import exception_response
+from factflow_storage.server.origin import OriginPolicy
+from factflow_storage.server.session import SESSION_COOKIE, session_valid
 
 TOKEN_ENV = "FACTFLOW_API_TOKEN"
 # Set on each request when a token is in force: whether it carried the right one.
 AUTHENTICATED = "factflow.authenticated"
-PUBLIC_ROUTES = frozenset({("GET", "/api/v1/health")})
+PUBLIC_ROUTES = frozenset({("GET", "/api/v1/health"), ("GET", "/"), ("HEAD", "/"),
+                           ("POST", "/api/v1/session")})
+# The console's static files: the same for everyone, and the login form is among them.
+PUBLIC_PREFIXES = ("/console/",)
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
@@ -28,6 +43,10 @@ FOREIGN_HOST = (f"host {{host!r}} is not a loopback name; set {TOKEN_ENV} on the
                 "to accept requests addressed to other names")
 NON_LOOPBACK_BIND = (f"refusing to bind {{host}}: it is not a loopback address, and serving "
                      f"beyond this machine requires {TOKEN_ENV} to be set")
+
+# A source looks at the request headers: True (valid credentials), False (credentials
+# sent but wrong), None (this source's credentials were not sent).
+CredentialSource = Callable[[Mapping[str, str]], "bool | None"]
 
 
 def is_loopback(host: str) -> bool:
@@ -42,6 +61,8 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, token: str | None) -> None:
+    if host != host.strip() or any(ch.isspace() for ch in host):
+        raise ConfigError(f"invalid host {host!r}: it contains white space")
     if not token and not is_loopback(host):
         raise ConfigError(NON_LOOPBACK_BIND.format(host=host or "all addresses"))
 
@@ -52,33 +73,95 @@ def _host_name(host_header: str) -> str:
     return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
 
 
-def make_auth_hook(token: str | None):
+def bearer_source(token: str) -> CredentialSource:
+    expected = token.encode()
+
+    def source(environ: Mapping[str, str]) -> bool | None:
+        scheme, _, credentials = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return None
+        return hmac.compare_digest(credentials.strip().encode("latin-1"), expected)
+
+    return source
+
+
+def session_source(token: str) -> CredentialSource:
+    """The console's cookie (see ``session``), considered only when no bearer header is
+    sent, so a wrong token is never rescued by a cookie."""
+    secret = token.encode()
+
+    def source(environ: Mapping[str, str]) -> bool | None:
+        if environ.get("HTTP_AUTHORIZATION"):
+            return None
+        cookies = SimpleCookie()
+        try:
+            cookies.load(environ.get("HTTP_COOKIE", ""))
+        except CookieError:
+            return False
+        morsel = cookies.get(SESSION_COOKIE)
+        if morsel is None:
+            return None
+        return session_valid(morsel.value, secret)
+
+    return source
+
+
+class Guard:
+    """The access decision for one request, from its method, path and headers."""
+
+    def __init__(self, token: str | None, origins: OriginPolicy | None = None,
+                 sources: Sequence[CredentialSource] = ()):
+        self.token = token or None
+        self.origins = origins or OriginPolicy()
+        self.sources: list[CredentialSource] = list(sources)
+        if self.token:
+            self.sources[:0] = [bearer_source(self.token), session_source(self.token)]
+
+    def authenticated(self, environ: Mapping[str, str]) -> bool | None:
+        """True/False with credentials in force; None when the server needs none."""
+        if not self.sources:
+            return None
+        answers = [source(environ) for source in self.sources]
+        if any(answer is True for answer in answers):
+            return True
+        return False if any(answer is False for answer in answers) else None
+
+    def refusal(self, method: str, path: str, environ: Mapping[str, str]) -> StorageError | None:
+        """The error that refuses this request, or None to serve it."""
+        if self.origins.is_preflight(method, environ):
+            return None  # preflights carry no credentials by design; answered without effect
+        if not self.token:
+            host = environ.get("HTTP_HOST")
+            if host and not is_loopback(_host_name(host)):
+                return AccessDenied(FOREIGN_HOST.format(host=host))
+        foreign = self.origins.refusal(method, environ)
+        if foreign is not None:
+            return foreign
+        if not self.sources:
+            return None
+        verdict = self.authenticated(environ)
+        if verdict is True or (method, path) in PUBLIC_ROUTES:
+            return None
+        if method in ("GET", "HEAD") and path.startswith(PUBLIC_PREFIXES):
+            return None
+        return Unauthorized(WRONG_TOKEN if verdict is False else MISSING_TOKEN)
+
+
+def make_auth_hook(token: str | None, guard: Guard | None = None):
     """A ``before_request`` hook: runs before routing, so unknown paths are guarded too."""
-    expected = token.encode() if token else None
+    guard = guard or Guard(token)
 
     def hook() -> None:
-        try:
-            check()
-        except (AccessDenied, Unauthorized) as err:
-            # Raised as a response: an exception here would be logged as a crash.
-            response = exception_response(err)
-            if isinstance(err, Unauthorized):
-                response.set_header("WWW-Authenticate", 'Bearer realm="factflow"')
-            raise response from None
-
-    def check() -> None:
         request = bottle.request
-        if expected is None:
-            host = request.environ.get("HTTP_HOST")
-            if host and not is_loopback(_host_name(host)):
-                raise AccessDenied(FOREIGN_HOST.format(host=host))
+        if guard.sources:
+            request.environ[AUTHENTICATED] = guard.authenticated(request.environ) is True
+        err = guard.refusal(request.method, request.path, request.environ)
+        if err is None:
             return
-        scheme, _, credentials = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        sent = scheme.lower() == "bearer" and bool(credentials.strip())
-        valid = sent and hmac.compare_digest(credentials.strip().encode("latin-1"), expected)
-        request.environ[AUTHENTICATED] = valid
-        if valid or (request.method, request.path) in PUBLIC_ROUTES:
-            return
-        raise Unauthorized(WRONG_TOKEN if sent else MISSING_TOKEN)
+        # Raised as a response: an exception here would be logged as a crash.
+        response = exception_response(err)
+        if isinstance(err, Unauthorized):
+            response.set_header("WWW-Authenticate", 'Bearer realm="factflow"')
+        raise response from None
 
     return hook

@@ -22,6 +22,8 @@ from factflow_storage.keys import validate_key
 from factflow_storage.service import json_bytes
 
 JSON_TYPE = "application/json"
+# Where a route leaves the Last-Modified of a 304 for the WSGI wrapper (bottle drops it).
+LAST_MODIFIED_ENV = "factflow.last_modified"
 # bottle raises these itself (no route, wrong method, unreadable body); their codes.
 _BOTTLE_ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                        413: "too_large", 500: "internal_error"}
@@ -52,7 +54,14 @@ def error_response(status: int, error_code: str, detail: str,
 def exception_response(err: BaseException) -> bottle.HTTPResponse:
     """The JSON answer to any exception; unknown ones are logged, never shown."""
     if isinstance(err, StorageError):
-        return error_response(err.status, err.error_code, " ".join(str(err).split()))
+        headers = {}
+        allow = getattr(err, "allow", None)
+        if allow:
+            headers["Allow"] = allow
+        retry_after = getattr(err, "retry_after", None)
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
+        return error_response(err.status, err.error_code, " ".join(str(err).split()), headers)
     errors = bottle.request.environ.get("wsgi.errors", sys.stderr)
     errors.write("".join(traceback.format_exception(err)))
     errors.flush()
@@ -86,6 +95,9 @@ def error_handler(res: bottle.HTTPError) -> bottle.HTTPResponse:
     if status >= 500 and res.exception is not None:
         return error_response(500, "internal_error", "internal server error")
     headers = {"Allow": res.get_header("Allow")} if res.get_header("Allow") else None
+    if headers and status == 405 and bottle.request.path.endswith("/metadata"):
+        # The object route matches these paths too, but for them only reads are meant.
+        headers["Allow"] = "GET, HEAD"
     detail = res.body if isinstance(res.body, str) and res.body else bottle.HTTP_CODES.get(status, "error")
     if status == 404:
         detail = f"no route {bottle.request.method} {bottle.request.path}"
@@ -167,6 +179,14 @@ def header_bytes(name: str) -> bytes | None:
 
 
 def read_json_body(max_bytes: int = 1024 * 1024) -> Any:
+    # A page may POST text/plain anywhere without a preflight: a body that says it is
+    # something else is not taken as JSON (an untyped one is, for curl and scripts).
+    media_type = (bottle.request.environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
+    if media_type and media_type != JSON_TYPE \
+            and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        from factflow_storage.server.errors import UnsupportedMediaType
+
+        raise UnsupportedMediaType(f"the body must be sent as {JSON_TYPE}, not {media_type}")
     length = bottle.request.content_length
     if length > max_bytes:
         raise TooLarge(f"request body larger than {max_bytes} bytes")

@@ -15,10 +15,23 @@ import bottle
 from factflow_storage.errors import InvalidRange
 from factflow_storage.metadata import DEFAULT_CONTENT_TYPE
 from factflow_storage.protocol import ObjectStream
-from factflow_storage.server.http import exception_response
+from factflow_storage.server import conditional
+from factflow_storage.server.errors import PreconditionFailed
+from factflow_storage.server.http import LAST_MODIFIED_ENV, exception_response
 from factflow_storage.service import StorageService
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# Past this many digits a position is beyond any object (and int() of 4,300+ digits raises).
+_MAX_DIGITS = 19
+_BEYOND = 2**63
+# Stored bytes are a pipeline's, never the server's: a browser opening one must not run
+# it on the API's origin (it could call the API with the user's access).
+SANDBOX_HEADERS = {"Content-Security-Policy": "sandbox; default-src 'none'",
+                   "X-Content-Type-Options": "nosniff"}
+_ACTIVE_TYPES = re.compile(r"^(text/html|application/xhtml\+xml|image/svg\+xml|text/xml|application/xml"
+                           r"|[a-z0-9.+-]+/[a-z0-9.+-]*\+xml|text/javascript|application/(x-)?javascript"
+                           r"|application/ecmascript|text/ecmascript|text/xsl|application/pdf)\s*(;|$)",
+                           re.IGNORECASE)
 
 
 class StreamBody:
@@ -50,11 +63,30 @@ def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     match = _RANGE.match(header)
     if not match or not (match.group(1) or match.group(2)):
         return None
-    first = int(match.group(1)) if match.group(1) else None
-    last = int(match.group(2)) if match.group(2) else None
+    first = _position(match.group(1))
+    last = _position(match.group(2))
     if first is not None and last is not None and last < first:
         return None
     return first, last
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return _BEYOND if len(digits) > _MAX_DIGITS else int(digits)
+
+
+def safe_headers(content_type: str) -> dict[str, str]:
+    """The headers that keep stored bytes inert in a browser: sandboxed, never sniffed,
+    active types downloaded rather than rendered, text decoded as UTF-8 unless it says."""
+    headers = dict(SANDBOX_HEADERS)
+    if content_type.lower().startswith("text/") and "charset=" not in content_type.lower():
+        content_type = f"{content_type}; charset=utf-8"
+    headers["Content-Type"] = content_type
+    if _ACTIVE_TYPES.match(content_type):
+        headers["Content-Disposition"] = "attachment"
+    return headers
 
 
 def etag_of(stream: ObjectStream) -> str:
@@ -63,14 +95,6 @@ def etag_of(stream: ObjectStream) -> str:
     if not tag:
         tag = f"{stream.info.size:x}-{int(stream.info.last_modified.timestamp() * 1000):x}"
     return f'"{tag}"'
-
-
-def _matches(if_none_match: str, etag: str) -> bool:
-    if if_none_match.strip() == "*":
-        return True
-    wanted = etag.strip('"')
-    return any(candidate.strip().removeprefix("W/").strip('"') == wanted
-               for candidate in if_none_match.split(","))
 
 
 def _open(service: StorageService, key: str, wanted: tuple[int | None, int | None] | None) -> ObjectStream:
@@ -95,8 +119,12 @@ def _size_of(service: StorageService, key: str) -> int | None:
 
 
 def object_response(service: StorageService, key: str) -> bottle.HTTPResponse:
+    return _respond(service, key, parse_range(bottle.request.environ.get("HTTP_RANGE")))
+
+
+def _respond(service: StorageService, key: str,
+             wanted: tuple[int | None, int | None] | None) -> bottle.HTTPResponse:
     request = bottle.request
-    wanted = parse_range(request.environ.get("HTTP_RANGE"))
     try:
         stream = _open(service, key, wanted)
     except InvalidRange as err:
@@ -107,17 +135,29 @@ def object_response(service: StorageService, key: str) -> bottle.HTTPResponse:
         return response
     try:
         info = stream.info
+        content_type = stream.metadata.get("content_type") or info.content_type or DEFAULT_CONTENT_TYPE
         headers = {
-            "Content-Type": stream.metadata.get("content_type") or info.content_type or DEFAULT_CONTENT_TYPE,
+            **safe_headers(content_type),
             "ETag": etag_of(stream),
             "Last-Modified": format_datetime(info.last_modified, usegmt=True),
             "Accept-Ranges": "bytes",
         }
-        if_none_match = request.environ.get("HTTP_IF_NONE_MATCH")
-        if if_none_match and _matches(if_none_match, headers["ETag"]):
+        forced = conditional.evaluate(request.environ, request.method, headers["ETag"], info.last_modified)
+        if forced is None and wanted is not None \
+                and not conditional.range_applies(request.environ, headers["ETag"], info.last_modified):
+            # The client holds another version: a part of this one would splice the two.
+            stream.close()
+            return _respond(service, key, None)
+        if forced == conditional.NOT_MODIFIED:
             stream.close()
             del headers["Content-Type"]
+            headers.pop("Content-Disposition", None)
+            # bottle drops Last-Modified from a 304; the WSGI wrapper puts it back.
+            request.environ[LAST_MODIFIED_ENV] = headers["Last-Modified"]
             return bottle.HTTPResponse(status=304, headers=headers)
+        if forced == conditional.PRECONDITION_FAILED:
+            stream.close()
+            return exception_response(PreconditionFailed(f"a precondition on {key!r} does not hold"))
         status = 200
         if wanted is not None and info.size:
             status = 206

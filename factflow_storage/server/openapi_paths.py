@@ -30,10 +30,18 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+# The key rules of ``keys.py`` as patterns: no control characters or backslashes, no
+# empty, '.' or '..' segment, no '.meta.json' segment end, not under '_factflow/'. Not
+# said: at most 1,024 UTF-8 bytes (and 245 per segment on the filesystem), which a
+# pattern on characters cannot express.
+_KEY_PATTERN = (r"^(?!_factflow(/|$))(?!/)(?!.*//)(?!.*/$)(?!(.*/)?\.\.?(/|$))(?!.*\.meta\.json(/|$))"
+                r"[^\x00-\x1f\x7f-\x9f\\]+$")
+_SEGMENT_PATTERN = r"^(?!_factflow$)(?!\.\.?$)(?!.*\.meta(\.json)?$)[^\x00-\x1f\x7f-\x9f\\/]+$"
+_KEY = {"name": "key", "in": "path", "required": True,
+        "schema": {"type": "string", "minLength": 1, "pattern": _KEY_PATTERN},
         "description": "The object key, percent-encoded; '/' may be sent as is."}
 _EXECUTION_ID = {"name": "execution_id", "in": "path", "required": True,
-                 "schema": {"type": "string", "minLength": 1}}
+                 "schema": {"type": "string", "minLength": 1, "pattern": _SEGMENT_PATTERN}}
 _VIEW = _query("view", {"type": "string", "enum": ["metadata", "content"]},
                "metadata: the metadata blob of KEY; content: the bytes of KEY, never a blob")
 _RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
@@ -70,16 +78,16 @@ STORAGE_PATHS: dict[str, Any] = {
             _query("include_metadata", {"type": "boolean", "default": True},
                    "Add each object's metadata (a read per object)"),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size"),
-            _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
-            _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Entries to skip"),
+            _query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}, "next_cursor of the previous page"),
+            _query("offset", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0}, "Entries to skip"),
         ],
         "responses": {"200": _json("One page", _ref("ListPage")), **_errors(400)},
     }},
     OBJECTS + "/{key}": {
         "get": {"summary": "Read an object's bytes (or its metadata with view=metadata)",
-                "operationId": "getObject", "parameters": [_KEY], **_OBJECT_READ},
+                "operationId": "getObject", **_OBJECT_READ, "parameters": [_KEY, *_OBJECT_READ["parameters"]]},
         "head": {"summary": "An object's headers", "operationId": "headObject",
-                 "parameters": [_KEY], **_OBJECT_READ},
+                 **_OBJECT_READ, "parameters": [_KEY, *_OBJECT_READ["parameters"]]},
         "put": {
             "summary": "Write an object",
             "operationId": "putObject",

@@ -3,6 +3,8 @@ and ``/api/v1/health``. Routes parse, call ``StorageService``, render."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -10,16 +12,24 @@ import bottle
 import orjson
 
 from factflow_storage.errors import BadRequest, NotFound, TooLarge
+from factflow_storage.server import conditional
 from factflow_storage.server.auth import AUTHENTICATED
+from factflow_storage.server.errors import LengthRequired, MethodNotAllowed, PreconditionFailed
 from factflow_storage.server.http import (header_bytes, json_response, query, query_bool, query_int,
                                           route_key)
-from factflow_storage.server.objects import object_response
-from factflow_storage.service import DEFAULT_PAGE, StorageService
+from factflow_storage.server.objects import SANDBOX_HEADERS, object_response
+from factflow_storage.service import DEFAULT_PAGE, StorageService, json_bytes
 
 OBJECTS = "/api/v1/storage/objects"
 METADATA_HEADER = "X-Factflow-Metadata"
+DELETED_HEADER = "X-Factflow-Deleted"
 METADATA_VIEW = "metadata"
 CONTENT_VIEW = "content"
+# A cursor is what next_cursor gave: unpadded urlsafe base64 (a bad one must not mean page 1).
+_CURSOR = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_OFFSET = 2**31
+# type/subtype and parameters, printable ASCII only: a provider sends it on as a header.
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[\x20-\x7e]*)?$")
 
 
 class _LimitedReader:
@@ -59,6 +69,40 @@ def _request_metadata() -> dict[str, Any] | None:
     return blob
 
 
+def _cursor() -> str | None:
+    cursor = query("cursor") or None
+    if cursor is not None and not _CURSOR.match(cursor):
+        raise BadRequest(f"invalid cursor {cursor[:80]!r}: pass next_cursor of the previous page")
+    return cursor
+
+
+def _offset() -> int:
+    offset = query_int("offset", 0)
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"offset must be between 0 and {MAX_OFFSET}")
+    return offset
+
+
+def _content_type() -> str | None:
+    value = bottle.request.environ.get("CONTENT_TYPE") or None
+    if value is not None and not _MEDIA_TYPE.match(value):
+        raise BadRequest("Content-Type must be an ASCII media type like text/plain; charset=utf-8")
+    return value
+
+
+def metadata_response(blob: dict[str, Any]) -> bottle.HTTPResponse:
+    """A metadata blob with an ETag of its bytes, so a client can revalidate it."""
+    body = json_bytes(blob)
+    etag = f'"m-{hashlib.sha256(body).hexdigest()[:32]}"'
+    if_none_match = bottle.request.environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None and conditional.etag_matches(if_none_match, etag):
+        return bottle.HTTPResponse(status=304, headers={"ETag": etag})
+    if_match = bottle.request.environ.get("HTTP_IF_MATCH")
+    if if_match is not None and not conditional.etag_matches(if_match, etag, strong=True):
+        raise PreconditionFailed("If-Match does not name the current metadata")
+    return json_response(blob, headers={"ETag": etag, **SANDBOX_HEADERS})
+
+
 def install(app: bottle.Bottle, service: StorageService) -> None:
     max_body: int = app.config.get("factflow.max_body", 5 * 1024**3)
 
@@ -80,8 +124,8 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
             extension=query("extension") or None,
             include_metadata=query_bool("include_metadata", True),
             limit=query_int("limit", DEFAULT_PAGE),
-            cursor=query("cursor") or None,
-            offset=query_int("offset", 0),
+            cursor=_cursor(),
+            offset=_offset(),
         )
         return json_response(page)
 
@@ -91,7 +135,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         whole = key + "/" + METADATA_VIEW
         view = _view()
         if view == METADATA_VIEW:
-            return json_response(service.metadata(route_key(whole)))
+            return metadata_response(service.metadata(route_key(whole)))
         if view == CONTENT_VIEW:
             return object_response(service, route_key(whole))
         try:
@@ -99,23 +143,30 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
             return object_response(service, route_key(whole))
         except NotFound:
             pass
-        return json_response(service.metadata(route_key(key)))
+        return metadata_response(service.metadata(route_key(key)))
 
     @app.route(OBJECTS + "/<key:path>", ["GET", "HEAD"])
     def get_object(key: str):
         key = route_key(key)
         if _view() == METADATA_VIEW:
-            return json_response(service.metadata(key))
+            return metadata_response(service.metadata(key))
         return object_response(service, key)
 
     @app.put(OBJECTS + "/<key:path>")
     def put_object(key: str):
         key = route_key(key)
+        if key.endswith("/" + METADATA_VIEW):
+            # Reads of this path answer KEY's metadata: a write here would store an object instead.
+            raise MethodNotAllowed("metadata is written with the object: PUT the object with "
+                                   f"{METADATA_HEADER}", allow="GET, HEAD")
+        if "CONTENT_LENGTH" not in bottle.request.environ:
+            # Without it an HTTP/1.0 body is read as empty and the object stored as 0 bytes.
+            raise LengthRequired("a PUT needs Content-Length (or Transfer-Encoding: chunked)")
         length = bottle.request.content_length
         if length > max_body:
             raise TooLarge(f"request body of {length} bytes is larger than the limit of {max_body} bytes")
         metadata = _request_metadata()
-        content_type = bottle.request.environ.get("CONTENT_TYPE") or None
+        content_type = _content_type()
         body = _LimitedReader(bottle.request.environ["wsgi.input"], max(length, 0))
         blob = service.put(key, body, metadata, content_type=content_type)
         location = f"{OBJECTS}/{quote(key, safe='/')}"
@@ -123,5 +174,6 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
 
     @app.delete(OBJECTS + "/<key:path>")
     def delete_object(key: str):
-        service.delete(route_key(key))
-        return bottle.HTTPResponse(status=204)
+        deleted = service.delete(route_key(key))
+        # 204 either way, as on S3; the header tells the CLI whether there was an object.
+        return bottle.HTTPResponse(status=204, headers={DELETED_HEADER: "true" if deleted else "false"})

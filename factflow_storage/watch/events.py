@@ -11,9 +11,14 @@ The floor trails the newest delivered timestamp by the source's ``settle`` windo
 bound on how much later than its timestamp an object can become visible and be reported
 (file fsyncs, an S3 PUT still in flight, a poll interval). Every event carries the
 cursor as its ``id``; a reader that reconnects with it gets, from a fresh listing, exactly
-the objects above the floor that are not among ``recent``. The id's size grows with the
-write rate times ``settle`` (8 characters per object written within the window), never
-with the size of the execution.
+the objects above the floor that are not among ``recent``.
+
+An id stays under ``MAX_ID_BYTES`` whatever the write rate: it carries at most
+``MAX_ID_HASHES`` hashes (the newest writes). When more objects than that were delivered
+within the settle window, the id names only some of them, so a reconnect with it re-sends
+the others (never fewer than were missed: nothing is lost, a few of a burst may come
+twice). The ``--api`` client drops such repeats (``sse_client.Repeats``), so a user still
+sees each object once.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ EXECUTION_COMPLETED = "execution.completed"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _HASH_CHARS = 8
+MAX_ID_BYTES = 512
+# A floor of up to 15 digits, the dot, and the hashes: 16 + 60 * 8 = 496 < MAX_ID_BYTES.
+MAX_ID_HASHES = 60
 
 
 def stamp_ms(moment: datetime) -> int:
@@ -122,7 +130,11 @@ class Cursor:
                            parts.stage if parts else None, format_time(info.last_modified))
 
     def event_id(self) -> str:
-        return f"{max(self.floor, 0)}.{''.join(sorted(self.recent))}"
+        named = self.recent
+        if len(named) > MAX_ID_HASHES:
+            newest = sorted(named.items(), key=lambda item: item[1])[-MAX_ID_HASHES:]
+            named = dict(newest)
+        return f"{max(self.floor, 0)}.{''.join(sorted(named))}"
 
 
 def parse_event_id(value: str) -> tuple[int, list[str]]:

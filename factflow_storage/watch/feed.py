@@ -9,19 +9,39 @@ their last subscriber leaves, so a reconnecting client finds its feed still runn
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 from typing import Any
 
 from factflow_storage.errors import StorageError
 from factflow_storage.keys import execution_prefix
 from factflow_storage.protocol import ObjectInfo, StorageProtocol
-from factflow_storage.watch.source import WatchSource, source_for
+from factflow_storage.watch.source import WatchSource
+
+log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 0.25
 LINGER = 10.0
 _RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def source_for(provider: StorageProtocol) -> WatchSource:
+    """The best source the provider's backend supports (here, not beside ``WatchSource``:
+    the sources import that module, so choosing among them there would close a cycle)."""
+    if provider.uri.startswith("file://"):
+        from factflow_storage.watch.fs_source import FilesystemSource
+
+        return FilesystemSource(provider)
+    from factflow_storage.watch.s3_sources import listen_supported
+
+    if listen_supported(provider):
+        from factflow_storage.watch.s3_sources import ListenSource
+
+        return ListenSource(provider)
+    from factflow_storage.watch.s3_sources import JournalSource
+
+    return JournalSource(provider)
 
 
 class StatusChange:
@@ -84,12 +104,13 @@ class Feed:
             except StorageError as err:
                 # Storage went away: keep trying; the source sweeps what it missed on return.
                 self.error = err
+                log.info("watch source for execution %s: %s; retrying", self.execution_id, err)
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
                 failures += 1
                 self._stop.wait(delay)
             except Exception as err:  # a bug or an unexpected backend answer: say it once, retry
                 self.error = err
-                print(f"factflow: watch source failed: {err}", file=sys.stderr)
+                log.warning("watch source failed: %s", err, exc_info=log.isEnabledFor(logging.DEBUG))
                 self._stop.wait(_RETRY_DELAYS[-1])
 
     def _poll_record(self) -> None:

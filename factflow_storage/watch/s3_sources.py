@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from urllib.parse import unquote_plus
 
 import orjson
 
 from factflow_storage.errors import NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX
-from factflow_storage.watch.journal import journal_prefix, parse_marker
+from factflow_storage.watch.journal import LOOKBACK_S, WriteJournal, journal_prefix, parse_marker
 from factflow_storage.watch.source import Report
 
 CREATED = "s3:ObjectCreated:*"
@@ -61,17 +62,26 @@ def _open_listen(provider, prefix: str):
     return response
 
 
+_listen_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def listen_supported(provider) -> bool:
-    """Whether the provider's server streams bucket notifications (probed once)."""
-    known = getattr(provider, "_factflow_listen", None)
+    """Whether the provider's server streams bucket notifications (probed once per provider)."""
+    known = _listen_known.get(provider)
     if known is None:
         response = _open_listen(provider, _PROBE_PREFIX)
         known = response is not None
         if response is not None:
             response.close()
             response.release_conn()
-        provider._factflow_listen = known
+        _listen_known[provider] = known
     return known
+
+
+def journal_hook(provider) -> WriteJournal:
+    """The write hook the registry gives S3 providers: a journal, kept only where the
+    server has no listen API (probed on the first write)."""
+    return WriteJournal(provider, needed=lambda: not listen_supported(provider))
 
 
 class _S3Source:
@@ -150,7 +160,7 @@ class ListenSource(_S3Source):
 
 
 class JournalSource(_S3Source):
-    settle = 5.0
+    settle = LOOKBACK_S
     interval = 0.2
 
     def run(self, prefix: str, report: Report, armed: threading.Event, stop: threading.Event) -> None:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from factflow_storage.protocol import ObjectInfo, StorageProtocol
+from factflow_storage.protocol import ObjectInfo
 
 Report = Callable[[ObjectInfo], None]
 
@@ -35,19 +35,3 @@ class WatchSource(Protocol):
         ``stop`` is set; raises only for errors it cannot ride out.
         """
 
-
-def source_for(provider: StorageProtocol) -> WatchSource:
-    """The best source the provider's backend supports."""
-    if provider.uri.startswith("file://"):
-        from factflow_storage.watch.fs_source import FilesystemSource
-
-        return FilesystemSource(provider)
-    from factflow_storage.watch.s3_sources import listen_supported
-
-    if listen_supported(provider):
-        from factflow_storage.watch.s3_sources import ListenSource
-
-        return ListenSource(provider)
-    from factflow_storage.watch.s3_sources import JournalSource
-
-    return JournalSource(provider)

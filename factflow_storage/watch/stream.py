@@ -20,9 +20,8 @@ from collections.abc import Iterator, Sequence
 
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import is_terminal
-from factflow_storage.keys import execution_prefix, parse_key, validate_segment
+from factflow_storage.keys import execution_prefix, narrow_prefix, parse_key, split_extensions, validate_segment
 from factflow_storage.protocol import ObjectInfo, StorageProtocol
-from factflow_storage.service import StorageService, split_extensions
 from factflow_storage.watch.events import CompletedEvent, Cursor, Event, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
 
@@ -85,7 +84,8 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
                 if not listed_after_end:
                     yield from _catch_up(provider, execution_ids, filters, cursor)
                 for feed in feeds:
-                    yield CompletedEvent(cursor.event_id(), feed.execution_id, feed.record["status"])
+                    status = feed.record["status"] if feed.record else "unknown"  # terminal: never None
+                    yield CompletedEvent(cursor.event_id(), feed.execution_id, status)
                 return
             if _expired(deadline):
                 return
@@ -109,12 +109,12 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
 def _catch_up(provider: StorageProtocol, execution_ids: Sequence[str], filters: Filters,
               cursor: Cursor) -> Iterator[Event]:
     """Deliver, oldest first, every listed object the cursor has not delivered."""
-    service = StorageService(provider)
     pending = []
     for execution_id in execution_ids:
-        for info in service.execution_objects(execution_id, route_id=filters.route_id, stage=filters.stage,
-                                              extension=filters.extension):
-            pending.append((stamp_ms(info.last_modified), info.key, info))
+        prefix = narrow_prefix(execution_prefix(execution_id), filters.route_id, filters.stage)
+        for info in provider.list(prefix):
+            if filters.match(info):
+                pending.append((stamp_ms(info.last_modified), info.key, info))
     pending.sort(key=lambda row: (row[0], row[1]))
     for _, _, info in pending:
         event = cursor.deliver(info)

@@ -1,0 +1,93 @@
+"""``Service``: what the CLI and the server call, declared once.
+
+``StorageService`` (in process, over a provider) and ``RemoteService`` (over HTTP, the
+CLI's ``--api`` mode) both satisfy it, so a command is written once against this
+interface and prints the same bytes in both modes; the type checker holds both to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+from factflow_storage.protocol import ObjectInfo, ObjectStream
+
+if TYPE_CHECKING:
+    from factflow_storage.watch.events import Event
+
+
+class Service(Protocol):
+    # -- listings ------------------------------------------------------------
+
+    def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
+                  stage: str | None = None, extension: str | None = None, include_metadata: bool = True,
+                  limit: int = ..., cursor: str | None = None, offset: int = 0) -> dict[str, Any]: ...
+
+    def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
+                  **filters: Any) -> Iterator[dict[str, Any]]: ...
+
+    def iter_objects(self, prefix: str = "", *, start_after: str | None = None, route_id: str | None = None,
+                     stage: str | None = None, extension: str | Sequence[str] | None = None
+                     ) -> Iterator[ObjectInfo]: ...
+
+    def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]: ...
+
+    def browse(self, prefix: str = "") -> dict[str, Any]: ...
+
+    # -- objects -------------------------------------------------------------
+
+    def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream: ...
+
+    def metadata(self, key: str) -> dict[str, Any]: ...
+
+    def get_document(self, key: str) -> dict[str, Any]: ...
+
+    def put(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
+            *, content_type: str | None = None) -> dict[str, Any]: ...
+
+    def delete(self, key: str) -> bool:
+        """Whether an object was there to delete."""
+        ...
+
+    # -- executions ----------------------------------------------------------
+
+    def execution(self, execution_id: str) -> dict[str, Any]: ...
+
+    def set_execution_status(self, execution_id: str, status: str) -> dict[str, Any]: ...
+
+    def executions(self) -> list[dict[str, Any]]: ...
+
+    # -- retention -----------------------------------------------------------
+
+    def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
+                          force: bool = False) -> dict[str, Any]: ...
+
+    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
+              confirm: bool = False) -> dict[str, Any]: ...
+
+    def execution_deps(self, execution_id: str) -> dict[str, Any]: ...
+
+    def deletions(self) -> list[dict[str, Any]]: ...
+
+    def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
+              extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
+              timeout: float | None = None) -> Iterator[Event | None]:
+        """The execution's objects, then each new one, then one ``execution.completed`` per
+        execution; ``None`` marks a quiet moment (a chance for a heartbeat)."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class RecordStore(Protocol):
+    """Internal records under ``_factflow/``: what server-side jobs keep in storage."""
+
+    def put_record(self, name: str, data: bytes | BinaryIO) -> None: ...
+
+    def open_record(self, name: str) -> BinaryIO: ...
+
+    def list_records(self, prefix: str) -> Iterator[str]: ...
+
+    def delete_record(self, name: str) -> None: ...

@@ -1,0 +1,87 @@
+"""``storage prune``: pick executions by age and status, then delete them as ``execution
+delete`` does, skipping (and explaining) any that a kept execution still depends on.
+
+Age is measured from ``finished_at``, else ``started_at``, against the one clock
+(``metadata.now_rfc3339``), so tests can fix it. Skipping an execution keeps it, which
+may in turn protect the executions it depends on: selection repeats until it is stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from factflow_storage import metadata as clock
+from factflow_storage.errors import BadRequest
+from factflow_storage.executions import TERMINAL_STATUSES, list_executions
+from factflow_storage import lineage_index
+from factflow_storage.retention.delete import run_deletion, totals
+from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, dependants_line, plan_execution
+
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def parse_statuses(statuses: str | Sequence[str] | None) -> list[str]:
+    items = statuses.split(",") if isinstance(statuses, str) else list(statuses or ())
+    chosen = [item.strip() for item in items if item and item.strip()] or list(TERMINAL_STATUSES)
+    for status in chosen:
+        if status not in TERMINAL_STATUSES:
+            raise BadRequest(f"prune selects finished executions only: status {status!r} is not one of "
+                             f"{', '.join(TERMINAL_STATUSES)}")
+    return chosen
+
+
+def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> tuple[list[str], list[dict]]:
+    """Ids old enough to go, and the ones ``keep`` spares (the newest matching ones)."""
+    now = _moment(clock.now_rfc3339())
+    matching = [r for r in list_executions(provider) if r.get("status") in statuses]
+    selected, skipped = [], []
+    for position, record in enumerate(matching):
+        moment = record.get("finished_at") or record.get("started_at")
+        if not moment or (now - _moment(moment)).total_seconds() < older_than:
+            continue
+        if position < keep:
+            skipped.append({"execution_id": record["execution_id"], "reason": f"kept: one of the {keep} newest",
+                            "dependants": []})
+            continue
+        selected.append(record["execution_id"])
+    return selected, skipped
+
+
+def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
+          confirm: bool = False) -> dict[str, Any]:
+    if older_than < 0 or keep < 0:
+        raise BadRequest("older_than and keep must not be negative")
+    chosen = parse_statuses(statuses)
+    candidates, skipped = select(provider, older_than, chosen, keep)
+    while True:
+        plans = [plan_execution(provider, execution_id, candidates) for execution_id in candidates]
+        blocked = [plan for plan in plans if plan.action(False) == BLOCKED]
+        if not blocked:
+            break
+        for plan in blocked:
+            skipped.append({"execution_id": plan.execution_id,
+                            "reason": f"needed by kept executions: {dependants_line(plan)}",
+                            "dependants": [ref.row() for ref in plan.dependants]})
+        gone = {plan.execution_id for plan in blocked}
+        candidates = [execution_id for execution_id in candidates if execution_id not in gone]
+    rows = [plan.row(False) for plan in plans]
+    if confirm:
+        for plan, row in zip(plans, rows, strict=True):
+            if row["action"] in (DELETE, RESUME):
+                row["deleted"] = run_deletion(provider, plan, force=False)["deleted"]
+    return {"dry_run": not confirm, "older_than": older_than, "statuses": chosen, "keep": keep,
+            "executions": rows, "skipped": skipped, "totals": totals(rows)}
+
+
+def dependencies(provider, execution_id: str) -> dict[str, Any]:
+    """``execution deps``: who depends on the execution, and what it depends on."""
+    plan = plan_execution(provider, execution_id)
+    return {"execution_id": execution_id,
+            "dependants": [ref.row() for ref in plan.dependants],
+            "depends_on": [{**ref.row(), "parent_execution": ref.parent_execution}
+                           for ref in sorted(lineage_index.uses_of(provider, execution_id),
+                                             key=lambda ref: (ref.key, ref.parent))]}

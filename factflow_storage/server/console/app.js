@@ -1,0 +1,61 @@
+// Boot and dispatch: each hash change renders one view into <main>. A view is
+// `render(main, route, ctx)`; it returns an optional cleanup (close streams, stop polls)
+// run before the next view.
+import { api } from "./api.js";
+import { clear, errorBox, h } from "./dom.js";
+import { parse, href, go } from "./router.js";
+import { renderExecutions } from "./executions.js";
+import { renderExecution } from "./execution.js";
+import { renderBrowse } from "./browse.js";
+import { renderObject } from "./object.js";
+import { renderLogin } from "./login.js";
+
+const VIEWS = { executions: renderExecutions, execution: renderExecution, browse: renderBrowse,
+  object: renderObject, login: renderLogin };
+let cleanup = null;
+let generation = 0;
+
+function setCrumbs(items) {
+  const list = clear(document.getElementById("crumbs"));
+  for (const [label, link] of items) {
+    list.append(h("li", null, link ? h("a", { href: link }, label) : h("span", { "aria-current": "page" }, label)));
+  }
+}
+
+async function show() {
+  if (cleanup) { try { cleanup(); } catch (_) { /* a view's cleanup never blocks the next */ } }
+  cleanup = null;
+  const mine = ++generation;
+  const main = document.getElementById("main");
+  const route = parse(location.hash);
+  main.dataset.view = route.view;
+  main.removeAttribute("data-ready");
+  setCrumbs([]);
+  const started = performance.now();
+  try {
+    const result = await VIEWS[route.view](main, route, { setCrumbs, isCurrent: () => mine === generation });
+    if (mine !== generation) { if (typeof result === "function") result(); return; }
+    cleanup = typeof result === "function" ? result : null;
+  } catch (err) {
+    if (mine !== generation) return;
+    if (err.status === 401) return;
+    clear(main).append(h("h1", null, "Something went wrong"), errorBox(err));
+  }
+  if (mine === generation) {
+    // Tests and the curious read how long the view took to show its data.
+    main.dataset.loadMs = String(Math.round(performance.now() - started));
+    main.dataset.ready = "true";
+  }
+}
+
+window.addEventListener("factflow:unauthorized", () => {
+  if (parse(location.hash).view !== "login") go("login", "", { next: location.hash || "#/" });
+});
+window.addEventListener("hashchange", show);
+document.getElementById("logout").addEventListener("click", async () => {
+  sessionStorage.removeItem("factflow.session");
+  document.getElementById("logout").hidden = true;
+  try { await api.logout(); } finally { location.hash = href("login"); }
+});
+document.getElementById("logout").hidden = !sessionStorage.getItem("factflow.session");
+show();
