@@ -65,3 +65,18 @@ def test_options_go_to_click(stored):
     code, out, err = _run(stored.cli_env(), "storage", "get", KEY, "--output", "json")
     assert code == 0 and err[-1] == "CLICK=True"
     assert b'"key":"exec-1/route/stage/data.bin"' in out
+
+
+def test_ctrl_c_exits_130_without_a_traceback(stored):
+    import signal
+    import time
+
+    # Nobody reads the pipe until the end: get blocks on it (the object outsizes a pipe's
+    # buffer), then gets SIGINT.
+    proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "storage", "get", KEY],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=stored.cli_env())
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert b"Traceback" not in err

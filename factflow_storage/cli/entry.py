@@ -74,8 +74,11 @@ def main() -> None:
     if _is_plain_get(sys.argv[1:]):
         from factflow_storage.cli.quick import run_get
 
-        if run_get(sys.argv[3]):
-            return
+        try:
+            if run_get(sys.argv[3]):
+                return
+        except KeyboardInterrupt:
+            sys.exit(130)  # as click's path exits on Ctrl+C
     from factflow_storage.cli.main import main as run
 
     run()
