@@ -1,5 +1,6 @@
 """Build ``dist/factflow.pyz``: the whole ``factflow`` command in one file, with shiv.
 
+    python3 -m pip install '.[build]'    # shiv, once, in the repository root
     python3 build_zipapp.py [--output PATH]
 
 Plain ``zipapp`` cannot hold the dependencies: orjson, watchfiles and minio's crypto
@@ -14,6 +15,7 @@ of failing on an import). Build one per target; the machine needs only Python to
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import shutil
 import subprocess
@@ -44,7 +46,13 @@ def target() -> tuple[str, str, str]:
     return f"{sys.version_info[0]}.{sys.version_info[1]}", sys.platform, platform.machine()
 
 
+NEEDS_SHIV = ("build_zipapp.py needs shiv, which is not installed: run "
+              "python3 -m pip install '.[build]' in the repository root, then build again")
+
+
 def build(output: Path, *, quiet: bool = False) -> Path:
+    if importlib.util.find_spec("shiv") is None:
+        raise SystemExit(NEEDS_SHIV)
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="factflow-pyz-") as scratch:

@@ -23,7 +23,7 @@ import urllib3
 from factflow_storage import errors
 from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
-from factflow_storage.keys import execution_prefix, validate_key, validate_segment
+from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
 from factflow_storage.metadata import check_metadata_size
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
@@ -258,9 +258,9 @@ class RemoteService:
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
-    def browse(self, prefix: str = "") -> dict[str, Any]:
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]:
         common_prefixes, objects = [], []
-        for row in self._rows(prefix, None, False, delimiter="/"):
+        for row in self._rows(prefix, None, False, delimiter="/", start_after=start_after):
             if "prefix" in row:
                 common_prefixes.append(row["prefix"])
             else:
@@ -330,11 +330,18 @@ class RemoteService:
     def execution(self, execution_id: str) -> dict[str, Any]:
         return self.api.get_json(self._execution_path(execution_id))
 
-    def set_execution_status(self, execution_id: str, status: str) -> dict[str, Any]:
-        return self.api.send_json("PUT", self._execution_path(execution_id), {"status": status})
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status, "strict": True} if strict else {"status": status}
+        return self.api.send_json("PUT", self._execution_path(execution_id), body)
 
     def executions(self) -> list[dict[str, Any]]:
         return self.api.get_json(EXECUTIONS)["executions"]
+
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"prefix": validate_prefix(prefix), "repair": repair}
+        if grace is not None:
+            body["grace_seconds"] = grace
+        return self.api.send_json("POST", "/api/v1/storage/fsck", body)
 
     # -- retention -------------------------------------------------------------
 
@@ -364,6 +371,32 @@ class RemoteService:
             extension = ",".join(extension)
         return follow(self.api, execution_ids, route_id=route_id, stage=stage, extension=extension,
                       timeout=timeout, last_event_id=last_event_id)
+
+    # -- operator tools ------------------------------------------------------
+
+    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> dict[str, Any]:
+        return self.api.get_json("/api/v1/storage/du", {"prefix": prefix or None, "execution_id": execution_id,
+                                                        "depth": depth})
+
+    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
+        return self.api.get_json("/api/v1/storage/lineage", {"key": validate_key(key), "depth": depth,
+                                                             "children": children or None})
+
+    def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
+             content: bool = False) -> Iterator[dict[str, Any]]:
+        # The request is sent now, so an unknown execution fails here as in direct mode.
+        response = self.api.request("GET", "/api/v1/storage/diff", params={
+            "a": execution_a, "b": execution_b, "route_id": route_id, "content": content or None})
+        return self._ndjson_rows(response)
+
+    def _ndjson_rows(self, response: ApiResponse) -> Iterator[dict[str, Any]]:
+        with response:
+            for line in response:
+                row = orjson.loads(line)
+                if "error" in row and len(row) == 1:
+                    error = row["error"]
+                    raise _error_class(error.get("error_code"), 500)(str(error.get("detail")))
+                yield row
 
     def health(self) -> dict[str, Any]:
         return self.api.get_json("/api/v1/health")

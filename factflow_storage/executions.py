@@ -15,6 +15,8 @@ DELETING = "deleting"  # set by factflow_storage.retention; not a status writers
 COMPLETED = "completed"
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 STATUSES = (RUNNING, *TERMINAL_STATUSES)
+UNKNOWN = "no execution {!r} (no record and no objects): start it first, or use --force"
+ALREADY_FINISHED = "execution {!r} is already {}: use --force to {}"
 
 
 def is_terminal(record: dict[str, Any] | None) -> bool:
@@ -29,15 +31,22 @@ def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any
     return record
 
 
-def set_status(provider: StorageProtocol, execution_id: str, status: str) -> dict[str, Any]:
-    """Start (``running``) or finish (a terminal status) an execution; returns the record."""
+def set_status(provider: StorageProtocol, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
+    """Start (``running``) or finish (a terminal status) an execution; returns the record.
+
+    Writers may finish without starting. ``strict`` is for people at a prompt: finishing
+    an id that names nothing, or changing a terminal status, is refused as a likely typo.
+    """
     validate_execution_id(execution_id)
     if status not in STATUSES:
         raise BadRequest(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
-    record = provider.read_execution(execution_id) or {"execution_id": execution_id}
-    if record.get("status") == DELETING:
+    found = provider.read_execution(execution_id)
+    if found and found.get("status") == DELETING:
         raise Conflict(f"execution {execution_id} is being deleted; finish that with "
                        f"'factflow execution delete {execution_id} --yes' first")
+    if strict:
+        _check_transition(provider, execution_id, found, status)
+    record = found or {"execution_id": execution_id}
     now = clock.now_rfc3339()
     if status == RUNNING:
         record.update(status=RUNNING, started_at=record.get("started_at") or now, finished_at=None)
@@ -47,6 +56,15 @@ def set_status(provider: StorageProtocol, execution_id: str, status: str) -> dic
                       object_count=sum(1 for _ in provider.list(execution_prefix(execution_id))))
     provider.write_execution(execution_id, record)
     return record
+
+
+def _check_transition(provider: StorageProtocol, execution_id: str, record: dict[str, Any] | None,
+                      status: str) -> None:
+    if record is None and status != RUNNING and not any(True for _ in provider.list(execution_prefix(execution_id), limit=1)):
+        raise NotFound(UNKNOWN.format(execution_id))
+    if record is not None and is_terminal(record):
+        action = "reopen it" if status == RUNNING else "change its status"
+        raise Conflict(ALREADY_FINISHED.format(execution_id, record["status"], action))
 
 
 def list_executions(provider: StorageProtocol) -> list[dict[str, Any]]:

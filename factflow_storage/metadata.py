@@ -148,6 +148,14 @@ def describe_stored(key: str, blob: Mapping[str, Any], *, size: int, bytes_repla
     return blob
 
 
+def check_blob_size(key: str, encoded: bytes) -> bytes:
+    """The encoded blob, when within the limit (readers bound sidecar reads by it)."""
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise TooLarge(f"the metadata of {key!r} is {len(encoded)} bytes encoded, more than the "
+                       f"{MAX_METADATA_BYTES} bytes a metadata blob may hold")
+    return encoded
+
+
 class HashingReader:
     """Wraps a source so size and sha256 are computed while the bytes stream past."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,8 @@ def parse_storage_uri(uri: str) -> StorageURI:
     scheme = scheme.lower()
     if not sep or scheme not in PROVIDERS:
         known = ", ".join(f"{name}://" for name in sorted(PROVIDERS))
-        raise ConfigError(f"unknown storage URI {uri!r}: expected one of {known}")
+        hint = f"; did you mean file://{uri}?" if not sep and uri else ""
+        raise ConfigError(f"unknown storage URI {uri!r}: expected one of {known}{hint}")
     if scheme == "file":
         path = unquote(rest)
         if not path:
@@ -50,8 +52,27 @@ def parse_storage_uri(uri: str) -> StorageURI:
     bucket = parts.netloc
     if not bucket:
         raise ConfigError(f"storage URI {uri!r} names no bucket")
+    check_bucket_name(bucket, uri)
     prefix = unquote(parts.path).strip("/")
     return StorageURI(scheme, bucket, f"{prefix}/" if prefix else "", raw=uri)
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def check_bucket_name(bucket: str, uri: str) -> None:
+    """S3's bucket naming rules, checked up front: the minio client would otherwise fail
+    with a ValueError of its own on the first request."""
+    rule = None
+    if not _BUCKET.match(bucket):
+        rule = "3 to 63 characters: lower-case letters, digits, '.' and '-', starting and ending with a letter or digit"
+    elif ".." in bucket or ".-" in bucket or "-." in bucket:
+        rule = "no '..', '.-' or '-.'"
+    elif _IP_ADDRESS.match(bucket):
+        rule = "not an IP address"
+    if rule:
+        raise ConfigError(f"invalid bucket name {bucket!r} in storage URI {uri!r}: {rule}")
 
 
 def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,

@@ -152,10 +152,10 @@ class StorageService:
                 continue
             yield entry
 
-    def browse(self, prefix: str = "") -> dict[str, Any]:
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]:
         """One level under ``prefix``: ``{"prefix", "common_prefixes", "objects"}``."""
         common_prefixes, objects = [], []
-        for entry in self._browse_entries(prefix, None, None, None, None):
+        for entry in self._browse_entries(prefix, start_after, None, None, None):
             if isinstance(entry, PrefixInfo):
                 common_prefixes.append(entry.prefix)
             else:
@@ -211,14 +211,25 @@ class StorageService:
     def execution(self, execution_id: str) -> dict[str, Any]:
         return executions.get_execution(self.provider, execution_id)
 
-    def set_execution_status(self, execution_id: str, status: str) -> dict[str, Any]:
-        return executions.set_status(self.provider, execution_id, status)
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
+        return executions.set_status(self.provider, execution_id, status, strict=strict)
 
     def executions(self) -> list[dict[str, Any]]:
         return executions.list_executions(self.provider)
 
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
+
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+        """What crashes left under ``prefix``, repaired on request (see ``factflow_storage.fsck``)."""
+        from factflow_storage import fsck
+
+        validate_prefix(prefix)
+        check = getattr(self.provider, "fsck", None)
+        if check is None:
+            raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
+        grace = fsck.DEFAULT_GRACE if grace is None else grace
+        return fsck.report(check(prefix, repair=repair, grace=grace), prefix=prefix, repair=repair, grace=grace)
 
     # -- retention (factflow_storage.retention) ------------------------------
 
@@ -266,6 +277,24 @@ class StorageService:
     def records(self) -> RecordStore:
         """Where server-side jobs keep their records (``_factflow/`` in this storage)."""
         return self.provider
+
+    # -- operator tools (factflow_storage.tools) --------------------------------
+
+    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> dict[str, Any]:
+        from factflow_storage.tools.du import disk_usage
+
+        return disk_usage(self, prefix, execution_id=execution_id, depth=depth)
+
+    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
+        from factflow_storage.tools.lineage import DEFAULT_DEPTH, lineage
+
+        return lineage(self, key, depth=DEFAULT_DEPTH if depth is None else depth, children=children)
+
+    def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
+             content: bool = False) -> Iterator[dict[str, Any]]:
+        from factflow_storage.tools.diff import diff_executions
+
+        return diff_executions(self, execution_a, execution_b, route_id=route_id, content=content)
 
     def health(self) -> dict[str, Any]:
         self.provider.check()

@@ -3,6 +3,7 @@ defaults. Each value remembers where it came from, for ``factflow config show``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from factflow_storage.errors import ConfigError
 DEFAULT_STORAGE_URI = "file://./output/storage"
 DEFAULT_ARCHIVE_TTL = 3600.0
 
+logger = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -133,6 +135,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, config: str | N
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     path, named = config_file_path(config, env)
     table = _read_toml(path, named) if path else {}
+    for dotted in unknown_keys(table):
+        logger.warning("config file %s: unknown key %r ignored", path, dotted)
     values = {}
     for field in FIELDS:
         if field.name in overrides:
@@ -160,6 +164,20 @@ def _read_toml(path: Path, named: bool) -> dict[str, Any]:
             return tomllib.load(handle)
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+
+def unknown_keys(table: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[str]:
+    """Dotted names in the TOML table that no setting reads (a typo is silent otherwise)."""
+    known = {field.toml_path for field in FIELDS}
+    sections = {field.toml_path[: i + 1] for field in FIELDS for i in range(len(field.toml_path) - 1)}
+    found = []
+    for name, value in table.items():
+        here = (*path, str(name))
+        if here in sections and isinstance(value, Mapping):
+            found.extend(unknown_keys(value, here))
+        elif here not in known:
+            found.append(".".join(here))
+    return found
 
 
 def _lookup(table: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -79,8 +79,8 @@ WRITES = [
     ["--output", "json", "demo", "--execution", "ex9"],
     ["execution", "start", "ex2"],
     ["execution", "start", "ex2", "--output", "json"],
-    ["execution", "finish", "ex2", "--status", "failed"],
-    ["execution", "finish", EXEC, "--output", "json"],
+    ["execution", "finish", "ex2", "--status", "failed", "--force"],
+    ["execution", "finish", EXEC, "--force", "--output", "json"],
     ["storage", "delete", "never/existed", "--output", "json"],
 ]
 

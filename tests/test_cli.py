@@ -140,7 +140,7 @@ def test_put_metadata_and_content_type(ff):
                                             ('"text"', "JSON object")])
 def test_put_refuses_bad_metadata_and_stores_nothing(ff, metadata, says):
     ff.fails("storage", "put", "k", "--metadata", metadata, input=b"x", says=says)
-    ff.fails("storage", "get", "k", says="no object")
+    ff.fails("storage", "get", "k", says="storage root")  # not even the root was created
 
 
 def test_put_from_a_missing_file(ff, tmp_path):
@@ -183,6 +183,7 @@ def test_get_json_document(ff, key, data, content_type, expected):
 
 
 def test_get_of_missing_and_invalid_keys(ff):
+    ff.ok("storage", "put", "something", input=b"x")  # a root exists: the object is what is missing
     ff.fails("storage", "get", "nothing/here", says="no object 'nothing/here'")
     ff.fails("storage", "get", "a//b", says="invalid key")
     ff.fails("storage", "get", "a//b", "-o", "json", says="invalid key")
@@ -237,7 +238,8 @@ def test_list_execution_route_stage_and_limit(tree):
         "executions/e1/r1/s1/m1.json", "executions/e1/r1/s1/m2.txt", "executions/e1/r2/s1/m1.json"]
     assert keys("--execution", "e1", "--limit", "2") == ["executions/e1/r1/s1/m1.json", "executions/e1/r1/s1/m2.txt"]
     assert keys("--prefix", "executions/e1/r1/s1/m") == ["executions/e1/r1/s1/m1.json", "executions/e1/r1/s1/m2.txt"]
-    assert keys("--execution", "nobody") == []
+    tree.fails("storage", "list", "--execution", "nobody", says="no execution 'nobody'")
+    assert keys("--prefix", "executions/nobody/") == []  # an empty prefix listing is no error
     assert len(keys()) == 7
 
 
@@ -340,6 +342,7 @@ def test_execution_errors(ff):
 
 
 def test_finish_defaults_to_completed(ff):
+    ff.ok("execution", "start", "e1")
     assert ff.json("execution", "finish", "e1", "-o", "json")["status"] == "completed"
 
 
@@ -405,7 +408,8 @@ def test_config_show_sources(tmp_path):
     named.write_text('api_url = "http://127.0.0.1:9"\n')
     shown, config_file = settings_of(factflow, "--config", str(named))
     assert shown["api_url"] == ("http://127.0.0.1:9", f"config {named}")
-    assert shown["storage_uri"] == ("file://./output/storage", "default")  # ./factflow.toml not read
+    assert shown["minio_region"] == (None, "default")  # ./factflow.toml not read
+    assert shown["storage_uri"][0] is None and "unreachable" in shown["storage_uri"][1]  # the server's, if up
     assert config_file == str(named)
 
 

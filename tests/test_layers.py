@@ -36,6 +36,7 @@ FORBIDDEN = {
     "providers": {"service", "watch", "client", "server", "cli", "archive", "retention", "tools", "settings"},
     "service": {"client", "server", "cli"},
     "retention": {"server", "cli", "client"},
+    "tools": {"server", "cli", "client"},
     "archive": {"server", "cli"},
     "watch": {"server", "cli"},
     "client": {"server", "cli"},

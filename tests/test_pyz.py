@@ -103,6 +103,8 @@ def test_put_from_a_file_and_read_it_every_way(run, tmp_path):
 
 
 def test_errors_are_one_line_with_exit_codes(run):
+    one_line_error(run("storage", "get", "no/such/key"), 1, "does not exist")  # no root: nothing written yet
+    ok(run("storage", "put", "some/key", stdin=b"x"))
     one_line_error(run("storage", "get", "no/such/key"), 1, "no object 'no/such/key'")
     one_line_error(run("storage", "get", "../escape"), 1, "invalid key")
     one_line_error(run("storage", "metadata", "a//b"), 1, "invalid key")

@@ -8,7 +8,7 @@ import time
 
 import orjson
 
-from factflow_storage.cli.watch import TIMED_OUT, WAITING
+from factflow_storage.cli.watch import NEVER_STARTED, TIMED_OUT, WAITING
 from factflow_storage.executions import set_status
 from factflow_storage.service import StorageService
 from server_fixture import running_server
@@ -41,7 +41,7 @@ def test_wait_for_a_missing_record_is_bounded_by_the_global_timeout(file_storage
     assert done.returncode == 1
     stderr = done.stderr.decode()
     assert WAITING.format("nobody") in stderr
-    assert TIMED_OUT.format("1s", "nobody") in stderr
+    assert NEVER_STARTED.format("1s", "nobody") in stderr
     assert "Traceback" not in stderr
 
 

@@ -6,6 +6,7 @@ import click
 
 from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines, table_lines
+from factflow_storage.errors import StorageError
 
 
 @click.group("config")
@@ -17,8 +18,19 @@ def command() -> None:
 @output_option
 @pass_app
 def show(app: App, output: str | None) -> None:
-    """Every setting, its value (secrets masked) and its source."""
+    """Every setting, its value (secrets masked) and its source (with --api, the server's storage)."""
     rows = app.settings.shown()
+    if app.remote:
+        # The local storage setting is not used over --api: show what the server serves.
+        source = f"api {app.settings.api_url}"
+        try:
+            served = app.service.health().get("storage")
+        except StorageError as err:
+            # A diagnostic command still shows the rest when the server is away.
+            served, source = None, f"{source} (unreachable: {' '.join(str(err).split())})"
+        for row in rows:
+            if row["name"] == "storage_uri":
+                row.update(value=served, source=source)
     if app.fmt(output) == JSON:
         emit_json({"config_file": str(app.settings.config_file) if app.settings.config_file else None,
                    "settings": rows})

@@ -36,11 +36,12 @@ Options:
   -h, --help                 Show this message and exit.
 
 Commands:
-  config     Inspect settings.
-  demo       Write a sample execution (two routes, four stages, JSON, text...
-  execution  Start, finish and inspect executions.
-  serve      Serve the storage API over HTTP (prints the URL it listens on).
-  storage    Browse, read and write stored artefacts.
+  completion  Print the completion script for SHELL (commands, options,...
+  config      Inspect settings.
+  demo        Write a sample execution (two routes, four stages, JSON, text...
+  execution   Start, finish and inspect executions.
+  serve       Serve the storage API over HTTP (prints the URL it listens on).
+  storage     Browse, read and write stored artefacts.
 """
 
 

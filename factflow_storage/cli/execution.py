@@ -23,23 +23,34 @@ def _show_record(app: App, record: dict, output: str | None) -> None:
         emit_lines(field_lines(record))
 
 
-@command.command()
+_FORCE_HELP = "Reopen or re-finish a finished execution; finish an id that names nothing."
+
+
+@command.command(epilog="""\b
+Examples:
+  factflow execution start run-42
+  factflow execution start run-42 --force    # reopen a finished execution""")
 @click.argument("execution_id")
+@click.option("--force", is_flag=True, help=_FORCE_HELP)
 @output_option
 @pass_app
-def start(app: App, execution_id: str, output: str | None) -> None:
+def start(app: App, execution_id: str, force: bool, output: str | None) -> None:
     """Mark an execution running."""
-    _show_record(app, app.service.set_execution_status(execution_id, "running"), output)
+    _show_record(app, app.service.set_execution_status(execution_id, "running", strict=not force), output)
 
 
-@command.command()
+@command.command(epilog="""\b
+Examples:
+  factflow execution finish run-42
+  factflow execution finish run-42 --status failed""")
 @click.argument("execution_id")
 @click.option("--status", type=click.Choice(TERMINAL_STATUSES), default="completed", show_default=True)
+@click.option("--force", is_flag=True, help=_FORCE_HELP)
 @output_option
 @pass_app
-def finish(app: App, execution_id: str, status: str, output: str | None) -> None:
+def finish(app: App, execution_id: str, status: str, force: bool, output: str | None) -> None:
     """Mark an execution finished with a terminal status."""
-    _show_record(app, app.service.set_execution_status(execution_id, status), output)
+    _show_record(app, app.service.set_execution_status(execution_id, status, strict=not force), output)
 
 
 @command.command()

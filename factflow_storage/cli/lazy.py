@@ -23,8 +23,13 @@ class LazyCommands:
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy and name not in self.commands:  # type: ignore[attr-defined]
-            self.add_command(load(self.lazy[name][0]), name)  # type: ignore[attr-defined]
+            command = load(self.lazy[name][0])
+            self.add_command(command, name)  # type: ignore[attr-defined]
+            self.loaded(command)
         return super().get_command(ctx, name)  # type: ignore[misc]
+
+    def loaded(self, command: click.Command) -> None:
+        """Called once per command as it is imported (to install completers, epilogs...)."""
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # click's own layout, with the stored line standing in for a command not yet imported.

@@ -22,12 +22,20 @@ class FactflowGroup(LazyCommands, click.Group):
 
     # Imported when run; the line is what the root's --help shows (tests keep it in sync).
     lazy = {
+        "completion": ("factflow_storage.cli.completion:command", "Print the completion script for SHELL (commands, options,..."),
         "config": ("factflow_storage.cli.config:command", "Inspect settings."),
         "demo": ("factflow_storage.cli.demo:command", "Write a sample execution (two routes, four stages, JSON, text..."),
         "execution": ("factflow_storage.cli.execution:command", "Start, finish and inspect executions."),
         "serve": ("factflow_storage.cli.serve:command", "Serve the storage API over HTTP (prints the URL it listens on)."),
         "storage": ("factflow_storage.cli.storage:command", "Browse, read and write stored artefacts."),
     }
+
+    def loaded(self, command: click.Command) -> None:
+        # What used to be done to the whole tree at import, done to each command as it loads.
+        from factflow_storage.cli import completion, examples
+
+        completion.install(self)
+        examples.install(self)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -39,6 +47,11 @@ class FactflowGroup(LazyCommands, click.Group):
             ctx.exit(0)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except OSError as err:
+            # Storage errors arrive as StorageError; a bare OSError here is the output
+            # failing (a full disk, /dev/full), which deserves one line, not a traceback.
+            _silence_stdout()
+            raise click.ClickException(f"cannot write the output: {err.strerror or err}") from None
 
 
 def _silence_stdout() -> None:

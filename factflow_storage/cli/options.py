@@ -51,11 +51,20 @@ class App:
             return RemoteService(self.settings.api_url, token=self.settings.api_token, timeout=self.timeout)
         return self.local_service()
 
-    def local_service(self) -> StorageService:
+    def watch_service(self) -> Service:
+        """For ``watch``, which may rightly wait for a root a pipeline has yet to create."""
+        return self.service if self.remote else self.local_service(guard_root=False)
+
+    def local_service(self, *, guard_root: bool = True) -> StorageService:
         from factflow_storage.registry import create_storage_provider
         from factflow_storage.service import StorageService
 
-        return StorageService(create_storage_provider(self.settings.storage_uri, self.settings.provider_options()))
+        provider = create_storage_provider(self.settings.storage_uri, self.settings.provider_options())
+        if guard_root and hasattr(provider, "root"):
+            from factflow_storage.cli.root_check import ExistingRoot
+
+            provider = ExistingRoot(provider)
+        return StorageService(provider)
 
     def open_object(self, key: str):
         """``service.open(key)``; a whole S3 object in direct mode first tries one request

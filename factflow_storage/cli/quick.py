@@ -18,6 +18,8 @@ from factflow_storage.protocol import ObjectStream
 
 def run_get(key: str) -> bool:
     """True when the object was written to stdout; False when click must run the command."""
+    if sys.stdout.isatty():
+        return False  # click's path decides whether these bytes may go to a terminal
     try:
         stream = _open(key)
     except (StorageError, OSError, ValueError):

@@ -51,7 +51,10 @@ def _show_result(result: dict[str, Any], as_json: bool, extra: Sequence[str] = (
     emit_lines(lines)
 
 
-@click.command("delete")
+@click.command("delete", epilog="""\b
+Examples:
+  factflow execution delete run-41            # dry run: what would go, what would break
+  factflow execution delete run-41 run-42 --yes""")
 @click.argument("execution_ids", nargs=-1, required=True, metavar="ID...")
 @click.option("--yes", "confirm", is_flag=True, help="Delete (without it: a dry run).")
 @click.option("--force", is_flag=True, help="Delete even a running execution, or one a kept execution's lineage names.")
@@ -63,7 +66,9 @@ def delete(app: App, execution_ids: tuple[str, ...], confirm: bool, force: bool,
     _show_result(result, app.fmt(output) == JSON)
 
 
-@click.command("deps")
+@click.command("deps", epilog="""\b
+Examples:
+  factflow execution deps run-41""")
 @click.argument("execution_id")
 @output_option
 @pass_app
@@ -80,7 +85,10 @@ def deps(app: App, execution_id: str, output: str | None) -> None:
     emit_lines(lines)
 
 
-@click.command("prune")
+@click.command("prune", epilog="""\b
+Examples:
+  factflow storage prune --older-than 90d                 # dry run
+  factflow storage prune --older-than 30d --status failed,cancelled --keep 5 --yes""")
 @click.option("--older-than", required=True, type=Duration(), help="Age since finished (else started): 90d, 12h.")
 @click.option("--status", "statuses", default=None, metavar="S[,S...]",
               help="Only these terminal statuses (default: all of them).")

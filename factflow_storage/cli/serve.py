@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from factflow_storage.cli.options import App, pass_app
@@ -43,5 +45,9 @@ def command(app: App, host: str, port: int, threads: int, max_streams: int | Non
                "archive_limits": ArchiveLimits.from_settings(app.settings),
                "max_streams": max_streams or default_max_streams(threads)}
     provider = create_storage_provider(settings.storage_uri, settings.provider_options())
+    root = getattr(provider, "root", None)
+    if root is not None and not os.path.isdir(root):
+        # Served listings of a mistyped path would be empty without a word: say so once.
+        click.echo(f"note: storage root {root} does not exist yet; the first write creates it", err=True)
     serve(StorageService(provider), host, port, threads=threads, token=token,
           archive_ttl=settings.archive_ttl_seconds(), **options)

@@ -8,9 +8,10 @@ import sys
 import click
 import orjson
 
+from factflow_storage.cli.listing import (check_execution_prefix, human_option, listing_line, metadata_line,
+                                          require_execution)
 from factflow_storage.cli.options import App, output_option, pass_app
-from factflow_storage.cli.render import (JSON, emit_json, emit_lines, emit_ndjson, field_lines,
-                                         object_line, prefix_line)
+from factflow_storage.cli.render import JSON, emit_json, emit_lines, emit_ndjson, field_lines, prefix_line
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import execution_prefix
 
@@ -20,54 +21,86 @@ def command() -> None:
     """Browse, read and write stored artefacts."""
 
 
-@command.command()
+@command.command(epilog="""\b
+Examples:
+  factflow storage browse executions/
+  factflow storage browse executions/demo-1/sitemap_scraper/web_scraper/ -H""")
 @click.argument("prefix", default="")
+@human_option
+@click.option("--start-after", metavar="KEY", default=None, help="Resume after this key or prefix.")
 @output_option
 @pass_app
-def browse(app: App, prefix: str, output: str | None) -> None:
+def browse(app: App, prefix: str, human: bool, start_after: str | None, output: str | None) -> None:
     """One level under PREFIX: sub-prefixes and objects."""
-    listing = app.service.browse(prefix)
+    listing = app.service.browse(prefix, start_after=start_after)
+    if not listing["common_prefixes"] and not listing["objects"] and not start_after:
+        check_execution_prefix(app.service, prefix)
     if app.fmt(output) == JSON:
         emit_json(listing)
         return
     emit_lines([prefix_line(p) for p in listing["common_prefixes"]]
-               + [object_line(row) for row in listing["objects"]])
+               + [listing_line(row, human) for row in listing["objects"]])
 
 
-@command.command("list")
+@command.command("list", epilog="""\b
+Examples:
+  factflow storage list --execution demo-1 --stage chunker
+  factflow storage list --prefix executions/ --limit 100 --start-after executions/demo-1/z""")
 @click.option("--execution", "execution_id", metavar="ID", help="List the objects of one execution.")
 @click.option("--prefix", default=None, help="List the objects under a key prefix.")
 @click.option("--route", "route_id", default=None, help="Only this route.")
 @click.option("--stage", default=None, help="Only this stage.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N objects.")
+@click.option("--start-after", metavar="KEY", default=None,
+              help="Only keys after KEY (resume a listing from its last key).")
 @click.option("--metadata", "with_metadata", is_flag=True, help="Add each object's metadata (a read each).")
+@human_option
 @output_option
 @pass_app
 def list_(app: App, execution_id: str | None, prefix: str | None, route_id: str | None, stage: str | None,
-          limit: int | None, with_metadata: bool, output: str | None) -> None:
+          limit: int | None, start_after: str | None, with_metadata: bool, human: bool, output: str | None) -> None:
     """Every object under an execution or a prefix, flat, in key order."""
     if execution_id and prefix is not None:
         raise click.UsageError("give --execution or --prefix, not both")
     if execution_id:
         prefix = execution_prefix(execution_id)
+        require_execution(app.service, execution_id)
     rows = app.service.list_rows(prefix or "", limit=limit, with_metadata=with_metadata,
-                                 route_id=route_id, stage=stage)
+                                 route_id=route_id, stage=stage, start_after=start_after)
     if app.fmt(output) == JSON:
         emit_ndjson(rows)
+    elif with_metadata:
+        emit_lines(metadata_line(row, human) for row in rows)
     else:
-        emit_lines(object_line(row) for row in rows)
+        emit_lines(listing_line(row, human) for row in rows)
 
 
-@command.command()
+@command.command(epilog="""\b
+Examples:
+  factflow storage get executions/demo-1/markdown_processor/chunker/msg-0001.json
+  factflow storage get executions/demo-1/sitemap_scraper/web_scraper/msg-0001.html.gz --to page.html.gz""")
 @click.argument("key")
+@click.argument("dest", required=False, metavar="[-]")
+@click.option("--to", "to_file", metavar="FILE", help="Write to FILE atomically (temp file, then rename).")
+@click.option("--force", is_flag=True, help="Write binary bytes to a terminal anyway.")
 @output_option
 @pass_app
-def get(app: App, key: str, output: str | None) -> None:
+def get(app: App, key: str, dest: str | None, to_file: str | None, force: bool, output: str | None) -> None:
     """Write the object's bytes to stdout (or a JSON document with --output json)."""
+    from factflow_storage.cli import get_file
+
+    if dest not in (None, "-"):
+        raise click.UsageError("the only destination argument is '-' (stdout); use --to FILE for a file")
+    if to_file and app.fmt(output) == JSON:
+        raise click.UsageError("--to writes the object's bytes; it does not take --output json")
     if app.fmt(output) == JSON:
         emit_json(app.service.get_document(key))
         return
     with app.open_object(key) as stream:
+        if to_file and to_file != "-":
+            get_file.to_file(stream, to_file)
+            return
+        get_file.check_terminal(key, stream.info.content_type or stream.metadata.get("content_type"), force)
         stream.copy_to(sys.stdout.buffer)
 
 
@@ -141,6 +174,15 @@ from factflow_storage.cli import download as _download  # noqa: E402  (its modul
 
 command.add_command(_download.command)
 
+from factflow_storage.cli import fsck as _fsck  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_fsck.command)
+
 from factflow_storage.cli import retention as _retention  # noqa: E402  (its module imports nothing from here)
 
 command.add_command(_retention.prune)
+
+from factflow_storage.cli import tools as _tools  # noqa: E402  (its module imports nothing from here)
+
+for _tool in (_tools.du, _tools.lineage, _tools.diff):
+    command.add_command(_tool)

@@ -18,8 +18,10 @@ from factflow_storage.cli.render import JSON, json_bytes
 from factflow_storage.errors import NotFound
 from factflow_storage.executions import refuse_deleting
 
-WAITING = "waiting for execution {} to start (no record yet)"
+WAITING = ("waiting for execution {} to start: it has no record yet (a mistyped id waits forever; "
+           "Ctrl+C to stop, or --timeout)")
 TIMED_OUT = "timed out after {} waiting for execution {} to finish"
+NEVER_STARTED = "timed out after {} waiting for execution {} to start: it has no record"
 EXIT_NOT_COMPLETED = 3
 EXIT_INTERRUPTED = 130
 
@@ -48,7 +50,7 @@ def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
         sys.exit(EXIT_INTERRUPTED)
     missing = [e for e in execution_ids if e not in statuses]
     if missing:
-        raise click.ClickException(TIMED_OUT.format(_shown(timeout), missing[0]))
+        raise click.ClickException(_timed_out(app, timeout, missing[0]))
     if any(status != "completed" for status in statuses.values()):
         sys.exit(EXIT_NOT_COMPLETED)
 
@@ -72,9 +74,17 @@ def _print_events(events: Iterator, as_json: bool) -> dict[str, str]:
 
 def _events(app: App, execution_ids: Sequence[str], route_id: str | None, stage: str | None,
             timeout: float | None) -> Iterator:
-    for event in app.service.watch(execution_ids, route_id=route_id, stage=stage, timeout=timeout):
+    for event in app.watch_service().watch(execution_ids, route_id=route_id, stage=stage, timeout=timeout):
         if event is not None:
             yield event
+
+
+def _timed_out(app: App, timeout: float | None, execution_id: str) -> str:
+    try:
+        app.service.execution(execution_id)
+    except NotFound:
+        return NEVER_STARTED.format(_shown(timeout), execution_id)
+    return TIMED_OUT.format(_shown(timeout), execution_id)
 
 
 def _shown(seconds: float | None) -> str:
@@ -110,5 +120,6 @@ def _poll_record(app: App, execution_id: str, timeout: float | None, interval: f
         if record is not None and is_terminal(record):
             return record
         if deadline is not None and time.monotonic() >= deadline:
-            raise click.ClickException(TIMED_OUT.format(_shown(timeout), execution_id))
+            template = TIMED_OUT if record is not None else NEVER_STARTED
+            raise click.ClickException(template.format(_shown(timeout), execution_id))
         time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))

@@ -1,11 +1,18 @@
 """``file://PATH``: objects as files under a root, each with a ``<object>.meta.json`` sidecar.
 
-Write order makes every write atomic for readers: bytes go to a temp file, then the
-sidecar (naming the temp file's inode) replaces the old sidecar, then the temp file
-replaces the object. A reader opens the object and accepts its sidecar only when the
-inodes match, retrying across the brief window in which the sidecar is already new; a
-copied tree (new inodes) is recognised by its bytes matching the sidecar's checksum.
-Temp files end in ``.meta.json``, a suffix no key may have, so they are never listed.
+Writes are linearizable per key and crash-safe: see ``fs_write`` for the protocol (a
+per-key lock, and a sidecar that describes both the new inode and the one it replaces,
+so a reader resolves every state a SIGKILL can leave to the old or the new version). A
+reader opens the object and takes the blob whose inode is the one it opened, retrying
+when a write swapped both in between; a copied tree (new inodes) is recognised by its
+bytes matching the sidecar's checksum. Sidecars written before the previous-version
+field existed read as they always did.
+
+Every path is opened relative to the root with no-follow semantics (``fs_paths``): links
+and special files under the root are refused, never followed or opened in a way that
+blocks. Sidecars are read up to a bound (twice ``MAX_METADATA_BYTES``: new and previous).
+Temp files end in ``.meta.json``, a suffix no key may have, so they are never listed;
+``fsck`` removes those a killed writer left.
 
 A filesystem cannot hold an object ``a/b`` beside an object ``a/b/c``: such a write
 raises Conflict and leaves the existing object untouched.
@@ -14,11 +21,8 @@ raises Conflict and leaves the existing object untouched.
 from __future__ import annotations
 
 import errno
-import hashlib
 import itertools
 import os
-import stat as stat_mode
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -28,17 +32,19 @@ import orjson
 
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
-from factflow_storage.metadata import (CHUNK_SIZE, HashingReader, build_metadata, check_user_metadata,
+from factflow_storage.metadata import (HashingReader, build_metadata, check_blob_size, check_user_metadata,
                                        describe_stored, foreign_metadata)
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
+from factflow_storage.providers import fs_paths, fs_write
+from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
+from factflow_storage.providers.fs_write import (INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version,
+                                                 read_sidecar)
 from factflow_storage.registry import StorageURI
 
-INODE_FIELD = "_factflow_inode"
-TEMP_SUFFIX = ".tmp" + SIDECAR_SUFFIX
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 _CONSISTENT_READ_DEADLINE = 2.0
-# A writer swaps sidecar and object with two renames; a mismatch lasting longer than this
-# is checked against the bytes instead of waited out.
+# A reader that opened the object just before two writes completed sees a sidecar two
+# versions on; past this window the bytes themselves decide (a copied tree).
 _SWAP_WINDOW = 0.05
 # File names are at most 255 bytes on the filesystems we run on; the sidecar adds its suffix.
 MAX_SEGMENT_BYTES = 255 - len(SIDECAR_SUFFIX)
@@ -59,9 +65,25 @@ class FilesystemProvider(BaseProvider):
                              f"longer than {MAX_SEGMENT_BYTES} bytes (its sidecar name must fit too)")
         return os.path.join(self.root, key)
 
+    def _split(self, key: str) -> tuple[list[str], str]:
+        self._path(key)
+        *parents, name = key.split("/")
+        return parents, name
+
     def _record_path(self, name: str) -> str:
         validate_prefix(name)
         return os.path.join(self.root, RESERVED_DIR, name)
+
+    def _chain(self, key: str, parents: list[str]) -> list[int]:
+        """Descriptors down to a key's directory for reading; NotFound when there is none."""
+        try:
+            return fs_paths.open_parent_for_reading(self.root, parents)
+        except (NotFound, NotADirectory):
+            raise NotFound(f"no object {key!r}") from None
+        except FileNotFoundError:
+            raise NotFound(f"no object {key!r}") from None
+        except Unsafe as err:
+            raise Unsafe(f"cannot reach {key!r}: {err}") from None
 
     # -- writes --------------------------------------------------------------
 
@@ -76,118 +98,127 @@ class FilesystemProvider(BaseProvider):
 
     def _write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None,
                content_type: str | None) -> dict[str, Any]:
-        target = self._path(key)
+        parents, name = self._split(key)
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
+        user_metadata.pop(PREVIOUS_FIELD, None)
         self.index_lineage(key, user_metadata)
-        parent = self._make_parent(key, target)
-        if os.path.isdir(target):
-            raise _prefix_conflict(key)
-        reader = HashingReader(data)
-        data_tmp = self._write_temp(parent, reader.chunks())
-        sidecar_tmp = None
+        fds = self._make_parent(key, parents)
+        parent = fds[-1]
         try:
-            blob = build_metadata(key, user_metadata, content_type=content_type,
-                                  size=reader.size, sha256_hex=reader.sha256_hex)
-            sidecar = orjson.dumps({**blob, INODE_FIELD: os.stat(data_tmp).st_ino})
-            sidecar_tmp = self._write_temp(parent, [sidecar])
-            os.replace(sidecar_tmp, target + SIDECAR_SUFFIX)
-            sidecar_tmp = None
+            if fs_paths.kind_of(parent, name) == "directory":
+                raise _prefix_conflict(key)
+            reader = HashingReader(data)
+            data_tmp, data_fd = fs_write.write_temp(parent, reader.chunks(), fsync=self._fsync)
             try:
-                os.replace(data_tmp, target)
-            except (IsADirectoryError, NotADirectoryError) as err:
-                _unlink_quietly(target + SIDECAR_SUFFIX)
-                raise _prefix_conflict(key) from err
-            data_tmp = None
-            self._sync_dir(parent)
+                blob = build_metadata(key, user_metadata, content_type=content_type,
+                                      size=reader.size, sha256_hex=reader.sha256_hex)
+                check_blob_size(key, orjson.dumps(blob))
+                with key_lock(parent):
+                    self._publish(key, parent, name, blob, data_tmp, os.fstat(data_fd).st_ino)
+                    data_tmp = None
+            finally:
+                os.close(data_fd)
+                if data_tmp:
+                    fs_write.unlink_quietly(parent, data_tmp)
             return blob
         finally:
-            for leftover in (data_tmp, sidecar_tmp):
-                if leftover:
-                    _unlink_quietly(leftover)
+            fs_paths.close_all(fds)
 
-    def _make_parent(self, key: str, target: str) -> str:
-        parent = os.path.dirname(target)
+    def _publish(self, key: str, parent: int, name: str, blob: dict[str, Any], data_tmp: str, inode: int) -> None:
+        """Steps 2-4 of the protocol in ``fs_write``; the key's lock is held."""
+        record: dict[str, Any] = {**blob, INODE_FIELD: inode}
+        previous = self._current(key, parent, name)
+        if previous is not None:
+            record[PREVIOUS_FIELD] = previous
+        sidecar_tmp = fs_write.write_small_temp(parent, orjson.dumps(record), fsync=self._fsync)
         try:
-            os.makedirs(parent, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as err:
+            os.replace(sidecar_tmp, name + SIDECAR_SUFFIX, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            fs_write.unlink_quietly(parent, sidecar_tmp)
+            raise
+        fault("sidecar-renamed")
+        try:
+            os.replace(data_tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except (IsADirectoryError, NotADirectoryError) as err:
+            fs_write.unlink_quietly(parent, name + SIDECAR_SUFFIX)
+            raise _prefix_conflict(key) from err
+        fault("data-renamed")
+        if self._fsync:
+            fs_write.sync_dir(parent)
+        fault("dir-synced")
+
+    def _current(self, key: str, parent: int, name: str) -> dict[str, Any] | None:
+        """The blob of the object a write is about to replace, with its inode; None when
+        there is none, or when it is not a regular file or its sidecar is damaged."""
+        try:
+            fd = fs_paths.open_regular(parent, name, f"object {key!r}")
+        except (NotFound, Unsafe):
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            try:
+                blob = self._matching_sidecar(key, parent, name, st, handle)
+            except StorageError:
+                return None
+        return None if blob is None else {**blob, INODE_FIELD: st.st_ino}
+
+    def _make_parent(self, key: str, parents: list[str]) -> list[int]:
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            return fs_paths.open_chain(self.root, parents, create=True)
+        except NotADirectory as err:
             self._check_root()
             raise Conflict(
                 f"cannot write {key!r}: a parent path is already an object, and the "
                 "filesystem cannot hold an object beside a prefix of the same name"
             ) from err
+        except Unsafe as err:
+            raise Unsafe(f"cannot write {key!r}: {err}") from None
+        except (FileExistsError, NotADirectoryError) as err:
+            self._check_root()
+            raise Conflict(f"cannot write {key!r}: {err.strerror}") from err
         except OSError as err:
             raise Unavailable(f"cannot write under {self.root}: {err.strerror}") from err
-        return parent
-
-    def _write_temp(self, directory: str, chunks) -> str:
-        fd, path = tempfile.mkstemp(dir=directory, prefix=".", suffix=TEMP_SUFFIX)
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-                handle.flush()
-                if self._fsync:
-                    os.fsync(handle.fileno())
-        except BaseException:
-            _unlink_quietly(path)
-            raise
-        return path
-
-    def _sync_dir(self, directory: str) -> None:
-        if not self._fsync:
-            return
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def delete(self, key: str) -> None:
-        target = self._path(key)
+        parents, name = self._split(key)
         try:
-            os.unlink(target)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            fds = fs_paths.open_chain(self.root, parents)
+        except (NotFound, NotADirectory, FileNotFoundError):
             return
-        except PermissionError as err:
-            if os.path.isdir(target):
-                return
-            raise StorageError(f"cannot delete {key!r}: {err.strerror}") from err
-        _unlink_quietly(target + SIDECAR_SUFFIX)
-        self._prune_empty_dirs(os.path.dirname(target))
-
-    def _prune_empty_dirs(self, directory: str) -> None:
-        # S3 has no empty prefixes; dropping empty directories also lets a later write
-        # put an object where a prefix used to be.
-        while directory != self.root and directory.startswith(self.root):
-            try:
-                os.rmdir(directory)
-            except OSError:
-                return
-            directory = os.path.dirname(directory)
+        except Unsafe as err:
+            raise Unsafe(f"cannot delete {key!r}: {err}") from None
+        try:
+            with key_lock(fds[-1]):
+                try:
+                    os.unlink(name, dir_fd=fds[-1])
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    return
+                except PermissionError as err:
+                    if fs_paths.kind_of(fds[-1], name) == "directory":
+                        return
+                    raise StorageError(f"cannot delete {key!r}: {err.strerror}") from err
+                fs_write.unlink_quietly(fds[-1], name + SIDECAR_SUFFIX)
+            # S3 has no empty prefixes; dropping empty directories also lets a later write
+            # put an object where a prefix used to be.
+            for depth in range(len(parents), 0, -1):
+                try:
+                    os.rmdir(parents[depth - 1], dir_fd=fds[depth - 1])
+                except OSError:
+                    break
+        finally:
+            fs_paths.close_all(fds)
 
     # -- reads ---------------------------------------------------------------
 
     def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
-        target = self._path(key)
-        began = time.monotonic()
-        while True:
-            handle = _open_object(key, target)
-            try:
-                st = os.fstat(handle.fileno())
-                verify = time.monotonic() - began > _SWAP_WINDOW
-                blob = self._matching_sidecar(key, target, st, handle if verify else None)
-                if blob is not None:
-                    break
-            except BaseException:
-                handle.close()
-                raise
-            handle.close()
-            if time.monotonic() - began > _CONSISTENT_READ_DEADLINE:
-                raise StorageError(f"metadata of {key!r} does not describe its bytes (an interrupted "
-                                   "write, or bytes changed by another tool)")
-            time.sleep(0.001)
+        parents, name = self._split(key)
+        fds = self._chain(key, parents)
+        try:
+            handle, st, blob = self._consistent(key, fds[-1], name)
+        finally:
+            fs_paths.close_all(fds)
         blob = describe_stored(key, blob, size=st.st_size)  # a tree copied by another tool
         info = _info(key, st, blob)
         try:
@@ -200,32 +231,43 @@ class FilesystemProvider(BaseProvider):
         remaining = info.size - start
         return ObjectStream(info, blob, handle, start, remaining if length is None else min(length, remaining))
 
-    def _matching_sidecar(self, key: str, target: str, st: os.stat_result,
+    def _consistent(self, key: str, parent: int, name: str) -> tuple[BinaryIO, os.stat_result, dict[str, Any]]:
+        began = time_now = time.monotonic()
+        while True:
+            try:
+                fd = fs_paths.open_regular(parent, name, f"object {key!r}")
+            except NotFound:
+                raise NotFound(f"no object {key!r}") from None
+            handle = os.fdopen(fd, "rb")
+            try:
+                st = os.fstat(fd)
+                verify = time_now - began > _SWAP_WINDOW
+                blob = self._matching_sidecar(key, parent, name, st, handle if verify else None)
+                if blob is not None:
+                    return handle, st, blob
+            except BaseException:
+                handle.close()
+                raise
+            handle.close()
+            time_now = time.monotonic()
+            if time_now - began > _CONSISTENT_READ_DEADLINE:
+                raise StorageError(f"metadata of {key!r} does not describe its bytes (an interrupted "
+                                   "write, or bytes changed by another tool; `factflow storage fsck --repair` "
+                                   "rebuilds it)")
+            time.sleep(0.001)
+
+    def _matching_sidecar(self, key: str, parent: int, name: str, st: os.stat_result,
                           verify_with: BinaryIO | None) -> dict[str, Any] | None:
-        """The sidecar of exactly this version of the object; None while a write is mid-swap.
+        """The sidecar blob of exactly this version of the object; None while a write is mid-swap.
 
         A sidecar without our inode field (written by another tool, or a downloaded tree) is
         taken as it is. A copied tree has new inodes: once a mismatch outlasts the swap
         window, the bytes themselves decide (``verify_with``).
         """
-        try:
-            with open(target + SIDECAR_SUFFIX, "rb") as handle:
-                raw = handle.read()
-        except FileNotFoundError:
+        record = read_sidecar(key, parent, name)
+        if record is None:
             return foreign_metadata(key, st.st_size, _mtime(st))
-        try:
-            blob = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            blob = None
-        if not isinstance(blob, dict):
-            # Sidecars are renamed into place whole, so this is damage, not a write in progress.
-            raise StorageError(f"the metadata sidecar of {key!r} is not a JSON object")
-        inode = blob.pop(INODE_FIELD, None)
-        if inode is None or inode == st.st_ino:
-            return blob
-        if verify_with is not None and _describes(blob, st, verify_with):
-            return blob
-        return None
+        return pick_version(record, st, verify_with)
 
     def stat(self, key: str) -> ObjectInfo:
         with self.open(key) as stream:
@@ -242,8 +284,23 @@ class FilesystemProvider(BaseProvider):
         validate_prefix(prefix)
         directory, _, name_filter = prefix.rpartition("/")
         key_prefix = f"{directory}/" if directory else ""
+        if not self._reachable(directory):
+            return iter(())
         walk = self._walk(os.path.join(self.root, directory), key_prefix, name_filter, start_after)
         return walk if limit is None else itertools.islice(walk, limit)
+
+    def _reachable(self, directory: str) -> bool:
+        """Whether a listing's start directory is reached without a link (the walk below
+        it never enters links: it checks each entry without following)."""
+        try:
+            fs_paths.close_all(fs_paths.open_chain(self.root, fs_paths.segments_of(directory)))
+        except (NotFound, NotADirectory, Unsafe, FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:  # a prefix no stored key can match
+                return False
+            raise Unavailable(f"cannot read {directory or self.root}: {err.strerror}") from err
+        return True
 
     def _walk(self, directory: str, key_prefix: str, name_filter: str,
               start_after: str | None) -> Iterator[ObjectInfo]:
@@ -305,6 +362,8 @@ class FilesystemProvider(BaseProvider):
         validate_prefix(prefix)
         directory, _, name_filter = prefix.rpartition("/")
         key_prefix = f"{directory}/" if directory else ""
+        if not self._reachable(directory):
+            return iter(())
         return self._browse(os.path.join(self.root, directory), key_prefix, name_filter, start_after)
 
     def _browse(self, directory: str, key_prefix: str, name_filter: str,
@@ -321,6 +380,13 @@ class FilesystemProvider(BaseProvider):
                 if info is not None:
                     yield info
 
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float = 3600.0) -> Iterator[Any]:
+        """Findings under ``prefix`` (see ``factflow_storage.fsck``), repaired on request."""
+        from factflow_storage.providers import fs_fsck
+
+        validate_prefix(prefix)
+        return fs_fsck.run(self.root, RESERVED_DIR, prefix, repair=repair, grace=grace, fsync=self._fsync)
+
     # -- internal records ----------------------------------------------------
 
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:
@@ -331,16 +397,34 @@ class FilesystemProvider(BaseProvider):
         except OSError as err:
             self._check_root()
             raise Unavailable(f"cannot write record {name!r} under {self.root}: {err.strerror}") from err
-        chunks = HashingReader(data).chunks()
-        tmp = self._write_temp(parent, chunks)
-        os.replace(tmp, target)
-        self._sync_dir(parent)
+        fd = fs_paths.open_root(parent)
+        try:
+            tmp, tmp_fd = fs_write.write_temp(fd, HashingReader(data).chunks(), fsync=self._fsync)
+            try:  # the temp file stays locked until renamed, so fsck leaves it alone
+                os.replace(tmp, os.path.basename(target), src_dir_fd=fd, dst_dir_fd=fd)
+            except BaseException:
+                fs_write.unlink_quietly(fd, tmp)
+                raise
+            finally:
+                os.close(tmp_fd)
+            if self._fsync:
+                fs_write.sync_dir(fd)
+        finally:
+            os.close(fd)
 
     def open_record(self, name: str) -> BinaryIO:
+        validate_prefix(name)
+        *parents, base = [RESERVED_DIR, *name.split("/")]
         try:
-            return open(self._record_path(name), "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+            fds = fs_paths.open_chain(self.root, parents)
+        except (NotFound, NotADirectory, FileNotFoundError, NotADirectoryError) as err:
             raise NotFound(f"no record {name!r}") from err
+        try:
+            return os.fdopen(fs_paths.open_regular(fds[-1], base, f"record {name!r}"), "rb")
+        except NotFound as err:
+            raise NotFound(f"no record {name!r}") from err
+        finally:
+            fs_paths.close_all(fds)
 
     def list_records(self, prefix: str) -> Iterator[str]:
         base = os.path.join(self.root, RESERVED_DIR)
@@ -360,7 +444,13 @@ class FilesystemProvider(BaseProvider):
         for name in names:
             path = self._record_path(name)
             _unlink_quietly(path)
-            self._prune_empty_dirs(os.path.dirname(path))
+            directory = os.path.dirname(path)
+            while directory != self.root and directory.startswith(self.root):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
+                directory = os.path.dirname(directory)
 
     def check(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):
@@ -373,19 +463,6 @@ class FilesystemProvider(BaseProvider):
             raise Unavailable(f"storage root {self.root} cannot be created")
 
 
-def _open_object(key: str, target: str) -> BinaryIO:
-    try:
-        handle = open(target, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
-        raise NotFound(f"no object {key!r}") from err
-    except PermissionError as err:
-        raise StorageError(f"cannot read {key!r}: {err.strerror}") from err
-    if stat_mode.S_ISDIR(os.fstat(handle.fileno()).st_mode):
-        handle.close()
-        raise NotFound(f"no object {key!r}")
-    return handle
-
-
 def _info(key: str, st: os.stat_result, blob: Mapping[str, Any]) -> ObjectInfo:
     checksum = blob.get("checksum") or ""
     etag = checksum.partition(":")[2] or None
@@ -394,17 +471,6 @@ def _info(key: str, st: os.stat_result, blob: Mapping[str, Any]) -> ObjectInfo:
 
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
-
-
-def _describes(blob: Mapping[str, Any], st: os.stat_result, handle: BinaryIO) -> bool:
-    """Whether the blob's length and checksum are those of the open file's bytes."""
-    if blob.get("content_length") != st.st_size or not str(blob.get("checksum", "")).startswith("sha256:"):
-        return False
-    digest = hashlib.sha256()
-    while chunk := handle.read(CHUNK_SIZE):
-        digest.update(chunk)
-    handle.seek(0)
-    return blob["checksum"] == f"sha256:{digest.hexdigest()}"
 
 
 def _first(iterator: Iterator[Any]) -> bool:

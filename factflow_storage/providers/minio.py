@@ -4,6 +4,12 @@ Where it differs from the contract in ``protocol.py``:
 
 - The metadata blob lives in the object's user metadata, or in a companion record when it
   is larger than S3's 2 KiB (``s3_metadata``). Deleting an object deletes its companions.
+- Writes of one key are linearizable (S3's last PUT or completion wins, whole), and the
+  companion record an object names is never deleted: a write removes only records that a
+  fresh HEAD shows are not the current one AND that are older than ``COMPANION_GRACE``
+  (a concurrent write still uploading holds a newer record the object will point at).
+  A killed write leaves at most an unreferenced record or an incomplete multipart upload;
+  ``fsck`` removes both once they are older than its grace period.
 - A URI prefix (``minio://bucket/team-a``) is prepended to every object and record name,
   and counts toward S3's 1024-byte limit on names.
 - A missing bucket is an error (BucketMissing) unless ``create_bucket`` is set; then it
@@ -24,9 +30,11 @@ from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
+from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
+from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
@@ -35,6 +43,12 @@ from factflow_storage.registry import StorageURI
 
 DEFAULT_REGION = "us-east-1"
 _COMPANION_RETRIES = 20
+# Longer than any write takes between storing its companion record and its object
+# becoming visible (one PUT of at most SINGLE_PUT_LIMIT, or one completion).
+COMPANION_GRACE = 15 * 60.0
+# Where tests kill a writer (FACTFLOW_FAULT), in write order; multipart points come from s3_transfer.
+FAULT_POINTS = ("companion-stored", "object-stored", "upload-created", "parts-sent", "upload-completed",
+                "companions-dropped")
 
 
 class MinioProvider(BaseProvider):
@@ -43,6 +57,7 @@ class MinioProvider(BaseProvider):
                  create_bucket: bool = False):
         if not endpoint:
             raise ConfigError("no S3 endpoint: set FACTFLOW_MINIO_ENDPOINT (host:port) for minio:// storage")
+        s3_client.check_compatible()
         host, secure = split_endpoint(endpoint, secure)
         try:
             check_bucket_name(bucket_name=uri.location)
@@ -135,10 +150,13 @@ class MinioProvider(BaseProvider):
         if spilled is not None:
             write_id = meta.new_write_id()
             self._put_companion(key, write_id, spilled)
+            fault("companion-stored")
             headers[meta.RECORD_HEADER] = meta.record_pointer(key, write_id)
         self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
+        fault("object-stored")
         if write_id:
-            self._drop_companions(key, older_than=write_id)
+            self._drop_companions(key, name)
+            fault("companions-dropped")
         return blob
 
     def _write_large(self, key: str, name: str, head: bytes, rest: BinaryIO, user_metadata: dict[str, Any],
@@ -152,6 +170,7 @@ class MinioProvider(BaseProvider):
             # The object becomes visible at completion; its metadata must already exist.
             blob = build_metadata(key, user_metadata, content_type=stored_type, size=size, sha256_hex=sha256_hex)
             self._put_companion(key, write_id, meta.encode_blob(blob))
+            fault("companion-stored")
             result["blob"] = blob
 
         try:
@@ -163,7 +182,9 @@ class MinioProvider(BaseProvider):
             if "blob" in result:
                 self._quietly(self.delete_record, meta.companion_name(key, write_id))
             raise
-        self._drop_companions(key, older_than=write_id)
+        fault("upload-completed")
+        self._drop_companions(key, name)
+        fault("companions-dropped")
         return result["blob"]
 
     def _with_bucket(self, action, key: str):
@@ -189,24 +210,45 @@ class MinioProvider(BaseProvider):
         name = self._record_name(meta.companion_name(key, write_id))
         self._with_bucket(lambda: self._uploader.put(name, encoded, "application/json", {}), key)
 
-    def _drop_companions(self, key: str, *, older_than: str | None = None) -> None:
-        """Delete companion records of earlier versions (a concurrent newer write keeps its own)."""
+    def _drop_companions(self, key: str, name: str, *, grace: float = COMPANION_GRACE) -> int:
+        """Delete companion records no version of the object can need any more: not the one
+        the object names now, and older than ``grace`` (see the module docstring)."""
+        current = self._current_write_id(key, name)
+        horizon = meta.write_id_at(time.time() - grace)
+        dropped = 0
         for record in list(self.list_records(meta.companion_dir(key))):
-            write_id = record.rsplit("/", 1)[-1].removesuffix(".json")
-            if older_than is None or write_id < older_than:
-                self.delete_record(record)
+            write_id = meta.write_id_of(record)
+            if write_id != current and write_id < horizon:
+                self._quietly(self.delete_record, record)
+                dropped += 1
+        return dropped
+
+    def _current_write_id(self, key: str, name: str) -> str | None:
+        """The write id of the companion record the object names now (None: none of its own)."""
+        try:
+            found = self._client.stat_object(bucket_name=self.bucket, object_name=name)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return None
+            self._diagnose_head(err)
+            raise self._errors.translate(err, f"object {name!r}") from err
+        except TRANSLATED as err:
+            raise self._errors.translate(err, f"object {name!r}") from err
+        pointer = found.metadata.get(meta.RECORD_HEADER)
+        return meta.write_id_of(pointer) if pointer and meta.own_record(key, pointer) else None
 
     def delete(self, key: str) -> None:
         name = self._name(key)
-        companions = list(self.list_records(meta.companion_dir(key)))
+        current = self._current_write_id(key, name)
         try:
             self._call(f"object {key!r}", self._client.remove_object, bucket_name=self.bucket, object_name=name)
         except StorageError as err:
             if self._bucket_is_missing(err):
                 return
             raise
-        for record in companions:
-            self.delete_record(record)
+        if current:
+            self._quietly(self.delete_record, meta.companion_name(key, current))
+        self._drop_companions(key, name)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Companion records first (one scan of ``metadata/`` per call, matched by the
@@ -375,6 +417,13 @@ class MinioProvider(BaseProvider):
                     yield PrefixInfo(name)
             elif listable(name):
                 yield listed_info(name, found)
+
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float = 3600.0) -> Iterator[Any]:
+        """Findings under ``prefix`` (see ``factflow_storage.fsck``), repaired on request."""
+        from factflow_storage.providers import s3_fsck
+
+        validate_prefix(prefix)
+        return s3_fsck.run(self, prefix, repair=repair, grace=grace)
 
     # -- internal records ----------------------------------------------------
 

@@ -17,6 +17,7 @@ from minio.error import InvalidResponseError, MinioException, S3Error, ServerErr
 
 from factflow_storage.errors import (AccessDenied, BadCredentials, BadRequest, BucketMissing, ConfigError,
                                      InvalidKey, InvalidRange, NotFound, StorageError, TooLarge, Unavailable)
+from factflow_storage.providers import s3_client
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 6.0
@@ -95,9 +96,9 @@ TRANSLATED = (MinioException, urllib3.exceptions.HTTPError, OSError)
 
 
 def _invalid_response(err: InvalidResponseError, fields: dict) -> StorageError:
-    status = getattr(err, "_code", None) or 0
+    status = s3_client.response_status(err)
     where = fields["endpoint"]
-    if status == 400 and not getattr(err, "_body", None):
+    if status == 400 and not s3_client.response_body(err):
         # radosgw's answer to request headers past ~16 KiB: a bare 400.
         return BadRequest(f"{where} refused the request for {fields['what']} with a bare HTTP 400 "
                           "(request headers too large?)")

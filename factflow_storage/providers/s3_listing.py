@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 from factflow_storage.errors import InvalidKey
 from factflow_storage.keys import RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.protocol import ObjectInfo
+from factflow_storage.providers import s3_client
 
 # Past every record name this project writes (all ASCII), so a listing can jump over them.
 AFTER_RECORDS = RESERVED_PREFIX + "\U0010ffff"
@@ -47,7 +48,7 @@ def list_entries(client, bucket: str, prefix: str, *, start_after: str | None = 
             query["continuation-token"] = token
         elif start_after:
             query["start-after"] = start_after
-        return client._execute(method="GET", bucket_name=bucket, query_params=query).data
+        return s3_client.signed_get(client, bucket, query).data
 
     entries, token = parse_page(fetch(None))
     if not token:

@@ -61,6 +61,16 @@ def new_write_id() -> str:
     return f"{time.time_ns():016x}-{os.urandom(6).hex()}"
 
 
+def write_id_at(seconds: float) -> str:
+    """The smallest write id of a write made at ``seconds`` (a horizon to compare ids with)."""
+    return f"{int(seconds * 1e9):016x}"
+
+
+def write_id_of(record: str) -> str:
+    """The write id in a companion record's name."""
+    return record.rsplit("/", 1)[-1].removesuffix(".json")
+
+
 def companion_dir(key: str) -> str:
     return f"{COMPANION_DIR}{hashlib.sha256(key.encode('utf-8')).hexdigest()}/"
 

@@ -21,9 +21,10 @@ from typing import Any, BinaryIO
 
 import certifi
 import urllib3
-from minio.datatypes import Part
 
 from factflow_storage.errors import TooLarge
+from factflow_storage.faults import fault
+from factflow_storage.providers import s3_client
 from factflow_storage.providers.s3_endpoint import split_endpoint  # noqa: F401  (the provider imports it from here)
 from factflow_storage.providers.s3_errors import CONNECT_TIMEOUT, READ_TIMEOUT, TRANSLATED, ErrorContext
 
@@ -119,18 +120,19 @@ class Uploader:
                   before_complete: Callable[[int, str], None] | None) -> tuple[int, str]:
         """Upload ``head`` then ``rest`` in parts; returns (size, sha256 hex)."""
         what = f"object {name!r}"
-        upload_id = self._call(what, self._client._create_multipart_upload, bucket_name=self._bucket,
-                               object_name=name, headers={**headers, "Content-Type": content_type})
+        upload_id = self._call(what, s3_client.create_multipart_upload, client=self._client, bucket=self._bucket,
+                               name=name, headers={**headers, "Content-Type": content_type})
+        fault("upload-created")
         try:
             size, digest, parts = self._send_parts(name, upload_id, head, rest)
+            fault("parts-sent")
             if before_complete is not None:
                 before_complete(size, digest.hexdigest())
-            self._call(what, self._client._complete_multipart_upload, bucket_name=self._bucket,
-                       object_name=name, upload_id=upload_id, parts=parts)
+            self._call(what, s3_client.complete_multipart_upload, client=self._client, bucket=self._bucket,
+                       name=name, upload_id=upload_id, parts=parts)
         except BaseException:
             try:
-                self._client._abort_multipart_upload(bucket_name=self._bucket, object_name=name,
-                                                     upload_id=upload_id)
+                s3_client.abort_multipart_upload(self._client, self._bucket, name, upload_id)
             except TRANSLATED:
                 pass  # the original failure is the one worth reporting
             raise
@@ -139,7 +141,7 @@ class Uploader:
     def _send_parts(self, name: str, upload_id: str, head: bytes, rest: Any):
         digest = hashlib.sha256()
         size = 0
-        parts: list[Part] = []
+        parts: list[tuple[int, str]] = []
         in_flight: deque[tuple[int, Future]] = deque()
         with ThreadPoolExecutor(UPLOAD_WORKERS, thread_name_prefix="s3-part") as pool:
             try:
@@ -147,7 +149,7 @@ class Uploader:
                 while chunk:
                     digest.update(chunk)
                     size += len(chunk)
-                    in_flight.append((number, pool.submit(self._upload_part, name, upload_id, number, chunk)))
+                    in_flight.append((number, pool.submit(self._send_part, name, upload_id, number, chunk)))
                     del chunk
                     while len(in_flight) > UPLOAD_WORKERS:
                         parts.append(self._finished(*in_flight.popleft()))
@@ -162,13 +164,13 @@ class Uploader:
                     future.cancel()
         return size, digest, parts
 
-    def _upload_part(self, name: str, upload_id: str, number: int, chunk: bytes) -> str:
-        return self._call(f"object {name!r}", self._client._upload_part, bucket_name=self._bucket,
-                          object_name=name, data=chunk, headers=None, upload_id=upload_id, part_number=number)
+    def _send_part(self, name: str, upload_id: str, number: int, chunk: bytes) -> str:
+        return self._call(f"object {name!r}", s3_client.upload_part, client=self._client, bucket=self._bucket,
+                          name=name, upload_id=upload_id, number=number, data=chunk)
 
     @staticmethod
-    def _finished(number: int, future: Future) -> Part:
-        return Part(part_number=number, etag=future.result())
+    def _finished(number: int, future: Future) -> tuple[int, str]:
+        return number, future.result()
 
 
 class Body:

@@ -28,6 +28,8 @@ ROUTE_MODULES: list[str] = [
     "factflow_storage.server.execution_routes",
     "factflow_storage.server.event_routes",
     "factflow_storage.server.archive_routes",
+    "factflow_storage.server.tool_routes",
+    "factflow_storage.server.fsck_routes",
     "factflow_storage.server.openapi",
     "factflow_storage.server.console_routes",
 ]

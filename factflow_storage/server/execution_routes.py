@@ -31,4 +31,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         body = read_json_body()
         if not isinstance(body, dict) or not isinstance(body.get("status"), str):
             raise BadRequest('the body must be a JSON object with a "status" string')
-        return json_response(service.set_execution_status(execution_id, body["status"]))
+        if not isinstance(body.get("strict", False), bool):
+            raise BadRequest('"strict" must be true or false')
+        return json_response(service.set_execution_status(execution_id, body["status"],
+                                                          strict=body.get("strict", False)))

@@ -126,8 +126,10 @@ EXECUTION_PATHS: dict[str, Any] = {
                 "requestBody": {"required": True, "content": {_JSON: {"schema": {
                     "type": "object", "required": ["status"],
                     "properties": {"status": {"type": "string", "enum": [
-                        "running", "completed", "failed", "cancelled", "interrupted"]}}}}}},
-                "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 413)}},
+                        "running", "completed", "failed", "cancelled", "interrupted"]},
+                        "strict": {"type": "boolean", "default": False, "description":
+                                   "Refuse finishing an unknown id (404) and changing a terminal status (409)"}}}}}},
+                "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 404, 409, 413)}},
     },
 }
 

@@ -44,8 +44,10 @@ def _open_listen(provider, prefix: str):
     import urllib3
 
     try:
-        response = _client(provider)._execute(method="GET", bucket_name=provider.bucket, query_params={
-            "prefix": provider.prefix + prefix, "suffix": "", "events": [CREATED]}, preload_content=False)
+        from factflow_storage.providers import s3_client
+
+        response = s3_client.signed_get(_client(provider), provider.bucket, {
+            "prefix": provider.prefix + prefix, "suffix": "", "events": [CREATED]}, stream=True)
     except ValueError:
         return None  # minio-py refuses outright on AWS hosts
     except (OSError, urllib3.exceptions.HTTPError) as err:

@@ -1,0 +1,39 @@
+"""``factflow storage fsck [PREFIX] [--repair]``: what crashed writers left, and its repair."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from factflow_storage.cli.options import App, Duration, output_option, pass_app
+from factflow_storage.cli.render import JSON, emit_json, emit_lines
+
+
+@click.command("fsck", epilog="""\b
+Examples:
+  factflow storage fsck executions/run-42/
+  factflow storage fsck --repair --grace 10m""")
+@click.argument("prefix", default="")
+@click.option("--repair", is_flag=True, help="Fix what is found (default: only report).")
+@click.option("--grace", type=Duration(), default=None, metavar="DURATION",
+              help="Leave alone what is younger than this (default 1h): a live write may still need it.")
+@output_option
+@pass_app
+def command(app: App, prefix: str, repair: bool, grace: float | None, output: str | None) -> None:
+    """Check the store under PREFIX: orphan temp files, sidecars that do not describe their
+    bytes, companion records nobody references, stale multipart uploads. Exits 1 when it
+    found something it did not repair."""
+    report = app.service.fsck(prefix, repair=repair, grace=grace)
+    if app.fmt(output) == JSON:
+        emit_json(report)
+    else:
+        lines = [f"{'repaired' if f['repaired'] else 'found'} {f['kind']} {f['path']}: {f['detail']}"
+                 for f in report["findings"]]
+        found = sum(report["found"].values())
+        lines.append(f"{found} found, {sum(report['repaired'].values())} repaired, "
+                     f"{report['unrepaired']} not repaired, {report['bytes_reclaimed']} bytes reclaimed")
+        emit_lines(lines)
+    if report["unrepaired"]:
+        sys.stdout.flush()
+        sys.exit(1)

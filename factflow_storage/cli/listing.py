@@ -1,0 +1,42 @@
+"""What ``list`` and ``browse`` share beyond the renderer: human sizes, the main
+metadata fields in table mode, and refusing an execution id that names nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from factflow_storage.archive.progress import human_bytes as human_size
+from factflow_storage.cli.render import object_line
+from factflow_storage.keys import parse_key
+from factflow_storage.tools.diff import require_execution
+
+__all__ = ["check_execution_prefix", "human_option", "listing_line", "metadata_line", "require_execution"]
+
+# The fields of a metadata blob worth a column; the whole blob is in --output json.
+MAIN_FIELDS = ("content_type", "adapter", "checksum")
+
+
+def human_option(command):
+    return click.option("--human", "-H", "human", is_flag=True, help="Sizes in KiB, MiB, GiB.")(command)
+
+
+def listing_line(row: Mapping[str, Any], human: bool) -> str:
+    if human:
+        row = {**row, "size": human_size(row["size"])}
+    return object_line(row)
+
+
+def metadata_line(row: Mapping[str, Any], human: bool) -> str:
+    blob = row.get("metadata") or {}
+    extra = "  ".join(f"{name}={blob[name]}" for name in MAIN_FIELDS if blob.get(name) not in (None, ""))
+    return f"{listing_line(row, human)}  {extra}".rstrip()
+
+
+def check_execution_prefix(service: Any, prefix: str) -> None:
+    """``executions/<id>/`` that lists nothing is an error when no such execution exists."""
+    parts = parse_key(prefix)
+    if parts is not None and parts.route_id is None and prefix.endswith("/"):
+        require_execution(service, parts.execution_id)

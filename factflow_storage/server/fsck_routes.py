@@ -1,0 +1,48 @@
+"""``POST /api/v1/storage/fsck``: the store's consistency check, as ``factflow storage fsck``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bottle
+
+from factflow_storage.errors import BadRequest
+from factflow_storage.fsck import DEFAULT_GRACE
+from factflow_storage.server.http import json_response, read_json_body
+from factflow_storage.service import StorageService
+
+FSCK = "/api/v1/storage/fsck"
+
+_ERR = {"$ref": "#/components/responses/Error"}
+OPENAPI: dict[str, Any] = {FSCK: {"post": {
+    "summary": "Find (and with repair, fix) what crashed writers left under a prefix",
+    "operationId": "fsck",
+    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "properties": {
+            "prefix": {"type": "string"}, "repair": {"type": "boolean"},
+            "grace_seconds": {"type": "number", "minimum": 0}}}}}},
+    "responses": {"200": {"description": "The report: counts found and repaired, bytes reclaimed, findings",
+                          "content": {"application/json": {"schema": {
+                              "type": "object", "required": ["found", "repaired", "unrepaired", "bytes_reclaimed"],
+                              "properties": {"prefix": {"type": "string"}, "repair": {"type": "boolean"},
+                                             "grace_seconds": {"type": "number"},
+                                             "found": {"type": "object"}, "repaired": {"type": "object"},
+                                             "unrepaired": {"type": "integer"},
+                                             "bytes_reclaimed": {"type": "integer"},
+                                             "findings": {"type": "array", "items": {"type": "object"}},
+                                             "findings_truncated": {"type": "boolean"}}}}}},
+                  **{str(code): _ERR for code in (400, 401, 403, 503)}, "default": _ERR},
+}}}
+
+
+def install(app: bottle.Bottle, service: StorageService) -> None:
+    @app.post(FSCK)
+    def fsck():
+        body = read_json_body() if bottle.request.content_length > 0 else {}
+        if not isinstance(body, dict) or set(body) - {"prefix", "repair", "grace_seconds"}:
+            raise BadRequest('the body must be a JSON object with "prefix", "repair" and "grace_seconds" at most')
+        prefix, repair, grace = body.get("prefix", ""), body.get("repair", False), body.get("grace_seconds", DEFAULT_GRACE)
+        if not isinstance(prefix, str) or not isinstance(repair, bool) \
+                or isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+            raise BadRequest('"prefix" must be a string, "repair" a boolean, "grace_seconds" a number >= 0')
+        return json_response(service.fsck(prefix, repair=repair, grace=float(grace)))
