@@ -51,7 +51,8 @@ def test_errors_are_the_click_paths(stored, key):
 
 
 @pytest.mark.parametrize("setting", [{"FACTFLOW_STORAGE_URI": "bogus://x"}, {"FACTFLOW_API_URL": "http://127.0.0.1:9"},
-                                     {"FACTFLOW_CONFIG": "/nonexistent/factflow.toml"}])
+                                     {"FACTFLOW_CONFIG": "/nonexistent/factflow.toml"},
+                                     {"FACTFLOW_STORAGE_URI": "file:///nonexistent/factflow-root"}])
 def test_settings_the_quick_path_does_not_take_go_to_click(stored, setting):
     env = {**stored.cli_env(), **setting}
     quick = _run(env, "storage", "get", KEY)

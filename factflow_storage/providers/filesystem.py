@@ -20,6 +20,7 @@ raises Conflict and leaves the existing object untouched.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import itertools
 import os
@@ -109,6 +110,7 @@ class FilesystemProvider(BaseProvider):
             if fs_paths.kind_of(parent, name) == "directory":
                 raise _prefix_conflict(key)
             reader = HashingReader(data)
+            data_tmp: str | None
             data_tmp, data_fd = fs_write.write_temp(parent, reader.chunks(), fsync=self._fsync)
             try:
                 blob = build_metadata(key, user_metadata, content_type=content_type,
@@ -326,7 +328,7 @@ class FilesystemProvider(BaseProvider):
             else:
                 pending.pop()
 
-    def _level(self, directory: str, key_prefix: str, name_filter: str) -> list[tuple[str, os.DirEntry, bool]]:
+    def _level(self, directory: str, key_prefix: str, name_filter: str) -> builtins.list[tuple[str, os.DirEntry, bool]]:
         """One directory's entries as (key, entry, is_dir), in key order; keys of
         subdirectories end with '/'. Sidecars, temp files and the records directory are left out."""
         try:
@@ -429,7 +431,7 @@ class FilesystemProvider(BaseProvider):
     def list_records(self, prefix: str) -> Iterator[str]:
         base = os.path.join(self.root, RESERVED_DIR)
         directory, _, name_filter = prefix.rpartition("/")
-        names = []
+        names: builtins.list[str] = []
         for current, _subdirs, files in os.walk(os.path.join(base, directory)):
             rel = os.path.relpath(current, base).replace(os.sep, "/")
             rel = "" if rel == "." else rel + "/"
