@@ -53,9 +53,11 @@ def _columns() -> int:
         columns = 0
     if columns > 0:
         return columns
+    if sys.__stdout__ is None:
+        return WIDTH
     try:
         return os.get_terminal_size(sys.__stdout__.fileno()).columns or WIDTH
-    except (AttributeError, ValueError, OSError):
+    except (ValueError, OSError):
         return WIDTH
 
 

@@ -16,7 +16,7 @@ import hmac
 import socket
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 from factflow_storage.errors import InvalidKey, Unavailable
@@ -59,7 +59,7 @@ def quick_open(uri: StorageURI, options: Mapping[str, Any], key: str) -> ObjectS
                           (lowered.get("etag") or "").strip('"') or None, lowered.get("content-type"))
         blob = _blob(key, lowered, info)
         if blob is not None:
-            return ObjectStream(info, blob, _Body(sock, early, info.size, host))
+            return ObjectStream(info, blob, cast(BinaryIO, _Body(sock, early, info.size, host)))
     _debug("quick S3 read of %r answered %s; using the provider", key, status)
     sock.close()
     return None
@@ -94,7 +94,8 @@ def _exchange(host: str, path: str, headers: Mapping[str, str]) -> tuple[socket.
     ``ssl`` and ``email``, a third of this command's start-up.)"""
     hostname, port = _address(host)
     # An ASCII name as bytes skips the idna codec's import (getaddrinfo takes either).
-    sock = socket.create_connection((hostname.encode() if hostname.isascii() else hostname, port), timeout=TIMEOUT)
+    address = (hostname.encode() if hostname.isascii() else hostname, port)
+    sock = socket.create_connection(address, timeout=TIMEOUT)  # type: ignore[arg-type]
     try:
         request = "".join([f"GET {path} HTTP/1.1\r\n", *(f"{n}: {v}\r\n" for n, v in headers.items()),
                            "connection: close\r\n\r\n"])
