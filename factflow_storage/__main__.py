@@ -1,3 +1,3 @@
-from factflow_storage.cli.main import main
+from factflow_storage.cli.entry import main
 
 main()

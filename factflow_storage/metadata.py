@@ -43,8 +43,23 @@ def now_rfc3339() -> str:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with millisecond precision, the shape every output uses."""
+    if moment.tzinfo is timezone.utc and 1971 <= moment.year < 2200:
+        # A listing formats one time per object, and neighbours share their second: each
+        # second is formatted once. In these years a float timestamp's error stays below a
+        # microsecond, so int() is the exact second.
+        second = int(moment.timestamp())
+        text = _SECONDS.get(second)
+        if text is None:
+            if len(_SECONDS) >= _SECONDS_KEPT:
+                _SECONDS.clear()
+            text = _SECONDS[second] = moment.isoformat(timespec="seconds")[:19]
+        return f"{text}.{moment.microsecond // 1000:03d}Z"
     moment = moment.astimezone(timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 4096
 
 
 def guess_content_type(key: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,14 +152,18 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, config: str | N
 
 def _read_toml(path: Path, named: bool) -> dict[str, Any]:
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
+        handle = open(path, "rb")
     except FileNotFoundError:
         if named:
             raise ConfigError(f"config file {path} does not exist") from None
         return {}
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    import tomllib  # only with a config file: its import is a tenth of a small `get`
+
+    with handle:
+        try:
+            return tomllib.load(handle)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
 
 
 def unknown_keys(table: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[str]:

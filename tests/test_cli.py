@@ -483,7 +483,9 @@ def test_usage_errors_exit_2(ff, args):
 
 
 def all_commands(group: click.Group, path=()):
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # not .commands: the root imports its groups lazily
+        command = group.get_command(ctx, name)
         yield (*path, name)
         if isinstance(command, click.Group):
             yield from all_commands(command, (*path, name))

@@ -178,7 +178,9 @@ def test_config_show_over_the_api_shows_the_servers_storage(modes):
 
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()):
-    for name, sub in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # not .commands: the root imports its groups lazily
+        sub = group.get_command(ctx, name)
         if isinstance(sub, click.Group):
             yield from _commands(sub, (*path, name))
         else:

@@ -7,17 +7,35 @@ import sys
 
 import click
 
+from factflow_storage.cli.lazy import LazyCommands
 from factflow_storage.cli.options import App, Duration
 from factflow_storage.cli.render import FORMATS, TABLE
 from factflow_storage.errors import StorageError
 
 
-class FactflowGroup(click.Group):
+class FactflowGroup(LazyCommands, click.Group):
     """Turns the project's errors into one line on stderr and exit 1, at the edge only.
 
     A reader that goes away (``| head``) and Ctrl+C are handled here too, because click's
     own handlers would turn them into exit 1 ("Aborted!") before ``main`` sees them.
     """
+
+    # Imported when run; the line is what the root's --help shows (tests keep it in sync).
+    lazy = {
+        "completion": ("factflow_storage.cli.completion:command", "Print the completion script for SHELL (commands, options,..."),
+        "config": ("factflow_storage.cli.config:command", "Inspect settings."),
+        "demo": ("factflow_storage.cli.demo:command", "Write a sample execution (two routes, four stages, JSON, text..."),
+        "execution": ("factflow_storage.cli.execution:command", "Start, finish and inspect executions."),
+        "serve": ("factflow_storage.cli.serve:command", "Serve the storage API over HTTP (prints the URL it listens on)."),
+        "storage": ("factflow_storage.cli.storage:command", "Browse, read and write stored artefacts."),
+    }
+
+    def loaded(self, command: click.Command) -> None:
+        # What used to be done to the whole tree at import, done to each command as it loads.
+        from factflow_storage.cli import completion, examples
+
+        completion.install(self)
+        examples.install(self)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -65,18 +83,6 @@ def cli(ctx: click.Context, output: str, api_url: str | None, storage_uri: str |
     except StorageError as err:
         raise click.ClickException(str(err)) from None
     ctx.obj = App(settings, output, timeout)
-
-
-def _register() -> None:
-    from factflow_storage.cli import completion, config, demo, examples, execution, serve, storage
-
-    for module in (storage, execution, config, demo, serve, completion):
-        cli.add_command(module.command)
-    completion.install(cli)
-    examples.install(cli)
-
-
-_register()
 
 
 def main() -> None:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from factflow_storage.cli.render import FORMATS
-from factflow_storage.interface import Service
-from factflow_storage.settings import Settings, parse_duration
 
 if TYPE_CHECKING:
+    from factflow_storage.interface import Service
     from factflow_storage.protocol import StorageProtocol
     from factflow_storage.service import StorageService
+    from factflow_storage.settings import Settings
 
 
 class Duration(click.ParamType):
@@ -24,6 +24,8 @@ class Duration(click.ParamType):
     def convert(self, value: Any, param, ctx) -> float:
         if isinstance(value, (int, float)):
             return float(value)
+        from factflow_storage.settings import parse_duration
+
         try:
             return parse_duration(str(value))
         except ValueError as err:
@@ -70,6 +72,21 @@ class App:
 
             provider = ExistingRoot(provider)
         return StorageService(provider)
+
+    def open_object(self, key: str):
+        """``service.open(key)``; a whole S3 object in direct mode first tries one request
+        without minio-py, whose import costs more than a small object's transfer."""
+        if not self.remote and "service" not in self.__dict__:
+            from factflow_storage.registry import parse_storage_uri
+
+            uri = parse_storage_uri(self.settings.storage_uri)
+            if uri.scheme != "file":
+                from factflow_storage.providers.s3_quick import quick_open
+
+                stream = quick_open(uri, self.settings.provider_options(), key)
+                if stream is not None:
+                    return stream
+        return self.service.open(key)
 
     def fmt(self, output: str | None) -> str:
         return output or self.output

@@ -7,16 +7,19 @@ stream is followed live, so a pipe into ``jq`` sees each line at once.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
-
-import orjson
-
-from factflow_storage.service import json_bytes
 
 TABLE = "table"
 JSON = "json"
 FORMATS = (TABLE, JSON)
+
+
+def json_bytes(value: Any) -> bytes:
+    """The service's one JSON encoding, imported on first output so ``--help`` skips it."""
+    from factflow_storage.service import json_bytes as encode
+
+    return encode(value)
 
 
 def _out():
@@ -30,22 +33,37 @@ def emit_json(value: Any) -> None:
 
 
 def emit_ndjson(rows: Iterable[Mapping[str, Any]], *, flush_each: bool = False) -> None:
-    out = _out()
-    write, dumps = out.write, orjson.dumps  # bound once: this loop runs per object
-    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
-    for row in rows:
-        write(dumps(row, option=option))
-        if flush_each:
-            out.flush()
-    out.flush()
+    import orjson
+
+    dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+    _write_all((dumps(row, option=option) for row in rows), flush_each)
 
 
 def emit_lines(lines: Iterable[str], *, flush_each: bool = False) -> None:
+    _write_all((line.encode("utf-8", "replace") + b"\n" for line in lines), flush_each)
+
+
+# Rows per write when a stream is not followed live: one write per row costs more than
+# encoding the row when stdout is unbuffered (PYTHONUNBUFFERED), or a pipe's reader wakes per row.
+BATCH_ROWS = 256
+
+
+def _write_all(chunks: Iterator[bytes], flush_each: bool) -> None:
     out = _out()
-    for line in lines:
-        out.write(line.encode("utf-8", "replace") + b"\n")
-        if flush_each:
+    write = out.write
+    if flush_each:
+        for chunk in chunks:
+            write(chunk)
             out.flush()
+        return
+    batch: list[bytes] = []
+    append, join = batch.append, b"".join
+    for chunk in chunks:
+        append(chunk)
+        if len(batch) >= BATCH_ROWS:
+            write(join(batch))
+            batch.clear()
+    write(join(batch))
     out.flush()
 
 

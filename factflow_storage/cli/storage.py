@@ -96,12 +96,12 @@ def get(app: App, key: str, dest: str | None, to_file: str | None, force: bool, 
     if app.fmt(output) == JSON:
         emit_json(app.service.get_document(key))
         return
-    with app.service.open(key) as stream:
+    with app.open_object(key) as stream:
         if to_file and to_file != "-":
             get_file.to_file(stream, to_file)
             return
         get_file.check_terminal(key, stream.info.content_type or stream.metadata.get("content_type"), force)
-        get_file.to_stdout(stream)
+        stream.copy_to(sys.stdout.buffer)
 
 
 @command.command()

@@ -34,7 +34,6 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -167,6 +166,8 @@ def decode_record(data: bytes) -> dict[str, Any] | None:
 def http_time(value: str | None) -> datetime:
     if not value:
         return datetime.now(timezone.utc)
+    from email.utils import parsedate_to_datetime  # here: the quick get (s3_quick) skips its import
+
     moment = parsedate_to_datetime(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 

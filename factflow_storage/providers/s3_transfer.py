@@ -22,9 +22,10 @@ from typing import Any, BinaryIO
 import certifi
 import urllib3
 
-from factflow_storage.errors import ConfigError, TooLarge
+from factflow_storage.errors import TooLarge
 from factflow_storage.faults import fault
 from factflow_storage.providers import s3_client
+from factflow_storage.providers.s3_endpoint import split_endpoint  # noqa: F401  (the provider imports it from here)
 from factflow_storage.providers.s3_errors import CONNECT_TIMEOUT, READ_TIMEOUT, TRANSLATED, ErrorContext
 
 PART_SIZE = 8 * 1024 * 1024
@@ -32,21 +33,6 @@ SINGLE_PUT_LIMIT = 64 * 1024 * 1024
 UPLOAD_WORKERS = 2
 MAX_PARTS = 10_000
 POOL_SIZE = 32
-
-
-def split_endpoint(endpoint: str, secure: bool | None) -> tuple[str, bool]:
-    """``host:port`` and whether to use TLS; a scheme in the endpoint decides it, else loopback is plain."""
-    scheme, sep, rest = endpoint.partition("://")
-    host = rest if sep else endpoint
-    host = host.rstrip("/")
-    if "/" in host:
-        raise ConfigError(f"FACTFLOW_MINIO_ENDPOINT must be host:port, not {endpoint!r}")
-    if sep and secure is None:
-        secure = scheme.lower() == "https"
-    if secure is None:
-        hostname = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-        secure = not (hostname in ("localhost", "::1") or hostname.startswith("127."))
-    return host, secure
 
 
 def http_client() -> urllib3.PoolManager:
