@@ -130,7 +130,8 @@ OPENAPI: dict[str, Any] = {
             "type": "object", "required": ["older_than"], "properties": {
                 "older_than": {"oneOf": [{"type": "number", "minimum": 0},
                                          {"type": "string", "pattern": DURATION_PATTERN}]},
-                "statuses": {"nullable": True, "oneOf": [{"type": "array", "items": {"type": "string", "enum": list(TERMINAL_STATUSES)}},
+                "statuses": {"nullable": True, "oneOf": [
+                    {"type": "array", "items": {"type": "string", "enum": list(TERMINAL_STATUSES)}},
                                        {"type": "string", "pattern": STATUS_LIST_PATTERN,
                                         "description": "comma-separated"}]},
                 "keep": {"type": "integer", "minimum": 0}, "confirm": {"type": "boolean"}}}}}},
