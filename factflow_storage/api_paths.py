@@ -16,3 +16,20 @@ DIFF = API + "/storage/diff"
 EXECUTIONS = API + "/executions"
 DELETIONS = API + "/deletions"
 ARCHIVE = API + "/content/archive"
+
+
+# Paths under /executions/ that are not an execution: the ``<execution_id:path>`` routes
+# match them too, and must answer 405 with what these take.
+_SUB_RESOURCE_METHODS = {"prune": "POST", "deps": "GET"}
+
+
+def allowed_on(path: str) -> str | None:
+    """The methods a sub-resource path takes (``/executions/prune``, ``.../ID/deps``)."""
+    if not path.startswith(EXECUTIONS + "/"):
+        return None
+    rest = path[len(EXECUTIONS) + 1:]
+    if rest == "prune":
+        return _SUB_RESOURCE_METHODS["prune"]
+    if rest.endswith("/deps") and "/" not in rest[:-len("/deps")]:
+        return _SUB_RESOURCE_METHODS["deps"]
+    return None

@@ -17,6 +17,7 @@ import bottle
 import orjson
 
 from factflow_storage import metadata as clock
+from factflow_storage.api_paths import allowed_on
 from factflow_storage.errors import BadRequest, InvalidKey, StorageError, TooLarge
 from factflow_storage.keys import validate_key
 from factflow_storage.service import json_bytes
@@ -99,8 +100,6 @@ def error_handler(res: bottle.HTTPError) -> bottle.HTTPResponse:
         # The object route matches these paths too, but for them only reads are meant.
         headers["Allow"] = "GET, HEAD"
     if headers and status == 405:
-        from factflow_storage.server.retention_routes import allowed_on
-
         headers["Allow"] = allowed_on(bottle.request.path) or headers["Allow"]
     detail = res.body if isinstance(res.body, str) and res.body else bottle.HTTP_CODES.get(status, "error")
     if status == 404:

@@ -12,7 +12,7 @@ from typing import Any
 
 import bottle
 
-from factflow_storage.api_paths import DELETIONS, EXECUTIONS
+from factflow_storage.api_paths import DELETIONS, EXECUTIONS, allowed_on
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import TERMINAL_STATUSES
 from factflow_storage.server.errors import MethodNotAllowed
@@ -21,25 +21,10 @@ from factflow_storage.server.openapi_paths import SEGMENT_PATTERN
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
 
-# Paths under /executions/ that are not an execution: the routes of ``execution_routes``
-# (``<execution_id:path>``) match them too, and must answer 405 with what they allow.
-SUB_RESOURCE_METHODS = {"prune": "POST", "deps": "GET"}
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
 _TERMINAL = "|".join(TERMINAL_STATUSES)
 # A comma-separated list of finished statuses; empty items are ignored, none means all.
 STATUS_LIST_PATTERN = rf"^[\s,]*(({_TERMINAL})[\s,]*)*$"
-
-
-def allowed_on(path: str) -> str | None:
-    """The methods a sub-resource path takes (``/executions/prune``, ``.../ID/deps``)."""
-    if not path.startswith(EXECUTIONS + "/"):
-        return None
-    rest = path[len(EXECUTIONS) + 1:]
-    if rest == "prune":
-        return SUB_RESOURCE_METHODS["prune"]
-    if rest.endswith("/deps") and "/" not in rest[:-len("/deps")]:
-        return SUB_RESOURCE_METHODS["deps"]
-    return None
 
 
 def refuse_sub_resource(execution_id: str) -> None:
