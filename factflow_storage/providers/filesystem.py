@@ -189,12 +189,15 @@ class FilesystemProvider(BaseProvider):
             with key_lock(fds[-1]):
                 try:
                     os.unlink(name, dir_fd=fds[-1])
-                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                except FileNotFoundError:
+                    pass  # a delete killed after this step left the sidecar: finish it
+                except (IsADirectoryError, NotADirectoryError):
                     return
                 except PermissionError as err:
                     if fs_paths.kind_of(fds[-1], name) == "directory":
                         return
                     raise StorageError(f"cannot delete {key!r}: {err.strerror}") from err
+                fault("object-unlinked")
                 fs_write.unlink_quietly(fds[-1], name + SIDECAR_SUFFIX)
             # S3 has no empty prefixes; dropping empty directories also lets a later write
             # put an object where a prefix used to be.
