@@ -20,7 +20,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import orjson
 import urllib3
 
-from factflow_storage import errors
+from factflow_storage import api_paths, errors
+from factflow_storage.api_paths import EXECUTIONS, OBJECTS
 from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0
-OBJECTS = "/api/v1/storage/objects"
-EXECUTIONS = "/api/v1/executions"
 METADATA_HEADER = "X-Factflow-Metadata"
 _MAX_ERROR_BODY = 64 * 1024
 POOL_SIZE = 16
@@ -341,7 +340,7 @@ class RemoteService:
         body: dict[str, Any] = {"prefix": validate_prefix(prefix), "repair": repair}
         if grace is not None:
             body["grace_seconds"] = grace
-        return self.api.send_json("POST", "/api/v1/storage/fsck", body)
+        return self.api.send_json("POST", api_paths.FSCK, body)
 
     # -- retention -------------------------------------------------------------
 
@@ -360,7 +359,7 @@ class RemoteService:
         return self.api.get_json(self._execution_path(execution_id) + "/deps")
 
     def deletions(self) -> list[dict[str, Any]]:
-        return self.api.get_json("/api/v1/deletions")["deletions"]
+        return self.api.get_json(api_paths.DELETIONS)["deletions"]
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
               extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
@@ -375,17 +374,17 @@ class RemoteService:
     # -- operator tools ------------------------------------------------------
 
     def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> dict[str, Any]:
-        return self.api.get_json("/api/v1/storage/du", {"prefix": prefix or None, "execution_id": execution_id,
-                                                        "depth": depth})
+        return self.api.get_json(api_paths.DU, {"prefix": prefix or None, "execution_id": execution_id,
+                                                "depth": depth})
 
     def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
-        return self.api.get_json("/api/v1/storage/lineage", {"key": validate_key(key), "depth": depth,
-                                                             "children": children or None})
+        return self.api.get_json(api_paths.LINEAGE, {"key": validate_key(key), "depth": depth,
+                                                     "children": children or None})
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]:
         # The request is sent now, so an unknown execution fails here as in direct mode.
-        response = self.api.request("GET", "/api/v1/storage/diff", params={
+        response = self.api.request("GET", api_paths.DIFF, params={
             "a": execution_a, "b": execution_b, "route_id": route_id, "content": content or None})
         return self._ndjson_rows(response)
 
@@ -398,8 +397,23 @@ class RemoteService:
                     raise _error_class(error.get("error_code"), 500)(str(error.get("detail")))
                 yield row
 
+    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return self.api.send_json("POST", f"{api_paths.ARCHIVE}/prepare", dict(request))
+
+    def _archive_path(self, job_id: str) -> str:
+        return f"{api_paths.ARCHIVE}/{quote(job_id, safe='')}"
+
+    def archive_status(self, job_id: str) -> dict[str, Any]:
+        return self.api.get_json(f"{self._archive_path(job_id)}/status")
+
+    def open_archive(self, job_id: str) -> BinaryIO:
+        return cast(BinaryIO, self.api.request("GET", f"{self._archive_path(job_id)}/download"))
+
+    def delete_archive(self, job_id: str) -> None:
+        self.api.request("DELETE", self._archive_path(job_id)).close()
+
     def health(self) -> dict[str, Any]:
-        return self.api.get_json("/api/v1/health")
+        return self.api.get_json(api_paths.HEALTH)
 
     def close(self) -> None:
         self.api.close()

@@ -7,7 +7,7 @@ allowed (users store other things too) as long as they are valid.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from factflow_storage.errors import InvalidKey
@@ -145,3 +145,15 @@ def split_extensions(extension: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     items = extension.split(",") if isinstance(extension, str) else extension
     return tuple("." + item.strip().lstrip(".").lower() for item in items if item.strip())
+
+
+def key_matches(key: str, routes: Collection[str] = (), stages: Collection[str] = (),
+                extensions: tuple[str, ...] = ()) -> bool:
+    """The route/stage/extension filter of listings, watch, archive jobs and downloads:
+    ``key`` is of one of ``routes`` and one of ``stages`` (none given: any) and ends with
+    one of ``extensions`` (as ``split_extensions`` gives them)."""
+    if routes or stages:
+        parts = parse_key(key)
+        if parts is None or (routes and parts.route_id not in routes) or (stages and parts.stage not in stages):
+            return False
+    return not extensions or key.lower().endswith(extensions)

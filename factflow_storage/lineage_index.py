@@ -154,3 +154,15 @@ def index_records(provider, execution_id: str) -> Iterator[str]:
     for dependant in sorted(dependants):
         yield f"{USES}{dependant}/{execution_id}"
     yield from provider.list_records(f"{USES}{execution_id}/")
+
+
+def children_of(provider, key: str) -> Iterator[str]:
+    """Objects of other executions whose current lineage names ``key``: one listing of the
+    references to ``key``'s execution, and a metadata read only for those that name ``key``."""
+    parts = parse_key(key)
+    if parts is None:
+        return
+    for _name, entry in _entries(provider, f"{REFS}{parts.execution_id}/"):
+        parents = list(entry.get("parents") or [])
+        if key in parents and _still_names(provider, entry["key"], [key]):
+            yield entry["key"]

@@ -20,8 +20,8 @@ from factflow_storage.errors import BadRequest, Conflict
 # narrow_prefix and split_extensions are imported from here by other modules too.
 from factflow_storage.keys import (
     execution_prefix,
+    key_matches,
     narrow_prefix,
-    parse_key,
     split_extensions,
     validate_key,
     validate_prefix,
@@ -38,6 +38,9 @@ MAX_PAGE = 1000
 METADATA_WORKERS = 16
 PREFIX_NOT_OBJECT = ("{key!r} is a prefix, not an object: nothing deleted; delete a whole execution "
                      "with 'factflow execution delete ID'")
+
+
+_NO_ARCHIVES = "archive jobs are served by `factflow serve` (use --api); in process, objects are copied directly"
 
 
 def json_bytes(value: Any) -> bytes:
@@ -90,14 +93,10 @@ class StorageService:
         """Objects under ``prefix`` that pass the filters, in key order, streamed."""
         validate_prefix(prefix)
         extensions = split_extensions(extension)
+        routes, stages = (route_id,) if route_id else (), (stage,) if stage else ()
         for info in self.provider.list(narrow_prefix(prefix, route_id, stage), start_after=start_after):
-            if route_id or stage:
-                parts = parse_key(info.key)
-                if parts is None or (route_id and parts.route_id != route_id) or (stage and parts.stage != stage):
-                    continue
-            if extensions and not info.key.lower().endswith(extensions):
-                continue
-            yield info
+            if key_matches(info.key, routes, stages, extensions):
+                yield info
 
     def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
                   **filters: Any) -> Iterator[dict[str, Any]]:
@@ -148,7 +147,7 @@ class StorageService:
         validate_prefix(prefix)
         extensions = split_extensions(extension)
         for entry in self.provider.browse(narrow_prefix(prefix, route_id, stage), start_after=start_after):
-            if isinstance(entry, ObjectInfo) and extensions and not entry.key.lower().endswith(extensions):
+            if isinstance(entry, ObjectInfo) and not key_matches(entry.key, extensions=extensions):
                 continue
             yield entry
 
@@ -296,6 +295,20 @@ class StorageService:
         from factflow_storage.tools.diff import diff_executions
 
         return diff_executions(self, execution_a, execution_b, route_id=route_id, content=content)
+
+    # Archive jobs live in the server (``factflow serve``), which owns their packers and
+    # limits; in process, ``download`` copies objects directly and never asks for one.
+    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        raise BadRequest(_NO_ARCHIVES)
+
+    def archive_status(self, job_id: str) -> dict[str, Any]:
+        raise BadRequest(_NO_ARCHIVES)
+
+    def open_archive(self, job_id: str) -> BinaryIO:
+        raise BadRequest(_NO_ARCHIVES)
+
+    def delete_archive(self, job_id: str) -> None:
+        raise BadRequest(_NO_ARCHIVES)
 
     def health(self) -> dict[str, Any]:
         self.provider.check()

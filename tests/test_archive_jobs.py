@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from factflow_storage.archive.jobs import STALE_ERROR, JobStore
-from factflow_storage.archive.tree import sidecar_bytes
+from factflow_storage.zipformat.layout import sidecar_bytes
 from factflow_storage.metadata import format_time
 from factflow_storage.service import StorageService
 from server_fixture import http_request, running_server

@@ -14,10 +14,11 @@ import zipfile
 import orjson
 import pytest
 
-from factflow_storage.archive.extract import MANIFEST_NAME, extract_archive
-from factflow_storage.archive.tree import STAGING_DIR, OutputTree
-from factflow_storage.archive.zipreader import UnsafeArchive, ZipStreamReader
-from factflow_storage.archive.zipwriter import ZipStreamWriter
+from factflow_storage.download.extract import extract_archive
+from factflow_storage.download.tree import STAGING_DIR, OutputTree
+from factflow_storage.zipformat.zipreader import UnsafeArchive, ZipStreamReader
+from factflow_storage.zipformat.layout import MANIFEST_NAME
+from factflow_storage.zipformat.zipwriter import ZipStreamWriter
 from tree_support import files_under
 
 PREFIX = "executions/E1/"

@@ -122,6 +122,43 @@ def test_browse_by_clicking_to_an_object_shows_metadata_lineage_and_preview(cons
     console.screenshot(f"object-gzip-{storage.kind}", full=True)
 
 
+def test_object_children_are_links_loaded_after_the_view_and_none_known_says_so(console, served, storage):
+    _, service = served
+    markdown = f"executions/{DEMO}/markdown_processor/html_to_markdown/msg-0002.md"
+    replay = "executions/demo-replay/markdown_processor/html_to_markdown/msg-0002.md"
+    # A replay in another execution reusing the page: found through the lineage index.
+    service.put(replay, b"# pricing, again\n", {"lineage": [PAGE]}, content_type="text/markdown")
+    console.open("#/o/" + PAGE, view="object")
+    console.wait_for(lambda: console.find("#children-section").get_attribute("data-loaded") == "true")
+    links = console.find_all("#children a")
+    assert [link.text for link in links] == [markdown, replay]
+    assert [link.get_attribute("href").split("#", 1)[1] for link in links] == ["/o/" + markdown, "/o/" + replay]
+    assert console.find("#children-section").text.splitlines() == ["Children (2)", markdown, replay]
+    console.screenshot(f"object-children-{storage.kind}", full=True)
+    # Following one opens that object, whose lineage leads back.
+    links[1].click()
+    console.wait_view("object")
+    assert console.driver.current_url.endswith("#/o/" + replay)
+    assert console.find("#preview-text").text == "# pricing, again"
+    assert [link.text for link in console.find_all("#lineage a")] == [PAGE]
+    console.wait_for(lambda: console.find("#children-section").get_attribute("data-loaded") == "true")
+    assert console.find_all("#children a") == []
+    assert console.find("#children-none").text.startswith("None known")
+    console.driver.back()
+    console.wait_view("object")
+    console.wait_for(lambda: len(console.find_all("#children a")) == 2)
+    # The view never depends on them: with the lineage call failing it still shows in full.
+    console.driver.execute_cdp_cmd("Network.enable", {})
+    console.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/api/v1/storage/lineage*"]})
+    try:
+        console.open("#/o/" + markdown, view="object")
+        assert console.find("#preview-text").text == "# pricing\n\nAbout pricing."
+        console.wait_for(lambda: console.find("#children-section").get_attribute("data-loaded") == "true")
+        assert console.find("#children-section .error").text and console.find_all("#children a") == []
+    finally:
+        console.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+
+
 def png(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

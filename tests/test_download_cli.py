@@ -17,7 +17,8 @@ import zipfile
 import orjson
 import pytest
 
-from factflow_storage.archive.tree import STAGING_DIR, sidecar_bytes
+from factflow_storage.download.tree import STAGING_DIR
+from factflow_storage.zipformat.layout import sidecar_bytes
 from factflow_storage.cli.download import INTERRUPTED
 from factflow_storage.server.app import stop_server
 from factflow_storage.service import StorageService

@@ -3,7 +3,7 @@ the ETag check, and which keys a download can put on a filesystem together."""
 
 from __future__ import annotations
 
-from factflow_storage.archive.fetch import split_conflicts
+from factflow_storage.download.fetch import split_conflicts
 from factflow_storage.metadata import describe_stored
 from factflow_storage.providers.s3_metadata import etag_is_md5
 

@@ -112,6 +112,24 @@ def test_lineage_children_within_the_execution(demo):
     assert lines == [SITEMAP, "children (5):", *(f"  {key}" for key in WEB)]
 
 
+def test_lineage_children_in_other_executions_come_from_the_reference_index(demo):
+    replay = [f"executions/ex2/markdown_processor/chunker/msg-{n:04d}.json" for n in (1, 2, 3)]
+    with demo.storage.open() as provider:
+        provider.write(replay[0], b"{}", {"lineage": [SITEMAP, WEB[0]]})
+        provider.write(replay[1], b"{}", {"lineage": SITEMAP})
+        provider.write(replay[2], b"{}", {"lineage": [WEB[1]]})  # names another object of ex1
+    tree = orjson.loads(ok(demo, ["storage", "lineage", SITEMAP, "--children", "-o", "json"]))
+    assert tree["children"] == sorted(WEB + replay[:2])
+    web = orjson.loads(ok(demo, ["storage", "lineage", WEB[1], "--children", "-o", "json"]))
+    assert web["children"] == [f"executions/{EXEC}/markdown_processor/html_to_markdown/msg-0002.md", replay[2]]
+    # The index keeps entries of objects deleted or rewritten since: those are no children.
+    with demo.storage.open() as provider:
+        provider.delete(replay[0])
+        provider.write(replay[1], b"{}", {"lineage": [WEB[2]]})
+    tree = orjson.loads(ok(demo, ["storage", "lineage", SITEMAP, "--children", "-o", "json"]))
+    assert tree["children"] == WEB
+
+
 def test_lineage_of_missing_parents_and_missing_objects(demo):
     with demo.storage.open() as provider:
         provider.write("loose/orphan.txt", b"x", {"lineage": ["gone/parent", "/not-a-key"]})

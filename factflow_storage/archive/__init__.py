@@ -1,8 +1,6 @@
-"""Bulk download: archive jobs on the server side, and the output tree and safe
-extraction on the client side.
+"""Archive jobs, the server side of a bulk download.
 
-Server: ``service.ArchiveJobs`` (prepare, status, download, delete) over ``jobs`` (records
-in storage), ``worker`` (packing) and ``zipwriter``. Client: ``tree`` (where files land),
-``zipreader`` and ``extract`` (the archive, checked as it arrives), and ``fetch`` (what
-``factflow storage download`` does in either mode).
+``service.ArchiveJobs`` (prepare, status, download, delete) over ``jobs`` (records in
+storage), ``request`` (what to pack), ``worker`` (packing, into ``zipformat.zipwriter``),
+``limits`` and ``pipe``. The client side is ``factflow_storage.download``.
 """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factflow_storage.errors import BadRequest, InvalidKey
-from factflow_storage.keys import execution_prefix, parse_key, validate_key, validate_prefix, validate_segment
+from factflow_storage.keys import execution_prefix, key_matches, validate_key, validate_prefix, validate_segment
 from factflow_storage.protocol import ObjectInfo
 from factflow_storage.service import StorageService, split_extensions
 
@@ -102,12 +102,7 @@ class ArchiveRequest:
             return False
         if self.keys is not None and key not in self.keys:
             return False
-        if self.routes or self.stages:
-            parts = parse_key(key)
-            if parts is None or (self.routes and parts.route_id not in self.routes) \
-                    or (self.stages and parts.stage not in self.stages):
-                return False
-        return not self.extensions or key.lower().endswith(self.extensions)
+        return key_matches(key, self.routes, self.stages, self.extensions)
 
     def objects(self, service: StorageService) -> Iterator[ObjectInfo]:
         """The objects to pack, in key order, streamed from a listing."""

@@ -19,10 +19,9 @@ from typing import Any
 import orjson
 
 from factflow_storage import metadata as clock
-from factflow_storage.archive.extract import MANIFEST_NAME
 from factflow_storage.archive.request import ArchiveRequest
-from factflow_storage.archive.tree import sidecar_bytes
-from factflow_storage.archive.zipwriter import ZipStreamWriter
+from factflow_storage.zipformat.layout import MANIFEST_NAME, sidecar_bytes
+from factflow_storage.zipformat.zipwriter import ZipStreamWriter
 from factflow_storage.errors import NotFound, StorageError, TooLarge
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.protocol import ObjectStream

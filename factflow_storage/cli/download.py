@@ -31,9 +31,9 @@ INTERRUPTED = "download interrupted: run the same command again to fetch what is
 def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata: bool,
             routes: tuple[str, ...], stages: tuple[str, ...], quiet: bool, output: str | None) -> None:
     """Download every object of EXECUTION_ID into DIR, keeping the key hierarchy."""
-    from factflow_storage.archive.fetch import Download, Selection
-    from factflow_storage.archive.progress import ProgressBar, human_bytes
-    from factflow_storage.archive.tree import OutputTree
+    from factflow_storage.download.fetch import Download, Selection
+    from factflow_storage.cli.progress import ProgressBar, human_bytes
+    from factflow_storage.download.tree import OutputTree
     from factflow_storage.errors import NotFound
     from factflow_storage.executions import refuse_deleting
     from factflow_storage.keys import execution_prefix, validate_segment

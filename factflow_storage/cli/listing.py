@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from factflow_storage.archive.progress import human_bytes as human_size
+from factflow_storage.cli.progress import human_bytes as human_size
 from factflow_storage.cli.render import object_line
 from factflow_storage.keys import parse_key
 from factflow_storage.tools.diff import require_execution

@@ -12,6 +12,7 @@ from factflow_storage.interface import Service
 from factflow_storage.settings import Settings, parse_duration
 
 if TYPE_CHECKING:
+    from factflow_storage.protocol import StorageProtocol
     from factflow_storage.service import StorageService
 
 
@@ -27,6 +28,13 @@ class Duration(click.ParamType):
             return parse_duration(str(value))
         except ValueError as err:
             self.fail(str(err), param, ctx)
+
+
+def open_provider(settings: Settings) -> StorageProtocol:
+    """The provider for the storage URI in force: the one place the CLI builds one."""
+    from factflow_storage.registry import create_storage_provider
+
+    return create_storage_provider(settings.storage_uri, settings.provider_options())
 
 
 class App:
@@ -54,10 +62,9 @@ class App:
         return self.service if self.remote else self.local_service(guard_root=False)
 
     def local_service(self, *, guard_root: bool = True) -> StorageService:
-        from factflow_storage.registry import create_storage_provider
         from factflow_storage.service import StorageService
 
-        provider = create_storage_provider(self.settings.storage_uri, self.settings.provider_options())
+        provider = open_provider(self.settings)
         if guard_root and hasattr(provider, "root"):
             from factflow_storage.cli.root_check import ExistingRoot
 

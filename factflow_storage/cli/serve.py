@@ -6,7 +6,7 @@ import os
 
 import click
 
-from factflow_storage.cli.options import App, pass_app
+from factflow_storage.cli.options import App, open_provider, pass_app
 
 
 @click.command("serve")
@@ -24,7 +24,6 @@ from factflow_storage.cli.options import App, pass_app
 def command(app: App, host: str, port: int, threads: int, max_streams: int | None,
             storage_uri: str | None) -> None:
     """Serve the storage API over HTTP (prints the URL it listens on)."""
-    from factflow_storage.registry import create_storage_provider
     from factflow_storage.server.app import serve
     from factflow_storage.server.auth import check_bind
     from factflow_storage.service import StorageService
@@ -44,10 +43,11 @@ def command(app: App, host: str, port: int, threads: int, max_streams: int | Non
     options = {"cors_origins": parse_origins(app.settings.api_cors_origins),
                "archive_limits": ArchiveLimits.from_settings(app.settings),
                "max_streams": max_streams or default_max_streams(threads)}
-    provider = create_storage_provider(settings.storage_uri, settings.provider_options())
+    provider = open_provider(settings)
     root = getattr(provider, "root", None)
     if root is not None and not os.path.isdir(root):
         # Served listings of a mistyped path would be empty without a word: say so once.
         click.echo(f"note: storage root {root} does not exist yet; the first write creates it", err=True)
     serve(StorageService(provider), host, port, threads=threads, token=token,
-          archive_ttl=settings.archive_ttl_seconds(), **options)
+          on_bound=lambda url: click.echo(f"serving on {url}"), archive_ttl=settings.archive_ttl_seconds(),
+          **options)

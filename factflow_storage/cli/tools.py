@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from factflow_storage.archive.progress import human_bytes as human_size
+from factflow_storage.cli.progress import human_bytes as human_size
 from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines, emit_ndjson, table_lines
 from factflow_storage.errors import StorageError

@@ -20,6 +20,7 @@ raises Conflict and leaves the existing object untouched.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import itertools
 import os
@@ -105,6 +106,7 @@ class FilesystemProvider(BaseProvider):
             if fs_paths.kind_of(parent, name) == "directory":
                 raise _prefix_conflict(key)
             reader = HashingReader(data)
+            data_tmp: str | None
             data_tmp, data_fd = fs_write.write_temp(parent, reader.chunks(), fsync=self._fsync)
             try:
                 blob = build_metadata(key, user_metadata, content_type=content_type,
@@ -325,7 +327,7 @@ class FilesystemProvider(BaseProvider):
             else:
                 pending.pop()
 
-    def _level(self, directory: str, key_prefix: str, name_filter: str) -> list[tuple[str, os.DirEntry, bool]]:
+    def _level(self, directory: str, key_prefix: str, name_filter: str) -> builtins.list[tuple[str, os.DirEntry, bool]]:
         """One directory's entries as (key, entry, is_dir), in key order; keys of
         subdirectories end with '/'. Sidecars, temp files and the records directory are left out."""
         try:
@@ -438,7 +440,7 @@ class FilesystemProvider(BaseProvider):
             return
         except Unsafe as err:
             raise Unsafe(f"cannot list records {prefix!r}: {err}") from None
-        names = []
+        names: builtins.list[str] = []
         try:
             start = f"{directory}/" if directory else ""
             for current, _subdirs, files, _fd in os.fwalk(".", dir_fd=fds[-1]):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from minio import Minio
 from minio.error import S3Error
@@ -234,7 +234,7 @@ class MinioProvider(BaseProvider):
             raise self._errors.translate(err, f"object {name!r}") from err
         except TRANSLATED as err:
             raise self._errors.translate(err, f"object {name!r}") from err
-        pointer = found.metadata.get(meta.RECORD_HEADER)
+        pointer = (found.metadata or {}).get(meta.RECORD_HEADER)
         return meta.write_id_of(pointer) if pointer and meta.own_record(key, pointer) else None
 
     def delete(self, key: str) -> None:
@@ -306,10 +306,10 @@ class MinioProvider(BaseProvider):
                 raise self._missing(err, key) from err.__cause__
             headers = response.headers
             info = meta.response_info(key, headers, meta.total_size(headers))
-            blob = self._blob(key, headers, info)
-            if blob is not None:
+            stored = self._blob(key, headers, info)
+            if stored is not None:
                 remaining = info.size - start
-                return ObjectStream(info, blob, Body(response, self._errors, f"object {key!r}"), start,
+                return ObjectStream(info, stored, cast(BinaryIO, Body(response, self._errors, f"object {key!r}")), start,
                                     remaining if length is None else min(length, remaining))
             response.close()
             response.release_conn()
@@ -332,7 +332,7 @@ class MinioProvider(BaseProvider):
             except TRANSLATED as err:
                 raise self._errors.translate(err, f"object {key!r}") from err
             self._bucket_seen = True
-            info = meta.response_info(key, found.metadata, found.size)
+            info = meta.response_info(key, found.metadata, found.size or 0)
             blob = self._blob(key, found.metadata, info)
             if blob is not None:
                 return info, blob
@@ -444,7 +444,7 @@ class MinioProvider(BaseProvider):
             if isinstance(err, NotFound) or self._bucket_is_missing(err):
                 raise NotFound(f"no record {name!r}") from err.__cause__
             raise
-        return Body(response, self._errors, f"record {name!r}")
+        return cast(BinaryIO, Body(response, self._errors, f"record {name!r}"))
 
     def list_records(self, prefix: str) -> Iterator[str]:
         base = self.prefix + RESERVED_PREFIX

@@ -74,7 +74,7 @@ class ErrorContext:
         fields = {"endpoint": self.endpoint, "bucket": self.bucket, "what": what,
                   "access_key": self.access_key or "", "code": getattr(err, "code", "")}
         if isinstance(err, S3Error):
-            error_class, template = ERROR_TABLE.get(err.code, (StorageError, "S3 error {code} on {what} at {endpoint}"))
+            error_class, template = ERROR_TABLE.get(err.code or "", (StorageError, "S3 error {code} on {what} at {endpoint}"))
             return error_class(template.format(**fields))
         if isinstance(err, InvalidResponseError):
             return _invalid_response(err, fields)

@@ -7,11 +7,12 @@ the app, and may have ``OPENAPI`` (the OpenAPI ``paths`` it serves, see ``openap
 from __future__ import annotations
 
 import importlib
+import logging
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import bottle
@@ -21,6 +22,8 @@ from factflow_storage.server.auth import Guard, check_bind, make_auth_hook
 from factflow_storage.server.http import ErrorPlugin, error_handler, refuse_bad_paths
 from factflow_storage.server.origin import OriginPolicy
 from factflow_storage.service import StorageService
+
+log = logging.getLogger(__name__)
 
 ROUTE_MODULES: list[str] = [
     "factflow_storage.server.storage_routes",
@@ -144,13 +147,18 @@ def server_url(host: str, port: int) -> str:
 
 
 def serve(service: StorageService, host: str = "127.0.0.1", port: int = 8080,
-          threads: int = DEFAULT_THREADS, token: str | None = None, **app_options: Any) -> None:
-    """Bind, print the URL (with the port actually bound, for ``--port 0``), serve until
-    Ctrl+C or SIGTERM, then stop cleanly."""
+          threads: int = DEFAULT_THREADS, token: str | None = None,
+          on_bound: Callable[[str], None] | None = None, **app_options: Any) -> None:
+    """Bind, hand ``on_bound`` the URL (with the port actually bound, for ``--port 0``;
+    logged when none is given), serve until Ctrl+C or SIGTERM, then stop cleanly."""
     server = create_server(service, host, port, threads=threads, token=token, **app_options)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        print(f"serving on {server_url(host, server.effective_port)}", flush=True)
+        url = server_url(host, server.effective_port)
+        if on_bound is None:
+            log.info("serving on %s", url)
+        else:
+            on_bound(url)
         server.run()  # returns when interrupted: waitress catches SystemExit/KeyboardInterrupt
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -10,56 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from urllib.parse import quote
 
 import bottle
 
+from factflow_storage.api_paths import ARCHIVE
 from factflow_storage.archive.limits import ArchiveLimits
 from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
 from factflow_storage.server.errors import MethodNotAllowed
 from factflow_storage.server.http import check_raw_path, json_response, read_json_body
-from factflow_storage.server.openapi_paths import ARCHIVE_PATHS
 from factflow_storage.service import StorageService
 
-ARCHIVE = "/api/v1/content/archive"
 MAX_REQUEST_BYTES = 256 * 1024 * 1024  # a request may list the keys to pack
 CHUNK = 1024 * 1024
-
-_STATUS_SCHEMA = {"type": "object", "required": ["job_id", "status"], "additionalProperties": True,
-                  "properties": {
-                      "job_id": {"type": "string"},
-                      "status": {"type": "string", "enum": ["preparing", "ready", "failed", "cancelled"]},
-                      "total": {"type": "integer"}, "processed": {"type": "integer"},
-                      "filename": {"type": "string"}, "file_size": {"type": "integer", "nullable": True},
-                      "bytes_packed": {"type": "integer"},
-                      "progress": {"type": "number", "minimum": 0, "maximum": 1},
-                      "error": {"type": "string", "nullable": True}, "execution_id": {"type": "string"},
-                      "created_at": {"type": "string"}, "expires_at": {"type": "string", "nullable": True},
-                      "deleted": {"type": "boolean", "description": "DELETE only: whether the job is gone "
-                                                                    "(false: cancelled, cleaned up by its packer)"}}}
-
-
-def _openapi() -> dict[str, Any]:
-    paths = {path: {method: dict(operation) for method, operation in methods.items()}
-             for path, methods in ARCHIVE_PATHS.items()}
-    prepare = paths[ARCHIVE + "/prepare"]["post"]
-    schema = prepare["requestBody"]["content"]["application/json"]["schema"]
-    properties = {**schema["properties"],
-                  "keys": {"type": "array", "items": {"type": "string"},
-                           "description": "Only these keys of the execution (used to resume a download)"}}
-    prepare["requestBody"] = {"required": True, "content": {"application/json": {
-        "schema": {**schema, "properties": properties}}}}
-    for path, method in ((ARCHIVE + "/prepare", "post"), (ARCHIVE + "/{job}/status", "get"),
-                         (ARCHIVE + "/{job}", "delete")):
-        operation = paths[path][method]
-        code = "200"
-        operation["responses"] = {**operation["responses"], code: {
-            "description": "The job", "content": {"application/json": {"schema": _STATUS_SCHEMA}}}}
-    return paths
-
-
-OPENAPI = _openapi()
 
 
 class ArchiveBody:

@@ -23,6 +23,7 @@ from http.cookies import CookieError, SimpleCookie
 
 import bottle
 
+from factflow_storage import api_paths
 from factflow_storage.errors import AccessDenied, ConfigError, StorageError, Unauthorized
 from factflow_storage.server.http import exception_response
 from factflow_storage.server.origin import OriginPolicy
@@ -31,8 +32,8 @@ from factflow_storage.server.session import SESSION_COOKIE, session_valid
 TOKEN_ENV = "FACTFLOW_API_TOKEN"
 # Set on each request when a token is in force: whether it carried the right one.
 AUTHENTICATED = "factflow.authenticated"
-PUBLIC_ROUTES = frozenset({("GET", "/api/v1/health"), ("GET", "/"), ("HEAD", "/"),
-                           ("POST", "/api/v1/session")})
+PUBLIC_ROUTES = frozenset({("GET", api_paths.HEALTH), ("GET", "/"), ("HEAD", "/"),
+                           ("POST", api_paths.SESSION)})
 # The console's static files: the same for everyone, and the login form is among them.
 PUBLIC_PREFIXES = ("/console/",)
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})

@@ -18,13 +18,13 @@ from importlib import resources
 
 import bottle
 
+from factflow_storage.api_paths import SESSION
 from factflow_storage.errors import BadRequest, NotFound, Unauthorized
 from factflow_storage.server.http import JSON_TYPE, json_response, read_json_body
 from factflow_storage.server.session import cookie_header, new_session
 
 log = logging.getLogger(__name__)
 
-SESSION = "/api/v1/session"
 STATIC = "/console"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml",

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 import bottle
 import orjson
 
+from factflow_storage.api_paths import EVENTS
 from factflow_storage.errors import BadRequest, NotFound
 from factflow_storage.executions import is_terminal
 from factflow_storage.keys import execution_prefix
@@ -36,7 +37,6 @@ from factflow_storage.service import StorageService
 from factflow_storage.watch.events import OBJECT_CREATED, Cursor, ObjectEvent, parse_event_id, stamp_ms
 from factflow_storage.watch.stream import Filters
 
-EVENTS = "/api/v1/storage/events"
 HEARTBEAT_SECONDS = 15.0
 DEFAULT_TIMEOUT = 300
 MAX_TIMEOUT = 3600

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import bottle
 
+from factflow_storage.api_paths import EXECUTIONS
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import validate_segment
 from factflow_storage.server.http import check_raw_path, json_response, read_json_body
 from factflow_storage.service import StorageService
 
-EXECUTIONS = "/api/v1/executions"
 
 
 def install(app: bottle.Bottle, service: StorageService) -> None:

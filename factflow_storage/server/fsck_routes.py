@@ -6,12 +6,12 @@ from typing import Any
 
 import bottle
 
+from factflow_storage.api_paths import FSCK
 from factflow_storage.errors import BadRequest
 from factflow_storage.fsck import DEFAULT_GRACE
 from factflow_storage.server.http import json_response, read_json_body
 from factflow_storage.service import StorageService
 
-FSCK = "/api/v1/storage/fsck"
 
 _ERR = {"$ref": "#/components/responses/Error"}
 OPENAPI: dict[str, Any] = {FSCK: {"post": {

@@ -106,7 +106,7 @@ def _open(service: StorageService, key: str, wanted: tuple[int | None, int | Non
             size = probe.info.size
         if last == 0 and size:
             raise InvalidRange(f"an empty suffix range of {key!r} selects no bytes")
-        first, last = max(0, size - last), None
+        first, last = max(0, size - (last or 0)), None
     return service.open(key, start=first, length=None if last is None else last - first + 1)
 
 

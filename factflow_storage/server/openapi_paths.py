@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-OPENAPI_PATH = "/api/v1/openapi.json"
-OBJECTS = "/api/v1/storage/objects"
+from factflow_storage import api_paths
+from factflow_storage.archive.jobs import CANCELLED, FAILED, PREPARING, READY
+from factflow_storage.executions import STATUSES
+from factflow_storage.api_paths import OBJECTS
+
+OPENAPI_PATH = api_paths.OPENAPI
 
 _ERR = {"$ref": "#/components/responses/Error"}
 _JSON = "application/json"
@@ -60,7 +64,7 @@ _OBJECT_READ = {
 }
 
 STORAGE_PATHS: dict[str, Any] = {
-    "/api/v1/health": {"get": {
+    api_paths.HEALTH: {"get": {
         "summary": "Whether the storage provider is reachable (needs no token)",
         "operationId": "health", "security": [{}],
         "responses": {"200": _json("Reachable", _ref("Health")), "503": _ERR, "default": _ERR},
@@ -113,20 +117,19 @@ STORAGE_PATHS: dict[str, Any] = {
 }
 
 EXECUTION_PATHS: dict[str, Any] = {
-    "/api/v1/executions": {"get": {
+    api_paths.EXECUTIONS: {"get": {
         "summary": "Every execution record, newest first", "operationId": "listExecutions",
         "responses": {"200": _json("Records", {"type": "object", "required": ["executions"], "properties": {
             "executions": {"type": "array", "items": _ref("Execution")}}}), **_errors()},
     }},
-    "/api/v1/executions/{execution_id}": {
+    api_paths.EXECUTIONS + "/{execution_id}": {
         "get": {"summary": "One execution record", "operationId": "getExecution", "parameters": [_EXECUTION_ID],
                 "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 404)}},
         "put": {"summary": "Start (running) or finish (a terminal status) an execution",
                 "operationId": "putExecution", "parameters": [_EXECUTION_ID],
                 "requestBody": {"required": True, "content": {_JSON: {"schema": {
                     "type": "object", "required": ["status"],
-                    "properties": {"status": {"type": "string", "enum": [
-                        "running", "completed", "failed", "cancelled", "interrupted"]},
+                    "properties": {"status": {"type": "string", "enum": list(STATUSES)},
                         "strict": {"type": "boolean", "default": False, "description":
                                    "Refuse finishing an unknown id (404) and changing a terminal status (409)"}}}}}},
                 "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 404, 409, 413)}},
@@ -134,7 +137,7 @@ EXECUTION_PATHS: dict[str, Any] = {
 }
 
 EVENT_PATHS: dict[str, Any] = {
-    "/api/v1/storage/events": {"get": {
+    api_paths.EVENTS: {"get": {
         "summary": "Server-Sent Events: objects written to executions, then their completion",
         "operationId": "storageEvents",
         "parameters": [
@@ -155,7 +158,7 @@ EVENT_PATHS: dict[str, Any] = {
 
 _JOB = {"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}
 ARCHIVE_PATHS: dict[str, Any] = {
-    "/api/v1/content/archive/prepare": {"post": {
+    api_paths.ARCHIVE + "/prepare": {"post": {
         "summary": "Start packing an execution's objects into a zip", "operationId": "prepareArchive",
         "requestBody": {"required": True, "content": {_JSON: {"schema": {
             "type": "object", "required": ["execution_id"], "properties": {
@@ -163,21 +166,23 @@ ARCHIVE_PATHS: dict[str, Any] = {
                 "path": {"type": "string"}, "extension": {"type": "string"},
                 "routes": {"type": "array", "items": {"type": "string"}},
                 "stages": {"type": "array", "items": {"type": "string"}},
-                "include_metadata": {"type": "boolean", "default": True}}}}}},
+                "include_metadata": {"type": "boolean", "default": True},
+                "keys": {"type": "array", "items": {"type": "string"},
+                         "description": "Only these keys of the execution (used to resume a download)"}}}}}},
         "responses": {"200": _json("The job", _ref("ArchiveJob")), "202": _json("The job", _ref("ArchiveJob")),
                       **_errors(400, 404)},
     }},
-    "/api/v1/content/archive/{job}/status": {"get": {
+    api_paths.ARCHIVE + "/{job}/status": {"get": {
         "summary": "An archive job's progress", "operationId": "archiveStatus", "parameters": [_JOB],
         "responses": {"200": _json("The job", _ref("ArchiveJob")), **_errors(404)},
     }},
-    "/api/v1/content/archive/{job}/download": {"get": {
+    api_paths.ARCHIVE + "/{job}/download": {"get": {
         "summary": "The finished zip", "operationId": "archiveDownload", "parameters": [_JOB],
         "responses": {"200": {"description": "The zip",
                               "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
                       **_errors(404, 409)},
     }},
-    "/api/v1/content/archive/{job}": {"delete": {
+    api_paths.ARCHIVE + "/{job}": {"delete": {
         "summary": "Cancel a job and remove its archive", "operationId": "archiveCancel", "parameters": [_JOB],
         "responses": {"200": _json("The job", _ref("ArchiveJob")), "204": {"description": "Cancelled"},
                       **_errors(404)},
@@ -215,11 +220,20 @@ COMPONENTS: dict[str, Any] = {
         "Execution": {"type": "object", "required": ["execution_id", "status"], "additionalProperties": True,
                       "properties": {
                           "execution_id": {"type": "string"},
-                          "status": {"type": "string", "enum": [
-                              "running", "completed", "failed", "cancelled", "interrupted"]},
+                          "status": {"type": "string", "enum": list(STATUSES)},
                           "started_at": {**_TIME, "nullable": True}, "finished_at": {**_TIME, "nullable": True},
                           "object_count": {"type": "integer", "minimum": 0}}},
         "ArchiveJob": {"type": "object", "required": ["job_id", "status"], "additionalProperties": True,
-                       "properties": {"job_id": {"type": "string"}, "status": {"type": "string"}}},
+                       "properties": {
+                           "job_id": {"type": "string"},
+                           "status": {"type": "string", "enum": [PREPARING, READY, FAILED, CANCELLED]},
+                           "total": {"type": "integer"}, "processed": {"type": "integer"},
+                           "filename": {"type": "string"}, "file_size": {"type": "integer", "nullable": True},
+                           "bytes_packed": {"type": "integer"},
+                           "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                           "error": {"type": "string", "nullable": True}, "execution_id": {"type": "string"},
+                           "created_at": _TIME, "expires_at": {**_TIME, "nullable": True},
+                           "deleted": {"type": "boolean", "description": "DELETE only: whether the job is gone "
+                                       "(false: cancelled, cleaned up by its packer)"}}},
     },
 }

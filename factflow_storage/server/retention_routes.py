@@ -12,13 +12,12 @@ from typing import Any
 
 import bottle
 
+from factflow_storage.api_paths import DELETIONS, EXECUTIONS
 from factflow_storage.errors import BadRequest
 from factflow_storage.server.http import check_raw_path, json_response, query_bool, read_json_body
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
 
-EXECUTIONS = "/api/v1/executions"
-DELETIONS = "/api/v1/deletions"
 
 
 def _prune_request(body: Any) -> dict[str, Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 import bottle
 import orjson
 
+from factflow_storage import api_paths
+from factflow_storage.api_paths import OBJECTS
 from factflow_storage.errors import BadRequest, NotFound, TooLarge
 from factflow_storage.server import conditional
 from factflow_storage.server.auth import AUTHENTICATED
@@ -20,7 +22,6 @@ from factflow_storage.server.http import (header_bytes, json_response, query, qu
 from factflow_storage.server.objects import SANDBOX_HEADERS, object_response
 from factflow_storage.service import DEFAULT_PAGE, StorageService, json_bytes
 
-OBJECTS = "/api/v1/storage/objects"
 METADATA_HEADER = "X-Factflow-Metadata"
 DELETED_HEADER = "X-Factflow-Deleted"
 METADATA_VIEW = "metadata"
@@ -106,7 +107,7 @@ def metadata_response(blob: dict[str, Any]) -> bottle.HTTPResponse:
 def install(app: bottle.Bottle, service: StorageService) -> None:
     max_body: int = app.config.get("factflow.max_body", 5 * 1024**3)
 
-    @app.get("/api/v1/health")
+    @app.get(api_paths.HEALTH)
     def health():
         report = service.health()
         if not bottle.request.environ.get(AUTHENTICATED, True):
@@ -168,7 +169,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         metadata = _request_metadata()
         content_type = _content_type()
         body = _LimitedReader(bottle.request.environ["wsgi.input"], max(length, 0))
-        blob = service.put(key, body, metadata, content_type=content_type)
+        blob = service.put(key, cast(BinaryIO, body), metadata, content_type=content_type)
         location = f"{OBJECTS}/{quote(key, safe='/')}"
         return json_response(blob, 201, {"Location": location})
 

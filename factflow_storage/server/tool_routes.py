@@ -9,13 +9,11 @@ from typing import Any
 import bottle
 import orjson
 
+from factflow_storage.api_paths import DIFF, DU, LINEAGE
 from factflow_storage.errors import BadRequest, StorageError
 from factflow_storage.server.http import error_body, json_response, query, query_bool, query_int
 from factflow_storage.service import StorageService
 
-DU = "/api/v1/storage/du"
-LINEAGE = "/api/v1/storage/lineage"
-DIFF = "/api/v1/storage/diff"
 NDJSON_TYPE = "application/x-ndjson"
 
 

@@ -2,8 +2,8 @@
 metadata, followed upwards) and, on request, which objects name it as a parent.
 
 Children are found among the objects of the same execution (one listing and one
-metadata read each, so the cost is bounded by that execution's size), plus whatever the
-cross-execution reference index reports once one exists (``indexed_children``).
+metadata read each, so the cost is bounded by that execution's size), plus those of other
+executions the cross-execution reference index records (``indexed_children``).
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ def _node(service: Any, ref: str, depth: int, path: frozenset[str]) -> dict[str,
     return node
 
 
-def indexed_children(service: Any, key: str) -> list[str] | None:
-    """Children recorded in the cross-execution reference index; None while there is none.
+def indexed_children(service: Any, key: str) -> list[str]:
+    """Objects of other executions whose lineage names ``key``, per the cross-execution
+    reference index (cost follows the references to ``key``'s execution, not the store)."""
+    from factflow_storage.lineage_index import children_of
 
-    This is where that index plugs in: return the keys whose ``lineage`` names ``key``.
-    """
-    return None
+    return sorted(set(children_of(service.provider, key)))
 
 
 def same_execution_children(service: Any, key: str) -> Iterable[str]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from factflow_storage.api_paths import EVENTS
 from factflow_storage.errors import Busy, StorageError, Unavailable
 from factflow_storage.watch.events import (
     EXECUTION_COMPLETED,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENTS = "/api/v1/storage/events"
 READ_TIMEOUT = 45.0
 STREAM_TIMEOUT = 300
 _BACKOFF = (0.2, 0.5, 1.0, 2.0)

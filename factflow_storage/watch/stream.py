@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import is_terminal
-from factflow_storage.keys import execution_prefix, narrow_prefix, parse_key, split_extensions, validate_segment
+from factflow_storage.keys import execution_prefix, key_matches, narrow_prefix, split_extensions, validate_segment
 from factflow_storage.protocol import ObjectInfo, StorageProtocol
 from factflow_storage.watch.events import CompletedEvent, Cursor, Event, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
@@ -35,14 +35,10 @@ class Filters:
         self.stage = validate_segment(stage, "stage") if stage else None
         self.extension = extension
         self._extensions = split_extensions(extension)
+        self._routes, self._stages = (self.route_id,) if self.route_id else (), (self.stage,) if self.stage else ()
 
     def match(self, info: ObjectInfo) -> bool:
-        if self.route_id or self.stage:
-            parts = parse_key(info.key)
-            if parts is None or (self.route_id and parts.route_id != self.route_id) \
-                    or (self.stage and parts.stage != self.stage):
-                return False
-        return not self._extensions or info.key.lower().endswith(self._extensions)
+        return key_matches(info.key, self._routes, self._stages, self._extensions)
 
 
 def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, route_id: str | None = None,

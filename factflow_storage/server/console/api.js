@@ -64,6 +64,8 @@ export const api = {
   archiveUrl: (job) => `/api/v1/content/archive/${encodeURIComponent(job)}/download`,
   login: (token) => getJSON("/api/v1/session", { method: "POST", body: { token } }),
   logout: () => getJSON("/api/v1/session", { method: "DELETE" }),
+  // depth=0: the parents are in the metadata already; only the children are wanted here.
+  children: (key, signal) => getJSON("/api/v1/storage/lineage", { params: { key, depth: 0, children: "true" }, signal }),
   deps: (id) => getJSON(`/api/v1/executions/${encodeURIComponent(id)}/deps`),
   // A DELETE without confirm=true is the server's dry run: it only plans.
   deleteExecution: (id, { confirm = false, force = false } = {}) => getJSON("/api/v1/executions/" + encodeURIComponent(id),

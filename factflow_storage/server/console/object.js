@@ -1,10 +1,11 @@
-// One object: its metadata as a table, its lineage as links, a preview of its content
-// and a download link.
+// One object: its metadata as a table, its lineage (parents, then children once found)
+// as links, a preview of its content and a download link.
 import { api, objectUrl } from "./api.js";
 import { clear, errorBox, h, humanSize, time } from "./dom.js";
 import { crumbsFor } from "./browse.js";
 import { href } from "./router.js";
 import { renderPreview } from "./preview.js";
+import { childrenSection, loadChildren } from "./children.js";
 
 const FIRST_FIELDS = ["key", "content_type", "content_length", "created_at", "execution_id", "route_id", "stage",
   "msg_id", "adapter", "lineage", "checksum", "config_hash"];
@@ -43,12 +44,13 @@ export async function renderObject(main, route, ctx) {
   const metadata = await api.metadata(key);
   const previewHolder = h("div", { id: "preview", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading preview…"));
   const downloadName = key.split("/").pop();
+  const children = childrenSection();
   clear(main).append(
     h("h1", { class: "mono" }, key),
     h("div", { class: "row" },
       h("a", { class: "button primary", id: "download", href: objectUrl(key) + "?view=content", download: downloadName }, "Download"),
       h("span", { class: "muted" }, `${metadata.content_type || "unknown type"}, ${humanSize(metadata.content_length)}`)),
-    h("h2", null, "Metadata"), metadataTable(metadata),
+    h("h2", null, "Metadata"), metadataTable(metadata), children,
     h("h2", null, "Preview"), previewHolder);
   try {
     const preview = await renderPreview(key, metadata);
@@ -58,4 +60,6 @@ export async function renderObject(main, route, ctx) {
     clear(previewHolder).append(errorBox(err));
   }
   previewHolder.removeAttribute("aria-busy");
+  // Only now: the children never delay the view, and the view has its data before them.
+  return ctx.isCurrent() ? loadChildren(children, key) : undefined;
 }

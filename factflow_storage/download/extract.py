@@ -18,12 +18,12 @@ from typing import BinaryIO
 
 import orjson
 
-from factflow_storage.archive.tree import OutputTree, Staged
-from factflow_storage.archive.zipreader import UnsafeArchive, ZipStreamReader
+from factflow_storage.download.tree import OutputTree, Staged
+from factflow_storage.zipformat.layout import MANIFEST_NAME
+from factflow_storage.zipformat.zipreader import UnsafeArchive, ZipStreamReader
 from factflow_storage.errors import InvalidKey
 from factflow_storage.keys import SIDECAR_SUFFIX, validate_key
 
-MANIFEST_NAME = "_factflow/manifest.json"
 MAX_SIDECAR = 16 * 1024 * 1024
 MAX_MANIFEST = 1024 * 1024 * 1024
 SMALL_MEMBER = 1024 * 1024

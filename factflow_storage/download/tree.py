@@ -18,9 +18,8 @@ import shutil
 import stat
 import tempfile
 import threading
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-import orjson
 
 from factflow_storage.errors import Conflict, StorageError
 from factflow_storage.keys import SIDECAR_SUFFIX, validate_key
@@ -34,11 +33,6 @@ CHUNK = 1024 * 1024
 class UnsafePath(StorageError, ValueError):
     error_code = "unsafe_path"
     status = 400
-
-
-def sidecar_bytes(blob: dict[str, Any]) -> bytes:
-    """A sidecar as both download modes write it, so their trees are byte-identical."""
-    return orjson.dumps(blob, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def file_sha256(path: str) -> str:

@@ -21,18 +21,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from factflow_storage.archive.extract import extract_archive
-from factflow_storage.archive.progress import ProgressBar
-from factflow_storage.archive.tree import OutputTree, file_sha256, sidecar_bytes
+from factflow_storage.download.extract import extract_archive
+from factflow_storage.download.tree import OutputTree, file_sha256
+from factflow_storage.zipformat.layout import sidecar_bytes
 from factflow_storage.errors import NotFound, StorageError
-from factflow_storage.keys import execution_prefix, parse_key
+from factflow_storage.interface import Service
+from factflow_storage.keys import execution_prefix, key_matches
 from factflow_storage.metadata import CHANGE_CHECK, CHECK_ETAG, CHECK_MTIME
 
-ARCHIVE = "/api/v1/content/archive"
 DEFAULT_JOBS = 32
 BULK_METADATA = 64
 _POLL_START, _POLL_MAX = 0.05, 0.5
@@ -60,6 +60,32 @@ def _interrupt_held():
         signal.signal(signal.SIGINT, previous)
 
 
+class Progress(Protocol):
+    """Where a download reports how far it is (the CLI passes its progress bar)."""
+
+    def start(self, phase: str, objects_total: int, bytes_total: int) -> None: ...
+
+    def advance(self, objects: int = 0, nbytes: int = 0) -> None: ...
+
+    def update(self, objects: int, nbytes: int, objects_total: int | None = None) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class Silent:
+    def start(self, phase: str, objects_total: int, bytes_total: int) -> None:
+        pass
+
+    def advance(self, objects: int = 0, nbytes: int = 0) -> None:
+        pass
+
+    def update(self, objects: int, nbytes: int, objects_total: int | None = None) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 class Interrupted(StorageError):
     error_code = "interrupted"
 
@@ -74,11 +100,7 @@ class Selection:
     def matches(self, key: str) -> bool:
         if not key.startswith(execution_prefix(self.execution_id)):
             return False
-        if not self.routes and not self.stages:
-            return True
-        parts = parse_key(key)
-        return parts is not None and (not self.routes or parts.route_id in self.routes) \
-            and (not self.stages or parts.stage in self.stages)
+        return key_matches(key, self.routes, self.stages)
 
 
 @dataclass
@@ -135,13 +157,13 @@ def _checksum_hex(blob: dict[str, Any]) -> str | None:
 
 
 class Download:
-    def __init__(self, service, tree: OutputTree, selection: Selection, *, jobs: int = DEFAULT_JOBS,
-                 progress: ProgressBar | None = None, remote: bool = False):
+    def __init__(self, service: Service, tree: OutputTree, selection: Selection, *, jobs: int = DEFAULT_JOBS,
+                 progress: Progress | None = None, remote: bool = False):
         self.service = service
         self.tree = tree
         self.selection = selection
         self.jobs = jobs
-        self.progress = progress or ProgressBar(False)
+        self.progress: Progress = progress or Silent()
         self.remote = remote
         self.summary = Summary(selection.execution_id, tree.root, "api" if remote else "direct")
         self._lock = threading.Lock()
@@ -279,7 +301,7 @@ class Download:
             self.summary.sidecars += count
 
     def _through_archive(self, wanted: list[tuple[str, int]]) -> None:
-        api = self.service.api
+        service = self.service
         sel = self.selection
         request: dict[str, Any] = {"execution_id": sel.execution_id, "include_metadata": sel.include_metadata}
         if sel.routes:
@@ -291,12 +313,12 @@ class Download:
             keys = {key for key, _ in wanted}
             request["keys"] = sorted(keys)
         with _interrupt_held() as interrupted:
-            job = api.send_json("POST", f"{ARCHIVE}/prepare", request)
-        job_path = f"{ARCHIVE}/{job['job_id']}"
+            job = service.prepare_archive(request)
+        job_id = job["job_id"]
         try:
             if interrupted():
                 raise KeyboardInterrupt
-            status = self._wait(job_path, job)
+            status = self._wait(job_id, job)
             if status["status"] != "ready":
                 raise StorageError(f"archive job {job['job_id']} {status['status']}: "
                                    f"{status.get('error') or 'no reason given'}")
@@ -308,7 +330,7 @@ class Download:
                 received.add(key)
                 self._wrote(key, size)
 
-            with api.request("GET", f"{job_path}/download") as response:
+            with service.open_archive(job_id) as response:
                 done = extract_archive(response, self.tree, accept,
                                        on_bytes=lambda n: self.progress.advance(0, n), on_object=on_object)
             self._count_sidecars(done.sidecars)
@@ -316,18 +338,18 @@ class Download:
                 self.summary.failed.append({"key": key, "error": "not in the archive (deleted since listed?)"})
         finally:
             try:
-                api.request("DELETE", job_path).close()
+                service.delete_archive(job_id)
             except StorageError:
                 pass
 
-    def _wait(self, job_path: str, job: dict[str, Any]) -> dict[str, Any]:
+    def _wait(self, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
         self.progress.start("packing", job.get("total") or 0, 0)
         delay = _POLL_START
         status = job
         while status["status"] == "preparing":
             time.sleep(delay)
             delay = min(delay * 1.5, _POLL_MAX)
-            status = self.service.api.get_json(f"{job_path}/status")
+            status = self.service.archive_status(job_id)
             self.progress.update(status.get("processed") or 0, status.get("bytes_packed") or 0,
                                  status.get("total") or 0)
         self.progress.finish()

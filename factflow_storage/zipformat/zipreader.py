@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from factflow_storage.archive.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_SIG, END_SIG,
+from factflow_storage.zipformat.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_SIG, END_SIG,
                                                 FIELD_ID, FLAG_DESCRIPTOR, LIMIT32, LOCAL_HEADER, LOCAL_SIG,
                                                 STORED, ZIP64_ID)
 from factflow_storage.errors import StorageError
