@@ -201,6 +201,7 @@ class StorageService:
         if not self.provider.exists(key):
             if next(iter(self.provider.list(key + "/", limit=1)), None) is not None:
                 raise Conflict(PREFIX_NOT_OBJECT.format(key=key))
+            self.provider.delete(key)  # metadata a delete killed mid-way left behind, if any
             return False
         self.provider.delete(key)
         return True

@@ -71,10 +71,6 @@ class FilesystemProvider(BaseProvider):
         *parents, name = key.split("/")
         return parents, name
 
-    def _record_path(self, name: str) -> str:
-        validate_prefix(name)
-        return os.path.join(self.root, RESERVED_DIR, name)
-
     def _chain(self, key: str, parents: list[str]) -> list[int]:
         """Descriptors down to a key's directory for reading; NotFound when there is none."""
         try:
@@ -195,12 +191,15 @@ class FilesystemProvider(BaseProvider):
             with key_lock(fds[-1]):
                 try:
                     os.unlink(name, dir_fd=fds[-1])
-                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                except FileNotFoundError:
+                    pass  # a delete killed after this step left the sidecar: finish it
+                except (IsADirectoryError, NotADirectoryError):
                     return
                 except PermissionError as err:
                     if fs_paths.kind_of(fds[-1], name) == "directory":
                         return
                     raise StorageError(f"cannot delete {key!r}: {err.strerror}") from err
+                fault("object-unlinked")
                 fs_write.unlink_quietly(fds[-1], name + SIDECAR_SUFFIX)
             # S3 has no empty prefixes; dropping empty directories also lets a later write
             # put an object where a prefix used to be.
@@ -392,18 +391,21 @@ class FilesystemProvider(BaseProvider):
     # -- internal records ----------------------------------------------------
 
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:
-        target = self._record_path(name)
-        parent = os.path.dirname(target)
+        validate_prefix(name)
+        *parents, base = [RESERVED_DIR, *name.split("/")]
         try:
-            os.makedirs(parent, exist_ok=True)
-        except OSError as err:
+            os.makedirs(self.root, exist_ok=True)
+            fds = fs_paths.open_chain(self.root, parents, create=True)
+        except Unsafe as err:
+            raise Unsafe(f"cannot write record {name!r}: {err}") from None
+        except (NotADirectory, OSError) as err:
             self._check_root()
-            raise Unavailable(f"cannot write record {name!r} under {self.root}: {err.strerror}") from err
-        fd = fs_paths.open_root(parent)
+            raise Unavailable(f"cannot write record {name!r} under {self.root}: {err}") from err
+        fd = fds[-1]
         try:
             tmp, tmp_fd = fs_write.write_temp(fd, HashingReader(data).chunks(), fsync=self._fsync)
             try:  # the temp file stays locked until renamed, so fsck leaves it alone
-                os.replace(tmp, os.path.basename(target), src_dir_fd=fd, dst_dir_fd=fd)
+                os.replace(tmp, base, src_dir_fd=fd, dst_dir_fd=fd)
             except BaseException:
                 fs_write.unlink_quietly(fd, tmp)
                 raise
@@ -412,7 +414,7 @@ class FilesystemProvider(BaseProvider):
             if self._fsync:
                 fs_write.sync_dir(fd)
         finally:
-            os.close(fd)
+            fs_paths.close_all(fds)
 
     def open_record(self, name: str) -> BinaryIO:
         validate_prefix(name)
@@ -429,30 +431,56 @@ class FilesystemProvider(BaseProvider):
             fs_paths.close_all(fds)
 
     def list_records(self, prefix: str) -> Iterator[str]:
-        base = os.path.join(self.root, RESERVED_DIR)
-        directory, _, name_filter = prefix.rpartition("/")
+        # Walked from descriptors, as objects are: a link among the records (planted to
+        # make a delete reach outside the root) is refused, never listed through.
+        directory, _, _ = prefix.rpartition("/")
+        try:
+            fds = fs_paths.open_chain(self.root, [RESERVED_DIR, *fs_paths.segments_of(directory)])
+        except (NotFound, NotADirectory, FileNotFoundError, NotADirectoryError):
+            return
+        except Unsafe as err:
+            raise Unsafe(f"cannot list records {prefix!r}: {err}") from None
         names: builtins.list[str] = []
-        for current, _subdirs, files in os.walk(os.path.join(base, directory)):
-            rel = os.path.relpath(current, base).replace(os.sep, "/")
-            rel = "" if rel == "." else rel + "/"
-            names.extend(rel + f for f in files if not f.endswith(SIDECAR_SUFFIX))
+        try:
+            start = f"{directory}/" if directory else ""
+            for current, _subdirs, files, _fd in os.fwalk(".", dir_fd=fds[-1]):
+                rel = start + ("" if current == "." else current[2:] + "/")
+                names.extend(rel + f for f in files if not f.endswith(SIDECAR_SUFFIX))
+        finally:
+            fs_paths.close_all(fds)
         yield from sorted(n for n in names if n.startswith(prefix))
 
     def delete_record(self, name: str) -> None:
-        _unlink_quietly(self._record_path(name))
+        self._delete_record(name, prune_dirs=False)
 
     def delete_records(self, names: Iterable[str]) -> None:
         """Also drops directories left empty, so a deleted execution leaves no trace."""
         for name in names:
-            path = self._record_path(name)
-            _unlink_quietly(path)
-            directory = os.path.dirname(path)
-            while directory != self.root and directory.startswith(self.root):
-                try:
-                    os.rmdir(directory)
-                except OSError:
-                    break
-                directory = os.path.dirname(directory)
+            self._delete_record(name, prune_dirs=True)
+
+    def _delete_record(self, name: str, *, prune_dirs: bool) -> None:
+        validate_prefix(name)
+        segments = [RESERVED_DIR, *name.split("/")]
+        try:
+            fds = fs_paths.open_chain(self.root, segments[:-1])
+        except (NotFound, NotADirectory, FileNotFoundError, NotADirectoryError):
+            return
+        except Unsafe as err:
+            raise Unsafe(f"cannot delete record {name!r}: {err}") from None
+        try:
+            try:
+                os.unlink(segments[-1], dir_fd=fds[-1])
+            except OSError as err:
+                if err.errno not in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+                    raise
+            if prune_dirs:
+                for depth in range(len(segments) - 1, 0, -1):
+                    try:
+                        os.rmdir(segments[depth - 1], dir_fd=fds[depth - 1])
+                    except OSError:
+                        break
+        finally:
+            fs_paths.close_all(fds)
 
     def check(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):
@@ -503,11 +531,3 @@ def _listed(key: str, entry: os.DirEntry) -> ObjectInfo | None:
 def _prefix_conflict(key: str) -> Conflict:
     return Conflict(f"cannot write {key!r}: objects already exist under {key + '/'!r}, and the "
                     "filesystem cannot hold an object beside a prefix of the same name")
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError as err:
-        if err.errno not in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
-            raise

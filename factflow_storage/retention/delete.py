@@ -31,7 +31,7 @@ import orjson
 from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import SUFFIXES, record_name
 from factflow_storage.errors import BadRequest, Conflict
-from factflow_storage.keys import execution_prefix
+from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
 from factflow_storage import lineage_index
 from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETING, DELETIONS, REFUSED_RUNNING,
                                              ExecutionPlan, deletion_name, dependants_line, plan_execution,
@@ -121,6 +121,7 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
         counts["objects"] += len(chunk)
         counts["bytes"] += sum(info.size for info in chunk)
         _save(provider, record)
+    _sweep_orphan_metadata(provider, execution_prefix(execution_id))
     for names in _chunks(provider.list_records(journal_prefix(execution_id))):
         provider.delete_records(names)
         counts["journal_markers"] += len(names)
@@ -132,6 +133,17 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])
     return record
+
+
+def _sweep_orphan_metadata(provider, prefix: str) -> None:
+    """A delete killed between an object and its metadata leaves metadata no listing
+    shows, so a re-run would finish with it still there: fsck finds it, and the
+    provider's delete of its key removes it with the directories it kept."""
+    # Collected first: fsck holds a directory's lock while it yields that directory's findings.
+    orphans = [finding.path[:-len(SIDECAR_SUFFIX)] for finding in provider.fsck(prefix)
+               if finding.kind == "orphan_sidecar" and finding.path.endswith(SIDECAR_SUFFIX)]
+    for key in orphans:
+        provider.delete(key)
 
 
 def list_deletions(provider) -> list[dict[str, Any]]:
