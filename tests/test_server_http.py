@@ -148,3 +148,15 @@ def test_a_valid_cursor_still_pages(url, service):
     first = http_request(url, "GET", f"{OBJECTS}?prefix=p/&limit=2").json()
     second = http_request(url, "GET", f"{OBJECTS}?prefix=p/&limit=2&cursor={first['next_cursor']}").json()
     assert [row["key"] for row in second["objects"]] == ["p/2", "p/3"]
+
+
+def test_a_key_ending_in_metadata_is_an_ordinary_key_where_no_parent_object_exists(url, service):
+    # Only where GET answers the parent's metadata is a PUT there refused; elsewhere the
+    # key is writable over HTTP as it is in direct mode.
+    reply = http_request(url, "PUT", OBJECTS + "/run/r/s/metadata", body=b'{"a": 1}',
+                         headers={"Content-Type": "application/json"})
+    assert reply.status == 201, reply.body
+    assert service.open("run/r/s/metadata").read() == b'{"a": 1}'
+    again = http_request(url, "PUT", OBJECTS + "/run/r/s/metadata", body=b'{"a": 2}',
+                         headers={"Content-Type": "application/json"})
+    assert again.status == 201 and service.open("run/r/s/metadata").read() == b'{"a": 2}'

@@ -104,6 +104,21 @@ def metadata_response(blob: dict[str, Any]) -> bottle.HTTPResponse:
     return json_response(blob, headers={"ETag": etag, **SANDBOX_HEADERS})
 
 
+def _reads_as_metadata(service: StorageService, key: str) -> bool:
+    """Whether a GET of ``key`` answers its parent's metadata: the parent is an object and
+    ``key`` itself is not (an existing object wins, so it may be rewritten)."""
+    parent = key[:-len("/" + METADATA_VIEW)]
+    try:
+        service.metadata(parent)
+    except NotFound:
+        return False
+    try:
+        service.metadata(key)
+    except NotFound:
+        return True
+    return False
+
+
 def install(app: bottle.Bottle, service: StorageService) -> None:
     max_body: int = app.config.get("factflow.max_body", 5 * 1024**3)
 
@@ -156,8 +171,9 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
     @app.put(OBJECTS + "/<key:path>")
     def put_object(key: str):
         key = route_key(key)
-        if key.endswith("/" + METADATA_VIEW):
-            # Reads of this path answer KEY's metadata: a write here would store an object instead.
+        if key.endswith("/" + METADATA_VIEW) and _reads_as_metadata(service, key):
+            # Reads of this path answer the parent's metadata: a write here would store an
+            # object instead. Where no parent object exists the key is an ordinary one.
             raise MethodNotAllowed("metadata is written with the object: PUT the object with "
                                    f"{METADATA_HEADER}", allow="GET, HEAD")
         if "CONTENT_LENGTH" not in bottle.request.environ:
