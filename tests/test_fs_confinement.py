@@ -4,8 +4,11 @@ that blocks, through the CLI and the HTTP API; output errors are one line."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -15,6 +18,8 @@ from factflow_storage.providers.filesystem import FilesystemProvider
 from factflow_storage.registry import parse_storage_uri
 from factflow_storage.service import StorageService
 from server_fixture import http_request, running_server
+
+import unprivileged
 
 KEY = "executions/s/r/s/passwd"
 
@@ -78,13 +83,89 @@ def test_special_files_are_refused_not_read(tmp_path):
     assert "directory" in one_line_error(factflow(root, "storage", "metadata", "a/dirsidecar"))
 
 
-def test_unreadable_objects_fail_in_one_line(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")
-    root = tmp_path / "root"
-    FilesystemProvider(parse_storage_uri(f"file://{root}")).write("a/b", b"x")
-    os.chmod(root / "a/b", 0)
-    one_line_error(factflow(root, "storage", "get", "a/b"))
+@pytest.fixture
+def unreadable_root():
+    """A root under /tmp (pytest's own tmp dirs are 0700 to root) reachable by an
+    unprivileged user, holding an object, a sidecar and a directory that user cannot read,
+    and a file beside the root that nothing may touch."""
+    if unprivileged.prefix() is None:
+        pytest.skip("running as root without setpriv: cannot drop the privilege over files")
+    top = Path(tempfile.mkdtemp(prefix="factflow-perm-", dir="/tmp"))
+    try:
+        os.chmod(top, 0o755)
+        root = top / "root"
+        store = FilesystemProvider(parse_storage_uri(f"file://{root}"))
+        for key in ("a/object", "a/sidecar", "shut/inner", "open/fine"):
+            store.write(key, b"secret " + key.encode())
+        beside = top / "beside.txt"
+        beside.write_bytes(b"beside the root")
+        for path in [top, *root.rglob("*"), root]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.chmod(root / "a/object", 0)
+        os.chmod(root / "a/sidecar.meta.json", 0)
+        os.chmod(root / "shut", 0)
+        yield root, beside
+    finally:
+        os.chmod(top / "root/shut", 0o755)
+        shutil.rmtree(top)
+
+
+def snapshot(top: Path) -> dict[str, tuple[int, int, int]]:
+    return {str(path): (path.lstat().st_mode, path.lstat().st_size, path.lstat().st_mtime_ns)
+            for path in sorted(top.rglob("*"))}
+
+
+def as_unprivileged(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*unprivileged.prefix(), sys.executable, "-m", "factflow_storage",
+                           "--storage", f"file://{root}", *args],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=30, cwd="/")
+
+
+def test_unreadable_objects_fail_in_one_line_through_the_cli(unreadable_root):
+    root, beside = unreadable_root
+    before = snapshot(root.parent)
+    for args in (("get", "a/object"), ("metadata", "a/object"), ("get", "a/sidecar"),
+                 ("metadata", "a/sidecar"), ("get", "shut/inner"), ("metadata", "shut/inner"),
+                 ("list", "--prefix", "shut/"), ("list",)):
+        result = as_unprivileged(root, "storage", *args)
+        assert b"secret" not in result.stdout, (args, unprivileged.describe())
+        assert "Permission denied" in one_line_error(result), args
+    # What the user may read still reads; nothing in or beside the root changed.
+    fine = as_unprivileged(root, "storage", "get", "open/fine")
+    assert (fine.returncode, fine.stdout) == (0, b"secret open/fine"), fine.stderr
+    assert snapshot(root.parent) == before
+    assert beside.read_bytes() == b"beside the root"
+
+
+def test_unreadable_objects_are_json_errors_through_a_served_api(unreadable_root):
+    root, beside = unreadable_root
+    before = snapshot(root.parent)
+    server = subprocess.Popen([*unprivileged.prefix(), sys.executable, "-m", "factflow_storage",
+                               "--storage", f"file://{root}", "serve", "--port", "0", "--threads", "2"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    try:
+        line = server.stdout.readline().decode()
+        assert line.startswith("serving on http://"), line + server.stderr.read().decode()
+        url = line.split()[-1]
+        base = "/api/v1/storage/objects"
+        for path in (f"{base}/a/object", f"{base}/a/object/metadata", f"{base}/a/sidecar",
+                     f"{base}/a/sidecar/metadata", f"{base}/shut/inner", f"{base}/shut/inner/metadata",
+                     f"{base}?prefix=shut/", base):
+            reply = http_request(url, "GET", path)
+            assert reply.status >= 400 and b"secret" not in reply.body, (path, reply.status, reply.body)
+            assert set(reply.json()) == {"detail", "error_code", "timestamp"}, path
+            assert "Permission denied" in reply.json()["detail"], (path, reply.body)
+        reply = http_request(url, "GET", f"{base}/open/fine")
+        assert (reply.status, reply.body) == (200, b"secret open/fine")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        stderr = server.stderr.read().decode()
+        server.stdout.close()
+        server.stderr.close()
+    assert "Traceback" not in stderr, stderr
+    assert snapshot(root.parent) == before
+    assert beside.read_bytes() == b"beside the root"
 
 
 def test_api_never_follows_links_or_hangs_on_a_fifo(planted):

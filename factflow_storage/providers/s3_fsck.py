@@ -19,12 +19,14 @@ from factflow_storage.errors import StorageError
 from factflow_storage.fsck import Finding
 from factflow_storage.keys import RESERVED_PREFIX
 from factflow_storage.providers import s3_client
+from factflow_storage.providers import s3_fsck_objects
 from factflow_storage.providers import s3_metadata as meta
 
 
 def run(provider: Any, prefix: str, *, repair: bool, grace: float) -> Iterator[Finding]:
     yield from _uploads(provider, prefix, repair, grace)
     yield from _records(provider, prefix, repair, grace)
+    yield from s3_fsck_objects.run(provider, prefix, repair=repair, grace=grace)
 
 
 def _uploads(provider: Any, prefix: str, repair: bool, grace: float) -> Iterator[Finding]:
@@ -78,8 +80,6 @@ def _records(provider: Any, prefix: str, repair: bool, grace: float) -> Iterator
                 repaired = True
             yield Finding("unreferenced_record", f"{RESERVED_PREFIX}{name}",
                           f"a metadata record of {key!r} its object does not name", repaired, size if repaired else 0)
-        if current and current < horizon and all(meta.write_id_of(name) != current for name, _ in records):
-            yield Finding("missing_record", key, f"the object names metadata record {current}, which is gone")
 
 
 def _key_of(provider: Any, records: list[tuple[str, int]]) -> str | None:
