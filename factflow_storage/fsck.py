@@ -10,7 +10,8 @@ What a provider reports (``kind``): ``orphan_temp`` (a temp file no live writer 
 that cannot be read as a blob), ``missing_metadata`` (an object without a sidecar),
 ``orphan_sidecar``, ``unreferenced_record`` (an S3 companion record no object names),
 ``missing_record`` (an S3 object naming a record that is gone) and ``incomplete_upload``
-(an S3 multipart upload nobody completes). Only things older than the grace period are
+(an S3 multipart upload nobody completes). ``foreign_object`` (an S3 object another tool
+wrote, read with computed metadata) is counted for information, never a problem. Only things older than the grace period are
 touched, and file changes are made under the same lock writers take, so fsck is safe to
 run beside live writers.
 """
@@ -23,6 +24,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 DEFAULT_GRACE = 3600.0
+FOREIGN_OBJECT = "foreign_object"
+# Counted and listed, but not problems: they need no repair and do not fail the run.
+INFORMATIONAL = frozenset({FOREIGN_OBJECT})
 MAX_LISTED = 1000
 
 
@@ -47,7 +51,7 @@ def report(findings: Iterable[Finding], *, prefix: str, repair: bool, grace: flo
             reclaimed += finding.bytes_reclaimed
         if len(listed) < MAX_LISTED:
             listed.append(asdict(finding))
-    unrepaired = sum(found.values()) - sum(repaired.values())
+    unrepaired = sum(count for kind, count in found.items() if kind not in INFORMATIONAL) - sum(repaired.values())
     return {"prefix": prefix, "repair": repair, "grace_seconds": grace, "found": dict(sorted(found.items())),
             "repaired": dict(sorted(repaired.items())), "unrepaired": unrepaired,
             "bytes_reclaimed": reclaimed, "findings": listed, "findings_truncated": sum(found.values()) > len(listed)}

@@ -10,9 +10,10 @@ invariant (an object's record exists whenever the object is visible) holds again
 bytes are read with the pointer taken from the same GET response, so a concurrent write
 that replaced the object meanwhile only leaves an unreferenced record (removed later).
 
-An object without any factflow metadata (``missing_metadata``: written by another tool,
-or its headers were replaced) still reads, with what S3 knows of it; it is reported and
-left as it is, since only its writer knows the fields it should carry.
+An object without any factflow metadata (``foreign_object``: written by another tool, or
+its headers were replaced) still reads, with what S3 knows of it: a bucket shared with
+other tools holds such objects by design, so it is counted, left as it is (only its
+writer knows the fields it should carry) and not a problem for the exit code.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from factflow_storage.errors import NotFound, StorageError
-from factflow_storage.fsck import Finding
+from factflow_storage.fsck import FOREIGN_OBJECT, Finding
 from factflow_storage.metadata import build_metadata
 from factflow_storage.providers import s3_metadata as meta
 
@@ -45,7 +46,7 @@ def run(provider: Any, prefix: str, *, repair: bool, grace: float) -> Iterator[F
         pointer = headers.get(meta.RECORD_HEADER)
         if not pointer:
             if inline is None:
-                yield Finding("missing_metadata", key, "an object without factflow metadata (read as a foreign object)")
+                yield Finding(FOREIGN_OBJECT, key, "written by another tool: read with metadata computed from the object")
             continue
         if not meta.own_record(key, pointer) or meta.write_id_of(pointer) >= horizon:
             continue  # a copy points at its source's record; a young record may still be on its way
