@@ -76,3 +76,22 @@ def provider(storage):
 @pytest.fixture
 def file_storage(tmp_path) -> StorageTarget:
     return StorageTarget("file", f"file://{tmp_path / 'storage'}")
+
+
+@pytest.fixture
+def modes(storage, tmp_path, monkeypatch):
+    """Direct mode and ``--api`` mode over one storage (``cli_support.Modes``)."""
+    from cli_support import both_modes  # the server stack, for the tests that take this only
+
+    with both_modes(storage, tmp_path, monkeypatch) as opened:
+        yield opened
+
+
+@pytest.fixture
+def demo(modes):
+    """``modes`` over a storage that holds the demo execution ``cli_support.EXEC``."""
+    from cli_support import EXEC
+
+    code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
+    assert code == 0, err
+    return modes

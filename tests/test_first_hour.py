@@ -16,23 +16,9 @@ import pytest
 
 from factflow_storage.cli.main import cli
 from factflow_storage.registry import parse_storage_uri
-from test_api_mode import EXEC, HTML, MARKDOWN, both_modes
+from cli_support import EXEC, HTML, MARKDOWN
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def modes(storage, tmp_path, monkeypatch):
-    """Direct mode and ``--api`` mode over one storage (``test_api_mode.Modes``)."""
-    with both_modes(storage, tmp_path, monkeypatch) as opened:
-        yield opened
-
-
-@pytest.fixture
-def demo(modes):
-    code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
-    assert code == 0, err
-    return modes
 
 
 def run(env: dict, *args: str, cwd: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

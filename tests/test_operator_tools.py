@@ -10,26 +10,11 @@ import subprocess
 import sys
 
 import orjson
-import pytest
 
-from test_api_mode import EXEC, HTML, MARKDOWN, SITEMAP, both_modes
+from cli_support import EXEC, HTML, MARKDOWN, SITEMAP
 
 CHUNK = f"executions/{EXEC}/markdown_processor/chunker/msg-0001.json"
 WEB = [f"executions/{EXEC}/sitemap_scraper/web_scraper/msg-{n:04d}.html.gz" for n in range(1, 6)]
-
-
-@pytest.fixture
-def modes(storage, tmp_path, monkeypatch):
-    """Direct mode and ``--api`` mode over one storage (``test_api_mode.Modes``)."""
-    with both_modes(storage, tmp_path, monkeypatch) as opened:
-        yield opened
-
-
-@pytest.fixture
-def demo(modes):
-    code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
-    assert code == 0, err
-    return modes
 
 
 def ok(modes, args):
