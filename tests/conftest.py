@@ -95,3 +95,17 @@ def demo(modes):
     code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
     assert code == 0, err
     return modes
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A fresh, empty bucket on the suite's S3 server."""
+    return s3_server.new_bucket()
+
+
+@pytest.fixture
+def s3(s3_server, bucket):
+    """The S3 provider over ``bucket``."""
+    provider = create_storage_provider(f"minio://{bucket}", s3_server.options())
+    yield provider
+    provider.close()
