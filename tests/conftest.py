@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from factflow_storage import create_storage_provider
+from factflow_storage.service import StorageService
 
 
 @dataclass
@@ -109,3 +110,11 @@ def s3(s3_server, bucket):
     provider = create_storage_provider(f"minio://{bucket}", s3_server.options())
     yield provider
     provider.close()
+
+
+@pytest.fixture
+def service(file_storage):
+    """A ``StorageService`` over a filesystem storage (modules that test every kind define
+    their own over ``storage``)."""
+    with file_storage.open() as provider:
+        yield StorageService(provider)
