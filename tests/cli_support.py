@@ -4,12 +4,16 @@
 ``run`` invokes ``factflow`` through click's runner in either environment, ``both`` runs
 a command in each and asserts they printed the same bytes and exited alike. The
 ``modes`` and ``demo`` fixtures (conftest.py) wrap it for tests that take ``storage``.
+``on_a_terminal`` runs ``factflow`` as a subprocess whose output is a pseudo-terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pty
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -57,3 +61,23 @@ def both_modes(target, tmp_path, monkeypatch):
     monkeypatch.setattr(metadata, "now_rfc3339", lambda: FROZEN)  # the one clock every module reads
     with target.open() as provider, running_server(StorageService(provider)) as url:
         yield Modes(target, url, str(tmp_path / "never-opened"))
+
+
+def on_a_terminal(env: dict, *args: str) -> tuple[int, bytes]:
+    """Run with stdout on a pseudo-terminal; returns (exit code, what the terminal got)."""
+    leader, follower = pty.openpty()
+    full = {**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", *args], env=full, stdout=follower,
+                            stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    return proc.wait(timeout=60), seen
