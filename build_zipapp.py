@@ -50,6 +50,17 @@ NEEDS_SHIV = ("build_zipapp.py needs shiv, which is not installed: run "
               "python3 -m pip install '.[build]' in the repository root, then build again")
 
 
+def copy_sources(target: Path) -> None:
+    """``SOURCES`` copied into the new directory ``target``, without bytecode."""
+    target.mkdir()
+    for name in SOURCES:
+        origin = REPO / name
+        if origin.is_dir():
+            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(origin, target / name)
+
+
 def build(output: Path, *, quiet: bool = False) -> Path:
     if importlib.util.find_spec("shiv") is None:
         raise SystemExit(NEEDS_SHIV)
@@ -58,13 +69,7 @@ def build(output: Path, *, quiet: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="factflow-pyz-") as scratch:
         work = Path(scratch)
         source = work / "source"
-        source.mkdir()
-        for name in SOURCES:
-            origin = REPO / name
-            if origin.is_dir():
-                shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                shutil.copy2(origin, source / name)
+        copy_sources(source)
         version, system, machine = target()
         preamble = work / "factflow_preamble.py"
         preamble.write_text(PREAMBLE.format(version=version, system=system, machine=machine))

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -90,8 +91,11 @@ def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     return process, "http://" + line.split("http://", 1)[1].split()[0]
 
 
-def _environments(server: s3server.S3Server, uri: str) -> tuple[dict[str, str], dict[str, str]]:
-    base = {k: v for k, v in clean_env().items() if not k.startswith(("AWS_", "RCLONE_"))}
+def _environments(server: s3server.S3Server, uri: str,
+                  environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``factflow`` and ``rclone`` (remote ``bench:``) aimed at ``server``, over ``environ``
+    without the user's factflow, AWS and rclone settings."""
+    base = {k: v for k, v in environ.items() if not k.startswith(("FACTFLOW_", "AWS_", "RCLONE_"))}
     factflow_env = {**base, **server.env(), "FACTFLOW_STORAGE_URI": uri}
     rclone_env = {**base, "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Ceph",
                   "RCLONE_CONFIG_BENCH_ENDPOINT": server.url,
@@ -114,7 +118,7 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
         with s3server.start(warm_up=True) as server:
             bucket = server.new_bucket()
             uri = f"minio://{bucket}"
-            factflow_env, rclone_env = _environments(server, uri)
+            factflow_env, rclone_env = _environments(server, uri, clean_env())
             rclone = ["rclone", "copy", "--transfers", str(jobs), "--checkers", str(jobs)]
             target = workdir / "copy"
 
@@ -189,12 +193,7 @@ def main() -> int:
                   f"({time.perf_counter() - started:.1f} s)", flush=True)
 
         base = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "AWS_", "RCLONE_"))}
-        factflow_env = {**base, **server.env(), "FACTFLOW_STORAGE_URI": uri}
-        rclone_env = {**base, "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Ceph",
-                      "RCLONE_CONFIG_BENCH_ENDPOINT": server.url,
-                      "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": server.access_key,
-                      "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": server.secret_key,
-                      "RCLONE_CONFIG_BENCH_REGION": server.region}
+        factflow_env, rclone_env = _environments(server, uri, os.environ)
         aws_env = {**base, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
                    "AWS_DEFAULT_REGION": server.region, "AWS_CONFIG_FILE": os.devnull,
                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull}

@@ -65,6 +65,24 @@ def pick(rng: random.Random, keys: list[str]) -> tuple[str, str]:
     return (LIST, "") if rng.random() < 0.1 else (READ, rng.choice(keys))
 
 
+def timed_get(connection: http.client.HTTPConnection, netloc: str, path: str, op: str, key: str,
+              tally: Tally, size: int) -> http.client.HTTPConnection:
+    """One GET, timed and checked; the connection to go on with (a new one when this one broke)."""
+    started = time.perf_counter()
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as err:
+        tally.fail(f"{op}: {err!r}")
+        connection.close()
+        return http.client.HTTPConnection(netloc, timeout=60)
+    tally.add(op, time.perf_counter() - started)
+    if response.status != 200 or (op == READ and len(body) != size):
+        tally.fail(f"{op} {key}: HTTP {response.status} ({len(body)} bytes)")
+    return connection
+
+
 def http_client(netloc: str, keys: list[str], deadline: float, tally: Tally, seed: int, size: int) -> None:
     rng = random.Random(seed)
     connection = http.client.HTTPConnection(netloc, timeout=60)
@@ -72,19 +90,7 @@ def http_client(netloc: str, keys: list[str], deadline: float, tally: Tally, see
         op, key = pick(rng, keys)
         path = (f"/api/v1/storage/objects/{quote(key)}" if op == READ
                 else "/api/v1/storage/objects?prefix=bench/&limit=100&include_metadata=false")
-        started = time.perf_counter()
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as err:
-            tally.fail(f"{op}: {err!r}")
-            connection.close()
-            connection = http.client.HTTPConnection(netloc, timeout=60)
-            continue
-        tally.add(op, time.perf_counter() - started)
-        if response.status != 200 or (op == READ and len(body) != size):
-            tally.fail(f"{op} {key}: HTTP {response.status} ({len(body)} bytes)")
+        connection = timed_get(connection, netloc, path, op, key, tally, size)
     connection.close()
 
 
@@ -100,19 +106,7 @@ def metadata_client(netloc: str, keys: list[str], deadline: float, tally: Tally,
         path = {METADATA_LIST: "/api/v1/storage/objects?prefix=bench/&limit=100&include_metadata=true",
                 READ: f"/api/v1/storage/objects/{key}",
                 METADATA: f"/api/v1/storage/objects/{key}?view=metadata"}[op]
-        started = time.perf_counter()
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as err:
-            tally.fail(f"{op}: {err!r}")
-            connection.close()
-            connection = http.client.HTTPConnection(netloc, timeout=60)
-            continue
-        tally.add(op, time.perf_counter() - started)
-        if response.status != 200 or (op == READ and len(body) != size):
-            tally.fail(f"{op} {key}: HTTP {response.status} ({len(body)} bytes)")
+        connection = timed_get(connection, netloc, path, op, key, tally, size)
     connection.close()
 
 

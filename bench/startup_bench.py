@@ -24,12 +24,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 from harness import Row, alternate, print_rows, timed, wanted
 
 ROWS = ("help-installed", "help-pyz")
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = ("setup.cfg", "pyproject.toml", "README.rst", "factflow_storage")
 REPEAT = 10
 
 
@@ -44,13 +44,7 @@ def make_venv(work: Path) -> tuple[Path, bool]:
     """A venv with the package installed from a copy of the checkout: its ``bin``, and
     whether it fell back to this Python's site-packages for the dependencies."""
     source = work / "source"
-    source.mkdir()
-    for name in SOURCES:
-        origin = REPO / name
-        if origin.is_dir():
-            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(origin, source / name)
+    _zipapp().copy_sources(source)
     env = _plain_env()
     shared = False
     for shared in (False, True):
@@ -74,11 +68,16 @@ def make_venv(work: Path) -> tuple[Path, bool]:
     return venv / "bin", shared
 
 
-def build_pyz(work: Path) -> Path:
+def _zipapp() -> ModuleType:
+    """``build_zipapp.py`` of this checkout (imported late: it is not a package module)."""
     sys.path.insert(0, str(REPO))
     import build_zipapp
 
-    return build_zipapp.build(work / "dist" / "factflow.pyz", quiet=True)
+    return build_zipapp
+
+
+def build_pyz(work: Path) -> Path:
+    return _zipapp().build(work / "dist" / "factflow.pyz", quiet=True)
 
 
 def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT) -> list[Row]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from factflow_storage import create_storage_provider
+from factflow_storage.service import StorageService
 
 
 @dataclass
@@ -76,3 +77,44 @@ def provider(storage):
 @pytest.fixture
 def file_storage(tmp_path) -> StorageTarget:
     return StorageTarget("file", f"file://{tmp_path / 'storage'}")
+
+
+@pytest.fixture
+def modes(storage, tmp_path, monkeypatch):
+    """Direct mode and ``--api`` mode over one storage (``cli_support.Modes``)."""
+    from cli_support import both_modes  # the server stack, for the tests that take this only
+
+    with both_modes(storage, tmp_path, monkeypatch) as opened:
+        yield opened
+
+
+@pytest.fixture
+def demo(modes):
+    """``modes`` over a storage that holds the demo execution ``cli_support.EXEC``."""
+    from cli_support import EXEC
+
+    code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
+    assert code == 0, err
+    return modes
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A fresh, empty bucket on the suite's S3 server."""
+    return s3_server.new_bucket()
+
+
+@pytest.fixture
+def s3(s3_server, bucket):
+    """The S3 provider over ``bucket``."""
+    provider = create_storage_provider(f"minio://{bucket}", s3_server.options())
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def service(file_storage):
+    """A ``StorageService`` over a filesystem storage (modules that test every kind define
+    their own over ``storage``)."""
+    with file_storage.open() as provider:
+        yield StorageService(provider)

@@ -21,9 +21,9 @@ from factflow_storage.server.app import create_server, stop_server
 
 
 @contextlib.contextmanager
-def running_server(service, *, token: str | None = None, threads: int = 8,
+def running_server(service, *, token: str | None = None, threads: int = 8, port: int = 0,
                    **app_options: Any) -> Iterator[str]:
-    server = create_server(service, "127.0.0.1", 0, threads=threads, token=token, **app_options)
+    server = create_server(service, "127.0.0.1", port, threads=threads, token=token, **app_options)
     thread = threading.Thread(target=server.run, name="factflow-test-server", daemon=True)
     thread.start()
     try:

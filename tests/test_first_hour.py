@@ -4,7 +4,6 @@ help pages with examples, and shell completion that loads and completes real key
 from __future__ import annotations
 
 import os
-import pty
 import shlex
 import subprocess
 import sys
@@ -16,23 +15,9 @@ import pytest
 
 from factflow_storage.cli.main import cli
 from factflow_storage.registry import parse_storage_uri
-from test_api_mode import EXEC, HTML, MARKDOWN, both_modes
+from cli_support import EXEC, HTML, MARKDOWN, on_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def modes(storage, tmp_path, monkeypatch):
-    """Direct mode and ``--api`` mode over one storage (``test_api_mode.Modes``)."""
-    with both_modes(storage, tmp_path, monkeypatch) as opened:
-        yield opened
-
-
-@pytest.fixture
-def demo(modes):
-    code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
-    assert code == 0, err
-    return modes
 
 
 def run(env: dict, *args: str, cwd: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -199,35 +184,15 @@ def test_every_help_page_ends_with_examples(path):
     assert 1 <= len(examples) <= 3 and all(line.startswith(("factflow ", "source ", "FACTFLOW_", "echo ")) for line in examples)
 
 
-def _on_a_terminal(env: dict, *args: str) -> tuple[int, bytes]:
-    """Run with stdout on a pseudo-terminal; returns (exit code, what the terminal got)."""
-    leader, follower = pty.openpty()
-    full = {**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", *args], env=full, stdout=follower,
-                            stderr=follower, stdin=subprocess.DEVNULL)
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
-    return proc.wait(timeout=60), seen
-
-
 def test_binary_to_a_terminal_is_refused_unless_forced(file_storage):
     env = file_storage.cli_env()
     assert run(env, "demo", "--execution", EXEC).returncode == 0
-    code, seen = _on_a_terminal(env, "storage", "get", HTML)
+    code, seen = on_a_terminal(env, "storage", "get", HTML)
     assert code == 1 and b"is binary (application/gzip)" in seen and b"--to FILE" in seen
     assert b"\x1f\x8b" not in seen
-    code, seen = _on_a_terminal(env, "storage", "get", HTML, "--force")
+    code, seen = on_a_terminal(env, "storage", "get", HTML, "--force")
     assert code == 0 and seen.startswith(b"\x1f\x8b")
-    code, seen = _on_a_terminal(env, "storage", "get", MARKDOWN)
+    code, seen = on_a_terminal(env, "storage", "get", MARKDOWN)
     assert code == 0 and b"About getting-started." in seen
     piped = run(env, "storage", "get", HTML)  # a pipe is no terminal: bytes as they are
     assert piped.returncode == 0 and piped.stdout.startswith(b"\x1f\x8b")

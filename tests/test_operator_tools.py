@@ -10,26 +10,11 @@ import subprocess
 import sys
 
 import orjson
-import pytest
 
-from test_api_mode import EXEC, HTML, MARKDOWN, SITEMAP, both_modes
+from cli_support import EXEC, HTML, MARKDOWN, SITEMAP, on_a_terminal
 
 CHUNK = f"executions/{EXEC}/markdown_processor/chunker/msg-0001.json"
 WEB = [f"executions/{EXEC}/sitemap_scraper/web_scraper/msg-{n:04d}.html.gz" for n in range(1, 6)]
-
-
-@pytest.fixture
-def modes(storage, tmp_path, monkeypatch):
-    """Direct mode and ``--api`` mode over one storage (``test_api_mode.Modes``)."""
-    with both_modes(storage, tmp_path, monkeypatch) as opened:
-        yield opened
-
-
-@pytest.fixture
-def demo(modes):
-    code, _, err = modes.run(modes.direct_env, ["demo", "--execution", EXEC])
-    assert code == 0, err
-    return modes
 
 
 def ok(modes, args):
@@ -309,30 +294,15 @@ def test_du_and_diff_memory_stays_flat_as_objects_grow(tmp_path):
 
 
 def test_get_to_a_file_shows_progress_on_a_terminal(file_storage, tmp_path):
-    import pty
-
     from factflow_storage.cli.get_file import PROGRESS_FROM
 
     data = os.urandom(PROGRESS_FROM + 1024 * 1024)
     with file_storage.open() as provider:
         provider.write("big/blob.bin", data, None)
     target = tmp_path / "blob.bin"
-    leader, follower = pty.openpty()
     env = {**file_storage.cli_env(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "storage", "get", "big/blob.bin",
-                             "--to", str(target)], env=env, stdout=follower, stderr=follower)
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
-    assert proc.wait(timeout=60) == 0
+    code, seen = on_a_terminal(env, "storage", "get", "big/blob.bin", "--to", str(target))
+    assert code == 0
     assert b"blob.bin" in seen and b"100%" in seen
     assert target.read_bytes() == data
     piped = subprocess.run([sys.executable, "-m", "factflow_storage", "storage", "get", "big/blob.bin",

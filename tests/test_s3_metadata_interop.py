@@ -5,47 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import orjson
 import pytest
 
-from factflow_storage import create_storage_provider
 from factflow_storage.providers.s3_transfer import PART_SIZE
+from s3_support import factflow, tool
 
 pytestmark = pytest.mark.s3
 
 SOURCE = "executions/d1/r/s/j.json"
 BIG_BLOB_SOURCE = "executions/d1/r/s/big-meta.json"
 DATA = b'{"answer": 42}\n'
-
-
-@pytest.fixture
-def bucket(s3_server) -> str:
-    return s3_server.new_bucket()
-
-
-@pytest.fixture
-def s3(s3_server, bucket):
-    provider = create_storage_provider(f"minio://{bucket}", s3_server.options())
-    yield provider
-    provider.close()
-
-
-def tool(s3_server, argv: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, env=s3_server.tool_env(), capture_output=True, timeout=120)
-    assert done.returncode == 0, (argv, done.stderr.decode()[-2000:])
-    return done
-
-
-def factflow(s3_server, bucket: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
-    env.update(s3_server.env(), FACTFLOW_STORAGE_URI=f"minio://{bucket}")
-    done = subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=env, capture_output=True, timeout=60)
-    assert done.returncode == 0, (args, done.stderr.decode())
-    return done
 
 
 def cli_metadata(s3_server, bucket: str, key: str) -> dict:

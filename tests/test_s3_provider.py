@@ -34,18 +34,6 @@ class OnlyRead:
         return chunk
 
 
-@pytest.fixture
-def bucket(s3_server) -> str:
-    return s3_server.new_bucket()
-
-
-@pytest.fixture
-def s3(s3_server, bucket):
-    provider = create_storage_provider(f"minio://{bucket}", s3_server.options())
-    yield provider
-    provider.close()
-
-
 def user_metadata_headers(s3_server, bucket: str, name: str) -> dict[str, str]:
     found = s3_server.client().stat_object(bucket_name=bucket, object_name=name)
     return {k.lower(): v for k, v in found.metadata.items() if k.lower().startswith("x-amz-meta-")}

@@ -30,11 +30,6 @@ KEYS = ["exec-1/route/stage/plain.bin",
         "exec-1/route/stage/odd~chars=(1)!'*@$;.json"]
 
 
-@pytest.fixture
-def bucket(s3_server):
-    return s3_server.new_bucket()
-
-
 def _env(s3_server, uri: str, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
     env.update(s3_server.env(), FACTFLOW_STORAGE_URI=uri, **extra)

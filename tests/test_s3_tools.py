@@ -4,37 +4,16 @@ what factflow writes is plain S3 to them."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 
 import orjson
 import pytest
 
 from factflow_storage import create_storage_provider
+from s3_support import factflow, tool
 
 pytestmark = pytest.mark.s3
 
 PAYLOAD = b"col_a,col_b\n1,2\n" * 1000
-
-
-@pytest.fixture
-def bucket(s3_server) -> str:
-    return s3_server.new_bucket()
-
-
-def tool(s3_server, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, env=s3_server.tool_env(), capture_output=True, timeout=120, **kwargs)
-    assert done.returncode == 0, (argv, done.stderr.decode()[-2000:])
-    return done
-
-
-def factflow(s3_server, bucket: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
-    env.update(s3_server.env(), FACTFLOW_STORAGE_URI=f"minio://{bucket}")
-    done = subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=env, capture_output=True, timeout=60)
-    assert done.returncode == 0, (args, done.stderr.decode())
-    return done
 
 
 @pytest.fixture

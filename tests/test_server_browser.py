@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from factflow_storage.service import StorageService
 from server_fixture import http_request, running_server
 
 OBJECTS = "/api/v1/storage/objects"
 PREPARE = "/api/v1/content/archive/prepare"
 EVIL = "http://evil.example"
 FRIEND = "http://localhost:3000"
-
-
-@pytest.fixture
-def service(file_storage):
-    with file_storage.open() as provider:
-        yield StorageService(provider)
 
 
 @pytest.fixture

@@ -3,17 +3,12 @@ selenium and chromedriver, against a live server on loopback."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from factflow_storage.server.app import create_server, stop_server
-from factflow_storage.service import StorageService
-from server_fixture import http_request
+from server_fixture import http_request, running_server
 
 OBJECTS = "/api/v1/storage/objects"
 EVENTS = "/api/v1/storage/events"
@@ -54,24 +49,6 @@ def browser(tmp_path_factory):
         driver.quit()
 
 
-@contextlib.contextmanager
-def serving(service: StorageService, port: int = 0) -> Iterator[str]:
-    server = create_server(service, "127.0.0.1", port, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        stop_server(server)
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def service(file_storage):
-    with file_storage.open() as provider:
-        yield StorageService(provider)
-
-
 @pytest.mark.parametrize("key, body, content_type", [
     ("page.html", ATTACK, "text/html"), ("page.xhtml", ATTACK, "application/xhtml+xml"),
     ("page.svg", SVG_ATTACK, "image/svg+xml"), ("page.txt", ATTACK, "text/plain"),
@@ -79,7 +56,7 @@ def service(file_storage):
 ])
 def test_a_stored_page_cannot_use_the_api(browser, service, key, body, content_type):
     service.put(key, body, content_type=content_type)
-    with serving(service) as url:
+    with running_server(service) as url:
         for path in (f"{OBJECTS}/{key}", f"{OBJECTS}/{key}?view=content"):
             browser.get(url + path)
             time.sleep(1.0)  # what the page would do, it would have done by now
@@ -115,7 +92,7 @@ def _wait(condition, timeout: float = 20.0) -> bool:
 def test_an_event_source_on_a_finished_execution_stops(browser, service):
     service.put("executions/done/r/s/a.txt", b"a")
     service.set_execution_status("done", "completed")
-    with serving(service) as url:
+    with running_server(service) as url:
         browser.get(url + "/api/v1/health")
         browser.execute_script(COLLECT, f"{EVENTS}?execution_id=done&timeout=30")
         assert _wait(lambda: any(name == "execution.completed" for name, _ in _events(browser)))
@@ -135,7 +112,7 @@ def test_an_event_source_collects_every_event_across_a_server_restart(browser, s
             service.put(key, b"x")
             written.append(key)
 
-    with serving(service) as url:
+    with running_server(service) as url:
         port = int(url.rsplit(":", 1)[1])
         browser.get(url + "/api/v1/health")
         browser.execute_script(COLLECT, f"{EVENTS}?execution_id=run&timeout=60")
@@ -143,7 +120,7 @@ def test_an_event_source_collects_every_event_across_a_server_restart(browser, s
         assert _wait(lambda: len(_events(browser)) == 3)
     write(3)  # while the server is down
     time.sleep(1.5)
-    with serving(service, port):
+    with running_server(service, port=port):
         write(3)
         service.set_execution_status("run", "completed")
         assert _wait(lambda: any(name == "execution.completed" for name, _ in _events(browser)), timeout=30)

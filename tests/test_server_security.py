@@ -33,12 +33,6 @@ def assert_error(reply, status: int, error_code: str | None = None) -> dict:
 
 
 @pytest.fixture
-def service(file_storage):
-    with file_storage.open() as provider:
-        yield StorageService(provider)
-
-
-@pytest.fixture
 def guarded(service):
     service.put("a/b.txt", b"secret bytes")
     with running_server(service, token=TOKEN) as url:

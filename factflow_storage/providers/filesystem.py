@@ -203,11 +203,7 @@ class FilesystemProvider(BaseProvider):
                 fs_write.unlink_quietly(fds[-1], name + SIDECAR_SUFFIX)
             # S3 has no empty prefixes; dropping empty directories also lets a later write
             # put an object where a prefix used to be.
-            for depth in range(len(parents), 0, -1):
-                try:
-                    os.rmdir(parents[depth - 1], dir_fd=fds[depth - 1])
-                except OSError:
-                    break
+            fs_paths.remove_empty_dirs(parents, fds)
         finally:
             fs_paths.close_all(fds)
 
@@ -474,11 +470,7 @@ class FilesystemProvider(BaseProvider):
                 if err.errno not in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
                     raise
             if prune_dirs:
-                for depth in range(len(segments) - 1, 0, -1):
-                    try:
-                        os.rmdir(segments[depth - 1], dir_fd=fds[depth - 1])
-                    except OSError:
-                        break
+                fs_paths.remove_empty_dirs(segments[:-1], fds)
         finally:
             fs_paths.close_all(fds)
 

@@ -157,6 +157,18 @@ def close_all(fds: list[int]) -> None:
         os.close(fd)
 
 
+def remove_empty_dirs(segments: list[str], fds: list[int]) -> None:
+    """Removes the directories ``segments`` names, deepest first, while they are empty.
+
+    ``fds`` is ``open_chain``'s answer for ``segments``: ``fds[i]`` holds ``segments[i]``.
+    """
+    for depth in range(len(segments), 0, -1):
+        try:
+            os.rmdir(segments[depth - 1], dir_fd=fds[depth - 1])
+        except OSError:
+            break
+
+
 def segments_of(relative: str) -> list[str]:
     return [segment for segment in relative.split("/") if segment]
 

@@ -53,45 +53,54 @@ def write_temp(parent: int, chunks: Iterable[bytes], *, fsync: bool) -> tuple[st
     """A new temp file in ``parent`` holding ``chunks``: its name and its still open, locked
     descriptor. The caller closes it once the file is published or removed: until then
     ``fsck`` sees the lock and leaves the file alone."""
-    name = temp_name()
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
-    try:
+    name, fd = _create_temp(parent)
+    with _removed_on_error(parent, name, fd):
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.fchmod(fd, 0o644)
         fault("data-temp-created")
         for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, chunk)
         fault("data-written")
         if fsync:
             os.fsync(fd)
         fault("data-synced")
-    except BaseException:
-        os.close(fd)
-        unlink_quietly(parent, name)
-        raise
     return name, fd
 
 
 def write_small_temp(parent: int, data: bytes, *, fsync: bool) -> str:
-    name = temp_name()
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
-    try:
+    name, fd = _create_temp(parent)
+    with _removed_on_error(parent, name, fd):
         os.fchmod(fd, 0o644)
         fault("sidecar-temp-created")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
         if fsync:
             os.fsync(fd)
         fault("sidecar-written")
+    os.close(fd)
+    return name
+
+
+def _create_temp(parent: int) -> tuple[str, int]:
+    name = temp_name()
+    return name, os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=parent)
+
+
+@contextmanager
+def _removed_on_error(parent: int, name: str, fd: int) -> Iterator[None]:
+    """A temp file that is not finished is not left behind (a kill leaves it for fsck)."""
+    try:
+        yield
     except BaseException:
         os.close(fd)
         unlink_quietly(parent, name)
         raise
-    os.close(fd)
-    return name
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def is_dead_temp(parent: int, name: str) -> bool:
