@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 DEFAULT_GRACE = 3600.0
+# Longer means the same as this, "nothing is old enough" (ten years); capped so that the
+# horizon stays a time the clocks and S3's write ids can express.
+MAX_GRACE = 10 * 365 * 86400.0
 FOREIGN_OBJECT = "foreign_object"
 # Counted and listed, but not problems: they need no repair and do not fail the run.
 INFORMATIONAL = frozenset({FOREIGN_OBJECT})

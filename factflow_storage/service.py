@@ -228,7 +228,7 @@ class StorageService:
         check = getattr(self.provider, "fsck", None)
         if check is None:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
-        grace = fsck.DEFAULT_GRACE if grace is None else grace
+        grace = fsck.DEFAULT_GRACE if grace is None else min(grace, fsck.MAX_GRACE)
         return fsck.report(check(prefix, repair=repair, grace=grace), prefix=prefix, repair=repair, grace=grace)
 
     # -- retention (factflow_storage.retention) ------------------------------

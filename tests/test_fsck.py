@@ -231,3 +231,13 @@ def test_the_fsck_route_refuses_a_bad_body_in_the_error_shape(store):
             assert set(reply.json()) == {"detail", "error_code", "timestamp"}
         reply = http_request(url, "POST", "/api/v1/storage/fsck")
         assert reply.status == 200 and reply.json()["found"] == {}
+
+
+@pytest.mark.parametrize("grace", [1e12, 2.7e29, float(10**400 // 10**300)])
+def test_a_grace_longer_than_any_clock_touches_nothing_and_does_not_fail(storage, provider, grace):
+    # A grace past the epoch's range once made the S3 walk fail (a 500 over HTTP): any grace
+    # beyond what a clock can express means "everything is young", so nothing is touched.
+    provider.write("executions/e/r/s/k.json", b"{}")
+    report = StorageService(provider).fsck(repair=True, grace=grace)
+    assert report["found"] == {} and report["unrepaired"] == 0
+    assert provider.read("executions/e/r/s/k.json") == b"{}"
