@@ -328,6 +328,8 @@ def test_tool_routes_answer_json_and_errors_in_the_error_shape(demo):
     for path, status, code in ((f"{base}/diff?a={EXEC}", 400, "bad_request"),
                                (f"{base}/diff?a={EXEC}&b=nope", 404, "not_found"),
                                (f"{base}/du?depth=abc", 400, "bad_request"),
+                               (f"{base}/du?depth=", 400, "bad_request"),
+                               (f"{base}/lineage?key={CHUNK}&depth=", 400, "bad_request"),
                                (f"{base}/du?depth=99", 400, "bad_request"),
                                (f"{base}/du?prefix=a//b", 400, "invalid_key"),
                                (f"{base}/lineage?key=executions/{EXEC}/none", 404, "not_found"),

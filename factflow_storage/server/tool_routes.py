@@ -18,7 +18,7 @@ NDJSON_TYPE = "application/x-ndjson"
 
 
 def _optional_int(name: str) -> int | None:
-    return None if query(name) in (None, "") else query_int(name, 0)
+    return None if query(name) is None else query_int(name, 0)
 
 
 def _required(name: str) -> str:
