@@ -96,7 +96,10 @@ def test_fuzzing_the_live_server(live, mode, reads_bytes):
         checks.append(negative_data_rejection)
 
     @given(case=schema.as_strategy(generation_mode=mode))
-    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: the same 100 examples on every run, so a result never depends on luck
+    # (new cases come from changing the document; to explore, run it with derandomize off).
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     def run(case):
         statuses.append(case.call_and_validate(base_url=live, checks=checks, timeout=30).status_code)
 
