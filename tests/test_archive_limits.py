@@ -75,8 +75,17 @@ def test_identical_requests_share_one_job(service):
 
 
 def test_jobs_packing_at_once_are_capped(slow):
+    # Eight different requests (the same stages in another order) each pack all 96 MiB, and
+    # are sent at once: no job can finish before the last request is answered.
+    stages = "abcdefgh"
+    bodies = [{"execution_id": "SLOW", "stages": list(stages[n:] + stages[:n])} for n in range(8)]
     with running_server(slow, archive_limits=ArchiveLimits(max_jobs=2)) as url:
-        replies = [prepare(url, {"execution_id": "SLOW", "stage": stage}) for stage in "abcdefgh"]
+        replies: list = []
+        threads = [threading.Thread(target=lambda body=body: replies.append(prepare(url, body))) for body in bodies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         accepted = [reply for reply in replies if reply.status == 200]
         refused = [reply for reply in replies if reply.status == 503]
         assert len(accepted) == 2 and len(refused) == 6
