@@ -21,6 +21,7 @@ import bottle
 from factflow_storage.api_paths import SESSION
 from factflow_storage.errors import BadRequest, NotFound, Unauthorized
 from factflow_storage.server.http import JSON_TYPE, json_response, read_json_body
+from factflow_storage.server.openapi_paths import ERROR
 from factflow_storage.server.session import cookie_header, new_session
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,16 @@ PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-
 WRONG_TOKEN = "wrong token"
 
 _HTML = {"description": "The console page", "content": {"text/html": {"schema": {"type": "string"}}}}
-_ERR = {"$ref": "#/components/responses/Error"}
 OPENAPI = {
     "/": {"get": {"summary": "The web console (an HTML page; all its data comes from this API)",
-                  "operationId": "console", "security": [{}], "responses": {"200": _HTML, "default": _ERR}},
+                  "operationId": "console", "security": [{}], "responses": {"200": _HTML, "default": ERROR}},
           "head": {"summary": "The web console's page, headers only", "operationId": "consoleHead",
-                   "security": [{}], "responses": {"200": {"description": "The console page"}, "default": _ERR}}},
+                   "security": [{}], "responses": {"200": {"description": "The console page"}, "default": ERROR}}},
     STATIC + "/{name}": {"get": {
         "summary": "A static file of the console", "operationId": "consoleFile", "security": [{}],
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
-                      "404": _ERR, "default": _ERR}}},
+                      "404": ERROR, "default": ERROR}}},
     SESSION: {
         "post": {"summary": "Exchange the API token for an HttpOnly, SameSite=Strict session cookie "
                             "(which the API accepts like the token), so the console never puts it in a URL",
@@ -57,11 +57,11 @@ OPENAPI = {
                      "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}}}},
                  "responses": {"200": {"description": "Logged in (Set-Cookie), or no token needed",
                                        "content": {JSON_TYPE: {"schema": {"type": "object"}}}},
-                               "400": _ERR, "401": _ERR, "default": _ERR}},
+                               "400": ERROR, "401": ERROR, "default": ERROR}},
         "delete": {"summary": "Clear the session cookie", "operationId": "logout",
                    "responses": {"200": {"description": "Logged out",
                                          "content": {JSON_TYPE: {"schema": {"type": "object"}}}},
-                                 "401": _ERR, "default": _ERR}},
+                                 "401": ERROR, "default": ERROR}},
     },
 }
 

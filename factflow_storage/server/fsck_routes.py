@@ -10,10 +10,10 @@ from factflow_storage.api_paths import FSCK
 from factflow_storage.errors import BadRequest
 from factflow_storage.fsck import DEFAULT_GRACE
 from factflow_storage.server.http import json_response, read_json_body
+from factflow_storage.server.openapi_paths import errors
 from factflow_storage.service import StorageService
 
 
-_ERR = {"$ref": "#/components/responses/Error"}
 OPENAPI: dict[str, Any] = {FSCK: {"post": {
     "summary": "Find (and with repair, fix) what crashed writers left under a prefix",
     "operationId": "fsck",
@@ -31,7 +31,7 @@ OPENAPI: dict[str, Any] = {FSCK: {"post": {
                                              "bytes_reclaimed": {"type": "integer"},
                                              "findings": {"type": "array", "items": {"type": "object"}},
                                              "findings_truncated": {"type": "boolean"}}}}}},
-                  **{str(code): _ERR for code in (400, 401, 403, 503)}, "default": _ERR},
+                  **errors(400)},
 }}}
 
 

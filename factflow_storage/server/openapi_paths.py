@@ -14,20 +14,22 @@ from factflow_storage.api_paths import OBJECTS
 
 OPENAPI_PATH = api_paths.OPENAPI
 
-_ERR = {"$ref": "#/components/responses/Error"}
+# The helpers every route module describes its paths with.
+ERROR = {"$ref": "#/components/responses/Error"}
 _JSON = "application/json"
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _ERR for code in (*codes, 401, 403, 503)} | {"default": _ERR}
+def errors(*codes: int) -> dict[str, Any]:
+    """The error answers of an operation: ``codes`` plus what any request may get."""
+    return {str(code): ERROR for code in (*codes, 401, 403, 503)} | {"default": ERROR}
 
 
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": schema}}}
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def query_param(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -46,7 +48,7 @@ _KEY = {"name": "key", "in": "path", "required": True,
         "description": "The object key, percent-encoded; '/' may be sent as is."}
 _EXECUTION_ID = {"name": "execution_id", "in": "path", "required": True,
                  "schema": {"type": "string", "minLength": 1, "pattern": SEGMENT_PATTERN}}
-_VIEW = _query("view", {"type": "string", "enum": ["metadata", "content"]},
+_VIEW = query_param("view", {"type": "string", "enum": ["metadata", "content"]},
                "metadata: the metadata blob of KEY; content: the bytes of KEY, never a blob")
 _RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
           "description": "One byte range, e.g. bytes=0-99, bytes=100- or bytes=-100"}
@@ -60,32 +62,32 @@ _OBJECT_READ = {
     "parameters": [_VIEW, _RANGE, _IF_NONE_MATCH],
     "responses": {"200": _BYTES, "206": {**_BYTES, "description": "A byte range of the object"},
                   "304": {"description": "Not modified (If-None-Match matched the ETag)"},
-                  **_errors(400, 404, 416)},
+                  **errors(400, 404, 416)},
 }
 
 STORAGE_PATHS: dict[str, Any] = {
     api_paths.HEALTH: {"get": {
         "summary": "Whether the storage provider is reachable (needs no token)",
         "operationId": "health", "security": [{}],
-        "responses": {"200": _json("Reachable", _ref("Health")), "503": _ERR, "default": _ERR},
+        "responses": {"200": json_answer("Reachable", _ref("Health")), "503": ERROR, "default": ERROR},
     }},
     OBJECTS: {"get": {
         "summary": "List objects, one page at a time",
         "operationId": "listObjects",
         "parameters": [
-            _query("prefix", {"type": "string"}, "Key prefix, as in S3"),
-            _query("delimiter", {"type": "string", "enum": ["/", ""]},
+            query_param("prefix", {"type": "string"}, "Key prefix, as in S3"),
+            query_param("delimiter", {"type": "string", "enum": ["/", ""]},
                    "'/' groups keys into common_prefixes; empty: a flat listing"),
-            _query("route_id", {"type": "string"}, "Only objects of this route"),
-            _query("stage", {"type": "string"}, "Only objects of this stage"),
-            _query("extension", {"type": "string"}, "Comma-separated extensions, e.g. json,md"),
-            _query("include_metadata", {"type": "boolean", "default": True},
+            query_param("route_id", {"type": "string"}, "Only objects of this route"),
+            query_param("stage", {"type": "string"}, "Only objects of this stage"),
+            query_param("extension", {"type": "string"}, "Comma-separated extensions, e.g. json,md"),
+            query_param("include_metadata", {"type": "boolean", "default": True},
                    "Add each object's metadata (a read per object)"),
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size"),
-            _query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}, "next_cursor of the previous page"),
-            _query("offset", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0}, "Entries to skip"),
+            query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size"),
+            query_param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}, "next_cursor of the previous page"),
+            query_param("offset", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0}, "Entries to skip"),
         ],
-        "responses": {"200": _json("One page", _ref("ListPage")), **_errors(400)},
+        "responses": {"200": json_answer("One page", _ref("ListPage")), **errors(400)},
     }},
     OBJECTS + "/{key}": {
         "get": {"summary": "Read an object's bytes (or its metadata with view=metadata)",
@@ -99,11 +101,11 @@ STORAGE_PATHS: dict[str, Any] = {
                                   "schema": {"type": "string"}, "description": "The metadata blob, JSON"}],
             "requestBody": {"required": False, "content": {"*/*": {"schema": {"type": "string",
                                                                               "format": "binary"}}}},
-            "responses": {"201": _json("The stored metadata", _ref("Metadata")), **_errors(400, 409, 413)},
+            "responses": {"201": json_answer("The stored metadata", _ref("Metadata")), **errors(400, 409, 413)},
         },
         "delete": {"summary": "Delete an object (a missing object is no error)",
                    "operationId": "deleteObject", "parameters": [_KEY],
-                   "responses": {"204": {"description": "Deleted"}, **_errors(400)}},
+                   "responses": {"204": {"description": "Deleted"}, **errors(400)}},
     },
     OBJECTS + "/{key}/metadata": {
         operation: {
@@ -111,7 +113,7 @@ STORAGE_PATHS: dict[str, Any] = {
             "operationId": f"{operation}ObjectMetadata", "parameters": [_KEY, _VIEW],
             "responses": {"200": {**_BYTES, "description": "The Metadata blob of KEY (or the bytes of an "
                                                            "object named KEY/metadata)"},
-                          "206": _BYTES, "304": {"description": "Not modified"}, **_errors(400, 404, 416)},
+                          "206": _BYTES, "304": {"description": "Not modified"}, **errors(400, 404, 416)},
         } for operation in ("get", "head")
     },
 }
@@ -119,12 +121,12 @@ STORAGE_PATHS: dict[str, Any] = {
 EXECUTION_PATHS: dict[str, Any] = {
     api_paths.EXECUTIONS: {"get": {
         "summary": "Every execution record, newest first", "operationId": "listExecutions",
-        "responses": {"200": _json("Records", {"type": "object", "required": ["executions"], "properties": {
-            "executions": {"type": "array", "items": _ref("Execution")}}}), **_errors()},
+        "responses": {"200": json_answer("Records", {"type": "object", "required": ["executions"], "properties": {
+            "executions": {"type": "array", "items": _ref("Execution")}}}), **errors()},
     }},
     api_paths.EXECUTIONS + "/{execution_id}": {
         "get": {"summary": "One execution record", "operationId": "getExecution", "parameters": [_EXECUTION_ID],
-                "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 404)}},
+                "responses": {"200": json_answer("The record", _ref("Execution")), **errors(400, 404)}},
         "put": {"summary": "Start (running) or finish (a terminal status) an execution",
                 "operationId": "putExecution", "parameters": [_EXECUTION_ID],
                 "requestBody": {"required": True, "content": {_JSON: {"schema": {
@@ -132,7 +134,7 @@ EXECUTION_PATHS: dict[str, Any] = {
                     "properties": {"status": {"type": "string", "enum": list(STATUSES)},
                         "strict": {"type": "boolean", "default": False, "description":
                                    "Refuse finishing an unknown id (404) and changing a terminal status (409)"}}}}}},
-                "responses": {"200": _json("The record", _ref("Execution")), **_errors(400, 404, 409, 413)}},
+                "responses": {"200": json_answer("The record", _ref("Execution")), **errors(400, 404, 409, 413)}},
     },
 }
 
@@ -143,16 +145,16 @@ EVENT_PATHS: dict[str, Any] = {
         "parameters": [
             {"name": "execution_id", "in": "query", "required": True, "style": "form", "explode": True,
              "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
-            _query("route_id", {"type": "string"}, "Only this route"),
-            _query("stage", {"type": "string"}, "Only this stage"),
-            _query("extension", {"type": "string"}, "Comma-separated extensions"),
-            _query("timeout", {"type": "integer", "minimum": 1, "maximum": 3600, "default": 300},
+            query_param("route_id", {"type": "string"}, "Only this route"),
+            query_param("stage", {"type": "string"}, "Only this stage"),
+            query_param("extension", {"type": "string"}, "Comma-separated extensions"),
+            query_param("timeout", {"type": "integer", "minimum": 1, "maximum": 3600, "default": 300},
                    "Seconds before the server closes the stream"),
             {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
         ],
         "responses": {"200": {"description": "An event stream",
                               "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                      **_errors(400)},
+                      **errors(400)},
     }},
 }
 
@@ -169,23 +171,23 @@ ARCHIVE_PATHS: dict[str, Any] = {
                 "include_metadata": {"type": "boolean", "default": True},
                 "keys": {"type": "array", "items": {"type": "string"},
                          "description": "Only these keys of the execution (used to resume a download)"}}}}}},
-        "responses": {"200": _json("The job", _ref("ArchiveJob")), "202": _json("The job", _ref("ArchiveJob")),
-                      **_errors(400, 404)},
+        "responses": {"200": json_answer("The job", _ref("ArchiveJob")), "202": json_answer("The job", _ref("ArchiveJob")),
+                      **errors(400, 404)},
     }},
     api_paths.ARCHIVE + "/{job}/status": {"get": {
         "summary": "An archive job's progress", "operationId": "archiveStatus", "parameters": [_JOB],
-        "responses": {"200": _json("The job", _ref("ArchiveJob")), **_errors(404)},
+        "responses": {"200": json_answer("The job", _ref("ArchiveJob")), **errors(404)},
     }},
     api_paths.ARCHIVE + "/{job}/download": {"get": {
         "summary": "The finished zip", "operationId": "archiveDownload", "parameters": [_JOB],
         "responses": {"200": {"description": "The zip",
                               "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                      **_errors(404, 409)},
+                      **errors(404, 409)},
     }},
     api_paths.ARCHIVE + "/{job}": {"delete": {
         "summary": "Cancel a job and remove its archive", "operationId": "archiveCancel", "parameters": [_JOB],
-        "responses": {"200": _json("The job", _ref("ArchiveJob")), "204": {"description": "Cancelled"},
-                      **_errors(404)},
+        "responses": {"200": json_answer("The job", _ref("ArchiveJob")), "204": {"description": "Cancelled"},
+                      **errors(404)},
     }},
 }
 
@@ -199,7 +201,7 @@ KNOWN_PATHS: dict[str, dict[str, Any]] = {
 _TIME = {"type": "string"}
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    "responses": {"Error": _json("An error", _ref("Error"))},
+    "responses": {"Error": json_answer("An error", _ref("Error"))},
     "schemas": {
         "Error": {"type": "object", "required": ["detail", "error_code", "timestamp"], "properties": {
             "detail": {"type": "string"}, "error_code": {"type": "string"}, "timestamp": _TIME}},

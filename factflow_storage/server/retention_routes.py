@@ -17,7 +17,7 @@ from factflow_storage.errors import BadRequest
 from factflow_storage.executions import TERMINAL_STATUSES
 from factflow_storage.server.errors import MethodNotAllowed
 from factflow_storage.server.http import check_raw_path, json_response, query_bool, read_json_body
-from factflow_storage.server.openapi_paths import SEGMENT_PATTERN
+from factflow_storage.server.openapi_paths import SEGMENT_PATTERN, errors, json_answer
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
 
@@ -81,17 +81,12 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
             [execution_id, *together], confirm=query_bool("confirm", False), force=query_bool("force", False)))
 
 
-_ERR = {"$ref": "#/components/responses/Error"}
 _ID_SCHEMA = {"type": "string", "minLength": 1, "pattern": SEGMENT_PATTERN}
 _ID = {"name": "execution_id", "in": "path", "required": True, "schema": _ID_SCHEMA}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _ERR for code in (*codes, 401, 403, 503)} | {"default": _ERR}
-
-
 def _json(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+    return json_answer(description, {"type": "object"})
 
 
 def _flag(name: str, description: str) -> dict[str, Any]:
@@ -107,7 +102,7 @@ OPENAPI: dict[str, Any] = {
                        {"name": "with", "in": "query", "required": False, "style": "form", "explode": True,
                         "schema": {"type": "array", "items": _ID_SCHEMA},
                         "description": "More executions deleted together (references among them do not block)"}],
-        "responses": {"200": _json("The plan, or what was deleted"), **_errors(400, 404, 409)}}},
+        "responses": {"200": _json("The plan, or what was deleted"), **errors(400, 404, 409)}}},
     EXECUTIONS + "/prune": {"post": {
         "summary": "Delete finished executions by age and status (a dry run unless confirm is true)",
         "operationId": "pruneExecutions",
@@ -121,13 +116,13 @@ OPENAPI: dict[str, Any] = {
                                         "description": "comma-separated"}]},
                 "keep": {"type": "integer", "minimum": 0}, "confirm": {"type": "boolean"}}}}}},
         "responses": {"200": _json("Selected, skipped and (with confirm) deleted executions"),
-                      **_errors(400, 413)}}},
+                      **errors(400, 413)}}},
     EXECUTIONS + "/{execution_id}/deps": {"get": {
         "summary": "Who depends on an execution through lineage, and what it depends on",
         "operationId": "executionDeps", "parameters": [_ID],
-        "responses": {"200": _json("Dependants and dependencies"), **_errors(400, 404)}}},
+        "responses": {"200": _json("Dependants and dependencies"), **errors(400, 404)}}},
     DELETIONS: {"get": {
         "summary": "Deletion records: who deleted which execution, when, and what went",
         "operationId": "listDeletions",
-        "responses": {"200": _json("The records, newest first"), **_errors()}}},
+        "responses": {"200": _json("The records, newest first"), **errors()}}},
 }

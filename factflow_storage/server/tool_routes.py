@@ -12,6 +12,7 @@ import orjson
 from factflow_storage.api_paths import DIFF, DU, LINEAGE
 from factflow_storage.errors import BadRequest, StorageError
 from factflow_storage.server.http import error_body, json_response, query, query_bool, query_int
+from factflow_storage.server.openapi_paths import errors, query_param
 from factflow_storage.service import StorageService
 
 NDJSON_TYPE = "application/x-ndjson"
@@ -58,12 +59,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         return _ndjson(rows)
 
 
-_ERR = {"$ref": "#/components/responses/Error"}
-_ERRORS = {str(code): _ERR for code in (400, 401, 403, 404, 503)} | {"default": _ERR}
-
-
-def _param(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+_ERRORS = errors(400, 404)
 
 
 _GROUP = {"type": "object", "required": ["prefix", "objects", "bytes"],
@@ -77,9 +73,9 @@ OPENAPI: dict[str, Any] = {
     DU: {"get": {
         "summary": "Objects and bytes per route and stage (or per prefix level), with totals",
         "operationId": "storageDu",
-        "parameters": [_param("prefix", {"type": "string"}, "Key prefix (not with execution_id)"),
-                       _param("execution_id", {"type": "string"}, "One execution's objects"),
-                       _param("depth", {"type": "integer", "minimum": 1, "maximum": 16},
+        "parameters": [query_param("prefix", {"type": "string"}, "Key prefix (not with execution_id)"),
+                       query_param("execution_id", {"type": "string"}, "One execution's objects"),
+                       query_param("depth", {"type": "integer", "minimum": 1, "maximum": 16},
                               "Prefix levels per group (2 under an execution, 1 elsewhere)")],
         "responses": {"200": {"description": "Sizes", "content": {"application/json": {"schema": {
             "type": "object", "required": ["prefix", "depth", "groups", "objects", "bytes"],
@@ -91,9 +87,9 @@ OPENAPI: dict[str, Any] = {
     LINEAGE: {"get": {
         "summary": "An object's ancestors from its lineage metadata, and optionally its children",
         "operationId": "storageLineage",
-        "parameters": [_param("key", {"type": "string", "minLength": 1}, "The object key", True),
-                       _param("depth", {"type": "integer", "minimum": 0, "maximum": 100}, "Levels of ancestors"),
-                       _param("children", {"type": "boolean"}, "Also the objects that name KEY")],
+        "parameters": [query_param("key", {"type": "string", "minLength": 1}, "The object key", True),
+                       query_param("depth", {"type": "integer", "minimum": 0, "maximum": 100}, "Levels of ancestors"),
+                       query_param("children", {"type": "boolean"}, "Also the objects that name KEY")],
         "responses": {"200": {"description": "The lineage tree", "content": {"application/json": {"schema": {
             **_NODE, "properties": {**_NODE["properties"],
                                     "children": {"type": "array", "items": {"type": "string"}}}}}}},
@@ -102,10 +98,10 @@ OPENAPI: dict[str, Any] = {
     DIFF: {"get": {
         "summary": "Compare two executions key by key (NDJSON rows, then a summary line)",
         "operationId": "storageDiff",
-        "parameters": [_param("a", {"type": "string", "minLength": 1}, "Execution A", True),
-                       _param("b", {"type": "string", "minLength": 1}, "Execution B", True),
-                       _param("route_id", {"type": "string"}, "Only this route"),
-                       _param("content", {"type": "boolean"}, "A unified diff of differing text objects")],
+        "parameters": [query_param("a", {"type": "string", "minLength": 1}, "Execution A", True),
+                       query_param("b", {"type": "string", "minLength": 1}, "Execution B", True),
+                       query_param("route_id", {"type": "string"}, "Only this route"),
+                       query_param("content", {"type": "boolean"}, "A unified diff of differing text objects")],
         "responses": {"200": {"description": "One JSON row per relative key, then {\"summary\": counts}",
                               "content": {NDJSON_TYPE: {"schema": {"type": "object"}}}},
                       **_ERRORS},
