@@ -14,13 +14,5 @@ if ! command -v minio >/dev/null 2>&1 && ! command -v radosgw >/dev/null 2>&1 \
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         radosgw ceph-mon ceph-osd rclone chromium chromium-driver strace >/dev/null
 fi
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    # the browser tests drive Debian's headless Chromium through chromedriver
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        chromium chromium-driver >/dev/null
-fi
 python3 -m pip install -q -e '.[test]'
 command -v aws >/dev/null 2>&1 || python3 -m pip install -q awscli

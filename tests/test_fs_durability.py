@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -107,7 +106,6 @@ def test_a_writer_killed_at_any_step_leaves_old_or_new(tmp_path, point):
     assert _factflow(root, "storage", "get", KEY).stdout == new.read_bytes()
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 @pytest.mark.parametrize("when", [1, 2])
 def test_a_kill_at_either_rename_keeps_the_previous_version(tmp_path, when):
     """The issue's reproduction: SIGKILL injected at the first or second rename of a put."""
@@ -130,7 +128,6 @@ def test_a_kill_at_either_rename_keeps_the_previous_version(tmp_path, when):
 _WRITE_PATH_SYSCALLS = {"flock": 3, "fchmod": 2, "write": 2, "fsync": 3, "renameat": 2}
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 @pytest.mark.parametrize("syscall,when", [(name, n) for name, count in _WRITE_PATH_SYSCALLS.items()
                                           for n in range(1, count + 1)])
 def test_a_kill_at_every_syscall_of_the_write_path_leaves_old_or_new(tmp_path, syscall, when):
