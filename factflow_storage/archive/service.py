@@ -63,10 +63,11 @@ class ArchiveJobs:
         request = ArchiveRequest.parse(body)
         self._sweep_now_and_then()
         try:
-            refuse_deleting(self.service.execution(request.execution_id), request.execution_id)
+            record = self.service.execution(request.execution_id)
         except NotFound:
-            pass  # writers may write before they register: objects alone make an execution
-        if not self.service.execution_exists(request.execution_id):
+            record = None  # writers may write before they register: objects alone make an execution
+        refuse_deleting(record, request.execution_id)
+        if record is None and not self.service.execution_exists(request.execution_id):
             raise NotFound(f"no execution {request.execution_id!r}")
         fingerprint = orjson.dumps(request.to_json(), option=orjson.OPT_SORT_KEYS)
         with self._lock:
