@@ -9,7 +9,6 @@ job nobody polled (status or download) for ``idle`` seconds is cancelled and rem
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,8 +28,8 @@ class ArchiveLimits:
     idle: float = 600.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ArchiveLimits:
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> ArchiveLimits:
+        """From ``FACTFLOW_ARCHIVE_*`` values (as ``from_settings`` passes them)."""
         default = cls()
         return cls(max_jobs=_count(env.get(MAX_JOBS_ENV), MAX_JOBS_ENV, default.max_jobs),
                    max_bytes=parse_size(env.get(MAX_BYTES_ENV), MAX_BYTES_ENV, default.max_bytes),

@@ -21,6 +21,7 @@ from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
 from factflow_storage.server.errors import MethodNotAllowed
 from factflow_storage.server.http import check_raw_path, json_response, read_json_body
 from factflow_storage.service import StorageService
+from factflow_storage.settings import load_settings
 
 MAX_REQUEST_BYTES = 256 * 1024 * 1024  # a request may list the keys to pack
 CHUNK = 1024 * 1024
@@ -51,7 +52,7 @@ def _disposition(filename: str) -> str:
 
 
 def install(app: bottle.Bottle, service: StorageService) -> None:
-    limits = app.config.get("factflow.archive_limits") or ArchiveLimits.from_env()
+    limits = app.config.get("factflow.archive_limits") or ArchiveLimits.from_settings(load_settings())
     jobs = ArchiveJobs(service, ttl=app.config.get("factflow.archive_ttl") or ttl_from_env(), limits=limits)
 
     @app.post(ARCHIVE + "/prepare")
