@@ -202,7 +202,7 @@ def main() -> int:
         try:
             measured = []
             for name in executions:
-                def out(label: str) -> Path:
+                def out(label: str, name: str = name) -> Path:
                     path = workdir / f"{name}-{label}"
                     shutil.rmtree(path, ignore_errors=True)
                     return path

@@ -98,8 +98,8 @@ class S3Server:
             from minio import MinioAdmin
             from minio.credentials import StaticProvider
 
-            admin = MinioAdmin(endpoint=self.endpoint, credentials=StaticProvider(access_key=self.access_key, secret_key=self.secret_key),
-                               secure=False)
+            credentials = StaticProvider(access_key=self.access_key, secret_key=self.secret_key)
+            admin = MinioAdmin(endpoint=self.endpoint, credentials=credentials, secure=False)
             admin.user_add(access_key=access_key, secret_key=secret_key)
             return
         _run(["radosgw-admin", "-c", os.path.join(self.workdir, "ceph.conf"), "-n", "client.admin", "user",

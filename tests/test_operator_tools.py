@@ -190,8 +190,9 @@ def test_diff_errors_exit_2(demo):
 
 def test_diff_as_a_subprocess_in_a_ci_script(file_storage, tmp_path):
     env = {**file_storage.cli_env(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=env,
-                                       capture_output=True, timeout=60)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "factflow_storage", *args], env=env, capture_output=True, timeout=60)
+
     assert run("demo", "--execution", "a").returncode == 0
     with file_storage.open() as provider:
         copy_execution(provider, "a", "b")

@@ -132,7 +132,7 @@ def test_refuses_a_foreign_python_in_one_line(tmp_path):
     one_line_error(result, 1, "for Python 2.7 on plan9-mips")
     native = tmp_path / "native.py"
     native.write_text(build_zipapp.PREAMBLE.format(**dict(zip(("version", "system", "machine"),
-                                                              build_zipapp.target()))))
+                                                              build_zipapp.target(), strict=True))))
     assert subprocess.run([sys.executable, str(native)], capture_output=True, timeout=30).returncode == 0
 
 

@@ -4,7 +4,6 @@ followed streams still flush each line."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 

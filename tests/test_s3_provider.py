@@ -298,7 +298,7 @@ def test_a_fresh_provider_costs_one_request_per_call(s3_server, bucket):
     for action in (lambda p: p.stat("one/k.txt"), lambda p: p.read("one/k.txt"), lambda p: list(p.list()),
                    lambda p: p.write("one/other.txt", b"y")):
         fresh = create_storage_provider(f"minio://{bucket}", s3_server.options())
-        assert count_requests(fresh, lambda: action(fresh)) == 1
+        assert count_requests(fresh, lambda action=action, fresh=fresh: action(fresh)) == 1
 
 
 @pytest.mark.parametrize("key", [" ", "\u3000"])

@@ -117,7 +117,7 @@ def test_object_bytes_and_headers(served):
     assert reply.status == 200 and reply.body == data
     assert reply.headers["content-type"] == "application/x-thing"
     assert reply.headers["content-length"] == str(len(data))
-    assert reply.headers["etag"] == '"%s"' % hashlib.sha256(data).hexdigest()
+    assert reply.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
     assert stored["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
     assert parsedate_to_datetime(reply.headers["last-modified"]).tzinfo is not None
     assert reply.headers["accept-ranges"] == "bytes"
@@ -129,7 +129,7 @@ def test_head_gives_the_headers_without_bytes(served):
     reply = http_request(url, "HEAD", obj("h/x.txt"))
     assert reply.status == 200 and reply.body == b""
     assert reply.headers["content-length"] == "11"
-    assert reply.headers["etag"] == '"%s"' % hashlib.sha256(b"hello world").hexdigest()
+    assert reply.headers["etag"] == f'"{hashlib.sha256(b"hello world").hexdigest()}"'
     assert http_request(url, "HEAD", obj("h/missing")).status == 404
 
 

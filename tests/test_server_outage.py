@@ -15,7 +15,6 @@ import shutil
 import socket
 import threading
 
-import pytest
 from click.testing import CliRunner
 
 from factflow_storage import create_storage_provider

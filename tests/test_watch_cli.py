@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import orjson
 
@@ -47,12 +46,12 @@ def test_wait_for_a_missing_record_is_bounded_by_the_global_timeout(file_storage
 
 def test_watch_waits_for_an_execution_that_has_not_started(file_storage):
     provider = file_storage.open()
-    proc = start_cli_watch(cli_env(file_storage), "--execution", EXEC, "--timeout", "60s")
-    time.sleep(1.0)
+    cli = start_cli_watch(cli_env(file_storage), "--execution", EXEC, "--timeout", "120s", verbose=True)
+    cli.wait_until_live()
     set_status(provider, EXEC, "running")
     written = write_objects(provider, EXEC, range(4))
     set_status(provider, EXEC, "interrupted")
-    rows, code, stderr = finish_cli(proc)
+    rows, code, stderr = finish_cli(cli)
     assert WAITING.format(EXEC) in stderr
     assert object_keys(rows) == written
     assert rows[-1]["status"] == "interrupted"
@@ -89,13 +88,13 @@ def test_watch_table_lines_are_flushed_one_by_one(file_storage):
 
 def test_ctrl_c_ends_the_watch_cleanly(file_storage):
     set_status(file_storage.open(), EXEC, "running")
-    proc = start_cli_watch(cli_env(file_storage), "--execution", EXEC)
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130
-    assert b"Traceback" not in err
-    assert out == b""
+    cli = start_cli_watch(cli_env(file_storage), "--execution", EXEC, verbose=True)
+    cli.wait_until_live()
+    cli.proc.send_signal(signal.SIGINT)
+    rows, code, stderr = finish_cli(cli, timeout=30)
+    assert code == 130
+    assert "Traceback" not in stderr
+    assert rows == []
 
 
 def test_api_mode_prints_the_same_bytes_as_direct_mode(file_storage):
@@ -116,12 +115,12 @@ def test_several_executions_end_when_all_have_finished(file_storage):
     provider = file_storage.open()
     for execution_id in ("e-a", "e-b"):
         set_status(provider, execution_id, "running")
-    proc = start_cli_watch(cli_env(file_storage), "--execution", "e-a", "--execution", "e-b")
-    time.sleep(1.0)
+    cli = start_cli_watch(cli_env(file_storage), "--execution", "e-a", "--execution", "e-b", verbose=True)
+    cli.wait_until_live()
     set_status(provider, "e-a", "completed")
     written = write_objects(provider, "e-b", range(3))
     set_status(provider, "e-b", "failed")
-    rows, code, stderr = finish_cli(proc)
+    rows, code, stderr = finish_cli(cli)
     assert object_keys(rows) == written
     assert [row for row in rows if row["event"] == "execution.completed"] == [
         {"event": "execution.completed", "execution_id": "e-a", "status": "completed"},

@@ -15,7 +15,7 @@ from factflow_storage.service import StorageService
 from listen_standin import ListenStandIn
 from server_fixture import running_server
 from watch_support import (RawSSE, Writer, assert_same_writes, cli_env, finish_cli, join_reader, object_keys,
-                           reader_thread, s3_watched, start_cli_watch, watched, write_objects)
+                           reader_thread, s3_watched, start_cli_watch, wait_for_events, watched, write_objects)
 
 __all__ = ["s3_watched", "watched"]
 
@@ -31,7 +31,11 @@ def test_cli_and_sse_collect_exactly_what_is_written(watched):
         everything = RawSSE(url, [("execution_id", EXEC)])
         beta = RawSSE(url, [("execution_id", EXEC), ("route_id", "beta")])
         readers = [reader_thread(everything), reader_thread(beta)]
-        time.sleep(1.5)  # let the watchers replay and arm, so most writes arrive live
+        # A watcher replays only once armed: when each has its first replayed event, the
+        # writes below arrive live.
+        cli.wait_for_rows(len(before))
+        wait_for_events(everything, len(before))
+        wait_for_events(beta, 2)
         writer = Writer(watched.target.open(), EXEC, range(6, 60))
         writer.start()
         written = before + writer.finish()
@@ -98,14 +102,15 @@ def test_factflow_server_restarted_mid_watch_loses_nothing(watched):
         raw = RawSSE(url, [("execution_id", EXEC)])
         raw_thread = reader_thread(raw)
         cli = start_cli_watch(cli_env(watched.target, FACTFLOW_API_URL=url), "--execution", EXEC)
-        time.sleep(1.5)
         first = Writer(watched.target.open(), EXEC, range(0, 25), status=None)
         first.start()
         written = first.finish()
-        time.sleep(0.5)
+        # Both watchers are connected and have every write so far before the server goes.
+        cli.wait_for_rows(len(written))
+        wait_for_events(raw, len(written))
         server.stop()
         written += write_objects(provider, EXEC, range(25, 35))  # while no server runs
-        time.sleep(0.5)
+        cli.wait_for_stderr("reconnecting")
         server.start()
         second = Writer(watched.target.open(), EXEC, range(35, 50))
         second.start()
@@ -135,8 +140,10 @@ def test_s3_server_restarted_mid_watch_loses_nothing(s3_watched, request):
     with running_server(StorageService(provider)) as url:
         raw = RawSSE(url, [("execution_id", EXEC)])
         raw_thread = reader_thread(raw)
-        time.sleep(1.5)
         written = write_objects(watched.target.open(), EXEC, range(0, 20))
+        # Both watchers have every write so far (replayed or live) before S3 goes away.
+        cli.wait_for_rows(len(written))
+        wait_for_events(raw, len(written))
         restart_s3(server, s3server, watched)
         # Written at once after the restart, before the sources reconnect: a sweep finds them.
         writer = watched.target.open()

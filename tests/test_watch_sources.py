@@ -15,7 +15,10 @@ from factflow_storage.watch.journal import journal_of, journal_prefix, marker_na
 from factflow_storage.watch.s3_sources import JournalSource, ListenSource, listen_supported
 from factflow_storage.watch.feed import source_for
 from listen_standin import ListenStandIn
-from watch_support import s3_watched  # noqa: F401  (fixture)
+from waiting import eventually
+from watch_support import s3_watched
+
+__all__ = ["s3_watched"]  # a fixture: imported for pytest to find
 
 EXEC = "run-5"
 PREFIX = f"executions/{EXEC}/"
@@ -46,9 +49,9 @@ def test_filesystem_source_reports_each_write_once_and_never_temp_files_or_sidec
     keys = [f"{PREFIX}{route}/stage-{i % 3}/m{i}" for i, route in enumerate(["a", "b", "c", "d"] * 5)]
     for key in keys:
         provider.write(key, b"x" * 100)
-    # A second write of a key is a second event. (Not at once: a version replaced before
-    # the new directory's sweep ever saw it is gone from storage, so it has no event.)
-    time.sleep(0.5)
+    # A second write of a key is a second event. (Not before the first was reported: a
+    # version replaced before the new directory's sweep ever saw it has no event.)
+    eventually(lambda: keys[0] in [info.key for info in collector.reports], "the first write's report")
     provider.write(keys[0], b"rewritten")
     reports = collector.finish(len(keys) + 1)
     reported = [info.key for info in reports]
@@ -146,7 +149,7 @@ def test_standin_forwards_s3_and_streams_minio_records(s3_server):
                                                       events=("s3:ObjectCreated:*",))
         reader = threading.Thread(target=lambda: records.append(next(iter(listening))), daemon=True)
         reader.start()
-        time.sleep(0.5)
+        eventually(lambda: standin._listeners, "the listener to be registered")
         client.put_object(bucket_name=bucket, object_name="other/x", data=io.BytesIO(b"0"), length=1)
         client.put_object(bucket_name=bucket, object_name="pre/a b", data=io.BytesIO(b"12345"), length=5)
         reader.join(10)

@@ -4,7 +4,6 @@ bad requests in the error shape, several executions, one shared source."""
 from __future__ import annotations
 
 import http.client
-import time
 from urllib.parse import urlsplit
 
 import orjson
@@ -15,7 +14,9 @@ from factflow_storage.server import event_routes
 from factflow_storage.service import StorageService
 from factflow_storage.watch.feed import HUB
 from server_fixture import running_server
-from watch_support import RawSSE, Writer, assert_same_writes, reader_thread, join_reader, write_objects
+from waiting import eventually
+from watch_support import (RawSSE, Writer, assert_same_writes, join_reader, reader_thread, wait_armed, wait_for_events,
+                           write_objects)
 
 EXEC = "run-3"
 
@@ -92,10 +93,12 @@ def test_several_executions_complete_together(served):
     set_status(provider, "other", "running")
     reader = RawSSE(url, [("execution_id", EXEC), ("execution_id", "other")])
     thread = reader_thread(reader)
-    time.sleep(1.0)
+    wait_armed(provider, EXEC)
+    other = wait_armed(provider, "other")
     written = write_objects(provider, EXEC, range(3)) + write_objects(provider, "other", range(3, 5))
     set_status(provider, "other", "failed")
-    time.sleep(0.8)
+    wait_for_events(reader, len(written))
+    eventually(lambda: other.record["status"] == "failed", "the stream to see 'other' failed")
     assert reader.completions() == []  # one execution still running
     set_status(provider, EXEC, "completed")
     join_reader(thread)
@@ -108,7 +111,7 @@ def test_watchers_of_one_execution_share_one_source(served):
     provider, url = served
     readers = [RawSSE(url, [("execution_id", EXEC)] + ([("route_id", "beta")] if i else [])) for i in range(4)]
     threads = [reader_thread(reader) for reader in readers]
-    time.sleep(1.5)
+    wait_armed(provider, EXEC, watchers=4)
     feeds = [slot for slot in HUB._feeds if slot == (id(provider), EXEC)]
     assert len(feeds) == 1
     assert HUB._feeds[feeds[0]][1] == 4  # four watchers on that one feed

@@ -18,7 +18,10 @@ import pytest
 
 from conftest import STORAGE_KINDS, StorageTarget
 from factflow_storage.executions import set_status
+from factflow_storage.watch.feed import HUB
+from factflow_storage.watch.stream import LIVE
 from listen_standin import ListenStandIn
+from waiting import eventually
 
 WATCH_KINDS = ("file", "s3", "s3-listen")
 ROUTES = ("alpha", "beta", "gamma")
@@ -120,19 +123,70 @@ def factflow(*args: str) -> list[str]:
     return [sys.executable, "-m", "factflow_storage", *args]
 
 
-def start_cli_watch(env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(factflow("storage", "watch", "--output", "json", *args), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+class CliWatch:
+    """``factflow storage watch --output json`` in a subprocess, its output read as it comes,
+    so a test can wait for a line (a replayed event, a log line) before it acts."""
+
+    def __init__(self, env: dict, *args: str, verbose: bool = False):
+        # -v: the watch logs LIVE once its replay is out, the signal that it is following.
+        command = factflow(*(["-v"] if verbose else []), "storage", "watch", "--output", "json", *args)
+        self.proc = subprocess.Popen(command, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stdout: list[bytes] = []
+        self.stderr: list[bytes] = []
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._drain, args=(stream, lines), daemon=True)
+                         for stream, lines in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, stream, lines: list[bytes]) -> None:
+        for line in iter(stream.readline, b""):
+            with self._changed:
+                lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_rows(self, count: int = 1, timeout: float = 60) -> None:
+        """Until ``count`` lines are on stdout: the watch has replayed, so it is armed."""
+        self._wait(lambda: len(self.stdout) >= count, timeout, f"{count} rows on stdout")
+
+    def wait_until_live(self, timeout: float = 60) -> None:
+        """Until the watch (started with ``verbose``) says it follows live writes."""
+        self.wait_for_stderr(LIVE.split("%s")[0], timeout)
+
+    def wait_for_stderr(self, text: str, timeout: float = 60) -> None:
+        self._wait(lambda: text in b"".join(self.stderr).decode(), timeout, repr(text) + " on stderr")
+
+    def _wait(self, ready, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        with self._changed:
+            while not ready():
+                left = end - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not any(r.is_alive() for r in self._readers)):
+                    raise AssertionError(f"watch never printed {what}; stderr: "
+                                         f"{b''.join(self.stderr).decode()[-2000:]}")
+                self._changed.wait(min(left, 0.5))
+
+    def finish(self, timeout: float = 120) -> tuple[list[dict], int, str]:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"watch did not end; stderr: {b''.join(self.stderr).decode()[-2000:]}") from None
+        for reader in self._readers:
+            reader.join(30)
+        return [orjson.loads(line) for line in self.stdout], self.proc.returncode, b"".join(self.stderr).decode()
 
 
-def finish_cli(proc: subprocess.Popen, timeout: float = 120) -> tuple[list[dict], int, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"watch did not end; stderr: {err.decode()[-2000:]}") from None
-    return [orjson.loads(line) for line in out.splitlines()], proc.returncode, err.decode()
+def start_cli_watch(env: dict, *args: str, verbose: bool = False) -> CliWatch:
+    return CliWatch(env, *args, verbose=verbose)
+
+
+def finish_cli(cli: CliWatch, timeout: float = 120) -> tuple[list[dict], int, str]:
+    return cli.finish(timeout)
 
 
 def object_keys(rows: list[dict]) -> list[str]:
@@ -210,6 +264,19 @@ class RawSSE:
 
     def completions(self) -> list[dict]:
         return [data for _, name, data in self.events if name == "execution.completed"]
+
+
+def wait_for_events(reader: RawSSE, count: int) -> None:
+    eventually(lambda: len(reader.keys()) >= count, f"{count} events on the SSE stream")
+
+
+def wait_armed(provider, execution_id: str, watchers: int = 1):
+    """The in-process hub's feed of ``execution_id`` once ``watchers`` subscribe and it is
+    armed: from then on every write reaches them."""
+    def ready():
+        entry = HUB._feeds.get((id(provider), execution_id))
+        return entry and entry[1] >= watchers and entry[0].armed.is_set() and entry[0].record_read.is_set() and entry[0]
+    return eventually(ready, f"{watchers} armed watchers of {execution_id}")
 
 
 def reader_thread(reader: RawSSE, **kwargs) -> threading.Thread:

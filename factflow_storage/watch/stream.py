@@ -14,6 +14,7 @@ With a ``last_event_id`` the replay skips what that id says was delivered.
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,12 @@ from factflow_storage.protocol import ObjectInfo, StorageProtocol
 from factflow_storage.watch.events import CompletedEvent, Cursor, Event, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
 
+log = logging.getLogger(__name__)
+
 TICK = 0.5
+# Logged once the replay is delivered: from here on every write arrives as it lands
+# (``-v`` shows it; scripts and tests wait for it instead of guessing a delay).
+LIVE = "replayed; following execution %s live"
 
 
 class Filters:
@@ -75,6 +81,7 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
         # already ended, the replay's listing is the final one.
         listed_after_end = all(is_terminal(feed.record) for feed in feeds)
         yield from _catch_up(provider, execution_ids, filters, cursor)
+        log.info(LIVE, ", ".join(execution_ids))
         while True:
             if all(is_terminal(feed.record) for feed in feeds):
                 if not listed_after_end:
