@@ -50,6 +50,11 @@ def _first_problem(key: str, *, allow_prefix: bool) -> str | None:
     return None
 
 
+def has_control_character(text: str) -> bool:
+    """No key holds one, and S3's XML cannot carry most: a listing position with one is bad input."""
+    return _CONTROL.search(text) is not None
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it may name an object, else raise InvalidKey."""
     problem = _first_problem(key, allow_prefix=False)

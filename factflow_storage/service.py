@@ -20,6 +20,7 @@ from factflow_storage.errors import BadRequest, Conflict
 # narrow_prefix and split_extensions are imported from here by other modules too.
 from factflow_storage.keys import (
     execution_prefix,
+    has_control_character,
     key_matches,
     narrow_prefix,
     split_extensions,
@@ -59,9 +60,13 @@ def encode_cursor(last_key: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        position = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest(f"invalid cursor {cursor!r}") from None
+    if has_control_character(position):
+        # next_cursor never encodes one (no key holds it): this cursor was made up.
+        raise BadRequest(f"invalid cursor {cursor!r}")
+    return position
 
 
 def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def test_list_pages_with_cursor_and_offset(served):
 
 
 @pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "1001"}, {"limit": "ten"}, {"offset": "-1"},
-                                    {"cursor": "gA"}, {"delimiter": "|"}, {"include_metadata": "maybe"},
+                                    {"cursor": "gA"}, {"cursor": "GA"}, {"delimiter": "|"}, {"include_metadata": "maybe"},
                                     {"prefix": "a/../b"}, {"route_id": "x/y", "prefix": "executions/e1/"}])
 def test_list_refuses_bad_parameters(served, params):
     reply = get(served[0], OBJECTS, **params)

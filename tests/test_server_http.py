@@ -160,3 +160,20 @@ def test_a_key_ending_in_metadata_is_an_ordinary_key_where_no_parent_object_exis
     again = http_request(url, "PUT", OBJECTS + "/run/r/s/metadata", body=b'{"a": 2}',
                          headers={"Content-Type": "application/json"})
     assert again.status == 201 and service.open("run/r/s/metadata").read() == b'{"a": 2}'
+
+
+def test_a_made_up_cursor_is_a_400_on_every_provider(url, service):
+    # "GA" decodes to a control character, which no key holds and S3's XML cannot carry.
+    service.put("p/0", b"x")
+    reply = http_request(url, "GET", f"{OBJECTS}?prefix=p/&cursor=GA")
+    assert reply.status == 400 and reply.json()["error_code"] == "bad_request", reply.body
+
+
+def test_executions_deleted_together_may_have_non_ascii_ids(url, service):
+    # Query values are UTF-8 (bottle hands them over as latin-1): "#捑" is one valid id.
+    for execution_id in ("A", "#捑"):
+        service.put(f"executions/{execution_id}/r/s/m", b"x")
+        service.set_execution_status(execution_id, "completed")
+    reply = http_request(url, "DELETE", "/api/v1/executions/A?with=%23%E6%8D%91")
+    assert reply.status == 200, reply.body
+    assert sorted(row["execution_id"] for row in reply.json()["executions"]) == ["#捑", "A"]

@@ -31,7 +31,7 @@ from factflow_storage.errors import BadRequest, NotFound
 from factflow_storage.executions import is_terminal
 from factflow_storage.keys import execution_prefix
 from factflow_storage.server.errors import Busy
-from factflow_storage.server.http import query, query_int
+from factflow_storage.server.http import query, query_all, query_int
 from factflow_storage.server.openapi_paths import EVENT_PATHS
 from factflow_storage.service import StorageService
 from factflow_storage.watch.events import OBJECT_CREATED, Cursor, ObjectEvent, parse_event_id, stamp_ms
@@ -54,13 +54,6 @@ OPENAPI = {EVENTS: {"get": {
                    "with `Last-Event-ID` replays everything missed, and after a burst perhaps a few "
                    "events already sent (same key and created_at). A comment heartbeat every 15 s.",
 }}}
-
-
-def _all(name: str) -> list[str]:
-    try:
-        return [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall(name)]
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        raise BadRequest(f"query parameter {name!r} is not valid UTF-8") from None
 
 
 def frame(event_id: str | None, event: str | None, data: dict | None) -> bytes:
@@ -127,7 +120,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
 
     @app.get(EVENTS)
     def events():
-        execution_ids = [value for value in _all("execution_id") if value]
+        execution_ids = [value for value in query_all("execution_id") if value]
         if not execution_ids:
             raise BadRequest("execution_id is required")
         for execution_id in execution_ids:

@@ -154,6 +154,14 @@ def query(name: str, default: str | None = None) -> str | None:
     return default if value is None else value
 
 
+def query_all(name: str) -> list[str]:
+    """Every value of a repeated query parameter, decoded as UTF-8 as ``query`` does."""
+    try:
+        return [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall(name)]
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise BadRequest(f"query parameter {name!r} is not valid UTF-8") from None
+
+
 def query_int(name: str, default: int) -> int:
     value = query(name)
     if value is None:

@@ -16,7 +16,7 @@ from factflow_storage.api_paths import DELETIONS, EXECUTIONS, allowed_on
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import TERMINAL_STATUSES
 from factflow_storage.server.errors import MethodNotAllowed
-from factflow_storage.server.http import check_raw_path, json_response, query_bool, read_json_body
+from factflow_storage.server.http import check_raw_path, json_response, query_all, query_bool, read_json_body
 from factflow_storage.server.openapi_paths import SEGMENT_PATTERN, errors, json_answer
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
@@ -76,7 +76,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
     def delete_execution(execution_id: str):
         check_raw_path()
         refuse_sub_resource(execution_id)
-        together = bottle.request.query.getall("with")
+        together = query_all("with")
         return json_response(service.delete_executions(
             [execution_id, *together], confirm=query_bool("confirm", False), force=query_bool("force", False)))
 
