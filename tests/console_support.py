@@ -56,11 +56,11 @@ class Console:
         self.shots = shots
         self.download_dir = download_dir
 
-    def open(self, route: str = "#/", *, view: str | None = None, timeout: float = 10) -> dict[str, Any]:
+    def open(self, route: str = "#/", *, view: str | None = None, timeout: float = 60) -> dict[str, Any]:
         self.driver.get(f"{self.base_url}/{route}")
         return self.wait_view(view, timeout=timeout)
 
-    def wait_view(self, view: str | None = None, timeout: float = 10) -> dict[str, Any]:
+    def wait_view(self, view: str | None = None, timeout: float = 60) -> dict[str, Any]:
         """Waits until <main> says its view has its data; returns its view and load time."""
         def ready(driver):
             main = driver.find_element(By.ID, "main")
@@ -77,7 +77,7 @@ class Console:
     def find_all(self, css: str):
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
-    def wait_for(self, condition: Callable[[], Any], timeout: float = 10, poll: float = 0.02) -> Any:
+    def wait_for(self, condition: Callable[[], Any], timeout: float = 60, poll: float = 0.02) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             try:

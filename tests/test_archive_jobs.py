@@ -17,6 +17,7 @@ from factflow_storage.zipformat.layout import sidecar_bytes
 from factflow_storage.metadata import format_time
 from factflow_storage.service import StorageService
 from server_fixture import http_request, running_server
+from waiting import eventually
 
 ARCHIVE = "/api/v1/content/archive"
 STATUS_KEYS = {"job_id", "status", "total", "processed", "filename", "file_size", "bytes_packed",
@@ -193,9 +194,9 @@ def test_finished_jobs_expire(service, monkeypatch):
         job = call(url, "POST", f"{ARCHIVE}/prepare", {"execution_id": "E1"}).json()
         status = wait_ready(url, job["job_id"])
         assert status["status"] == "ready" and status["expires_at"]
-        time.sleep(1.2)
-        reply = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/status")
-        assert reply.status == 404 and "expired" in reply.json()["detail"]
+        reply = eventually(lambda: (r := call(url, "GET", f"{ARCHIVE}/{job['job_id']}/status")).status == 404 and r,
+                           "the job to expire")
+        assert "expired" in reply.json()["detail"]
     assert list(service.provider.list_records("jobs/")) == []
 
 

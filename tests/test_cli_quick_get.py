@@ -70,13 +70,12 @@ def test_options_go_to_click(stored):
 
 def test_ctrl_c_exits_130_without_a_traceback(stored):
     import signal
-    import time
 
-    # Nobody reads the pipe until the end: get blocks on it (the object outsizes a pipe's
-    # buffer), then gets SIGINT.
+    # One byte read proves get is copying; then nobody reads, so it blocks on the pipe (the
+    # object outsizes a pipe's buffer) and gets SIGINT there.
     proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "storage", "get", KEY],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=stored.cli_env())
-    time.sleep(1.0)
+    assert proc.stdout.read(1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130

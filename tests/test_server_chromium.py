@@ -24,7 +24,8 @@ fetch('/api/v1/storage/objects/pwned-direct', {method: 'PUT', body: 'x'});
 document.title = 'ran';
 </script></body></html>"""
 SVG_ATTACK = (b'<svg xmlns="http://www.w3.org/2000/svg"><script>'
-              b"fetch('/api/v1/storage/objects/pwned-svg', {method: 'PUT', body: 'x'});</script></svg>")
+              b"fetch('/api/v1/storage/objects/pwned-svg', {method: 'PUT', body: 'x'});"
+              b"document.title = 'ran';</script></svg>")
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,10 @@ def test_a_stored_page_cannot_use_the_api(browser, service, key, body, content_t
     service.put(key, body, content_type=content_type)
     with running_server(service) as url:
         for path in (f"{OBJECTS}/{key}", f"{OBJECTS}/{key}?view=content"):
+            # get() returns after the load event: an inline script that was allowed to run
+            # has run by then, and would have set the title in the same breath as its fetches.
             browser.get(url + path)
-            time.sleep(1.0)  # what the page would do, it would have done by now
+            assert browser.execute_script("return document.readyState") == "complete"
             assert browser.title != "ran"
         assert not any(service.provider.exists(name) for name in ("pwned", "pwned-direct", "pwned-svg"))
         assert [row["key"] for row in http_request(url, "GET", OBJECTS).json()["objects"]] == [key]
@@ -80,7 +83,7 @@ def _events(browser) -> list:
     return browser.execute_script("return window.__events")
 
 
-def _wait(condition, timeout: float = 20.0) -> bool:
+def _wait(condition, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -96,7 +99,8 @@ def test_an_event_source_on_a_finished_execution_stops(browser, service):
         browser.get(url + "/api/v1/health")
         browser.execute_script(COLLECT, f"{EVENTS}?execution_id=done&timeout=30")
         assert _wait(lambda: any(name == "execution.completed" for name, _ in _events(browser)))
-        time.sleep(3.5)  # EventSource retries after 1 s: three more rounds on a server that answers 200
+        # CLOSED is final: an EventSource in that state never reconnects, so nothing more can come.
+        assert _wait(lambda: browser.execute_script("return window.__source.readyState") == 2, timeout=60)
         names = [name for name, _ in _events(browser)]
         assert names == ["storage.object.created", "execution.completed"]
         assert browser.execute_script("return window.__source.readyState") == 2  # CLOSED
@@ -119,12 +123,12 @@ def test_an_event_source_collects_every_event_across_a_server_restart(browser, s
         write(3)
         assert _wait(lambda: len(_events(browser)) == 3)
     write(3)  # while the server is down
-    time.sleep(1.5)
+    assert _wait(lambda: browser.execute_script("return window.__source.readyState") == 0, timeout=60)  # CONNECTING
     with running_server(service, port=port):
         write(3)
         service.set_execution_status("run", "completed")
-        assert _wait(lambda: any(name == "execution.completed" for name, _ in _events(browser)), timeout=30)
-        time.sleep(1.5)
+        assert _wait(lambda: any(name == "execution.completed" for name, _ in _events(browser)), timeout=60)
+        assert _wait(lambda: browser.execute_script("return window.__source.readyState") == 2, timeout=60)
     keys = [data["key"] for name, data in _events(browser) if name == "storage.object.created"]
     assert keys == written  # each once, in order
     assert [name for name, _ in _events(browser)].count("execution.completed") == 1
