@@ -119,7 +119,7 @@ def snapshot(top: Path) -> dict[str, tuple[int, int, int]]:
 def as_unprivileged(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*unprivileged.prefix(), sys.executable, "-m", "factflow_storage",
                            "--storage", f"file://{root}", *args],
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=30, cwd="/")
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=30, **unprivileged.run_kwargs())
 
 
 def test_unreadable_objects_fail_in_one_line_through_the_cli(unreadable_root):
@@ -143,7 +143,8 @@ def test_unreadable_objects_are_json_errors_through_a_served_api(unreadable_root
     before = snapshot(root.parent)
     server = subprocess.Popen([*unprivileged.prefix(), sys.executable, "-m", "factflow_storage",
                                "--storage", f"file://{root}", "serve", "--port", "0", "--threads", "2"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              **unprivileged.run_kwargs())
     try:
         line = server.stdout.readline().decode()
         assert line.startswith("serving on http://"), line + server.stderr.read().decode()

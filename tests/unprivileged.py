@@ -9,11 +9,13 @@ is unprivileged already and runs the command as is.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
@@ -32,6 +34,24 @@ def prefix() -> tuple[str, ...] | None:
         if probe.returncode == 0:
             return tuple(candidate)
     return None
+
+
+@functools.cache
+def home() -> str:
+    """A directory the unprivileged user owns: its cwd, HOME and TMPDIR. Nothing it runs
+    may depend on writing where the clone is (a CI clone may be root's and 0700)."""
+    path = tempfile.mkdtemp(prefix="factflow-unprivileged-", dir="/tmp")
+    atexit.register(shutil.rmtree, path, True)
+    os.chmod(path, 0o755)
+    if prefix() == tuple(NOBODY):
+        os.chown(path, 65534, 65534)
+    return path
+
+
+def run_kwargs() -> dict:
+    """``cwd`` and ``env`` for a subprocess run under ``prefix()``."""
+    env = dict(os.environ, HOME=home(), TMPDIR=home(), PYTHONDONTWRITEBYTECODE="1")
+    return {"cwd": home(), "env": env}
 
 
 def describe() -> str:

@@ -50,6 +50,9 @@ class FactflowGroup(LazyCommands, click.Group):
         except OSError as err:
             # Storage errors arrive as StorageError; a bare OSError here is the output
             # failing (a full disk, /dev/full), which deserves one line, not a traceback.
+            # One that names a file is about that file, so the line names it instead.
+            if err.filename is not None:
+                raise click.ClickException(f"{err.filename}: {err.strerror or err}") from None
             _silence_stdout()
             raise click.ClickException(f"cannot write the output: {err.strerror or err}") from None
 
