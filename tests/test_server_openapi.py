@@ -128,7 +128,11 @@ TOOL_OPS = "^(storageDu|storageLineage|storageDiff|fsck)$"
 SCHEMATHESIS_RUNS = {
     # use_after_free: DELETE /executions/{id} is a dry run unless confirm=true (the
     # retention design: a plan first), so the execution rightly stays readable after it.
-    "api": ["--checks", "all", "--exclude-checks", "use_after_free",
+    # positive_data_acceptance: schemathesis' HTTP client leaves a valid %XX triplet in a
+    # generated path value as it is (requests' requote_uri), so the schema-valid id
+    # '0%9%1B)^' reaches the server as '0%9<ESC>)^', which it rightly refuses; the
+    # in-process fuzzing above sends positive data with exact encoding.
+    "api": ["--checks", "all", "--exclude-checks", "use_after_free,positive_data_acceptance",
             "--exclude-operation-id-regex", f"{OBJECT_OPS}|{TOOL_OPS}"],
     # positive_data_acceptance: the tools take keys, prefixes and ids whose byte limits and
     # combinations (du: prefix or execution_id, not both) a schema cannot express; they
@@ -151,6 +155,9 @@ def test_schemathesis_all_checks(live, run, tmp_path):
     report = tmp_path / "report.json"
     command = [sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
                "run", live + OPENAPI, "--include-path-regex", FUZZED, "--max-examples", "40", "--seed", "1",
+               # The same cases on every run: no random variation (which implies no database
+               # of examples carried over from earlier runs).
+               "--generation-deterministic",
                "--no-color", "--workers", "1", "--report", "json", "--report-json-path", str(report),
                *SCHEMATHESIS_RUNS[run]]
     # run in tmp_path: schemathesis writes a cache into its working directory
