@@ -4,7 +4,7 @@ only ``if TYPE_CHECKING:`` blocks are left out, as they never run).
     core      errors, keys, metadata, protocol, settings, registry, executions, api_paths
     zipformat zipformat.*                       -> core (the zip both sides of a download share)
     providers providers.*                       -> core
-    service   service, interface                -> core, providers? no: core and watch
+    service   service, interface, pipeline      -> core, providers? no: core and watch
     archive   archive.* (server-side jobs)      -> core, service, zipformat; not the client side
     download  download.* (client-side)          -> core, service interface, zipformat; not the server
     watch     watch.*                           -> core, service
@@ -59,7 +59,7 @@ def layer(module: str) -> str:
     head = parts[0]
     if head in CORE:
         return "core"
-    if head in ("service", "interface"):
+    if head in ("service", "interface", "pipeline"):
         return "service"
     if head in ("client", "api_response"):
         return "client"
