@@ -235,3 +235,46 @@ def test_mypy_sees_the_types_from_outside_the_package(tmp_path):
     assert "finish_execution" in errors[0] and "Literal['done']" in errors[0]
     assert "variable has type \"int\"" in errors[1]
     assert "import-untyped" not in done.stdout and "py.typed" not in done.stdout
+
+
+def test_batch_writes_are_visible_at_once_and_an_error_still_leaves_them(storage):
+    with pipeline_on(storage) as handle:
+        with pytest.raises(KeyError), handle.batch() as batch:
+            first = batch.write("executions/b/r/s/1", b"one", lineage=["executions/b/r/s/0"], config_hash="h")
+            assert handle.read("executions/b/r/s/1") == b"one"
+            assert handle.metadata("executions/b/r/s/1") == first and first["lineage"] == ["executions/b/r/s/0"]
+            batch.write("executions/b/r/t/2", b"two")
+            raise KeyError("stage broke")
+        assert [info.key for info in handle.list("executions/b/")] == ["executions/b/r/s/1", "executions/b/r/t/2"]
+
+
+BATCH_PROBE = """
+import sys
+from factflow_storage import open_storage
+
+with open_storage(sys.argv[1]) as storage:
+    if sys.argv[2] == "batch":
+        with storage.batch() as batch:
+            for n in range(10):
+                batch.write(f"executions/e/r/{'st'[n % 2]}/m{n}", b"x", lineage=[f"executions/e/r/s/m{n - 1}"])
+    else:
+        for n in range(10):
+            storage.write(f"executions/e/r/{'st'[n % 2]}/m{n}", b"x", lineage=[f"executions/e/r/s/m{n - 1}"])
+    sys.stdout.write("written\\n")
+    sys.stdout.flush()
+"""
+
+
+@pytest.mark.parametrize("mode, fsyncs", [("plain", 30), ("batch", 22)])
+def test_a_batch_fsyncs_each_directory_once_before_its_block_ends(tmp_path, mode, fsyncs):
+    # Bytes and sidecar of each of the ten writes, then one fsync per directory (two) in a
+    # batch, instead of one per write; all of them before the code after the block runs.
+    trace = tmp_path / "trace"
+    done = subprocess.run(["strace", "-f", "-qq", "-e", "trace=fsync,write", "-o", str(trace), sys.executable, "-c",
+                           BATCH_PROBE, f"file://{tmp_path}/s", mode], env=clean_env(PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "written\n"
+    calls = [line for line in trace.read_text().splitlines() if " fsync(" in line or " write(1," in line]
+    assert ' write(1, "written' in calls[-1], calls[-3:]
+    assert sum(" fsync(" in line for line in calls) == fsyncs
