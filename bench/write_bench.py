@@ -12,6 +12,8 @@ one after the other from one thread, as a stage writes.
   fsynced and renamed under the key's lock, then the directory fsynced) vs a bare loop of
   the same system calls: object and sidecar (its JSON holding the sha256) each
   temp + fsync + rename, then one directory fsync.
+- fs-write-batch: the same writes in one ``storage.batch()`` (the directory's fsync once,
+  at the block's end) vs the bare loop with one directory fsync at its end.
 - s3-write-small: the S3 provider (metadata headers, the write journal's marker on servers
   without bucket notifications) vs a bare ``put_object`` of the same bytes with minio-py,
   on the server ``tests/s3server.py`` starts.
@@ -40,7 +42,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from harness import REPEAT, Row, alternate, print_rows, wanted  # noqa: E402
 
-ROWS = ("fs-write-small", "s3-write-small")
+ROWS = ("fs-write-small", "fs-write-batch", "s3-write-small")
 TARGET = 1.5
 CONFIG_HASH = "sha256:" + "ab" * 32
 
@@ -49,16 +51,25 @@ def payloads(writes: int, size: int) -> list[bytes]:
     return [(b'{"n": %d, "text": "' % n).ljust(size - 2, b"x") + b'"}' for n in range(writes)]
 
 
-def factflow_loop(uri: str, execution_id: str, data: list[bytes]) -> float:
+def factflow_loop(uri: str, execution_id: str, data: list[bytes], *, batch: bool = False) -> float:
     """Wall seconds of the writes through the public API (opened before the clock starts)."""
     from factflow_storage import open_storage
 
     with open_storage(uri) as storage:
         keys = [f"executions/{execution_id}/route/stage/msg-{n:06d}.json" for n in range(len(data))]
         started = time.perf_counter()
-        for n, (key, body) in enumerate(zip(keys, data, strict=True)):
-            storage.write(key, body, lineage=[keys[n - 1]] if n else [], config_hash=CONFIG_HASH)
+        if batch:
+            with storage.batch() as writer:
+                for n, (key, body) in enumerate(zip(keys, data, strict=True)):
+                    writer.write(key, body, lineage=[keys[n - 1]] if n else [], config_hash=CONFIG_HASH)
+        else:
+            for n, (key, body) in enumerate(zip(keys, data, strict=True)):
+                storage.write(key, body, lineage=[keys[n - 1]] if n else [], config_hash=CONFIG_HASH)
         return time.perf_counter() - started
+
+
+def factflow_batch_loop(uri: str, execution_id: str, data: list[bytes]) -> float:
+    return factflow_loop(uri, execution_id, data, batch=True)
 
 
 def _durable_file(dir_fd: int, name: str, body: bytes) -> None:
@@ -72,8 +83,9 @@ def _durable_file(dir_fd: int, name: str, body: bytes) -> None:
     os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
-def bare_fs_loop(root: str, execution_id: str, data: list[bytes]) -> float:
-    """The same durable work without the library: object and sidecar, directory fsync."""
+def bare_fs_loop(root: str, execution_id: str, data: list[bytes], *, batch: bool = False) -> float:
+    """The same durable work without the library: object and sidecar, directory fsync
+    (after each write, or once at the end with ``batch``)."""
     directory = os.path.join(root, "executions", execution_id, "route", "stage")
     os.makedirs(directory)
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -85,13 +97,20 @@ def bare_fs_loop(root: str, execution_id: str, data: list[bytes]) -> float:
                                     "checksum": "sha256:" + hashlib.sha256(body).hexdigest()})
             _durable_file(dir_fd, name, body)
             _durable_file(dir_fd, name + ".meta.json", sidecar)
+            if not batch:
+                os.fsync(dir_fd)
+        if batch:
             os.fsync(dir_fd)
         return time.perf_counter() - started
     finally:
         os.close(dir_fd)
 
 
-def fs_row(writes: int, size: int, repeat: int) -> Row:
+def bare_fs_batch_loop(root: str, execution_id: str, data: list[bytes]) -> float:
+    return bare_fs_loop(root, execution_id, data, batch=True)
+
+
+def fs_row(writes: int, size: int, repeat: int, *, batch: bool = False) -> Row:
     data = payloads(writes, size)
     scratch = tempfile.mkdtemp(prefix="factflow-write-bench-")
     runs = iter(range(10_000))
@@ -105,10 +124,14 @@ def fs_row(writes: int, size: int, repeat: int) -> Row:
                     shutil.rmtree(root, ignore_errors=True)
             return run
 
-        fresh(factflow_loop, True)()  # imports and first directory creation, unmeasured
-        ours, theirs = alternate(repeat, fresh(factflow_loop, True), fresh(bare_fs_loop, False))
+        ours_loop, bare_loop = (factflow_batch_loop, bare_fs_batch_loop) if batch else (factflow_loop, bare_fs_loop)
+        fresh(ours_loop, True)()  # imports and first directory creation, unmeasured
+        ours, theirs = alternate(repeat, fresh(ours_loop, True), fresh(bare_loop, False))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if batch:
+        return Row("fs-write-batch", f"{writes} writes of {size // 1024} KiB + lineage, fs, one batch",
+                   "bare temp+fsync+rename x2, one dir fsync", ours, theirs, "<=", TARGET, runs=repeat)
     return Row("fs-write-small", f"{writes} writes of {size // 1024} KiB + lineage, filesystem",
                "bare temp+fsync+rename x2, dir fsync", ours, theirs, "<=", TARGET, runs=repeat)
 
@@ -147,6 +170,8 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
     result = []
     if "fs-write-small" in ids:
         result.append(fs_row(writes, size, repeat))
+    if "fs-write-batch" in ids:
+        result.append(fs_row(writes, size, repeat, batch=True))
     if "s3-write-small" in ids:
         result.append(s3_row(writes, size, repeat))
     return result
@@ -159,7 +184,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=REPEAT)
     parser.add_argument("--skip-s3", action="store_true")
     args = parser.parse_args()
-    only = {"fs-write-small"} if args.skip_s3 else None
+    only = {"fs-write-small", "fs-write-batch"} if args.skip_s3 else None
     print_rows(rows(only, repeat=args.repeat, writes=args.writes, size=args.size))
     return 0
 
