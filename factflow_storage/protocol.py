@@ -114,57 +114,97 @@ class WriteHook(Protocol):
 
 @runtime_checkable
 class StorageProtocol(Protocol):
+    """What every provider keeps; the module's docstring states the rules all share.
+
+    Pipelines use ``factflow_storage.open_storage()`` (a ``PipelineStorage`` over one
+    of these); the CLI and the server reach it through the service layer.
+    """
+
     uri: str
 
     # The original's five, which pipelines already call.
     def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
               *, content_type: str | None = None) -> dict[str, Any]:
-        """Store bytes (or a stream of unknown length) and return the stored metadata blob."""
+        """Store bytes (or a stream of unknown length, read to its end) under ``key`` with
+        ``metadata`` (a JSON object: provenance, ``config_hash``, ``lineage``, extras), and
+        return the stored blob, computed fields included (``factflow_storage.metadata``).
 
-    def read(self, key: str) -> bytes: ...
+        Atomic and linearizable per key: readers see the old version or the new one, each
+        with its own blob; the last write to return wins. Durable once it returns
+        (filesystem: data, sidecar and directory fsynced; S3: every request acknowledged).
+        Cross-execution ``lineage`` is indexed before the object is committed; committed
+        writes are told to the provider's write hooks (the S3 journal) afterwards. On
+        failure nothing new is visible under ``key``.
 
-    def exists(self, key: str) -> bool: ...
+        Raises InvalidKey, BadRequest (metadata not a JSON object), TooLarge (blob over
+        ``MAX_METADATA_BYTES``, before any byte moves), Conflict (filesystem: an object
+        beside a prefix of the same name), Unavailable and its subclasses.
+        """
+
+    def read(self, key: str) -> bytes:
+        """The whole bytes of one version of ``key``. Raises NotFound, InvalidKey, Unavailable."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``; a key that is only a prefix is not one."""
 
     def list(self, prefix: str = "", *, start_after: str | None = None,
              limit: int | None = None) -> Iterator[ObjectInfo]:
-        """Every object under ``prefix`` (a string prefix, as in S3), as a stream."""
+        """Every object under ``prefix`` (a string prefix, as in S3), as a stream in S3
+        order, after ``start_after``, at most ``limit``. Objects written meanwhile may or
+        may not appear; a filesystem root that does not exist lists nothing. Raises
+        InvalidKey for a refused prefix, Unavailable."""
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str) -> None:
+        """Remove ``key`` and its metadata, atomically for readers; a missing key is not an
+        error (as on S3), nor is a key that is only a prefix (nothing is deleted)."""
 
     # What the CLI and the server need.
     def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
-        """Open for streaming; InvalidRange when ``start`` is at or past a non-empty end."""
+        """Open for streaming from ``start`` for ``length`` bytes (to the end by default);
+        the stream's ``info`` and ``metadata`` describe the very version it reads.
+        Raises NotFound, InvalidKey, InvalidRange (``start`` at or past a non-empty end)."""
 
-    def stat(self, key: str) -> ObjectInfo: ...
+    def stat(self, key: str) -> ObjectInfo:
+        """Size, modification time, ETag of ``key`` (no metadata read). Raises NotFound."""
 
-    def metadata(self, key: str) -> dict[str, Any]: ...
+    def metadata(self, key: str) -> dict[str, Any]:
+        """The blob of the version currently stored (spilled companions read back
+        transparently; objects another tool wrote get computed fields). Raises NotFound."""
 
     def browse(self, prefix: str = "", *, start_after: str | None = None
                ) -> Iterator[ObjectInfo | PrefixInfo]:
         """One level under ``prefix`` with '/' as delimiter, in S3 order, as a stream."""
 
     # Internal records under ``_factflow/`` (execution records, jobs, spilled metadata).
-    def put_record(self, name: str, data: bytes | BinaryIO) -> None: ...
+    def put_record(self, name: str, data: bytes | BinaryIO) -> None:
+        """Replace record ``name`` whole and durably (readers see old or new)."""
 
-    def open_record(self, name: str) -> BinaryIO: ...
+    def open_record(self, name: str) -> BinaryIO:
+        """Record ``name`` for reading; close it. Raises NotFound."""
 
-    def list_records(self, prefix: str) -> Iterator[str]: ...
+    def list_records(self, prefix: str) -> Iterator[str]:
+        """Names of the records under ``prefix``, in S3 order."""
 
-    def delete_record(self, name: str) -> None: ...
+    def delete_record(self, name: str) -> None:
+        """Remove record ``name``; a missing one is not an error."""
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Delete several objects (and their metadata) at once; missing keys are skipped."""
 
-    def delete_records(self, names: Iterable[str]) -> None: ...
+    def delete_records(self, names: Iterable[str]) -> None:
+        """Delete several records; missing ones are skipped."""
 
-    def read_execution(self, execution_id: str) -> dict[str, Any] | None: ...
+    def read_execution(self, execution_id: str) -> dict[str, Any] | None:
+        """The execution's record, or None when it has none."""
 
-    def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None: ...
+    def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None:
+        """Replace the execution's record whole and durably, then tell the write hooks."""
 
     def check(self) -> None:
         """Raise Unavailable when the backend cannot be reached."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release connections and descriptors."""
 
 
 class BaseProvider:

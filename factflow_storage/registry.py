@@ -6,12 +6,15 @@ import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from factflow_storage.errors import ConfigError
 from factflow_storage.protocol import StorageProtocol
 from factflow_storage.settings import DEFAULT_STORAGE_URI, load_settings
+
+if TYPE_CHECKING:
+    from factflow_storage.settings import Settings
 
 PROVIDERS: dict[str, str] = {
     "file": "factflow_storage.providers.filesystem:FilesystemProvider",
@@ -89,6 +92,12 @@ def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
     for hook in WRITE_HOOKS.get(parsed.scheme, ()):
         provider.add_write_hook(_load(hook)(provider))
     return provider
+
+
+def open_provider(settings: Settings) -> StorageProtocol:
+    """The provider for the storage URI in force: the one place the CLI, ``factflow serve``
+    and ``factflow_storage.open_storage`` build one from settings."""
+    return create_storage_provider(settings.storage_uri, settings.provider_options())
 
 
 def _load(path: str) -> Any:

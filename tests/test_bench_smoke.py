@@ -48,3 +48,14 @@ def test_unknown_row_is_a_usage_error():
     assert done.returncode == 2
     assert "unknown row id(s): no-such-row" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_write_rows_are_measured_on_both_sides():
+    done = bench_all("--quick", "--only", "fs-write-small,fs-write-batch")
+    assert done.returncode == 0, done.stderr
+    body = [line for line in done.stdout.splitlines() if line.startswith("| fs-write")]
+    assert [line.split("|")[1].strip() for line in body] == ["fs-write-small", "fs-write-batch"]
+    for line in body:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert re.fullmatch(r"\d+ ms|\d+\.\d\d s", cells[3]) and re.fullmatch(r"\d+ ms|\d+\.\d\d s", cells[4])
+        assert re.fullmatch(r"\d+\.\d\dx", cells[5]) and cells[6] == "<= 1.5x", cells

@@ -154,3 +154,12 @@ def test_serves_the_console_files_from_inside_the_pyz(pyz, shiv_root, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_ships_the_type_marker(pyz):
+    # A type checker only reads an installed package's hints when it holds py.typed.
+    import zipfile
+
+    with zipfile.ZipFile(pyz) as archive:
+        names = archive.namelist()
+    assert any(name.endswith("site-packages/factflow_storage/py.typed") for name in names), names[:20]

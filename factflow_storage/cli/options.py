@@ -11,7 +11,6 @@ from factflow_storage.cli.render import FORMATS
 
 if TYPE_CHECKING:
     from factflow_storage.interface import Service
-    from factflow_storage.protocol import StorageProtocol
     from factflow_storage.service import StorageService
     from factflow_storage.settings import Settings
 
@@ -30,13 +29,6 @@ class Duration(click.ParamType):
             return parse_duration(str(value))
         except ValueError as err:
             self.fail(str(err), param, ctx)
-
-
-def open_provider(settings: Settings) -> StorageProtocol:
-    """The provider for the storage URI in force: the one place the CLI builds one."""
-    from factflow_storage.registry import create_storage_provider
-
-    return create_storage_provider(settings.storage_uri, settings.provider_options())
 
 
 class App:
@@ -64,6 +56,7 @@ class App:
         return self.service if self.remote else self.local_service(guard_root=False)
 
     def local_service(self, *, guard_root: bool = True) -> StorageService:
+        from factflow_storage.registry import open_provider
         from factflow_storage.service import StorageService
 
         provider = open_provider(self.settings)

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from factflow_storage.cli.options import App, open_provider, pass_app
+from factflow_storage.cli.options import App, pass_app
 
 
 @click.command("serve")
@@ -24,6 +24,7 @@ from factflow_storage.cli.options import App, open_provider, pass_app
 def command(app: App, host: str, port: int, threads: int, max_streams: int | None,
             storage_uri: str | None) -> None:
     """Serve the storage API over HTTP (prints the URL it listens on)."""
+    from factflow_storage.registry import open_provider
     from factflow_storage.server.app import serve
     from factflow_storage.server.auth import check_bind
     from factflow_storage.service import StorageService
