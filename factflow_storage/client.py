@@ -377,6 +377,9 @@ class RemoteService:
         return self.api.get_json(api_paths.DU, {"prefix": prefix or None, "execution_id": execution_id,
                                                 "depth": depth})
 
+    def execution_graph(self, execution_id: str) -> dict[str, Any]:
+        return self.api.get_json(self._execution_path(execution_id) + "/graph")
+
     def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
         return self.api.get_json(api_paths.LINEAGE, {"key": validate_key(key), "depth": depth,
                                                      "children": children or None})

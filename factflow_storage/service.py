@@ -285,6 +285,11 @@ class StorageService:
 
         return disk_usage(self, prefix, execution_id=execution_id, depth=depth)
 
+    def execution_graph(self, execution_id: str) -> dict[str, Any]:
+        from factflow_storage.tools.graph import execution_graph
+
+        return execution_graph(self, execution_id)
+
     def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
         from factflow_storage.tools.lineage import DEFAULT_DEPTH, lineage
 
