@@ -105,7 +105,8 @@ def _scan(entries: Iterator[ObjectInfo | PrefixInfo], wanted: Callable[[str], bo
             if len(found) >= count:
                 return found, None
         if scanned >= SCAN_LIMIT:
-            return found, entry_name(entry)
+            # A cursor only if something follows: a last request that finds nothing helps nobody.
+            return found, entry_name(entry) if next(entries, None) is not None else None
     return found, None
 
 

@@ -30,7 +30,7 @@ function parseBlock(block) {
 }
 
 // Listeners: onObject(data), onCompleted(data), onState(name, detail). Returns close().
-export function openStream(executionId, { onObject, onCompleted, onState }) {
+export function openStream(executionId, { onObject, onCompleted, onState, filters }) {
   let lastId = null;
   let stopped = false;
   let timer = null;
@@ -50,7 +50,7 @@ export function openStream(executionId, { onObject, onCompleted, onState }) {
     controller = new AbortController();
     let response;
     try {
-      response = await fetch(api.eventsUrl(executionId), { credentials: "same-origin", cache: "no-store",
+      response = await fetch(api.eventsUrl(executionId, filters), { credentials: "same-origin", cache: "no-store",
         headers: lastId ? { "Last-Event-ID": lastId } : {}, signal: controller.signal });
     } catch (_) {
       again("reconnecting", nextBackoff());
