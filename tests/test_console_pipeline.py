@@ -4,16 +4,20 @@ listings that follow writes, filters and jumps on big stages, and the pipeline g
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from console_support import Console, open_browser, temp_dirs
 from selenium.webdriver.common.by import By
 from server_fixture import running_server
 
+import factflow_storage
 from factflow_storage.service import StorageService
 
 DEMO = "demo-pipeline"
@@ -27,24 +31,51 @@ def cli(storage, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.fixture
-def served(storage):
-    cli(storage, "demo", "--execution", DEMO)
-    with storage.open() as provider:
+@contextlib.contextmanager
+def serve(target):
+    """A server over ``target`` holding the demo execution: (base URL, service)."""
+    cli(target, "demo", "--execution", DEMO)
+    with target.open() as provider:
         service = StorageService(provider)
         with running_server(service, threads=16) as url:
             yield url, service
 
 
-@pytest.fixture
-def console(served, tmp_path):
-    url, _ = served
+@contextlib.contextmanager
+def browse(url: str, tmp_path):
     downloads, profile = temp_dirs(tmp_path)
     shots = tmp_path / "shots"
-    shots.mkdir()
+    shots.mkdir(exist_ok=True)
     page = Console(open_browser(downloads, profile), url, shots, downloads)
-    yield page
-    page.driver.quit()
+    try:
+        yield page
+    finally:
+        page.driver.quit()
+
+
+@pytest.fixture
+def served(storage):
+    with serve(storage) as pair:
+        yield pair
+
+
+@pytest.fixture
+def console(served, tmp_path):
+    with browse(served[0], tmp_path) as page:
+        yield page
+
+
+# What only the browser does (links, errors, the stream's retries) is checked over the
+# filesystem provider alone.
+@pytest.fixture
+def file_console(file_storage, tmp_path):
+    with serve(file_storage) as (url, _), browse(url, tmp_path) as page:
+        yield page
+
+
+def test_the_console_stays_small():
+    console = Path(factflow_storage.__file__).parent / "server" / "console"
+    assert sum(path.stat().st_size for path in console.iterdir()) < 200 * 1024
 
 
 def heading(console) -> str:
@@ -58,9 +89,8 @@ def rows(console) -> list[str]:
 # -- errors ------------------------------------------------------------------------------
 
 
-def test_a_malformed_link_shows_an_error_instead_of_the_previous_view(console, storage):
-    if storage.kind != "file":
-        pytest.skip("the browser's side only: one provider is enough")
+def test_a_malformed_link_shows_an_error_instead_of_the_previous_view(file_console):
+    console = file_console
     console.open(f"#/e/{DEMO}", view="execution")
     console.driver.get(f"{console.base_url}/#/o/bad%E0key")
     console.wait_view("error")
@@ -71,17 +101,15 @@ def test_a_malformed_link_shows_an_error_instead_of_the_previous_view(console, s
     assert errors == []
 
 
-def test_a_missing_object_says_not_found(console, storage):
-    if storage.kind != "file":
-        pytest.skip("the browser's side only: one provider is enough")
+def test_a_missing_object_says_not_found(file_console):
+    console = file_console
     console.open(f"#/o/executions/{DEMO}/nope/none/msg.json", view="object")
     assert heading(console) == "Not found"
     assert console.find("#main").get_attribute("data-error") == "not_found"
 
 
-def test_a_server_that_went_away_is_shown_and_the_stream_comes_back(storage, tmp_path):
-    if storage.kind != "file":
-        pytest.skip("the browser's side only: one provider is enough")
+def test_a_server_that_went_away_is_shown_and_the_stream_comes_back(file_storage, tmp_path):
+    storage = file_storage
     cli(storage, "execution", "start", "away")
     with storage.open() as provider:
         service = StorageService(provider)
@@ -125,9 +153,8 @@ def _hold_stream(url: str, execution: str) -> socket.socket:
     return held
 
 
-def test_a_refused_stream_says_paused_and_resumes_after_retry_after(storage, tmp_path):
-    if storage.kind != "file":
-        pytest.skip("the browser's side only: one provider is enough")
+def test_a_refused_stream_says_paused_and_resumes_after_retry_after(file_storage, tmp_path):
+    storage = file_storage
     cli(storage, "execution", "start", "busy")
     with storage.open() as provider:
         service = StorageService(provider)
@@ -201,16 +228,15 @@ def test_a_stage_page_adds_only_the_writes_that_belong_on_it(console, served, st
 BIG = 5000
 
 
+def write_many(service, stage: str, count: int) -> None:
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda number: service.put(f"{stage}msg-{number:05d}.json", b"{}"), range(count)))
+
+
 @pytest.fixture
-def big_stage(served, storage):
-    url, service = served
+def big_stage(served):
     stage = "executions/big/route/stage/"
-    if storage.kind == "file":
-        for number in range(BIG):
-            service.put(f"{stage}msg-{number:05d}.json", b"{}")
-    else:
-        with __import__("concurrent.futures").futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda number: service.put(f"{stage}msg-{number:05d}.json", b"{}"), range(BIG)))
+    write_many(served[1], stage, BIG)
     return stage
 
 
@@ -231,24 +257,24 @@ def test_a_5000_object_stage_filters_to_one_key_and_jumps_to_a_key(console, big_
     assert not console.find_all("#next-page")
 
 
-def test_a_filtered_request_scans_a_bounded_number_of_keys_and_answers_a_cursor(served, big_stage, storage,
-                                                                              monkeypatch):
-    if storage.kind != "file":
-        pytest.skip("the service's scan: one provider is enough")
+def test_a_filtered_request_scans_a_bounded_number_of_keys_and_answers_a_cursor(file_storage, monkeypatch):
     from factflow_storage import service as service_module
 
-    _, service = served
-    monkeypatch.setattr(service_module, "SCAN_LIMIT", 1000)
-    pages, cursor, found = 0, None, []
-    while True:
-        page = service.list_page(big_stage, delimiter="/", include_metadata=False, contains="04999", cursor=cursor)
-        pages += 1
-        found += [row["key"] for row in page["objects"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
-    assert found == [f"{big_stage}msg-04999.json"]
-    assert pages == 5  # 1,000 keys a request
+    stage = "executions/big/route/stage/"
+    with file_storage.open() as provider:
+        service = StorageService(provider)
+        write_many(service, stage, 2000)
+        monkeypatch.setattr(service_module, "SCAN_LIMIT", 500)
+        pages, cursor, found = 0, None, []
+        while True:
+            page = service.list_page(stage, delimiter="/", include_metadata=False, contains="01999", cursor=cursor)
+            pages += 1
+            found += [row["key"] for row in page["objects"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    assert found == [f"{stage}msg-01999.json"]
+    assert pages == 4  # 500 keys a request
 
 
 # -- the pipeline graph ---------------------------------------------------------------------
