@@ -73,7 +73,7 @@ export function drawGraph(executionId, graph) {
     const outside = node.execution_id && node.execution_id !== executionId;
     const target = href("browse", `executions/${node.execution_id || executionId}/${node.route_id}/${node.stage}/`);
     const counts = svg("text", { x: x + 10, y: y + 50, class: "node-counts" },
-      `${node.objects} objects · ${humanSize(node.bytes)}`);
+      `${node.objects} object${node.objects === 1 ? "" : "s"} · ${humanSize(node.bytes)}`);
     const group = svg("a", { href: target, class: "node" + (node.receiving ? " receiving" : "") + (outside ? " outside" : ""),
       "data-stage": node.id, "data-objects": node.objects, "data-bytes": node.bytes },
     svg("title", null, `${node.id}${outside ? ` (execution ${node.execution_id})` : ""}: ${node.objects} objects, ${node.bytes} bytes`
