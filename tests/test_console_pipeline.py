@@ -281,11 +281,12 @@ def test_a_filtered_request_scans_a_bounded_number_of_keys_and_answers_a_cursor(
 
 
 def graph_facts(console) -> dict:
-    nodes = {node.get_attribute("data-stage"): int(node.get_attribute("data-objects"))
-             for node in console.find_all("#graph .node")}
-    edges = sorted((edge.get_attribute("data-from"), edge.get_attribute("data-to"))
-                   for edge in console.find_all("#graph .edge"))
-    return {"nodes": nodes, "edges": edges}
+    """Nodes and edges as drawn, read in one script (the graph is redrawn as writes arrive)."""
+    nodes, edges = console.driver.execute_script("""
+        const nodes = [...document.querySelectorAll('#graph .node')].map((n) => [n.dataset.stage, +n.dataset.objects]);
+        const edges = [...document.querySelectorAll('#graph .edge')].map((e) => [e.dataset.from, e.dataset.to]);
+        return [nodes, edges];""")
+    return {"nodes": dict(nodes), "edges": sorted(tuple(edge) for edge in edges)}
 
 
 DEMO_EDGES = [("markdown_processor/html_to_markdown", "markdown_processor/chunker"),
@@ -320,9 +321,12 @@ def test_the_graph_follows_a_running_execution(console, served, storage):
         service.put(f"executions/{execution}/parse/text/msg-{number:04d}.txt", b"x", {"lineage": [source]})
     console.wait_for(lambda: graph_facts(console) == {"nodes": {"fetch/page": 1, "parse/text": 3},
                                                       "edges": [("fetch/page", "parse/text")]}, timeout=10)
-    console.wait_for(lambda: "receiving" in console.find('#graph .node[data-stage="parse/text"]').get_attribute("class"))
+    console.wait_for(lambda: console.find_all('#graph .node.receiving[data-stage="parse/text"]'))
     assert console.find("#execution-count").text == "4"
     console.screenshot(f"graph-running-{storage.kind}", full=True)
     service.set_execution_status(execution, "completed")
     console.wait_for(lambda: console.find("#live").get_attribute("data-state") == "finished", timeout=10)
     console.wait_for(lambda: not console.find_all("#graph .node.receiving"), timeout=10)
+    # Live list, graph, counts and routes all fed by one stream.
+    streams = [url for url in console.requested_urls() if "/api/v1/storage/events" in url]
+    assert len(streams) == 1, streams
