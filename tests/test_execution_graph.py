@@ -37,6 +37,8 @@ def test_the_demo_graph_has_four_stages_and_three_edges_in_every_form(demo):
     assert dot.count(" -> ") == 3 and '"sitemap_scraper/sitemap" -> "sitemap_scraper/web_scraper";' in dot
     reply = http_request(demo.url, "GET", f"/api/v1/executions/{EXEC}/graph")
     assert reply.status == 200 and reply.json() == graph
+    with demo.storage.open() as provider:  # one marker per stage pair, not one per object
+        assert len(list(provider.list_records(f"graph/{EXEC}/"))) == 3
 
 
 def test_graph_errors(demo):
