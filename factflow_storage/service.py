@@ -135,13 +135,16 @@ class StorageService:
 
     def iter_objects(self, prefix: str = "", *, start_after: str | None = None,
                      route_id: str | None = None, stage: str | None = None,
-                     extension: str | Sequence[str] | None = None) -> Iterator[ObjectInfo]:
-        """Objects under ``prefix`` that pass the filters, in key order, streamed."""
+                     extension: str | Sequence[str] | None = None, contains: str | None = None,
+                     match: str | None = None) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` that pass the filters, in key order, streamed; ``contains``
+        and ``match`` test the key past the prefix's last '/' (``name_filter``)."""
         validate_prefix(prefix)
         extensions = split_extensions(extension)
         routes, stages = (route_id,) if route_id else (), (stage,) if stage else ()
+        wanted = name_filter(prefix, contains, match)
         for info in self.provider.list(narrow_prefix(prefix, route_id, stage), start_after=start_after):
-            if key_matches(info.key, routes, stages, extensions):
+            if key_matches(info.key, routes, stages, extensions) and (wanted is None or wanted(info.key)):
                 yield info
 
     def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,

@@ -83,3 +83,15 @@ def test_the_list_api_filters_names_on_the_server_and_jumps_with_start_after(dem
     assert top.json()["common_prefixes"] == [f"executions/{EXEC}/sitemap_scraper/"]
     both = http_request(demo.url, "GET", f"/api/v1/storage/objects?prefix={stage}&cursor=abc&start_after=x")
     assert both.status == 400 and both.json()["error_code"]
+
+
+def test_storage_list_filters_names_the_same_in_both_modes_across_bounded_scans(demo, monkeypatch):
+    from factflow_storage import service as service_module
+
+    monkeypatch.setattr(service_module, "SCAN_LIMIT", 3)  # the server answers many short, even empty, pages
+    rows = ok(demo, ["storage", "list", "--execution", EXEC, "--match", "*/chunker/msg-000[1-3].json", "-o", "json"])
+    assert [orjson.loads(line)["key"].rsplit("/", 2)[-2:] for line in rows.splitlines()] == [
+        ["chunker", f"msg-000{n}.json"] for n in (1, 2, 3)]
+    one = ok(demo, ["storage", "list", "--execution", EXEC, "--contains", "web_scraper/msg-0005"]).decode()
+    assert one.count("\n") == 1 and "web_scraper/msg-0005.html.gz" in one
+    assert ok(demo, ["storage", "list", "--execution", EXEC, "--contains", "nothing-like-this"]) == b""
