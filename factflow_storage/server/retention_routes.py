@@ -3,7 +3,8 @@ and status, lineage dependencies and deletion records. ``DELETE`` and ``POST`` c
 state, so the server's token and cross-site rules apply to them as to every write.
 
 This module is installed before ``execution_routes``, whose ``/executions/<id:path>``
-would otherwise take ``/executions/<id>/deps``.
+would otherwise take ``/executions/<id>/deps``; so the pipeline graph
+(``/executions/<id>/graph``, read-only) is routed here too.
 """
 
 from __future__ import annotations
