@@ -13,7 +13,7 @@ const QUIET_MS = 500;
 export function streamState(node, label, name, detail) {
   node.dataset.state = name;
   let text = STATE_TEXT[name] || name;
-  if (name === "paused" && detail) text += ` (the server is busy; retrying in ${detail} s)`;
+  if (name === "paused" && detail) text += ` (the server refused the stream; retrying in ${detail} s)`;
   else if (name === "error" && detail) text += `: ${detail}`;
   label.textContent = text;
   label.classList.toggle("error", name === "paused" || name === "error" || name === "reconnecting");
