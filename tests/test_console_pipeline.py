@@ -296,6 +296,7 @@ DEMO_EDGES = [("markdown_processor/html_to_markdown", "markdown_processor/chunke
 
 def test_the_demo_graph_shows_four_stages_with_counts_and_three_edges(console, storage):
     console.open(f"#/e/{DEMO}", view="execution")
+    console.wait_for(lambda: console.find_all("#pipeline[data-loaded]"))
     assert graph_facts(console) == {"nodes": {"markdown_processor/chunker": 5, "markdown_processor/html_to_markdown": 5,
                                               "sitemap_scraper/sitemap": 1, "sitemap_scraper/web_scraper": 5},
                                     "edges": DEMO_EDGES}
@@ -316,7 +317,7 @@ def test_the_graph_follows_a_running_execution(console, served, storage):
     service.put(source, b"<p>x</p>")
     console.open(f"#/e/{execution}", view="execution")
     console.wait_for(lambda: console.find("#live").get_attribute("data-state") == "open")
-    assert graph_facts(console)["nodes"] == {"fetch/page": 1}
+    console.wait_for(lambda: graph_facts(console)["nodes"] == {"fetch/page": 1})
     for number in range(3):
         service.put(f"executions/{execution}/parse/text/msg-{number:04d}.txt", b"x", {"lineage": [source]})
     console.wait_for(lambda: graph_facts(console) == {"nodes": {"fetch/page": 1, "parse/text": 3},

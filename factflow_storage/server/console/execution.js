@@ -18,8 +18,9 @@ export async function renderExecution(main, route, ctx) {
   const [record, listing] = await Promise.all([
     api.execution(id).catch((err) => (err.status === 404 ? null : Promise.reject(err))),
     listingSection(prefix, undefined, { filters: true }),
-    pipeline.load(),
   ]);
+  // The graph lists the whole execution: on a big one the view shows first, then the graph.
+  pipeline.load();
   const status = h("span", { id: "execution-status" }, badge(record ? record.status : null));
   const finished = h("span", { id: "execution-finished" }, record && record.finished_at ? time(record.finished_at) : "—");
   const countCell = h("dd", { id: "execution-count" }, record?.object_count ?? "—");

@@ -48,12 +48,12 @@ export function pipelinePanel(executionId) {
     refetch = null;
     try {
       graph = await api.graph(executionId);
-      node.dataset.loaded = "true";
       draw();
     } catch (err) {
       if (!stopped) clear(holder).append(errorBox(err));
     } finally {
       node.removeAttribute("aria-busy");
+      node.dataset.loaded = "true";
     }
   };
   const soon = () => { if (refetch === null && !stopped) refetch = setTimeout(load, REFETCH_MS); };
