@@ -20,7 +20,7 @@ ARCHIVE = API + "/content/archive"
 
 # Paths under /executions/ that are not an execution: the ``<execution_id:path>`` routes
 # match them too, and must answer 405 with what these take.
-_SUB_RESOURCE_METHODS = {"prune": "POST", "deps": "GET"}
+_SUB_RESOURCE_METHODS = {"prune": "POST", "deps": "GET", "graph": "GET"}
 
 
 def allowed_on(path: str) -> str | None:
@@ -30,6 +30,7 @@ def allowed_on(path: str) -> str | None:
     rest = path[len(EXECUTIONS) + 1:]
     if rest == "prune":
         return _SUB_RESOURCE_METHODS["prune"]
-    if rest.endswith("/deps") and "/" not in rest[:-len("/deps")]:
-        return _SUB_RESOURCE_METHODS["deps"]
+    for name in ("deps", "graph"):
+        if rest.endswith("/" + name) and "/" not in rest[:-len(name) - 1]:
+            return _SUB_RESOURCE_METHODS[name]
     return None

@@ -218,13 +218,15 @@ class RemoteService:
     def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
                   stage: str | None = None, extension: str | Sequence[str] | None = None,
                   include_metadata: bool = True, limit: int = DEFAULT_PAGE, cursor: str | None = None,
-                  offset: int = 0) -> dict[str, Any]:
+                  offset: int = 0, start_after: str | None = None, contains: str | None = None,
+                  match: str | None = None) -> dict[str, Any]:
         if extension is not None and not isinstance(extension, str):
             extension = ",".join(extension)
         return self.api.get_json(OBJECTS, {
             "prefix": prefix, "delimiter": delimiter, "route_id": route_id, "stage": stage,
             "extension": extension, "include_metadata": include_metadata, "limit": limit,
-            "cursor": cursor, "offset": offset or None})
+            "cursor": cursor, "offset": offset or None, "start_after": start_after,
+            "contains": contains, "match": match})
 
     def _rows(self, prefix: str, limit: int | None, include_metadata: bool, delimiter: str | None = None,
               start_after: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
@@ -376,6 +378,9 @@ class RemoteService:
     def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> dict[str, Any]:
         return self.api.get_json(api_paths.DU, {"prefix": prefix or None, "execution_id": execution_id,
                                                 "depth": depth})
+
+    def execution_graph(self, execution_id: str) -> dict[str, Any]:
+        return self.api.get_json(self._execution_path(execution_id) + "/graph")
 
     def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
         return self.api.get_json(api_paths.LINEAGE, {"key": validate_key(key), "depth": depth,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+import fnmatch
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+# With a name filter a page may need a long scan to fill: each request reads at most this
+# many keys and answers a cursor to go on from, so no request reads a whole big stage.
+SCAN_LIMIT = 10_000
+MAX_FILTER = 1024
 METADATA_WORKERS = 16
 PREFIX_NOT_OBJECT = ("{key!r} is a prefix, not an object: nothing deleted; delete a whole execution "
                      "with 'factflow execution delete ID'")
@@ -69,6 +75,46 @@ def decode_cursor(cursor: str) -> str:
     return position
 
 
+def entry_name(entry: ObjectInfo | PrefixInfo) -> str:
+    return entry.key if isinstance(entry, ObjectInfo) else entry.prefix
+
+
+def name_filter(prefix: str, contains: str | None, match: str | None) -> Callable[[str], bool] | None:
+    """Whether an entry's name passes ``contains`` and the glob ``match`` (None: no filter)."""
+    if not contains and not match:
+        return None
+    for name, value in (("contains", contains), ("match", match)):
+        if value and len(value.encode()) > MAX_FILTER:
+            raise BadRequest(f"{name} must be at most {MAX_FILTER} bytes")
+    base = len(prefix) - len(prefix.rsplit("/", 1)[-1]) if "/" in prefix else 0
+    pattern = fnmatch.translate(match) if match else None
+    compiled = re.compile(pattern) if pattern else None
+
+    def passes(key: str) -> bool:
+        name = key[base:].rstrip("/")
+        return (not contains or contains in name) and (compiled is None or compiled.match(name) is not None)
+
+    return passes
+
+
+def _scan(entries: Iterator[ObjectInfo | PrefixInfo], wanted: Callable[[str], bool],
+          count: int) -> tuple[list[ObjectInfo | PrefixInfo], str | None]:
+    """Up to ``count`` entries that pass, reading at most ``SCAN_LIMIT``; and the last name
+    read when the cap ended the scan (where the next request goes on)."""
+    found: list[ObjectInfo | PrefixInfo] = []
+    scanned = 0
+    for entry in entries:
+        scanned += 1
+        if wanted(entry_name(entry)):
+            found.append(entry)
+            if len(found) >= count:
+                return found, None
+        if scanned >= SCAN_LIMIT:
+            # A cursor only if something follows: a last request that finds nothing helps nobody.
+            return found, entry_name(entry) if next(entries, None) is not None else None
+    return found, None
+
+
 def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]:
     """``get --output json``'s document: content parsed when JSON, text when UTF-8, else base64."""
     document: dict[str, Any] = {"key": key, "metadata": blob}
@@ -94,13 +140,16 @@ class StorageService:
 
     def iter_objects(self, prefix: str = "", *, start_after: str | None = None,
                      route_id: str | None = None, stage: str | None = None,
-                     extension: str | Sequence[str] | None = None) -> Iterator[ObjectInfo]:
-        """Objects under ``prefix`` that pass the filters, in key order, streamed."""
+                     extension: str | Sequence[str] | None = None, contains: str | None = None,
+                     match: str | None = None) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` that pass the filters, in key order, streamed; ``contains``
+        and ``match`` test the key past the prefix's last '/' (``name_filter``)."""
         validate_prefix(prefix)
         extensions = split_extensions(extension)
         routes, stages = (route_id,) if route_id else (), (stage,) if stage else ()
+        wanted = name_filter(prefix, contains, match)
         for info in self.provider.list(narrow_prefix(prefix, route_id, stage), start_after=start_after):
-            if key_matches(info.key, routes, stages, extensions):
+            if key_matches(info.key, routes, stages, extensions) and (wanted is None or wanted(info.key)):
                 yield info
 
     def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
@@ -116,21 +165,37 @@ class StorageService:
 
     def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
                   stage: str | None = None, extension: str | None = None, include_metadata: bool = True,
-                  limit: int = DEFAULT_PAGE, cursor: str | None = None, offset: int = 0) -> dict[str, Any]:
-        """One page of the list API: ``{"objects", "common_prefixes", "next_cursor"}``."""
+                  limit: int = DEFAULT_PAGE, cursor: str | None = None, offset: int = 0,
+                  start_after: str | None = None, contains: str | None = None,
+                  match: str | None = None) -> dict[str, Any]:
+        """One page of the list API: ``{"objects", "common_prefixes", "next_cursor"}``.
+
+        ``contains`` and ``match`` (a glob) filter on an entry's name, its key past the
+        prefix's last '/' (a folder's without its trailing '/'); a filtered page stops
+        after ``SCAN_LIMIT`` keys with a ``next_cursor`` even when it holds fewer entries."""
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
         if offset < 0:
             raise BadRequest("offset must not be negative")
         if delimiter not in (None, "", "/"):
             raise BadRequest("delimiter must be '/'")
-        start_after = decode_cursor(cursor) if cursor else None
+        if cursor and start_after:
+            raise BadRequest("give cursor or start_after, not both")
+        if start_after is not None and len(start_after.encode()) > MAX_FILTER:
+            raise BadRequest(f"start_after must be at most {MAX_FILTER} bytes")
+        start_after = decode_cursor(cursor) if cursor else (start_after or None)
+        wanted = name_filter(prefix, contains, match)
         if delimiter:
             entries: Iterator[ObjectInfo | PrefixInfo] = self._browse_entries(prefix, start_after, route_id, stage, extension)
         else:
             entries = self.iter_objects(prefix, start_after=start_after, route_id=route_id, stage=stage,
                                         extension=extension)
-        page = list(itertools.islice(entries, offset, offset + limit + 1))
+        resume = None
+        if wanted is None:
+            page = list(itertools.islice(entries, offset, offset + limit + 1))
+        else:
+            page, resume = _scan(entries, wanted, offset + limit + 1)
+            page = page[offset:]
         more = len(page) > limit
         page = page[:limit]
         objects = [entry for entry in page if isinstance(entry, ObjectInfo)]
@@ -143,8 +208,8 @@ class StorageService:
         return {
             "objects": rows,
             "common_prefixes": [entry.prefix for entry in page if isinstance(entry, PrefixInfo)],
-            "next_cursor": encode_cursor(last.key if isinstance(last, ObjectInfo) else last.prefix)
-            if more and last else None,
+            "next_cursor": encode_cursor(entry_name(last)) if more and last
+            else encode_cursor(resume) if resume else None,
         }
 
     def _browse_entries(self, prefix: str, start_after: str | None, route_id: str | None,
@@ -289,6 +354,11 @@ class StorageService:
         from factflow_storage.tools.du import disk_usage
 
         return disk_usage(self, prefix, execution_id=execution_id, depth=depth)
+
+    def execution_graph(self, execution_id: str) -> dict[str, Any]:
+        from factflow_storage.tools.graph import execution_graph
+
+        return execution_graph(self, execution_id)
 
     def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
         from factflow_storage.tools.lineage import DEFAULT_DEPTH, lineage

@@ -7,7 +7,7 @@ import sys
 import click
 
 from factflow_storage.cli.options import App, Duration, output_option, pass_app
-from factflow_storage.cli.render import JSON, emit_json, emit_lines, field_lines, table_lines
+from factflow_storage.cli.render import FORMATS, JSON, emit_json, emit_lines, field_lines, table_lines
 from factflow_storage.executions import TERMINAL_STATUSES
 
 
@@ -97,6 +97,32 @@ def wait(app: App, execution_id: str, timeout: float | None, output: str | None)
     _show_record(app, record, output)
     if record["status"] != "completed":
         sys.exit(EXIT_NOT_COMPLETED)
+
+
+DOT = "dot"
+
+
+@command.command(epilog="""\b
+Examples:
+  factflow execution graph run-42
+  factflow execution graph run-42 --output dot | dot -Tsvg > run-42.svg""")
+@click.argument("execution_id")
+@click.option("--output", "-o", type=click.Choice((*FORMATS, DOT)), default=None,
+              help="table (default), json, or Graphviz dot.")
+@pass_app
+def graph(app: App, execution_id: str, output: str | None) -> None:
+    """The pipeline: each route/stage with its objects and bytes, and which stage feeds which."""
+    from factflow_storage.cli.progress import human_bytes
+    from factflow_storage.tools.graph import graph_dot, graph_lines
+
+    result = app.service.execution_graph(execution_id)
+    fmt = app.fmt(output)
+    if fmt == JSON:
+        emit_json(result)
+    elif fmt == DOT:
+        emit_lines(graph_dot(result).splitlines())
+    else:
+        emit_lines(graph_lines(result, human_bytes))
 
 
 from factflow_storage.cli import retention as _retention  # noqa: E402  (its module imports nothing from here)

@@ -45,7 +45,8 @@ def browse(app: App, prefix: str, human: bool, start_after: str | None, output: 
 @command.command("list", epilog="""\b
 Examples:
   factflow storage list --execution demo-1 --stage chunker
-  factflow storage list --prefix executions/ --limit 100 --start-after executions/demo-1/z""")
+  factflow storage list --prefix executions/ --limit 100 --start-after executions/demo-1/z
+  factflow storage list --execution demo-1 --match '*/chunker/msg-000[1-3].json'""")
 @click.option("--execution", "execution_id", metavar="ID", help="List the objects of one execution.")
 @click.option("--prefix", default=None, help="List the objects under a key prefix.")
 @click.option("--route", "route_id", default=None, help="Only this route.")
@@ -53,12 +54,15 @@ Examples:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N objects.")
 @click.option("--start-after", metavar="KEY", default=None,
               help="Only keys after KEY (resume a listing from its last key).")
+@click.option("--contains", metavar="TEXT", default=None, help="Only keys whose part past the prefix contains TEXT.")
+@click.option("--match", metavar="GLOB", default=None, help="Only keys whose part past the prefix matches GLOB.")
 @click.option("--metadata", "with_metadata", is_flag=True, help="Add each object's metadata (a read each).")
 @human_option
 @output_option
 @pass_app
 def list_(app: App, execution_id: str | None, prefix: str | None, route_id: str | None, stage: str | None,
-          limit: int | None, start_after: str | None, with_metadata: bool, human: bool, output: str | None) -> None:
+          limit: int | None, start_after: str | None, contains: str | None, match: str | None, with_metadata: bool,
+          human: bool, output: str | None) -> None:
     """Every object under an execution or a prefix, flat, in key order."""
     if execution_id and prefix is not None:
         raise click.UsageError("give --execution or --prefix, not both")
@@ -66,7 +70,8 @@ def list_(app: App, execution_id: str | None, prefix: str | None, route_id: str 
         prefix = execution_prefix(execution_id)
         require_execution(app.service, execution_id)
     rows = app.service.list_rows(prefix or "", limit=limit, with_metadata=with_metadata,
-                                 route_id=route_id, stage=stage, start_after=start_after)
+                                 route_id=route_id, stage=stage, start_after=start_after, contains=contains,
+                                 match=match)
     if app.fmt(output) == JSON:
         emit_ndjson(rows)
     elif with_metadata:

@@ -32,7 +32,7 @@ from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import SUFFIXES, record_name
 from factflow_storage.errors import BadRequest, Conflict
 from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
-from factflow_storage import lineage_index
+from factflow_storage import lineage_index, stage_graph
 from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETING, DELETIONS, REFUSED_RUNNING,
                                              ExecutionPlan, deletion_name, dependants_line, plan_execution,
                                              read_deletion)
@@ -125,7 +125,8 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
     for names in _chunks(provider.list_records(journal_prefix(execution_id))):
         provider.delete_records(names)
         counts["journal_markers"] += len(names)
-    for names in _chunks(list(lineage_index.index_records(provider, execution_id))):
+    for names in _chunks([*lineage_index.index_records(provider, execution_id),
+                          *stage_graph.edge_records(provider, execution_id)]):
         provider.delete_records(names)
         counts["index_records"] += len(names)
     provider.delete_records([f"executions/{execution_id}.json"])

@@ -10,6 +10,7 @@ from typing import Any
 from factflow_storage import api_paths
 from factflow_storage.archive.jobs import CANCELLED, FAILED, PREPARING, READY
 from factflow_storage.executions import STATUSES
+from factflow_storage.service import SCAN_LIMIT
 from factflow_storage.api_paths import OBJECTS
 
 OPENAPI_PATH = api_paths.OPENAPI
@@ -86,6 +87,14 @@ STORAGE_PATHS: dict[str, Any] = {
             query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size"),
             query_param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}, "next_cursor of the previous page"),
             query_param("offset", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0}, "Entries to skip"),
+            query_param("start_after", {"type": "string", "maxLength": 1024},
+                        "List from the first entry after this key (not with cursor)"),
+            query_param("contains", {"type": "string", "maxLength": 1024},
+                        "Only entries whose name (the key past prefix) contains this text"),
+            query_param("match", {"type": "string", "maxLength": 1024},
+                        "Only entries whose name matches this glob (*, ?, [...]); with contains or match a "
+                        f"request scans at most {SCAN_LIMIT} keys and may answer fewer entries, even none, "
+                        "with a next_cursor to go on from"),
         ],
         "responses": {"200": json_answer("One page", _ref("ListPage")), **errors(400)},
     }},

@@ -3,7 +3,8 @@ and status, lineage dependencies and deletion records. ``DELETE`` and ``POST`` c
 state, so the server's token and cross-site rules apply to them as to every write.
 
 This module is installed before ``execution_routes``, whose ``/executions/<id:path>``
-would otherwise take ``/executions/<id>/deps``.
+would otherwise take ``/executions/<id>/deps``; so the pipeline graph
+(``/executions/<id>/graph``, read-only) is routed here too.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         check_raw_path()
         return json_response(service.execution_deps(execution_id))
 
+    @app.get(EXECUTIONS + "/<execution_id>/graph")
+    def graph(execution_id: str):
+        check_raw_path()
+        return json_response(service.execution_graph(execution_id))
+
     @app.delete(EXECUTIONS + "/<execution_id:path>")
     def delete_execution(execution_id: str):
         check_raw_path()
@@ -121,6 +127,11 @@ OPENAPI: dict[str, Any] = {
         "summary": "Who depends on an execution through lineage, and what it depends on",
         "operationId": "executionDeps", "parameters": [_ID],
         "responses": {"200": _json("Dependants and dependencies"), **errors(400, 404)}}},
+    EXECUTIONS + "/{execution_id}/graph": {"get": {
+        "summary": "An execution's pipeline: a node per route/stage with objects and bytes, an edge per "
+                   "parent stage -> child stage its objects' lineage names (recorded at write time)",
+        "operationId": "executionGraph", "parameters": [_ID],
+        "responses": {"200": _json("Nodes and edges"), **errors(400, 404)}}},
     DELETIONS: {"get": {
         "summary": "Deletion records: who deleted which execution, when, and what went",
         "operationId": "listDeletions",

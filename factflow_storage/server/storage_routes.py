@@ -142,6 +142,9 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
             limit=query_int("limit", DEFAULT_PAGE),
             cursor=_cursor(),
             offset=_offset(),
+            start_after=query("start_after") or None,
+            contains=query("contains") or None,
+            match=query("match") or None,
         )
         return json_response(page)
 

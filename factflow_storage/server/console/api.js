@@ -43,7 +43,13 @@ export async function request(path, { method = "GET", params, body, headers, sig
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }
-  const response = await fetch(url, init);
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, `The server did not answer (${err.message}): is factflow serve still running?`, "unreachable");
+  }
   if (!response.ok && response.status !== 206) throw await failure(response);
   return response;
 }
@@ -71,5 +77,8 @@ export const api = {
   deleteExecution: (id, { confirm = false, force = false } = {}) => getJSON("/api/v1/executions/" + encodeURIComponent(id),
     { method: "DELETE", params: { confirm: confirm ? "true" : undefined, force: force ? "true" : undefined } }),
   deletions: () => getJSON("/api/v1/deletions"),
-  eventsUrl: (executionId) => "/api/v1/storage/events?" + new URLSearchParams({ execution_id: executionId }),
+  graph: (id) => getJSON(`/api/v1/executions/${encodeURIComponent(id)}/graph`),
+  // route_id and stage narrow a stream to one stage (its replay then reads only that stage).
+  eventsUrl: (executionId, filters = {}) => "/api/v1/storage/events?" + new URLSearchParams(
+    Object.entries({ execution_id: executionId, ...filters }).filter(([, value]) => value)),
 };

@@ -1,7 +1,7 @@
 // Boot and dispatch: each hash change renders one view into <main>. A view is
 // `render(main, route, ctx)`; it returns an optional cleanup (close streams, stop polls)
 // run before the next view.
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
 import { parse, href, go } from "./router.js";
 import { renderExecutions } from "./executions.js";
@@ -12,6 +12,8 @@ import { renderLogin } from "./login.js";
 
 const VIEWS = { executions: renderExecutions, execution: renderExecution, browse: renderBrowse,
   object: renderObject, login: renderLogin };
+// Headings of the error page, by HTTP status (0: no answer at all).
+const TITLES = { 0: "Server unreachable", 400: "Bad request", 404: "Not found", 503: "Storage unavailable" };
 let cleanup = null;
 let generation = 0;
 
@@ -26,20 +28,32 @@ async function show() {
   if (cleanup) { try { cleanup(); } catch (_) { /* a view's cleanup never blocks the next */ } }
   cleanup = null;
   const mine = ++generation;
+  document.getElementById("main").removeAttribute("data-error");
   const main = document.getElementById("main");
-  const route = parse(location.hash);
-  main.dataset.view = route.view;
   main.removeAttribute("data-ready");
   setCrumbs([]);
   const started = performance.now();
   try {
+    // Inside the try: a malformed link (a bad percent escape) is an error to show, and
+    // must not leave the previous view on screen.
+    let route;
+    try {
+      route = parse(location.hash);
+    } catch (err) {
+      main.dataset.view = "error";
+      throw new ApiError(400, `This link is malformed (${err.message}): ${location.hash.slice(0, 200)}`, "bad_link");
+    }
+    main.dataset.view = route.view;
     const result = await VIEWS[route.view](main, route, { setCrumbs, isCurrent: () => mine === generation });
     if (mine !== generation) { if (typeof result === "function") result(); return; }
     cleanup = typeof result === "function" ? result : null;
   } catch (err) {
     if (mine !== generation) return;
     if (err.status === 401) return;
-    clear(main).append(h("h1", null, "Something went wrong"), errorBox(err));
+    clear(main).append(h("h1", null, TITLES[err.status] || "Something went wrong"), errorBox(err),
+      h("p", null, h("a", { href: "#/" }, "All executions"), " · ",
+        h("button", { type: "button", id: "retry", onclick: show }, "Try again")));
+    main.dataset.error = err.code || "error";
   }
   if (mine === generation) {
     // Tests and the curious read how long the view took to show its data.
@@ -49,7 +63,9 @@ async function show() {
 }
 
 window.addEventListener("factflow:unauthorized", () => {
-  if (parse(location.hash).view !== "login") go("login", "", { next: location.hash || "#/" });
+  let view = null;
+  try { view = parse(location.hash).view; } catch (_) { /* a malformed link is no login page */ }
+  if (view !== "login") go("login", "", { next: location.hash || "#/" });
 });
 window.addEventListener("hashchange", show);
 document.getElementById("logout").addEventListener("click", async () => {

@@ -1,34 +1,43 @@
-// One execution: its record, its routes (the top of its prefix), what is being written
-// now, and the hand-off download.
+// One execution: its record, its pipeline (graph and stage sizes), its routes, what is
+// being written now, and the hand-off download. While it runs, one event stream feeds
+// every part of the view.
 import { api } from "./api.js";
 import { badge, clear, h, time } from "./dom.js";
 import { listingSection } from "./browse.js";
 import { archivePanel } from "./archive.js";
 import { livePanel } from "./live.js";
+import { pipelinePanel } from "./pipeline.js";
 import { retentionPanel } from "./retention.js";
+import { openStream } from "./stream.js";
 
 export async function renderExecution(main, route, ctx) {
   const id = route.arg;
   ctx.setCrumbs([["executions", "#/"], [id, null]]);
   const prefix = `executions/${id}/`;
+  const pipeline = pipelinePanel(id);
   const [record, listing] = await Promise.all([
     api.execution(id).catch((err) => (err.status === 404 ? null : Promise.reject(err))),
-    listingSection(prefix, null),
+    listingSection(prefix, undefined, { filters: true }),
   ]);
+  // The graph lists the whole execution: on a big one the view shows first, then the graph.
+  pipeline.load();
   const status = h("span", { id: "execution-status" }, badge(record ? record.status : null));
   const finished = h("span", { id: "execution-finished" }, record && record.finished_at ? time(record.finished_at) : "—");
+  const countCell = h("dd", { id: "execution-count" }, record?.object_count ?? "—");
   const summary = h("dl", { class: "row" },
     h("dt", { class: "muted" }, "Status"), h("dd", null, status),
     h("dt", { class: "muted" }, "Started"), h("dd", null, record ? time(record.started_at) : "—"),
     h("dt", { class: "muted" }, "Finished"), h("dd", null, finished),
-    h("dt", { class: "muted" }, "Objects"), h("dd", { id: "execution-count" }, record?.object_count ?? "—"));
-  const cleanups = [];
+    h("dt", { class: "muted" }, "Objects"), countCell);
+  const cleanups = [pipeline.cleanup];
   const onFinished = async (finalStatus) => {
     clear(status).append(badge(finalStatus));
+    pipeline.setRunning(false);
+    pipeline.load();
     try {
       const fresh = await api.execution(id);
       clear(finished).append(fresh.finished_at ? time(fresh.finished_at) : "—");
-      document.getElementById("execution-count")?.replaceChildren(String(fresh.object_count ?? "—"));
+      countCell.replaceChildren(String(fresh.object_count ?? "—"));
     } catch (_) { /* the badge already says it */ }
   };
   const parts = [h("h1", { class: "mono" }, id), summary];
@@ -39,18 +48,30 @@ export async function renderExecution(main, route, ctx) {
     parts.push(archive.node);
   }
   if (record && record.status === "running") {
-    const live = livePanel(id, onFinished);
+    const live = livePanel();
     cleanups.push(live.cleanup);
     parts.push(live.node);
+    pipeline.setRunning(true);
+    cleanups.push(openStream(id, {
+      onState: live.onState,
+      onObject: (event) => {
+        live.onObject(event);
+        pipeline.onObject(event);
+        listing.addObject(event);
+        const total = pipeline.totalObjects();
+        if (total !== null) countCell.replaceChildren(String(total));
+      },
+      onCompleted: (data) => { live.onCompleted(data); onFinished(data.status); },
+    }));
   }
   const onDeleted = () => {
     clear(status).append(badge("deleted"));
-    document.getElementById("execution-count")?.replaceChildren("0");
+    countCell.replaceChildren("0");
     clear(listing).append(h("p", { class: "muted" }, "Deleted."));
     archive?.cleanup();
     archive?.node.remove();
   };
-  parts.push(h("h2", null, "Routes"), listing, retentionPanel(id, record, onDeleted));
+  parts.push(pipeline.node, h("h2", null, "Routes"), listing, retentionPanel(id, record, onDeleted));
   clear(main).append(...parts);
   return () => cleanups.forEach((cleanup) => cleanup());
 }
