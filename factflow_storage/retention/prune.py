@@ -16,6 +16,7 @@ from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import TERMINAL_STATUSES, list_executions
 from factflow_storage import lineage_index
+from factflow_storage.parallel import ordered_map
 from factflow_storage.retention.delete import run_deletion, totals
 from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, dependants_line, plan_execution
 
@@ -37,7 +38,7 @@ def parse_statuses(statuses: str | Sequence[str] | None) -> list[str]:
 def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> tuple[list[str], list[dict]]:
     """Ids old enough to go, and the ones ``keep`` spares (the newest matching ones)."""
     now = _moment(clock.now_rfc3339())
-    matching = [r for r in list_executions(provider) if r.get("status") in statuses]
+    matching = list_executions(provider, statuses=statuses)
     selected, skipped = [], []
     for position, record in enumerate(matching):
         moment = record.get("finished_at") or record.get("started_at")
@@ -58,7 +59,7 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
     chosen = parse_statuses(statuses)
     candidates, skipped = select(provider, older_than, chosen, keep)
     while True:
-        plans = [plan_execution(provider, execution_id, candidates) for execution_id in candidates]
+        plans = list(ordered_map(lambda execution_id: plan_execution(provider, execution_id, candidates), candidates))
         blocked = [plan for plan in plans if plan.action(False) == BLOCKED]
         if not blocked:
             break
