@@ -229,11 +229,11 @@ class BaseProvider:
     def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None:
         """Write the record and keep the execution index in step with it (its entry first,
         so a kill in between leaves one entry too many, never none)."""
-        from factflow_storage import execution_index
+        from factflow_storage.execution_index import after_write, before_write
 
-        stale = execution_index.before_write(self, execution_id, record)
+        stale = before_write(self, execution_id, record)
         self.put_record(f"executions/{execution_id}.json", orjson.dumps(dict(record)))  # type: ignore[attr-defined]
-        execution_index.after_write(self, stale)
+        after_write(self, stale)
         for hook in self.write_hooks:
             hook.execution_written(execution_id, record)
 

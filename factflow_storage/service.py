@@ -275,7 +275,12 @@ class StorageService:
         if check is None:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
         grace = fsck.DEFAULT_GRACE if grace is None else min(grace, fsck.MAX_GRACE)
-        return fsck.report(check(prefix, repair=repair, grace=grace), prefix=prefix, repair=repair, grace=grace)
+        findings = check(prefix, repair=repair, grace=grace)
+        if not prefix:  # the whole store: its execution index too
+            from factflow_storage import execution_index_check
+
+            findings = itertools.chain(findings, execution_index_check.check(self.provider, repair=repair, grace=grace))
+        return fsck.report(findings, prefix=prefix, repair=repair, grace=grace)
 
     # -- retention (factflow_storage.retention) ------------------------------
 
