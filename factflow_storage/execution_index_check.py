@@ -46,7 +46,7 @@ def check(provider, *, repair: bool, grace: float) -> Iterator[Finding]:
                           "no longer describes its record")
     for leftover in entries.values():
         yield from _stale(leftover, provider, repair, grace, now, "its execution record is gone")
-    if not ready:
+    if not ready and ids:  # a store with no record is listed from its (empty) index already
         if repair:
             index.mark_ready(provider)
         yield Finding("index_not_built", f"{RESERVED}{index.PREFIX}",
