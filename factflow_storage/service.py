@@ -83,7 +83,7 @@ def execution_filters(status: str | Sequence[str] | None, since: str | None, unt
             raise BadRequest(f"unknown status {item!r}: expected one of {', '.join(executions.LISTED_STATUSES)}")
     bounds = {}
     for name, value in (("since", since), ("until", until)):
-        if value:
+        if value is not None:
             moment = micros(value)
             if moment is None:
                 raise BadRequest(f"{name} must be an RFC 3339 time like 2026-01-31T00:00:00Z, not {value!r}")

@@ -18,7 +18,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         limit = query("limit")
         return json_response(service.executions(
             limit=None if limit is None else query_int("limit", 0), cursor=cursor_param(),
-            status=query("status") or None, since=query("since") or None, until=query("until") or None))
+            status=query("status") or None, since=query("since"), until=query("until")))
 
     # ``:path`` so an id that decodes to several segments ('..%2f..') is refused as a bad
     # id (400) by the service, like any other invalid id, rather than missing a route.
