@@ -143,7 +143,7 @@ def _stream_table(first: list[dict], rest: Iterator[dict]) -> Iterator[str]:
     yield from table_lines(first, _LIST_COLUMNS)
     widths = [max([len(col)] + [len(_cell(row.get(col))) for row in first]) for col in _LIST_COLUMNS]
     for row in rest:
-        yield "  ".join(_cell(row.get(col)).ljust(width) for col, width in zip(_LIST_COLUMNS, widths)).rstrip()
+        yield "  ".join(_cell(row.get(col)).ljust(width) for col, width in zip(_LIST_COLUMNS, widths, strict=True)).rstrip()
 
 
 def _cell(value: Any) -> str:

@@ -8,6 +8,7 @@ may in turn protect the executions it depends on: selection repeats until it is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -52,6 +53,10 @@ def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> t
     return selected, skipped
 
 
+def _plan(provider, execution_id: str, *, together: tuple[str, ...]):
+    return plan_execution(provider, execution_id, together)
+
+
 def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
           confirm: bool = False) -> dict[str, Any]:
     if older_than < 0 or keep < 0:
@@ -59,7 +64,7 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
     chosen = parse_statuses(statuses)
     candidates, skipped = select(provider, older_than, chosen, keep)
     while True:
-        plans = list(ordered_map(lambda execution_id: plan_execution(provider, execution_id, candidates), candidates))
+        plans = list(ordered_map(functools.partial(_plan, provider, together=tuple(candidates)), candidates))
         blocked = [plan for plan in plans if plan.action(False) == BLOCKED]
         if not blocked:
             break
