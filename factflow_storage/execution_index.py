@@ -24,6 +24,7 @@ an empty store writes the marker.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,6 +39,8 @@ PREFIX = "execution-index/"
 MARKER = "execution-index.json"
 RECORDS = "executions/"
 INVERT = 9_999_999_999_999_999
+LONG_ID = 160
+HASHED = "="
 _READY = "_execution_index_ready"  # on the provider: the marker was seen (it is never removed)
 _CHECKED = "_execution_index_checked"  # on the provider: this writer already looked for it
 
@@ -68,10 +71,23 @@ def canonical_time(value: Any) -> str | None:
     return time_text(micros(value))
 
 
+def id_part(execution_id: str) -> str:
+    """The id as an entry names it: a long one by its hash (the entry then holds the id),
+    so a name stays within a filesystem's 255 bytes and S3's 1,024."""
+    if len(execution_id.encode("utf-8", "surrogatepass")) <= LONG_ID:
+        return execution_id
+    return HASHED + hashlib.sha256(execution_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def entry_body(execution_id: str) -> bytes:
+    """What an entry holds: nothing, or the long id its name hashes."""
+    return b"" if id_part(execution_id) == execution_id else execution_id.encode("utf-8", "surrogatepass")
+
+
 def position(execution_id: str, started_at: Any) -> str:
     """Where an execution sorts: every entry name of it starts with this."""
     started = micros(started_at)
-    return f"{INVERT - (started or 0):016d}_{execution_id}/"
+    return f"{INVERT - (started or 0):016d}_{id_part(execution_id)}/"
 
 
 def after_position(place: str) -> str:
@@ -105,8 +121,13 @@ def entry_name(execution_id: str, record: Mapping[str, Any]) -> str:
 class Entry:
     name: str
     position: str
-    execution_id: str
+    execution_id: str  # as the name has it: ``id_part`` of the id
     row: dict[str, Any]
+
+    @property
+    def hashed(self) -> bool:
+        """Named by the hash of a long id: the entry's content is the id."""
+        return self.execution_id.startswith(HASHED) and len(self.execution_id) == 41
 
     @property
     def started(self) -> int:
@@ -141,8 +162,9 @@ def entries_at(provider, execution_id: str, started_at: Any) -> list[str]:
 
 def entries_of(provider, execution_id: str) -> list[str]:
     """Every entry of an execution whose start is unknown: a walk of the whole index."""
+    named = id_part(execution_id)
     return [name for name in provider.list_records(PREFIX)
-            if (entry := parse(name)) is not None and entry.execution_id == execution_id]
+            if (entry := parse(name)) is not None and entry.execution_id == named]
 
 
 def before_write(provider, execution_id: str, record: Mapping[str, Any]) -> list[str]:
@@ -152,7 +174,7 @@ def before_write(provider, execution_id: str, record: Mapping[str, Any]) -> list
     name = entry_name(execution_id, record)
     found = entries_at(provider, execution_id, record.get("started_at"))
     if name not in found:
-        provider.put_record(name, b"")
+        provider.put_record(name, entry_body(execution_id))
     return [other for other in found if other != name]
 
 
@@ -202,7 +224,7 @@ def indexed(provider, start_after: str) -> Iterator[list[Entry]]:
     group: list[Entry] = []
     for name in provider.list_records(PREFIX, start_after=PREFIX + start_after if start_after else None):
         entry = parse(name)
-        if entry is None:
+        if entry is None or (entry.hashed and (entry := _unhashed(provider, entry)) is None):
             continue
         if group and entry.position != group[0].position:
             yield group
@@ -210,6 +232,15 @@ def indexed(provider, start_after: str) -> Iterator[list[Entry]]:
         group.append(entry)
     if group:
         yield group
+
+
+def _unhashed(provider, entry: Entry) -> Entry | None:
+    """A long id's entry with the id it holds (a GET: such ids are rare); None if it is gone."""
+    raw = provider.get_record(entry.name)
+    if not raw:
+        return None
+    execution_id = raw.decode("utf-8", "surrogatepass")
+    return Entry(entry.name, entry.position, entry.execution_id, {**entry.row, "execution_id": execution_id})
 
 
 def record_names(provider) -> Iterable[str]:

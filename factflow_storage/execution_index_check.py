@@ -36,10 +36,10 @@ def check(provider, *, repair: bool, grace: float) -> Iterator[Finding]:
         if record is None:
             continue
         want = index.entry_name(execution_id, record)
-        have = entries.pop(execution_id, [])
+        have = entries.pop(index.id_part(execution_id), [])
         if want not in {entry.name for entry in have}:
             if repair:
-                provider.put_record(want, b"")
+                provider.put_record(want, index.entry_body(execution_id))
             yield Finding("unindexed_execution", f"{RESERVED}{index.RECORDS}{execution_id}.json",
                           "the execution index has no entry for this record", repaired=repair)
         yield from _stale([entry for entry in have if entry.name != want], provider, repair, grace, now,

@@ -99,8 +99,9 @@ def _indexed_rows(provider: StorageProtocol, start_after: str) -> Iterator[tuple
         if len(group) == 1:
             yield group[0].position, group[0].row
             continue
-        record = provider.read_execution(group[0].execution_id)  # a write under way, or a killed one
-        if record is not None and index.position(group[0].execution_id, record.get("started_at")) == group[0].position:
+        execution_id = group[0].row["execution_id"]
+        record = provider.read_execution(execution_id)  # a write under way, or a killed one
+        if record is not None and index.position(execution_id, record.get("started_at")) == group[0].position:
             yield group[0].position, index.summary(record)
 
 

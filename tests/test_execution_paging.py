@@ -218,3 +218,19 @@ def test_the_index_and_the_scan_show_the_same_row(started):
     entry = index.parse(index.entry_name("x y", kept))
     assert entry is not None and entry.row == index.summary(kept)
     assert entry.position == index.position("x y", started)
+
+
+def test_a_long_id_is_listed_paged_and_deleted(storage, provider):
+    long_id = "long-" + "x" * 230  # with the index's 17 bytes, past a filesystem's 255 for a name
+    season(provider, 3)
+    started = ok_json(storage, "execution", "start", long_id)
+    assert started["status"] == "running"
+    [first] = ok_json(storage, "execution", "list", "--limit", "1")["executions"]
+    assert first["execution_id"] == long_id and first["status"] == "running"
+    executions.set_status(provider, long_id, "completed")
+    rows = ok_json(storage, "execution", "list", "--status", "completed")["executions"]
+    assert [row["execution_id"] for row in rows] == [long_id, "e01"]
+    assert ok_json(storage, "storage", "fsck")["found"] == {}
+    assert run(storage, "execution", "delete", long_id, "--yes").exit_code == 0
+    assert ids(ok_json(storage, "execution", "list")) == ["e01", "e02", "e00"]
+    assert not any(name.startswith("_factflow/execution-index/") and "_=" in name for name in raw_names(provider))
