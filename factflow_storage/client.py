@@ -38,6 +38,8 @@ DEFAULT_TIMEOUT = 300.0
 METADATA_HEADER = "X-Factflow-Metadata"
 _MAX_ERROR_BODY = 64 * 1024
 POOL_SIZE = 16
+# Executions per request when a whole list streams: the server's largest page.
+EXECUTION_PAGE = 1000
 # Retried only where sending twice cannot do harm: a request never sent (connect
 # errors) or an idempotent one whose answer never came. Statuses are not retried: the
 # server's answer stands.
@@ -335,8 +337,21 @@ class RemoteService:
         body: dict[str, Any] = {"status": status, "strict": True} if strict else {"status": status}
         return self.api.send_json("PUT", self._execution_path(execution_id), body)
 
-    def executions(self) -> list[dict[str, Any]]:
-        return self.api.get_json(EXECUTIONS)["executions"]
+    def executions(self, *, limit: int | None = None, cursor: str | None = None,
+                   status: str | Sequence[str] | None = None, since: str | None = None,
+                   until: str | None = None) -> dict[str, Any]:
+        joined = status if isinstance(status, str) or status is None else ",".join(status)
+        return self.api.get_json(EXECUTIONS, {"limit": limit, "cursor": cursor, "status": joined or None,
+                                              "since": since, "until": until})
+
+    def iter_executions(self, *, cursor: str | None = None, status: str | Sequence[str] | None = None,
+                        since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self.executions(limit=EXECUTION_PAGE, cursor=cursor, status=status, since=since, until=until)
+            yield from page["executions"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"prefix": validate_prefix(prefix), "repair": repair}

@@ -3,11 +3,14 @@ CLI and every server replica sees the same lifecycle."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
+from factflow_storage import execution_index as index
 from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest, Conflict, NotFound
 from factflow_storage.keys import execution_prefix, validate_execution_id
+from factflow_storage.parallel import ordered_map
 from factflow_storage.protocol import StorageProtocol
 
 RUNNING = "running"
@@ -15,6 +18,7 @@ DELETING = "deleting"  # set by factflow_storage.retention; not a status writers
 COMPLETED = "completed"
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 STATUSES = (RUNNING, *TERMINAL_STATUSES)
+LISTED_STATUSES = (*STATUSES, DELETING)  # what a list may be filtered by
 UNKNOWN = "no execution {!r} (no record and no objects): start it first, or use --force"
 ALREADY_FINISHED = "execution {!r} is already {}: use --force to {}"
 
@@ -67,16 +71,58 @@ def _check_transition(provider: StorageProtocol, execution_id: str, record: dict
         raise Conflict(ALREADY_FINISHED.format(execution_id, record["status"], action))
 
 
-def list_executions(provider: StorageProtocol) -> list[dict[str, Any]]:
-    """Every execution record, newest first."""
-    records = []
-    for name in provider.list_records("executions/"):
-        execution_id = name.removeprefix("executions/").removesuffix(".json")
-        record = provider.read_execution(execution_id)
+def list_executions(provider: StorageProtocol, *, statuses: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Every execution as a list row, newest first."""
+    return [row for _place, row in iter_rows(provider, statuses=statuses)]
+
+
+def iter_rows(provider: StorageProtocol, *, after: str | None = None, statuses: Collection[str] | None = None,
+              since: int | None = None, until: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """List rows newest first, each with its place in that order (a cursor): those past
+    ``after``, with a status in ``statuses``, started at or after ``since`` and before
+    ``until`` (microseconds since the epoch). From the index when the store has one:
+    listings only, read as far as the page needs; else from a scan of every record."""
+    start_after = max(index.after_position(after) if after else "", index.before_start(until) if until is not None else "")
+    if index.is_ready(provider):
+        rows = _indexed_rows(provider, start_after)
+    else:
+        rows = _scanned_rows(provider, start_after)
+    for place, row in rows:
+        if since is not None and index.INVERT - int(place[:16]) < since:
+            return  # older from here on (an unknown start counts as the oldest)
+        if statuses is None or row["status"] in statuses:
+            yield place, row
+
+
+def _indexed_rows(provider: StorageProtocol, start_after: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for group in index.indexed(provider, start_after):
+        if len(group) == 1:
+            yield group[0].position, group[0].row
+            continue
+        execution_id = group[0].row["execution_id"]
+        record = provider.read_execution(execution_id)  # a write under way, or a killed one
+        if record is not None and index.position(execution_id, record.get("started_at")) == group[0].position:
+            yield group[0].position, index.summary(record)
+
+
+def _scanned_rows(provider: StorageProtocol, start_after: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A store written before the index: every record, read concurrently, then sorted."""
+    ids = [name[len(index.RECORDS):-len(".json")] for name in index.record_names(provider) if name.endswith(".json")]
+    rows = []
+    for execution_id, record in zip(ids, ordered_map(provider.read_execution, ids), strict=True):
         if record is not None:
-            records.append(record)
-    records.sort(key=lambda r: (r.get("started_at") or "", r.get("execution_id", "")), reverse=True)
-    return records
+            place = index.position(execution_id, record.get("started_at"))
+            if place > start_after:
+                rows.append((place, {**index.summary(record), "execution_id": execution_id}))
+    rows.sort(key=lambda item: item[0])
+    yield from rows
+
+
+def delete_record(provider: StorageProtocol, execution_id: str, last: Mapping[str, Any] | None) -> None:
+    """Delete an execution's record, then its index entries: the one step retention takes
+    to make an execution leave the list. ``last`` is the record as last read, if any."""
+    provider.delete_records([f"executions/{execution_id}.json"])
+    index.forget(provider, execution_id, last)
 
 
 def refuse_deleting(record: dict[str, Any] | None, execution_id: str) -> None:

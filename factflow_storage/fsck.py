@@ -10,7 +10,9 @@ What a provider reports (``kind``): ``orphan_temp`` (a temp file no live writer 
 that cannot be read as a blob), ``missing_metadata`` (an object without a sidecar),
 ``orphan_sidecar``, ``unreferenced_record`` (an S3 companion record no object names),
 ``missing_record`` (an S3 object naming a record that is gone) and ``incomplete_upload``
-(an S3 multipart upload nobody completes). ``foreign_object`` (an S3 object another tool
+(an S3 multipart upload nobody completes); for the whole store, the execution index's
+``unindexed_execution``, ``stale_index_entry`` and ``index_not_built``
+(``factflow_storage.execution_index_check``). ``foreign_object`` (an S3 object another tool
 wrote, read with computed metadata) is counted for information, never a problem. Only things older than the grace period are
 touched, and file changes are made under the same lock writers take, so fsck is safe to
 run beside live writers.

@@ -56,7 +56,14 @@ class Service(Protocol):
 
     def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]: ...
 
-    def executions(self) -> list[dict[str, Any]]: ...
+    def executions(self, *, limit: int | None = None, cursor: str | None = None,
+                   status: str | Sequence[str] | None = None, since: str | None = None,
+                   until: str | None = None) -> dict[str, Any]:
+        """A page of list rows newest first, ``{"executions", "next_cursor"}``; all without ``limit``."""
+
+    def iter_executions(self, *, cursor: str | None = None, status: str | Sequence[str] | None = None,
+                        since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every list row newest first, streamed page after page."""
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
         """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
@@ -119,6 +126,6 @@ class RecordStore(Protocol):
 
     def open_record(self, name: str) -> BinaryIO: ...
 
-    def list_records(self, prefix: str) -> Iterator[str]: ...
+    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]: ...
 
     def delete_record(self, name: str) -> None: ...

@@ -32,6 +32,7 @@ import orjson
 
 from factflow_storage.errors import InvalidKey, NotFound, StorageError
 from factflow_storage.keys import parse_key, validate_key
+from factflow_storage.parallel import ordered_map
 
 REFS = "lineage/refs/"
 USES = "lineage/uses/"
@@ -98,8 +99,8 @@ def note_lineage(provider, key: str, lineage: Any) -> None:
 
 
 def _entries(provider, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for name in provider.list_records(prefix):
-        raw = provider.get_record(name)
+    names = list(provider.list_records(prefix))
+    for name, raw in zip(names, ordered_map(provider.get_record, names), strict=True):
         if raw is None:
             continue
         try:
@@ -122,10 +123,16 @@ def _still_names(provider, key: str, parents: list[str]) -> list[str]:
 
 
 def live_references(provider, parent_execution: str) -> Iterator[Reference]:
-    """Objects of other executions whose current lineage names keys of ``parent_execution``."""
-    for name, entry in _entries(provider, f"{REFS}{parent_execution}/"):
+    """Objects of other executions whose current lineage names keys of ``parent_execution``
+    (each child's metadata read concurrently)."""
+    entries = list(_entries(provider, f"{REFS}{parent_execution}/"))
+
+    def check(item: tuple[str, dict[str, Any]]) -> list[str]:
+        return _still_names(provider, item[1]["key"], list(item[1].get("parents") or []))
+
+    for (name, entry), live in zip(entries, ordered_map(check, entries), strict=True):
         execution_id = name[len(REFS) + len(parent_execution) + 1:].split("/", 1)[0]
-        for parent in _still_names(provider, entry["key"], list(entry.get("parents") or [])):
+        for parent in live:
             yield Reference(execution_id, entry["key"], parent_execution, parent)
 
 

@@ -182,8 +182,8 @@ class StorageProtocol(Protocol):
     def open_record(self, name: str) -> BinaryIO:
         """Record ``name`` for reading; close it. Raises NotFound."""
 
-    def list_records(self, prefix: str) -> Iterator[str]:
-        """Names of the records under ``prefix``, in S3 order."""
+    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+        """Record names under ``prefix`` (past ``start_after``), sorted as S3 lists keys."""
 
     def delete_record(self, name: str) -> None:
         """Remove record ``name``; a missing one is not an error."""
@@ -269,7 +269,13 @@ class BaseProvider:
         return None if raw is None else orjson.loads(raw)
 
     def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None:
+        """Write the record and keep the execution index in step with it (its entry first,
+        so a kill in between leaves one entry too many, never none)."""
+        from factflow_storage.execution_index import after_write, before_write
+
+        stale = before_write(self, execution_id, record)
         self.put_record(f"executions/{execution_id}.json", orjson.dumps(dict(record)))  # type: ignore[attr-defined]
+        after_write(self, stale)
         for hook in self.write_hooks:
             hook.execution_written(execution_id, record)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from factflow_storage import executions
+from factflow_storage.execution_index import micros
 from factflow_storage.errors import BadRequest, Conflict
 # narrow_prefix and split_extensions are imported from here by other modules too.
 from factflow_storage.keys import (
@@ -113,6 +114,32 @@ def _scan(entries: Iterator[ObjectInfo | PrefixInfo], wanted: Callable[[str], bo
             # A cursor only if something follows: a last request that finds nothing helps nobody.
             return found, entry_name(entry) if next(entries, None) is not None else None
     return found, None
+
+
+def decode_place(cursor: str) -> str:
+    """An execution list cursor: a place in the index's order (it ends with '/')."""
+    place = decode_cursor(cursor)
+    if len(place) < 19 or not place[:16].isdigit() or place[16] != "_" or not place.endswith("/"):
+        raise BadRequest(f"invalid cursor {cursor!r}")
+    return place
+
+
+def execution_filters(status: str | Sequence[str] | None, since: str | None, until: str | None) -> dict[str, Any]:
+    """The execution list's filters, checked: statuses (comma-separated or a list) and
+    RFC 3339 bounds on the start."""
+    items = status.split(",") if isinstance(status, str) else list(status or ())
+    statuses = {item.strip() for item in items if item.strip()} or None
+    for item in statuses or ():
+        if item not in executions.LISTED_STATUSES:
+            raise BadRequest(f"unknown status {item!r}: expected one of {', '.join(executions.LISTED_STATUSES)}")
+    bounds = {}
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            moment = micros(value)
+            if moment is None:
+                raise BadRequest(f"{name} must be an RFC 3339 time like 2026-01-31T00:00:00Z, not {value!r}")
+            bounds[name] = moment
+    return {"statuses": statuses, **bounds}
 
 
 def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]:
@@ -284,8 +311,27 @@ class StorageService:
     def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
         return executions.set_status(self.provider, execution_id, status, strict=strict)
 
-    def executions(self) -> list[dict[str, Any]]:
-        return executions.list_executions(self.provider)
+    def executions(self, *, limit: int | None = None, cursor: str | None = None,
+                   status: str | Sequence[str] | None = None, since: str | None = None,
+                   until: str | None = None) -> dict[str, Any]:
+        """A page of executions, newest first: ``{"executions": [rows], "next_cursor"}``;
+        without ``limit``, every one (``next_cursor`` null)."""
+        if limit is not None and not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+        rows = executions.iter_rows(self.provider, after=decode_place(cursor) if cursor else None,
+                                    **execution_filters(status, since, until))
+        page = list(itertools.islice(rows, None if limit is None else limit + 1))
+        more = limit is not None and len(page) > limit
+        page = page[:limit]
+        return {"executions": [row for _place, row in page],
+                "next_cursor": encode_cursor(page[-1][0]) if more else None}
+
+    def iter_executions(self, *, cursor: str | None = None, status: str | Sequence[str] | None = None,
+                        since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every execution, newest first, streamed as the listing goes (filters checked now)."""
+        rows = executions.iter_rows(self.provider, after=decode_place(cursor) if cursor else None,
+                                    **execution_filters(status, since, until))
+        return (row for _place, row in rows)
 
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
@@ -299,7 +345,12 @@ class StorageService:
         if check is None:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
         grace = fsck.DEFAULT_GRACE if grace is None else min(grace, fsck.MAX_GRACE)
-        return fsck.report(check(prefix, repair=repair, grace=grace), prefix=prefix, repair=repair, grace=grace)
+        findings = check(prefix, repair=repair, grace=grace)
+        if not prefix:  # the whole store: its execution index too
+            from factflow_storage import execution_index_check
+
+            findings = itertools.chain(findings, execution_index_check.check(self.provider, repair=repair, grace=grace))
+        return fsck.report(findings, prefix=prefix, repair=repair, grace=grace)
 
     # -- retention (factflow_storage.retention) ------------------------------
 

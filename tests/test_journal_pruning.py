@@ -53,5 +53,6 @@ def test_markers_stay_bounded_under_a_burst_and_go_when_the_execution_finishes(s
     done = subprocess.run(["rclone", "size", "--json", f"ffs3:{bucket}"], env=s3_server.tool_env(),
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert orjson.loads(done.stdout)["count"] == WRITES + 1  # the objects and the execution record
+    # the objects, the execution record, its index entry and the index's marker
+    assert orjson.loads(done.stdout)["count"] == WRITES + 3
     provider.close()

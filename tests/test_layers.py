@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # (importer, imported): edges that break a rule today and are being removed.
 KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
-CORE = {"errors", "keys", "metadata", "protocol", "settings", "registry", "executions", "lineage_index", "stage_graph",
-        "api_paths", "faults", "fsck", "kernel_copy", "__init__"}
+CORE = {"errors", "keys", "metadata", "protocol", "settings", "registry", "executions", "execution_index", "lineage_index",
+        "stage_graph", "parallel", "api_paths", "faults", "fsck", "kernel_copy", "__init__"}
 FORBIDDEN = {
     # layer: layers it must not import
     "core": {"providers", "service", "watch", "client", "server", "cli", "archive", "download", "zipformat",

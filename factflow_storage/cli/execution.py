@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import click
 
@@ -62,12 +66,46 @@ def show(app: App, execution_id: str, output: str | None) -> None:
     _show_record(app, app.service.execution(execution_id), output)
 
 
-@command.command("list")
+class Moment(click.ParamType):
+    """An RFC 3339 time, or a duration meaning that long ago (``7d``)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param, ctx) -> str:
+        from factflow_storage.execution_index import micros
+        from factflow_storage.metadata import format_time
+        from factflow_storage.settings import parse_duration
+
+        text = str(value)
+        if micros(text) is not None:
+            return text
+        try:
+            ago = parse_duration(text)
+        except ValueError:
+            self.fail(f"{text!r} is neither a time like 2026-01-31T00:00:00Z nor a duration like 7d", param, ctx)
+        return format_time(datetime.now(timezone.utc) - timedelta(seconds=ago))
+
+
+_LIST_COLUMNS = ("execution_id", "status", "started_at", "finished_at", "object_count")
+
+
+@command.command("list", epilog="""\b
+Examples:
+  factflow execution list                          # every execution, newest first
+  factflow execution list --limit 50               # one page; the next is printed on stderr
+  factflow execution list --status failed --since 7d""")
+@click.option("--limit", type=click.IntRange(1, 1000), default=None, help="One page of this many (1-1000).")
+@click.option("--cursor", default=None, help="Start after the page that printed this cursor.")
+@click.option("--all", "all_", is_flag=True, help="Every execution, page after page (the default without --limit).")
+@click.option("--status", "statuses", default=None, metavar="S[,S]", help="Only these statuses.")
+@click.option("--since", type=Moment(), default=None, help="Only executions started at or after: a time, or 7d ago.")
+@click.option("--until", type=Moment(), default=None, help="Only executions started before: a time, or 7d ago.")
 @click.option("--deleted", is_flag=True, help="Deletion records instead: who deleted what, and when.")
 @output_option
 @pass_app
-def list_(app: App, deleted: bool, output: str | None) -> None:
-    """Every execution, newest first."""
+def list_(app: App, limit: int | None, cursor: str | None, all_: bool, statuses: str | None, since: str | None,
+          until: str | None, deleted: bool, output: str | None) -> None:
+    """Executions, newest first: every one, or a page with --limit."""
     if deleted:
         from factflow_storage.cli.retention import deletion_lines
 
@@ -77,11 +115,51 @@ def list_(app: App, deleted: bool, output: str | None) -> None:
         else:
             emit_lines(deletion_lines(deletions))
         return
-    records = app.service.executions()
+    if all_ and limit is not None:
+        raise click.UsageError("--all and --limit do not go together: --all prints every page")
+    filters = {"status": statuses, "since": since, "until": until}
+    if limit is not None:
+        page = app.service.executions(limit=limit, cursor=cursor, **filters)
+        if app.fmt(output) == JSON:
+            emit_json(page)
+        else:
+            emit_lines(table_lines(page["executions"], _LIST_COLUMNS))
+            if page["next_cursor"]:
+                click.echo(f"more: factflow execution list --limit {limit} --cursor {page['next_cursor']}", err=True)
+        return
+    rows = app.service.iter_executions(cursor=cursor, **filters)
+    first = list(itertools.islice(rows, _FIRST_ROWS))  # errors surface before any output
     if app.fmt(output) == JSON:
-        emit_json({"executions": records})
+        _emit_json_list(itertools.chain(first, rows))
     else:
-        emit_lines(table_lines(records, ("execution_id", "status", "started_at", "finished_at", "object_count")))
+        emit_lines(_stream_table(first, rows))
+
+
+# Rows that set the table's column widths; later pages reuse them, as they stream.
+_FIRST_ROWS = 100
+
+
+def _stream_table(first: list[dict], rest: Iterator[dict]) -> Iterator[str]:
+    yield from table_lines(first, _LIST_COLUMNS)
+    widths = [max([len(col)] + [len(_cell(row.get(col))) for row in first]) for col in _LIST_COLUMNS]
+    for row in rest:
+        yield "  ".join(_cell(row.get(col)).ljust(width) for col, width in zip(_LIST_COLUMNS, widths, strict=True)).rstrip()
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _emit_json_list(rows: Iterator[dict]) -> None:
+    """``{"executions": [...]}``, written as the rows come."""
+    from factflow_storage.cli.render import json_bytes
+
+    out = sys.stdout.buffer
+    out.write(b'{"executions":[')
+    for n, row in enumerate(rows):
+        out.write((b"," if n else b"") + json_bytes(row))
+    out.write(b"]}\n")
+    out.flush()
 
 
 @command.command()

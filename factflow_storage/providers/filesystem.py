@@ -435,7 +435,7 @@ class FilesystemProvider(BaseProvider):
         finally:
             fs_paths.close_all(fds)
 
-    def list_records(self, prefix: str) -> Iterator[str]:
+    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
         # Walked from descriptors, as objects are: a link among the records (planted to
         # make a delete reach outside the root) is refused, never listed through.
         directory, _, _ = prefix.rpartition("/")
@@ -453,7 +453,7 @@ class FilesystemProvider(BaseProvider):
                 names.extend(rel + f for f in files if not f.endswith(SIDECAR_SUFFIX))
         finally:
             fs_paths.close_all(fds)
-        yield from sorted(n for n in names if n.startswith(prefix))
+        yield from sorted(n for n in names if n.startswith(prefix) and (start_after is None or n > start_after))
 
     def delete_record(self, name: str) -> None:
         self._delete_record(name, prune_dirs=False)

@@ -449,9 +449,9 @@ class MinioProvider(BaseProvider):
             raise
         return cast(BinaryIO, Body(response, self._errors, f"record {name!r}"))
 
-    def list_records(self, prefix: str) -> Iterator[str]:
+    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
         base = self.prefix + RESERVED_PREFIX
-        for found in self._listing(base + prefix, None):
+        for found in self._listing(base + prefix, base + start_after if start_after else None):
             yield found.name[len(base):]
 
     def delete_record(self, name: str) -> None:

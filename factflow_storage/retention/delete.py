@@ -31,8 +31,10 @@ import orjson
 from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import SUFFIXES, record_name
 from factflow_storage.errors import BadRequest, Conflict
+from factflow_storage.executions import delete_record
 from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
 from factflow_storage import lineage_index, stage_graph
+from factflow_storage.parallel import ordered_map
 from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETING, DELETIONS, REFUSED_RUNNING,
                                              ExecutionPlan, deletion_name, dependants_line, plan_execution,
                                              read_deletion)
@@ -129,7 +131,7 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
                           *stage_graph.edge_records(provider, execution_id)]):
         provider.delete_records(names)
         counts["index_records"] += len(names)
-    provider.delete_records([f"executions/{execution_id}.json"])
+    delete_record(provider, execution_id, execution)
     record.update(state=DELETED, finished_at=clock.now_rfc3339())
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])
@@ -149,10 +151,6 @@ def _sweep_orphan_metadata(provider, prefix: str) -> None:
 
 def list_deletions(provider) -> list[dict[str, Any]]:
     """Every deletion record, newest first."""
-    records = []
-    for name in provider.list_records(DELETIONS):
-        raw = provider.get_record(name)
-        if raw:
-            records.append(orjson.loads(raw))
+    records = [orjson.loads(raw) for raw in ordered_map(provider.get_record, provider.list_records(DELETIONS)) if raw]
     records.sort(key=lambda r: (r.get("started_at") or "", r.get("execution_id", "")), reverse=True)
     return records

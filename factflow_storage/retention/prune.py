@@ -8,6 +8,7 @@ may in turn protect the executions it depends on: selection repeats until it is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import TERMINAL_STATUSES, list_executions
 from factflow_storage import lineage_index
+from factflow_storage.parallel import ordered_map
 from factflow_storage.retention.delete import run_deletion, totals
 from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, dependants_line, plan_execution
 
@@ -37,7 +39,7 @@ def parse_statuses(statuses: str | Sequence[str] | None) -> list[str]:
 def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> tuple[list[str], list[dict]]:
     """Ids old enough to go, and the ones ``keep`` spares (the newest matching ones)."""
     now = _moment(clock.now_rfc3339())
-    matching = [r for r in list_executions(provider) if r.get("status") in statuses]
+    matching = list_executions(provider, statuses=statuses)
     selected, skipped = [], []
     for position, record in enumerate(matching):
         moment = record.get("finished_at") or record.get("started_at")
@@ -51,6 +53,10 @@ def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> t
     return selected, skipped
 
 
+def _plan(provider, execution_id: str, *, together: tuple[str, ...]):
+    return plan_execution(provider, execution_id, together)
+
+
 def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
           confirm: bool = False) -> dict[str, Any]:
     if older_than < 0 or keep < 0:
@@ -58,7 +64,7 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
     chosen = parse_statuses(statuses)
     candidates, skipped = select(provider, older_than, chosen, keep)
     while True:
-        plans = [plan_execution(provider, execution_id, candidates) for execution_id in candidates]
+        plans = list(ordered_map(functools.partial(_plan, provider, together=tuple(candidates)), candidates))
         blocked = [plan for plan in plans if plan.action(False) == BLOCKED]
         if not blocked:
             break

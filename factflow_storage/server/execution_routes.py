@@ -7,16 +7,18 @@ import bottle
 from factflow_storage.api_paths import EXECUTIONS
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import validate_segment
-from factflow_storage.server.http import check_raw_path, json_response, read_json_body
+from factflow_storage.server.http import check_raw_path, json_response, query, query_int, read_json_body
 from factflow_storage.server.retention_routes import refuse_sub_resource
+from factflow_storage.server.storage_routes import cursor_param
 from factflow_storage.service import StorageService
-
-
 
 def install(app: bottle.Bottle, service: StorageService) -> None:
     @app.get(EXECUTIONS)
     def list_executions():
-        return json_response({"executions": service.executions()})
+        limit = query("limit")
+        return json_response(service.executions(
+            limit=None if limit is None else query_int("limit", 0), cursor=cursor_param(),
+            status=query("status") or None, since=query("since"), until=query("until")))
 
     # ``:path`` so an id that decodes to several segments ('..%2f..') is refused as a bad
     # id (400) by the service, like any other invalid id, rather than missing a route.

@@ -9,7 +9,7 @@ from typing import Any
 
 from factflow_storage import api_paths
 from factflow_storage.archive.jobs import CANCELLED, FAILED, PREPARING, READY
-from factflow_storage.executions import STATUSES
+from factflow_storage.executions import LISTED_STATUSES, STATUSES
 from factflow_storage.service import SCAN_LIMIT
 from factflow_storage.api_paths import OBJECTS
 
@@ -129,9 +129,20 @@ STORAGE_PATHS: dict[str, Any] = {
 
 EXECUTION_PATHS: dict[str, Any] = {
     api_paths.EXECUTIONS: {"get": {
-        "summary": "Every execution record, newest first", "operationId": "listExecutions",
-        "responses": {"200": json_answer("Records", {"type": "object", "required": ["executions"], "properties": {
-            "executions": {"type": "array", "items": _ref("Execution")}}}), **errors()},
+        "summary": "Executions newest first, one page at a time (every one without limit)",
+        "operationId": "listExecutions",
+        "parameters": [
+            query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "Page size; without it, every execution"),
+            query_param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}, "next_cursor of the previous page"),
+            query_param("status", {"type": "string"}, "Comma-separated statuses, e.g. failed,cancelled"),
+            query_param("since", {"type": "string", "format": "date-time"}, "Only executions started at or after"),
+            query_param("until", {"type": "string", "format": "date-time"}, "Only executions started before"),
+        ],
+        "responses": {"200": json_answer("One page", {"type": "object", "required": ["executions", "next_cursor"],
+                                                      "properties": {
+            "executions": {"type": "array", "items": _ref("ExecutionRow")},
+            "next_cursor": {"type": "string", "nullable": True}}}), **errors(400)},
     }},
     api_paths.EXECUTIONS + "/{execution_id}": {
         "get": {"summary": "One execution record", "operationId": "getExecution", "parameters": [_EXECUTION_ID],
@@ -234,6 +245,13 @@ COMPONENTS: dict[str, Any] = {
                           "status": {"type": "string", "enum": list(STATUSES)},
                           "started_at": {**_TIME, "nullable": True}, "finished_at": {**_TIME, "nullable": True},
                           "object_count": {"type": "integer", "minimum": 0}}},
+        "ExecutionRow": {"type": "object", "required": ["execution_id", "status", "started_at", "finished_at",
+                                                        "object_count"],
+                         "properties": {
+                             "execution_id": {"type": "string"},
+                             "status": {"type": "string", "enum": list(LISTED_STATUSES)},
+                             "started_at": {**_TIME, "nullable": True}, "finished_at": {**_TIME, "nullable": True},
+                             "object_count": {"type": "integer", "minimum": 0, "nullable": True}}},
         "ArchiveJob": {"type": "object", "required": ["job_id", "status"], "additionalProperties": True,
                        "properties": {
                            "job_id": {"type": "string"},

@@ -70,7 +70,7 @@ def _request_metadata() -> dict[str, Any] | None:
     return blob
 
 
-def _cursor() -> str | None:
+def cursor_param() -> str | None:
     cursor = query("cursor") or None
     if cursor is not None and not _CURSOR.match(cursor):
         raise BadRequest(f"invalid cursor {cursor[:80]!r}: pass next_cursor of the previous page")
@@ -140,7 +140,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
             extension=query("extension") or None,
             include_metadata=query_bool("include_metadata", True),
             limit=query_int("limit", DEFAULT_PAGE),
-            cursor=_cursor(),
+            cursor=cursor_param(),
             offset=_offset(),
             start_after=query("start_after") or None,
             contains=query("contains") or None,

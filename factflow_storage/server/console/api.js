@@ -59,7 +59,8 @@ export async function getJSON(path, options) {
 }
 
 export const api = {
-  executions: () => getJSON("/api/v1/executions"),
+  // One page, newest first: { executions, next_cursor }.
+  executions: (params) => getJSON("/api/v1/executions", { params }),
   execution: (id) => getJSON("/api/v1/executions/" + encodeURIComponent(id)),
   list: (params) => getJSON("/api/v1/storage/objects", { params }),
   metadata: (key) => getJSON(objectUrl(key), { params: { view: "metadata" } }),

@@ -1,10 +1,13 @@
-// Executions, newest first; the list refreshes itself (often while one is running).
+// Executions, newest first, a page at a time ("Older executions" appends the next); the
+// list refreshes itself (often while one is running), asking again for the rows shown.
 import { api } from "./api.js";
 import { badge, clear, h, time } from "./dom.js";
 import { href } from "./router.js";
 
 const RUNNING_REFRESH_MS = 2000;
 const IDLE_REFRESH_MS = 10000;
+const PAGE_SIZE = 50;
+const MAX_PAGE = 1000;
 
 function duration(record) {
   if (!record.started_at) return "";
@@ -15,8 +18,7 @@ function duration(record) {
   return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
 }
 
-function table(executions) {
-  const sorted = [...executions].sort((a, b) => String(b.started_at || "").localeCompare(String(a.started_at || "")));
+function table(sorted) {
   return h("table", { id: "executions" },
     h("thead", null, h("tr", null, h("th", null, "Execution"), h("th", null, "Status"), h("th", null, "Started"),
       h("th", { class: "hide-narrow" }, "Finished"), h("th", { class: "num hide-narrow" }, "Duration"),
@@ -32,24 +34,43 @@ function table(executions) {
 
 export async function renderExecutions(main, route, ctx) {
   ctx.setCrumbs([["executions", null]]);
-  const { executions } = await api.executions();
-  const holder = h("div", null, table(executions));
+  let page = await api.executions({ limit: PAGE_SIZE });
+  let shown = page.executions;
+  const holder = h("div");
+  const more = h("button", { type: "button", class: "button", id: "more-executions" }, "Older executions »");
+  const pager = h("div", { class: "pager" }, more);
+  const draw = () => {
+    clear(holder).append(table(shown));
+    pager.hidden = !page.next_cursor;
+  };
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      page = await api.executions({ limit: PAGE_SIZE, cursor: page.next_cursor });
+      shown = shown.concat(page.executions);
+      draw();
+    } finally { more.disabled = false; }
+  });
+  draw();
   clear(main).append(h("h1", null, "Executions"),
-    executions.length ? holder : h("p", { class: "muted" }, "No executions yet. Try `factflow demo`."));
+    shown.length ? h("div", null, holder, pager) : h("p", { class: "muted" }, "No executions yet. Try `factflow demo`."));
   let timer = null;
   let stopped = false;
   const delay = (list) => (list.some((record) => record.status === "running") ? RUNNING_REFRESH_MS : IDLE_REFRESH_MS);
   const refresh = async () => {
     let next = IDLE_REFRESH_MS;
     try {
-      const fresh = await api.executions();
+      // The rows on screen, newest first, in one request (one listing of the index).
+      const fresh = await api.executions({ limit: Math.min(Math.max(shown.length, PAGE_SIZE), MAX_PAGE) });
       if (stopped) return;
-      if (!holder.isConnected) clear(main).append(h("h1", null, "Executions"), holder);
-      clear(holder).append(table(fresh.executions));
-      next = delay(fresh.executions);
+      if (!holder.isConnected) clear(main).append(h("h1", null, "Executions"), h("div", null, holder, pager));
+      page = fresh;
+      shown = fresh.executions;
+      draw();
+      next = delay(shown);
     } catch (_) { /* keep the last good table; try again */ }
     if (!stopped) timer = setTimeout(refresh, next);
   };
-  timer = setTimeout(refresh, delay(executions));
+  timer = setTimeout(refresh, delay(shown));
   return () => { stopped = true; clearTimeout(timer); };
 }

@@ -1,0 +1,150 @@
+"""Execution history benchmark on S3: a page costs a page, the whole history keeps up with rclone.
+
+    python3 bench/executions_bench.py [--executions 5000] [--repeat 3] [--quick]
+
+Starts its own S3 server (``tests/s3server.py``), writes ``--executions`` finished
+executions the way writers do (record plus index entry; the first one alone, so it marks
+the index complete) into one bucket and 50 into another, then reports, each a median of
+alternating runs:
+
+- ``exec-page-cli``: ``factflow execution list --limit 50 --output json`` (a fresh
+  process) at N executions vs the same at 50; target: within 2x;
+- ``exec-page-http``: ``GET /api/v1/executions?limit=50`` of a running server at N vs
+  at 50; target under 0.5 s (and the ratio is shown);
+- ``exec-list-all``: ``factflow execution list --output json`` (every execution) vs
+  ``rclone copy --transfers 32`` of the records; target <= 1.0x;
+- ``exec-prune-plan``: ``factflow storage prune --older-than 0s`` (the dry run plans every
+  execution) vs the same rclone copy; target <= 2.0x.
+
+``--quick`` writes 200. Compare ratios from one run, never seconds across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+import s3server  # noqa: E402
+
+from harness import REPEAT, Row, alternate, clean_env, print_rows, timed, wanted  # noqa: E402
+
+from factflow_storage import create_storage_provider  # noqa: E402
+
+FACTFLOW = [sys.executable, "-m", "factflow_storage"]
+ROWS = ("exec-page-cli", "exec-page-http", "exec-list-all", "exec-prune-plan")
+SMALL = 50
+
+
+def fill(provider, count: int) -> float:
+    """``count`` finished executions a minute apart; returns the seconds it took."""
+    def write(n: int) -> None:
+        day, minute = divmod(n, 24 * 60)
+        started = f"2026-{1 + day // 28:02d}-{1 + day % 28:02d}T{minute // 60:02d}:{minute % 60:02d}:00.000Z"
+        provider.write_execution(f"run-{n:05d}", {"execution_id": f"run-{n:05d}", "status": "completed",
+                                                  "started_at": started, "finished_at": started, "object_count": 0})
+
+    begun = time.perf_counter()
+    write(0)  # alone: the first writer of an empty store marks the index complete
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(write, range(1, count)))
+    return time.perf_counter() - begun
+
+
+def serve(provider):
+    """A server over ``provider`` in this process; returns its URL and a stop function."""
+    from factflow_storage.server.app import create_server, stop_server
+    from factflow_storage.service import StorageService
+
+    server = create_server(StorageService(provider), "127.0.0.1", 0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.effective_port}", lambda: stop_server(server)
+
+
+def http_seconds(url: str) -> float:
+    begun = time.perf_counter()
+    with urllib.request.urlopen(url + "/api/v1/executions?limit=50", timeout=120) as reply:
+        reply.read()
+    return time.perf_counter() - begun
+
+
+def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT,
+         executions: int | None = None) -> list[Row]:
+    ids = wanted(ROWS, only)
+    if not ids:
+        return []
+    count = executions or (200 if quick else 5000)
+    result = []
+    with s3server.start() as server:
+        big, small = server.new_bucket(), server.new_bucket()
+        providers = [create_storage_provider(f"minio://{bucket}", server.options()) for bucket in (big, small)]
+        print(f"filled {count} executions in {fill(providers[0], count):.1f} s", file=sys.stderr, flush=True)
+        fill(providers[1], SMALL)
+        env_big = clean_env(**server.env(), FACTFLOW_STORAGE_URI=f"minio://{big}")
+        env_small = clean_env(**server.env(), FACTFLOW_STORAGE_URI=f"minio://{small}")
+        page = [*FACTFLOW, "execution", "list", "--limit", "50", "--output", "json"]
+        if "exec-page-cli" in ids:
+            timed(page, env_big), timed(page, env_small)  # bytecode and first requests, unmeasured
+            ours, theirs = alternate(repeat, lambda: timed(page, env_big), lambda: timed(page, env_small))
+            result.append(Row("exec-page-cli", f"first page of 50 of {count:,} executions (CLI)",
+                              f"the same of {SMALL}", ours, theirs, "<=", 2.0, runs=repeat))
+        if "exec-page-http" in ids:
+            url_big, stop_big = serve(providers[0])
+            url_small, stop_small = serve(providers[1])
+            try:
+                http_seconds(url_big), http_seconds(url_small)
+                ours, theirs = alternate(repeat, lambda: http_seconds(url_big), lambda: http_seconds(url_small))
+            finally:
+                stop_big(), stop_small()
+            result.append(Row("exec-page-http", f"GET first page of 50 of {count:,} executions",
+                              f"the same of {SMALL}", ours, theirs, "<=", 0.5, runs=repeat, on_ratio=False))
+        copy_dir = tempfile.mkdtemp(prefix="ff-exec-bench-")
+        remote = f"{s3server.RCLONE_REMOTE}:{big}/_factflow/executions/"
+        rclone = ["rclone", "copy", "--transfers", "32", remote, copy_dir]
+
+        def fresh() -> None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+            os.makedirs(copy_dir)
+
+        try:
+            if "exec-list-all" in ids:
+                whole = [*FACTFLOW, "execution", "list", "--output", "json"]
+                ours, theirs = alternate(repeat, lambda: timed(whole, env_big),
+                                         lambda: timed(rclone, server.tool_env(), before=fresh))
+                result.append(Row("exec-list-all", f"list all {count:,} executions", "`rclone copy --transfers 32`",
+                                  ours, theirs, "<=", 1.0, runs=repeat))
+            if "exec-prune-plan" in ids:
+                plan = [*FACTFLOW, "storage", "prune", "--older-than", "0s", "--output", "json"]
+                ours, theirs = alternate(repeat, lambda: timed(plan, env_big),
+                                         lambda: timed(rclone, server.tool_env(), before=fresh))
+                result.append(Row("exec-prune-plan", f"prune dry run of {count:,} executions",
+                                  "`rclone copy --transfers 32`", ours, theirs, "<=", 2.0, runs=repeat))
+        finally:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+            for provider in providers:
+                provider.close()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executions", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=REPEAT)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print_rows(rows(quick=args.quick, repeat=args.repeat, executions=args.executions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
