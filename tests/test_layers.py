@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 CORE = {"errors", "keys", "metadata", "protocol", "settings", "registry", "executions", "execution_index", "lineage_index",
-        "stage_graph", "parallel", "api_paths", "faults", "fsck", "kernel_copy", "__init__"}
+        "execution_index_check", "stage_graph", "parallel", "api_paths", "faults", "fsck", "kernel_copy", "__init__"}
 FORBIDDEN = {
     # layer: layers it must not import
     "core": {"providers", "service", "watch", "client", "server", "cli", "archive", "download", "zipformat",
