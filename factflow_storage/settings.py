@@ -88,9 +88,9 @@ class Settings:
             rows.append({"name": field.name, "value": value, "source": self._values[field.name].source})
         return rows
 
-    def provider_options(self) -> dict[str, Any]:
-        """Keyword options for the provider the storage URI names."""
-        if self.storage_uri.partition("://")[0].lower() == "file":
+    def provider_options(self, uri: str | None = None) -> dict[str, Any]:
+        """Keyword options for the provider the storage URI (or ``uri``) names."""
+        if (uri or self.storage_uri).partition("://")[0].lower() == "file":
             return {}
         return {
             "endpoint": self.minio_endpoint,

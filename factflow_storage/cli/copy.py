@@ -43,7 +43,7 @@ def _open_destination(app: App, uri: str) -> StorageProtocol:
     if app.remote:
         raise click.ClickException(NO_API)
     # No write journal: nobody follows a copy live, and it would double the requests.
-    return create_storage_provider(uri, app.settings.provider_options(), hooks=False)
+    return create_storage_provider(uri, app.settings.provider_options(uri), hooks=False)
 
 
 def _source(app: App) -> StorageProtocol:
