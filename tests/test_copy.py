@@ -178,3 +178,54 @@ def test_storage_copy_copies_a_prefix_with_its_metadata(tmp_path):
     assert summary["prefixes"][0]["copied"] == 5 and summary["totals"]["copied"] == 5
     assert snapshot(dest, {}, "") == snapshot(source, {}, "reference/")
     assert "0 objects copied" in run(env, "storage", "copy", "reference/", "--to", dest).stdout
+
+
+def test_a_copy_killed_mid_way_leaves_no_record_and_a_rerun_finishes_it(tmp_path, s3_server):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    source = _fs(tmp_path, "source")
+    with create_storage_provider(source, {}) as provider:
+        write_execution(provider, "big", 150)  # 300 objects
+    s3_uri = f"minio://{s3_server.new_bucket()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    env.update(s3_server.env(), FACTFLOW_STORAGE_URI=source)
+    proc = subprocess.Popen([sys.executable, "-m", "factflow_storage", "-v", "execution", "copy", "big",
+                             "--to", s3_uri, "--jobs", "2"], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
+    copied = 0
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the deadline is the test run's own; each line comes in milliseconds
+        copied += line.startswith(b"factflow: copied ")
+        if copied == 10:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert copied == 10 and proc.returncode == -signal.SIGKILL
+
+    objects, record = execution_view(s3_uri, "big", s3_server.options())
+    source_objects, source_record = execution_view(source, "big")
+    assert record is None  # never looks complete
+    assert 10 <= len(objects) < 300
+    assert all(source_objects[key] == value for key, value in objects.items())  # each one whole
+    s3_env = clean_env({**s3_server.env(), "FACTFLOW_STORAGE_URI": s3_uri})
+    assert "big" not in run(s3_env, "execution", "list").stdout
+
+    summary = _copy(clean_env({**s3_server.env(), "FACTFLOW_STORAGE_URI": source}), "big", "--to", s3_uri)
+    assert summary["totals"]["copied"] == 300 - len(objects)
+    assert summary["totals"]["present"] == len(objects)
+    assert execution_view(s3_uri, "big", s3_server.options()) == (source_objects, source_record)
+    again = run(clean_env({**s3_server.env(), "FACTFLOW_STORAGE_URI": source}), "execution", "copy", "big",
+                "--to", s3_uri)
+    assert "0 objects copied" in again.stdout
+
+
+def test_progress_shows_on_a_terminal(source, tmp_path):
+    from cli_support import on_a_terminal
+
+    code, seen = on_a_terminal({"FACTFLOW_STORAGE_URI": source}, "execution", "copy", DEMO,
+                               "--to", _fs(tmp_path, "dest"))
+    assert code == 0, seen
+    assert b"copying" in seen and b"16/16 objects" in seen and b"16 objects copied" in seen
