@@ -106,10 +106,13 @@ def execution_copy(app: App, execution_ids: tuple[str, ...], with_parents: bool,
     """Copy executions whole (objects, metadata, lineage index, record) to another store."""
     from factflow_storage.copying.run import plan_executions
 
-    with _open_destination(app, destination) as dest:
+    dest = _open_destination(app, destination)
+    try:
         plans, warnings = plan_executions(_source(app), dest, execution_ids, jobs=jobs, force=force,
                                           with_parents=with_parents)
         _run(app, dest, plans, warnings, dry_run, jobs, quiet, output)
+    finally:
+        dest.close()
 
 
 @click.command("copy", epilog="""\b
@@ -126,9 +129,12 @@ def storage_copy(app: App, prefix: str, destination: str, dry_run: bool, jobs: i
     from factflow_storage.copying.run import SAME_STORE
     from factflow_storage.errors import BadRequest
 
-    with _open_destination(app, destination) as dest:
+    dest = _open_destination(app, destination)
+    try:
         source = _source(app)
         if source.uri == dest.uri:
             raise BadRequest(SAME_STORE.format(dest=dest.uri))
         plan = plan_prefix(source, dest, prefix, jobs=jobs)
         _run(app, dest, [plan], [], dry_run, jobs, quiet, output)
+    finally:
+        dest.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from factflow_storage.copying.plan import Item, Plan, plan_prefix, source_exists
 from factflow_storage.errors import BadRequest, NotFound, StorageError
@@ -49,7 +49,7 @@ def copy_object(source: StorageProtocol, dest: StorageProtocol, key: str) -> int
     """Copy one object with its metadata; the bytes copied."""
     with source.open(key) as stream:
         blob = stream.metadata
-        stored = dest.write(key, stream, _carried(blob), content_type=blob.get("content_type"))
+        stored = dest.write(key, cast(BinaryIO, stream), _carried(blob), content_type=blob.get("content_type"))
     expected = None if STALE_CHECKSUM in blob else blob.get("checksum")
     if expected and stored.get("checksum") != expected:
         dest.delete(key)
