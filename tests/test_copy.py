@@ -139,8 +139,8 @@ def test_bad_input_is_one_line_and_writes_nothing(source, tmp_path):
     one_line_error(run(env, "execution", "copy", DEMO, "--to", f"file://{blocker}/store"), "cannot be created")
     one_line_error(run(env, "execution", "copy", DEMO, "--to", source), "is the source itself")
     api = clean_env({"FACTFLOW_STORAGE_URI": source, "FACTFLOW_API_URL": "http://127.0.0.1:9"})
-    one_line_error(run(api, "execution", "copy", DEMO, "--to", f"file://{dest}"), "not available with --api")
-    one_line_error(run(api, "storage", "copy", "executions/", "--to", f"file://{dest}"), "not available with --api")
+    one_line_error(run(api, "execution", "copy", DEMO, "--to", f"file://{dest}"), "not a URI")
+    one_line_error(run(api, "storage", "copy", "executions/", "--to", f"file://{dest}"), "not a URI")
     assert not dest.exists()
 
 
@@ -229,3 +229,36 @@ def test_progress_shows_on_a_terminal(source, tmp_path):
                                "--to", _fs(tmp_path, "dest"))
     assert code == 0, seen
     assert b"copying" in seen and b"16/16 objects" in seen and b"16 objects copied" in seen
+
+
+def test_over_api_the_server_copies_only_to_destinations_its_operator_named(source, tmp_path, monkeypatch):
+    from server_fixture import running_server
+
+    from factflow_storage.service import StorageService
+
+    dest = tmp_path / "laptop"
+    for name in [n for n in __import__("os").environ if n.startswith("FACTFLOW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray factflow.toml
+    with create_storage_provider(source, {}) as provider, running_server(StorageService(provider)) as url:
+        api = clean_env({"FACTFLOW_API_URL": url, "FACTFLOW_STORAGE_URI": f"file://{tmp_path / 'never'}"})
+        one_line_error(run(api, "execution", "copy", DEMO, "--to", "laptop"), "this server has no copy destinations")
+        monkeypatch.setenv("FACTFLOW_COPY_DESTINATIONS", f"laptop=file://{dest}, archive=file://{tmp_path / 'a'}")
+        one_line_error(run(api, "execution", "copy", DEMO, "--to", f"file://{dest}"), "not a URI")
+        one_line_error(run(api, "execution", "copy", DEMO, "--to", "elsewhere"),
+                       "no copy destination named 'elsewhere' on this server (it has: archive, laptop)")
+        one_line_error(run(api, "execution", "copy", "nope", "--to", "laptop"), "no execution 'nope'")
+        assert not dest.exists()
+
+        result = run(api, "execution", "copy", "child", "--to", "laptop")
+        assert result.exit_code == 0, result.stderr
+        assert "lineage parents in execution base are not in the destination" in result.stderr
+        assert result.stdout.endswith("6 objects copied (39 B) to laptop; 0 already there\n"), result.stdout
+        summary = orjson.loads(run(api, "-o", "json", "execution", "copy", DEMO, "child", "--with-parents",
+                                   "--to", "laptop").stdout)
+        assert summary["destination"] == "laptop" and summary["totals"]["copied"] == 22
+        assert snapshot(f"file://{dest}", {}) == snapshot(source, {})
+        assert "0 objects copied" in run(api, "execution", "copy", DEMO, "--to", "laptop").stdout
+        prefix = run(api, "-o", "json", "storage", "copy", "executions/base/", "--to", "archive", "--dry-run")
+        assert orjson.loads(prefix.stdout)["totals"]["copied"] == 6
+        assert not (tmp_path / "a").exists()

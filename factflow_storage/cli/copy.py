@@ -1,7 +1,7 @@
 """``factflow execution copy ID... --to URI`` and ``factflow storage copy PREFIX --to URI``:
 executions (objects, metadata, lineage index, record) or any prefix, from the storage in
-force to another store of any kind. Both run in process: with ``--api`` they are refused,
-as a server writes only where its operator says."""
+force to another store of any kind. With ``--api`` the server copies, and ``--to`` names
+one of the destinations its operator configured: a server never opens a client's URI."""
 
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ if TYPE_CHECKING:
 
 DEFAULT_JOBS = 32
 EXIT_INTERRUPTED = 130
-NO_API = ("copy opens both stores itself and is not available with --api (a server would write with its own "
-          "credentials wherever a client asked): run it where both stores are reachable, without --api")
+NO_URI_OVER_API = ("with --api, --to names one of the server's copy destinations (its operator configures them), "
+                   "not a URI: a server never writes where a client points it")
 INTERRUPTED = "copy interrupted: run the same command again to copy what is missing"
 
 
 def copy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed((
         click.option("--to", "destination", required=True, metavar="URI",
-                     help="Destination storage URI: file://PATH, minio://BUCKET[/prefix] or s3://..."),
+                     help="Destination storage URI: file://PATH, minio://BUCKET[/prefix] or s3://...; "
+                          "with --api, the name of a destination the server's operator configured."),
         click.option("--dry-run", is_flag=True, help="Say what would be copied (objects, bytes) and copy nothing."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), default=DEFAULT_JOBS, show_default=True,
                      help="Objects copied at once."),
@@ -40,8 +41,6 @@ def copy_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _open_destination(app: App, uri: str) -> StorageProtocol:
     from factflow_storage.registry import create_storage_provider
 
-    if app.remote:
-        raise click.ClickException(NO_API)
     # No write journal: nobody follows a copy live, and it would double the requests.
     return create_storage_provider(uri, app.settings.provider_options(uri), hooks=False)
 
@@ -56,7 +55,7 @@ def _source(app: App) -> StorageProtocol:
 
 def _run(app: App, dest: StorageProtocol, plans: list, warnings: list[str], dry_run: bool, jobs: int,
          quiet: bool, output: str | None) -> None:
-    from factflow_storage.cli.progress import ProgressBar, human_bytes
+    from factflow_storage.cli.progress import ProgressBar
     from factflow_storage.copying.run import run_plans, summary
 
     source = _source(app)
@@ -72,7 +71,23 @@ def _run(app: App, dest: StorageProtocol, plans: list, warnings: list[str], dry_
             click.echo(INTERRUPTED, err=True)
             sys.exit(EXIT_INTERRUPTED)
         progress.finish()
-    result = summary(source, dest, plans, warnings, dry_run=dry_run)
+    _show(app, summary(source, dest, plans, warnings, dry_run=dry_run), output)
+
+
+def _remote(app: App, request: dict[str, Any], output: str | None) -> None:
+    """The server copies to the destination its settings call ``request["destination"]``."""
+    if "://" in request["destination"]:
+        raise click.ClickException(NO_URI_OVER_API)
+    result = app.service.copy(request)
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    _show(app, result, output)
+
+
+def _show(app: App, result: dict[str, Any], output: str | None) -> None:
+    from factflow_storage.cli.progress import human_bytes
+
+    dry_run = result["dry_run"]
     if app.fmt(output) == JSON:
         emit_json(result)
         return
@@ -84,9 +99,10 @@ def _run(app: App, dest: StorageProtocol, plans: list, warnings: list[str], dry_
                      f"({human_bytes(row['copied_bytes'])}), record {row['record']}")
     if dry_run:
         lines.append(f"dry run: would copy {totals['copied']} objects ({human_bytes(totals['copied_bytes'])}) "
-                     f"to {dest.uri}; {totals['present']} already there")
+                     f"to {result['destination']}; {totals['present']} already there")
     else:
-        lines.append(f"{totals['copied']} objects copied ({human_bytes(totals['copied_bytes'])}) to {dest.uri}; "
+        lines.append(f"{totals['copied']} objects copied ({human_bytes(totals['copied_bytes'])}) to "
+                     f"{result['destination']}; "
                      f"{totals['present']} already there")
     emit_lines(lines)
 
@@ -106,6 +122,10 @@ def execution_copy(app: App, execution_ids: tuple[str, ...], with_parents: bool,
     """Copy executions whole (objects, metadata, lineage index, record) to another store."""
     from factflow_storage.copying.run import plan_executions
 
+    if app.remote:
+        _remote(app, {"execution_ids": list(execution_ids), "destination": destination, "dry_run": dry_run,
+                      "force": force, "with_parents": with_parents, "jobs": jobs}, output)
+        return
     dest = _open_destination(app, destination)
     try:
         plans, warnings = plan_executions(_source(app), dest, execution_ids, jobs=jobs, force=force,
@@ -129,6 +149,9 @@ def storage_copy(app: App, prefix: str, destination: str, dry_run: bool, jobs: i
     from factflow_storage.copying.run import SAME_STORE
     from factflow_storage.errors import BadRequest
 
+    if app.remote:
+        _remote(app, {"prefix": prefix, "destination": destination, "dry_run": dry_run, "jobs": jobs}, output)
+        return
     dest = _open_destination(app, destination)
     try:
         source = _source(app)
