@@ -262,3 +262,16 @@ def test_over_api_the_server_copies_only_to_destinations_its_operator_named(sour
         prefix = run(api, "-o", "json", "storage", "copy", "executions/base/", "--to", "archive", "--dry-run")
         assert orjson.loads(prefix.stdout)["totals"]["copied"] == 6
         assert not (tmp_path / "a").exists()
+
+
+def test_a_rerun_into_s3_sees_an_object_rewritten_since_the_copy(source, s3_server):
+    s3_uri = f"minio://{s3_server.new_bucket()}"
+    env = clean_env({**s3_server.env(), "FACTFLOW_STORAGE_URI": source})
+    _copy(env, DEMO, "--to", s3_uri)
+    key = f"executions/{DEMO}/markdown_processor/chunker/msg-0003.json"
+    with create_storage_provider(s3_uri, s3_server.options()) as provider:
+        provider.write(key, b'{"rewritten": true}', provider.metadata(key))
+    summary = _copy(env, DEMO, "--to", s3_uri)
+    assert (summary["totals"]["copied"], summary["totals"]["present"]) == (1, 15)
+    assert execution_view(s3_uri, DEMO, s3_server.options()) == execution_view(source, DEMO)
+    assert _copy(env, DEMO, "--to", s3_uri)["totals"]["copied"] == 0

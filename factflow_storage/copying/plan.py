@@ -3,10 +3,13 @@ in the destination, checked before anything is written."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from factflow_storage.errors import Conflict, NotFound
 from factflow_storage.executions import refuse_deleting
@@ -40,6 +43,7 @@ class Plan:
     extra: list[str] = field(default_factory=list)  # destination keys the source lacks (--force drops them)
     replace_record: bool = False  # the destination's record names another run (--force)
     write_record: bool = False
+    verified: int = 0  # objects whose destination checksum had to be read (the manifest did not know them)
 
     @property
     def to_copy(self) -> list[Item]:
@@ -52,6 +56,32 @@ class Plan:
             for execution_id, keys in foreign_parents(item.key, item.lineage).items():
                 found.setdefault(execution_id, set()).update(keys)
         return found
+
+
+def manifest_name(prefix: str) -> str:
+    """Where the destination remembers what a copy of ``prefix`` left there: per key, the
+    ETag its listing shows and the checksum of those bytes. A re-run trusts an unchanged
+    ETag instead of reading every object's metadata again; any rewrite changes the ETag."""
+    return f"copies/{hashlib.sha256(prefix.encode()).hexdigest()}.json"
+
+
+def read_manifest(dest: StorageProtocol, prefix: str) -> dict[str, list[str]]:
+    raw = dest.get_record(manifest_name(prefix))  # type: ignore[attr-defined]
+    try:
+        found = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}
+    objects = found.get("objects") if isinstance(found, dict) else None
+    return objects if isinstance(objects, dict) else {}
+
+
+def write_manifest(dest: StorageProtocol, plan: Plan) -> None:
+    """After the plan's objects are all in place: their ETags (where the store has them)."""
+    checksums = {item.key: item.checksum for item in plan.items if item.checksum}
+    objects = {info.key: [info.etag, checksums[info.key]] for info in dest.list(plan.prefix)
+               if info.etag and info.key in checksums}
+    if objects:
+        dest.put_record(manifest_name(plan.prefix), orjson.dumps({"prefix": plan.prefix, "objects": objects}))
 
 
 def _checksum(blob: dict[str, Any]) -> str | None:
@@ -92,11 +122,21 @@ def plan_prefix(source: StorageProtocol, dest: StorageProtocol, prefix: str, *, 
     plan.extra = sorted(key for key in present if key not in wanted)
     if execution_id is not None:
         _check_same_run(plan, dest, force)
-    same_size = [present[item.key] for item in plan.items
-                 if item.key in present and present[item.key].size == item.size and item.checksum]
+    known = read_manifest(dest, prefix)
+    same_size = []
+    for item in plan.items:
+        found = present.get(item.key)
+        if found is None or found.size != item.size or not item.checksum:
+            continue
+        if found.etag and known.get(item.key) == [found.etag, item.checksum]:
+            item.copy = False
+        else:
+            same_size.append(found)
+    plan.verified = len(same_size)
     there = {info.key: _checksum(blob) for info, blob in _blobs(dest, same_size, jobs)}
     for item in plan.items:
-        item.copy = there.get(item.key) != item.checksum or item.checksum is None
+        if item.copy:
+            item.copy = there.get(item.key) != item.checksum or item.checksum is None
     return plan
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, cast
 
-from factflow_storage.copying.plan import Item, Plan, plan_prefix, source_exists
+from factflow_storage.copying.plan import Item, Plan, plan_prefix, source_exists, write_manifest
 from factflow_storage.errors import BadRequest, NotFound, StorageError
 from factflow_storage.executions import TERMINAL_STATUSES
 from factflow_storage.keys import execution_prefix
@@ -163,6 +163,8 @@ def run_plans(source: StorageProtocol, dest: StorageProtocol, plans: Sequence[Pl
         if plan.execution_id is not None and plan.extra:
             dest.delete_many(plan.extra)
         _copy_items(source, dest, plan.to_copy, jobs, advance)
+        if plan.to_copy or plan.verified:
+            write_manifest(dest, plan)
         if plan.record is not None and (plan.write_record or plan.replace_record):
             dest.write_execution(plan.execution_id, plan.record)  # type: ignore[arg-type]
 
