@@ -140,10 +140,13 @@ def _parents_first(plans: list[Plan]) -> list[Plan]:
 
 def _missing_parents(dest: StorageProtocol, plans: Sequence[Plan]) -> list[str]:
     coming = {item.key for plan in plans for item in plan.items}
+    held: dict[str, set[str]] = {}  # one listing per parent execution, not a request per key
     warnings = []
     for plan in plans:
         for parent, keys in sorted(plan.parents().items()):
-            missing = [key for key in sorted(keys) if key not in coming and not dest.exists(key)]
+            if parent not in held:
+                held[parent] = {info.key for info in dest.list(execution_prefix(parent))}
+            missing = [key for key in sorted(keys) if key not in coming and key not in held[parent]]
             if missing:
                 warnings.append(MISSING_PARENTS.format(id=plan.execution_id, count=len(missing), parent=parent))
     return warnings
@@ -183,7 +186,8 @@ def summary(source: StorageProtocol, dest: StorageProtocol, plans: Sequence[Plan
         if plan.execution_id is not None:
             row = {"execution_id": plan.execution_id, **row,
                    "record": "none" if plan.record is None
-                   else "copied" if plan.write_record or plan.replace_record else "present",
+                   else "present" if not (plan.write_record or plan.replace_record)
+                   else "to copy" if dry_run else "copied",
                    "replaced_objects": len(plan.extra)}
         else:
             row = {"prefix": plan.prefix, **row}
