@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, cast
 
 from factflow_storage.copying.plan import Item, Plan, plan_prefix, source_exists, write_manifest
@@ -67,10 +67,10 @@ def _copy_items(source: StorageProtocol, dest: StorageProtocol, items: Sequence[
         for item in items:
             pending.add(pool.submit(copy_object, source, dest, item.key))
             if len(pending) >= jobs * 4:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 _settle(done, pending, advance)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             _settle(done, pending, advance)
 
 
