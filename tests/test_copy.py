@@ -42,7 +42,7 @@ def _answers(env: dict) -> list:
     said = []
     for args in (("execution", "deps", "base"), ("execution", "deps", "child"),
                  ("storage", "lineage", "executions/child/route/parse/m0001.txt"),
-                 ("storage", "diff", "base", "child"),
+                 ("storage", "diff", "base", "child"), ("execution", "delete", "base"),  # a dry run
                  ("watch", "--execution", DEMO), ("execution", "list")):
         args = ("storage", *args) if args[0] == "watch" else args
         result = run(env, "--output", "json", *args)
