@@ -10,7 +10,7 @@ import pytest
 
 from copy_support import clean_env, execution_view, one_line_error, run, snapshot
 from factflow_storage.registry import create_storage_provider
-from retention_support import write_execution
+from retention_support import raw_names, write_execution
 
 DEMO = "demo-1"
 
@@ -275,3 +275,8 @@ def test_a_rerun_into_s3_sees_an_object_rewritten_since_the_copy(source, s3_serv
     assert (summary["totals"]["copied"], summary["totals"]["present"]) == (1, 15)
     assert execution_view(s3_uri, DEMO, s3_server.options()) == execution_view(source, DEMO)
     assert _copy(env, DEMO, "--to", s3_uri)["totals"]["copied"] == 0
+
+    deleted = run(clean_env({**s3_server.env(), "FACTFLOW_STORAGE_URI": s3_uri}), "execution", "delete", DEMO, "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    with create_storage_provider(s3_uri, s3_server.options()) as provider:
+        assert raw_names(provider) == {f"_factflow/deletions/{DEMO}.json"}  # the copy manifest went too

@@ -30,6 +30,7 @@ import orjson
 
 from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import SUFFIXES, record_name
+from factflow_storage.copying.plan import manifest_name
 from factflow_storage.errors import BadRequest, Conflict
 from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
 from factflow_storage import lineage_index
@@ -128,7 +129,8 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
     for names in _chunks(list(lineage_index.index_records(provider, execution_id))):
         provider.delete_records(names)
         counts["index_records"] += len(names)
-    provider.delete_records([f"executions/{execution_id}.json"])
+    # What a copy into this store remembered of the execution's objects, then the record.
+    provider.delete_records([manifest_name(execution_prefix(execution_id)), f"executions/{execution_id}.json"])
     record.update(state=DELETED, finished_at=clock.now_rfc3339())
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])
