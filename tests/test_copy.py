@@ -280,3 +280,20 @@ def test_a_rerun_into_s3_sees_an_object_rewritten_since_the_copy(source, s3_serv
     assert deleted.exit_code == 0, deleted.stderr
     with create_storage_provider(s3_uri, s3_server.options()) as provider:
         assert raw_names(provider) == {f"_factflow/deletions/{DEMO}.json"}  # the copy manifest went too
+
+
+def test_a_running_execution_is_copied_as_it_stands_with_a_warning(tmp_path):
+    source, dest = _fs(tmp_path, "source"), _fs(tmp_path, "dest")
+    with create_storage_provider(source, {}) as provider:
+        write_execution(provider, "live", 2, status="running")
+    env = clean_env({"FACTFLOW_STORAGE_URI": source})
+    result = run(env, "execution", "copy", "live", "--to", dest)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ("warning: execution live has not finished: what it holds now is copied, with its "
+                             "record as it is; run the copy again once it finishes\n")
+    with create_storage_provider(source, {}) as provider:
+        provider.write("executions/live/route/fetch/late.json", b"{}")
+        provider.write_execution("live", {**provider.read_execution("live"), "status": "completed"})
+    summary = _copy(env, "live", "--to", dest)
+    assert (summary["totals"]["copied"], summary["executions"][0]["record"]) == (1, "copied")
+    assert execution_view(dest, "live") == execution_view(source, "live")
