@@ -15,6 +15,7 @@ LINEAGE = API + "/storage/lineage"
 DIFF = API + "/storage/diff"
 EXECUTIONS = API + "/executions"
 DELETIONS = API + "/deletions"
+COPIES = API + "/copies"
 ARCHIVE = API + "/content/archive"
 
 

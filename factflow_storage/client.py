@@ -209,6 +209,9 @@ def _content_range(value: str | None) -> tuple[int, int] | None:
     return int(span.partition("-")[0]), int(size)
 
 
+COPY_TIMEOUT = 3600.0
+
+
 class RemoteService:
     """``StorageService`` over HTTP; ``.api`` for features with endpoints of their own."""
 
@@ -371,6 +374,11 @@ class RemoteService:
               confirm: bool = False) -> dict[str, Any]:
         return self.api.send_json("POST", f"{EXECUTIONS}/prune", {
             "older_than": older_than, "statuses": statuses, "keep": keep, "confirm": confirm})
+
+    def copy(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        # The server answers when the copy is done: allow it far longer than a request.
+        api = self.api.with_timeout(max(self.api.timeout, COPY_TIMEOUT))
+        return api.send_json("POST", api_paths.COPIES, dict(request))
 
     def execution_deps(self, execution_id: str) -> dict[str, Any]:
         return self.api.get_json(self._execution_path(execution_id) + "/deps")

@@ -81,6 +81,10 @@ class Service(Protocol):
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]: ...
 
+    def copy(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Copy ``execution_ids`` (or a ``prefix``) to the operator's named ``destination``."""
+        ...
+
     # -- retention -----------------------------------------------------------
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,

@@ -203,6 +203,10 @@ class StorageProtocol(Protocol):
     def check(self) -> None:
         """Raise Unavailable when the backend cannot be reached."""
 
+    def check_keys(self, keys: Iterable[str]) -> None:
+        """Raise InvalidKey or Conflict, before anything is written, when this store cannot
+        hold all of ``keys`` at once (a copy checks what it is about to write)."""
+
     def close(self) -> None:
         """Release connections and descriptors."""
 
@@ -281,6 +285,12 @@ class BaseProvider:
 
     def check(self) -> None:
         pass
+
+    def check_keys(self, keys: Iterable[str]) -> None:
+        from factflow_storage.keys import validate_key
+
+        for key in keys:
+            validate_key(key)
 
     def close(self) -> None:
         pass

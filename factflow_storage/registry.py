@@ -79,17 +79,19 @@ def check_bucket_name(bucket: str, uri: str) -> None:
 
 
 def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
-                            options: Mapping[str, Any] | None = None) -> StorageProtocol:
+                            options: Mapping[str, Any] | None = None, *, hooks: bool = True) -> StorageProtocol:
     """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...).
 
     Without ``options`` (a pipeline opening storage from Python) they come from the
     settings in force, ``FACTFLOW_*`` variables and the config file, as for the CLI.
+    ``hooks=False`` leaves out the write hooks (the S3 write journal): for a copy of
+    finished executions, which nobody follows live.
     """
     parsed = parse_storage_uri(uri)
     if options is None:
         options = load_settings({"storage_uri": uri}).provider_options()
     provider = _load(PROVIDERS[parsed.scheme])(parsed, **dict(options))
-    for hook in WRITE_HOOKS.get(parsed.scheme, ()):
+    for hook in WRITE_HOOKS.get(parsed.scheme, ()) if hooks else ():
         provider.add_write_hook(_load(hook)(provider))
     return provider
 

@@ -382,6 +382,14 @@ class StorageService:
             return True
         return next(iter(self.provider.list(execution_prefix(execution_id), limit=1)), None) is not None
 
+    # -- copies (factflow_storage.copying) ---------------------------------------
+
+    def copy(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Copy executions (or a prefix) to a destination the operator named in the settings."""
+        from factflow_storage.copying.named import copy_named
+
+        return copy_named(self.provider, request)
+
     # -- watch -----------------------------------------------------------------
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,

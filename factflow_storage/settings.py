@@ -55,6 +55,9 @@ FIELDS = (
     Field("minio_region", "FACTFLOW_MINIO_REGION", ("minio", "region")),
     Field("minio_create_bucket", "FACTFLOW_MINIO_CREATE_BUCKET", ("minio", "create_bucket")),
     Field("archive_ttl", "FACTFLOW_ARCHIVE_TTL", ("archive", "ttl")),
+    # Where a server may copy executions to: NAME=URI pairs, comma-separated (or a TOML
+    # table). Clients name one; they never send a URI.
+    Field("copy_destinations", "FACTFLOW_COPY_DESTINATIONS", ("copy", "destinations")),
 )
 
 
@@ -88,9 +91,9 @@ class Settings:
             rows.append({"name": field.name, "value": value, "source": self._values[field.name].source})
         return rows
 
-    def provider_options(self) -> dict[str, Any]:
-        """Keyword options for the provider the storage URI names."""
-        if self.storage_uri.partition("://")[0].lower() == "file":
+    def provider_options(self, uri: str | None = None) -> dict[str, Any]:
+        """Keyword options for the provider the storage URI (or ``uri``) names."""
+        if (uri or self.storage_uri).partition("://")[0].lower() == "file":
             return {}
         return {
             "endpoint": self.minio_endpoint,
@@ -102,6 +105,23 @@ class Settings:
             if self.minio_create_bucket is not None else False,
         }
 
+
+    def copy_destination_uris(self) -> dict[str, str]:
+        """The operator's named copy destinations: ``{name: storage URI}``."""
+        raw = self.copy_destinations
+        if not raw:
+            return {}
+        if isinstance(raw, Mapping):
+            pairs = [(str(name), value) for name, value in raw.items()]
+        else:
+            pairs = [tuple(item.split("=", 1)) if "=" in item else (item, "")  # type: ignore[misc]
+                     for item in (part.strip() for part in str(raw).split(",")) if item]
+        found = {}
+        for name, uri in pairs:
+            if not name.strip() or not isinstance(uri, str) or "://" not in uri:
+                raise ConfigError(f"copy destinations: {name!r} needs NAME=URI, such as prod=minio://prod-bucket")
+            found[name.strip()] = uri.strip()
+        return found
 
     def archive_ttl_seconds(self) -> float:
         """How long the server keeps a finished archive job: seconds, or 30m, 2h, 1d."""

@@ -46,6 +46,7 @@ FORBIDDEN = {
     "service": {"client", "server", "cli"},
     "retention": {"server", "cli", "client"},
     "tools": {"server", "cli", "client"},
+    "copying": {"server", "cli", "client", "watch", "archive", "download"},
     "archive": {"server", "cli", "client", "download"},
     "download": {"server", "cli", "archive", "providers"},
     "watch": {"server", "cli"},

@@ -207,3 +207,7 @@ from factflow_storage.cli import retention as _retention  # noqa: E402  (its mod
 
 command.add_command(_retention.delete)
 command.add_command(_retention.deps)
+
+from factflow_storage.cli import copy as _copy  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_copy.execution_copy)

@@ -191,3 +191,7 @@ from factflow_storage.cli import tools as _tools  # noqa: E402  (its module impo
 
 for _tool in (_tools.du, _tools.lineage, _tools.diff):
     command.add_command(_tool)
+
+from factflow_storage.cli import copy as _copy  # noqa: E402  (its module imports nothing from here)
+
+command.add_command(_copy.storage_copy)

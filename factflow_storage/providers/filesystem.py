@@ -66,6 +66,19 @@ class FilesystemProvider(BaseProvider):
                              f"longer than {MAX_SEGMENT_BYTES} bytes (its sidecar name must fit too)")
         return os.path.join(self.root, key)
 
+    def check_keys(self, keys: Iterable[str]) -> None:
+        """Each key must fit a file name, and no key may be a prefix of another."""
+        held = set()
+        for key in keys:
+            self._path(key)
+            held.add(key)
+        for key in held:
+            segments = key.split("/")
+            for depth in range(1, len(segments)):
+                if (parent := "/".join(segments[:depth])) in held:
+                    raise Conflict(f"cannot hold both {parent!r} and {key!r}: the filesystem cannot "
+                                   "hold an object beside a prefix of the same name")
+
     def _split(self, key: str) -> tuple[list[str], str]:
         self._path(key)
         *parents, name = key.split("/")

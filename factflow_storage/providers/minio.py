@@ -88,6 +88,10 @@ class MinioProvider(BaseProvider):
             raise InvalidKey(f"invalid key {key!r}: a key of white space only cannot be used on S3")
         return name
 
+    def check_keys(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._name(key)
+
     def _record_name(self, name: str) -> str:
         validate_prefix(name)
         return self.prefix + RESERVED_PREFIX + name

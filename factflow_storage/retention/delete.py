@@ -30,6 +30,7 @@ import orjson
 
 from factflow_storage import metadata as clock
 from factflow_storage.archive.jobs import SUFFIXES, record_name
+from factflow_storage.copying.plan import manifest_name
 from factflow_storage.errors import BadRequest, Conflict
 from factflow_storage.executions import delete_record
 from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
@@ -131,6 +132,8 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
                           *stage_graph.edge_records(provider, execution_id)]):
         provider.delete_records(names)
         counts["index_records"] += len(names)
+    # What a copy into this store remembered of the execution's objects, then the record.
+    provider.delete_records([manifest_name(execution_prefix(execution_id))])
     delete_record(provider, execution_id, execution)
     record.update(state=DELETED, finished_at=clock.now_rfc3339())
     _save(provider, record)

@@ -33,6 +33,7 @@ ROUTE_MODULES: list[str] = [
     "factflow_storage.server.archive_routes",
     "factflow_storage.server.tool_routes",
     "factflow_storage.server.fsck_routes",
+    "factflow_storage.server.copy_routes",
     "factflow_storage.server.openapi",
     "factflow_storage.server.console_routes",
 ]
