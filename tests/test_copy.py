@@ -279,7 +279,9 @@ def test_a_rerun_into_s3_sees_an_object_rewritten_since_the_copy(source, s3_serv
     deleted = run(clean_env({**s3_server.env(), "FACTFLOW_STORAGE_URI": s3_uri}), "execution", "delete", DEMO, "--yes")
     assert deleted.exit_code == 0, deleted.stderr
     with create_storage_provider(s3_uri, s3_server.options()) as provider:
-        assert raw_names(provider) == {f"_factflow/deletions/{DEMO}.json"}  # the copy manifest went too
+        # The copy manifest went too; what stays is the deletion record and the marker that
+        # says the store's executions index is complete.
+        assert raw_names(provider) == {f"_factflow/deletions/{DEMO}.json", "_factflow/execution-index.json"}
 
 
 def test_a_running_execution_is_copied_as_it_stands_with_a_warning(tmp_path):
