@@ -144,7 +144,7 @@ def _respond(service: StorageService, key: str,
         }
         forced = conditional.evaluate(request.environ, request.method, headers["ETag"], info.last_modified)
         if forced is None and wanted is not None \
-                and not conditional.range_applies(request.environ, headers["ETag"], info.last_modified):
+                and not conditional.range_applies(request.environ, headers["ETag"]):
             # The client holds another version: a part of this one would splice the two.
             stream.close()
             return _respond(service, key, None)
