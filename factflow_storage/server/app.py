@@ -104,8 +104,7 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
         raise ConfigError(f"cannot listen on host {host!r}: {detail}") from None
     except OSError as err:
         raise ConfigError(f"cannot listen on {server_url(host, port)}: {err.strerror or err}") from None
-    server.channel_class = gated_channel(lambda method, path, environ:
-                                         guard.refusal(method, path, environ) is None)
+    server.channel_class = gated_channel(guard.body_limit)
     return server
 
 

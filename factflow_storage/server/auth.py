@@ -34,6 +34,9 @@ TOKEN_ENV = "FACTFLOW_API_TOKEN"
 AUTHENTICATED = "factflow.authenticated"
 PUBLIC_ROUTES = frozenset({("GET", api_paths.HEALTH), ("GET", "/"), ("HEAD", "/"),
                            ("POST", api_paths.SESSION)})
+# The most a public route reads of a body (the login's JSON is far smaller): anyone may
+# send these routes one, so a longer one is refused before waitress spools any of it.
+PUBLIC_BODY_LIMIT = 64 * 1024
 # The console's static files: the same for everyone, and the login form is among them.
 PUBLIC_PREFIXES = ("/console/",)
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
@@ -146,6 +149,16 @@ class Guard:
         if method in ("GET", "HEAD") and path.startswith(PUBLIC_PREFIXES):
             return None
         return Unauthorized(WRONG_TOKEN if verdict is False else MISSING_TOKEN)
+
+
+    def body_limit(self, method: str, path: str, environ: Mapping[str, str]) -> int | None:
+        """The bytes of body this request may send: 0 when it is refused, a small cap on a
+        public route, None (the server's own limit) otherwise."""
+        if self.refusal(method, path, environ) is not None:
+            return 0
+        if (method, path) in PUBLIC_ROUTES or path.startswith(PUBLIC_PREFIXES) or path == "/":
+            return PUBLIC_BODY_LIMIT
+        return None
 
 
 def make_auth_hook(token: str | None, guard: Guard | None = None):

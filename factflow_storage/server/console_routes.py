@@ -20,6 +20,7 @@ import bottle
 
 from factflow_storage.api_paths import SESSION
 from factflow_storage.errors import BadRequest, NotFound, Unauthorized
+from factflow_storage.server.auth import PUBLIC_BODY_LIMIT
 from factflow_storage.server.http import JSON_TYPE, json_response, read_json_body
 from factflow_storage.server.openapi_paths import ERROR
 from factflow_storage.server.session import cookie_header, new_session
@@ -117,7 +118,7 @@ def install(app: bottle.Bottle, service: object) -> None:
     def login():
         if bottle.request.content_type.split(";")[0].strip().lower() != JSON_TYPE:
             raise BadRequest(f"send the token as {JSON_TYPE}")
-        body = read_json_body(64 * 1024)
+        body = read_json_body(PUBLIC_BODY_LIMIT)
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):
             raise BadRequest('the body must be a JSON object with a "token" string')
         if token is None:
