@@ -29,7 +29,8 @@ from minio import Minio
 from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
-from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
+from factflow_storage.errors import (BadCredentials, BucketMissing, ConfigError, Conflict, InvalidKey, InvalidRange,
+                                     NotFound, StorageError)
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
@@ -38,7 +39,8 @@ from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
-from factflow_storage.providers.s3_transfer import Body, EmptyBody, Uploader, http_client, read_head, split_endpoint
+from factflow_storage.providers.s3_transfer import (Body, EmptyBody, Uploader, file_sha256, http_client, read_head,
+                                                    split_endpoint)
 from factflow_storage.registry import StorageURI
 
 DEFAULT_REGION = "us-east-1"
@@ -136,11 +138,12 @@ class MinioProvider(BaseProvider):
         user_metadata = check_user_metadata(metadata)
         self.index_lineage(key, user_metadata)
         content_type = content_type or user_metadata.get("content_type") or None
+        known_sha256 = file_sha256(data)
         head, rest = read_head(data)
         if rest is None:
             blob = self._write_small(key, name, head, user_metadata, content_type)
         else:
-            blob = self._write_large(key, name, head, rest, user_metadata, content_type)
+            blob = self._write_large(key, name, head, rest, user_metadata, content_type, known_sha256)
         self.after_write(key)
         return blob
 
@@ -163,13 +166,19 @@ class MinioProvider(BaseProvider):
         return blob
 
     def _write_large(self, key: str, name: str, head: bytes, rest: BinaryIO, user_metadata: dict[str, Any],
-                     content_type: str | None) -> dict[str, Any]:
+                     content_type: str | None, known_sha256: str | None = None) -> dict[str, Any]:
         write_id = meta.new_write_id()
         stored_type = content_type or guess_content_type(key)
-        known = {**provenance(key), **user_metadata, "content_type": stored_type}  # all but the checksum
+        known = {**provenance(key), **user_metadata, "content_type": stored_type}
+        if known_sha256 is not None:
+            # Headers are fixed when the upload starts: only a file hashed before has one.
+            known["checksum"] = f"sha256:{known_sha256}"
         result: dict[str, Any] = {}
 
         def before_complete(size: int, sha256_hex: str) -> None:
+            if known_sha256 is not None and sha256_hex != known_sha256:
+                # The header would describe other bytes than the object's.
+                raise Conflict(f"{key!r} changed while it was uploaded: write it again")
             # The object becomes visible at completion; its metadata must already exist.
             blob = build_metadata(key, user_metadata, content_type=stored_type, size=size, sha256_hex=sha256_hex)
             self._put_companion(key, write_id, meta.encode_blob(blob))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,6 +77,24 @@ def read_head(data: bytes | bytearray | memoryview | BinaryIO) -> tuple[bytes, A
     if len(head) <= PART_SIZE:
         return head, None
     return head[:PART_SIZE], _Prepended(head[PART_SIZE:], data)
+
+
+def file_sha256(data: Any) -> str | None:
+    """The sha256 of the rest of a regular file larger than one part, read ahead and
+    rewound, so a multipart upload's headers can carry it; None for anything else (a
+    pipe, bytes, a small file that goes up in one PUT and is hashed on the way)."""
+    try:
+        fd, position = data.fileno(), data.tell()
+        st = os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size - position <= PART_SIZE:
+        return None
+    digest = hashlib.sha256()
+    while chunk := os.pread(fd, 1024 * 1024, position):
+        digest.update(chunk)
+        position += len(chunk)
+    return digest.hexdigest()
 
 
 class _ViewReader:
