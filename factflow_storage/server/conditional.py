@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from factflow_storage.protocol import WriteCondition
+
 NOT_MODIFIED = 304
 PRECONDITION_FAILED = 412
 
@@ -56,6 +58,24 @@ def _weak_match(header: str, etag: str) -> bool:
 def etag_matches(header: str, etag: str, *, strong: bool = False) -> bool:
     """Whether a list header (If-Match, If-None-Match) names the quoted ``etag``."""
     return (_strong_match if strong else _weak_match)(header, etag.strip('"'))
+
+
+def write_condition(headers: Mapping[str, str]) -> WriteCondition | None:
+    """The preconditions of a PUT, for the provider to check atomically with the write.
+
+    If-Match compares strongly (a weak tag never matches), If-None-Match weakly; a header
+    that names no valid tag matches nothing. If-(Un)Modified-Since are not taken on writes:
+    a date cannot tell apart two versions written within one second.
+    """
+    if_match = headers.get("HTTP_IF_MATCH")
+    if_none_match = headers.get("HTTP_IF_NONE_MATCH")
+    if if_match is None and if_none_match is None:
+        return None
+    return WriteCondition(
+        if_match=None if if_match is None else
+        ("*",) if if_match.strip() == "*" else tuple(tag for weak, tag in _tags(if_match) if not weak),
+        if_none_match=None if if_none_match is None else
+        ("*",) if if_none_match.strip() == "*" else tuple(tag for _, tag in _tags(if_none_match)))
 
 
 def evaluate(headers: Mapping[str, str], method: str, etag: str, last_modified: datetime) -> int | None:
