@@ -21,6 +21,7 @@ from factflow_storage.errors import ConfigError
 from factflow_storage.server.auth import Guard, check_bind, make_auth_hook
 from factflow_storage.server.http import ErrorPlugin, error_handler, refuse_bad_paths
 from factflow_storage.server.origin import OriginPolicy
+from factflow_storage.server.revocations import Revocations
 from factflow_storage.service import StorageService
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def make_app(service: StorageService, *, token: str | None = None, max_body: int
     app.config["factflow.token"] = token  # for the console's login (console_routes)
     app.config["factflow.max_streams"] = max_streams
     app.config["factflow.archive_limits"] = archive_limits  # None: from the environment
-    guard = Guard(token, OriginPolicy(cors_origins))
+    guard = Guard(token, OriginPolicy(cors_origins), revocations=Revocations(service.provider))
     app.config["factflow.guard"] = guard
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())
