@@ -159,8 +159,8 @@ class MinioProvider(BaseProvider):
                 raise
             # Another write came between the HEAD and this one: S3 refused it.
             current = self._current_tags(key, name)
-            raise PreconditionFailed(f"{key!r} was changed by another write" if current else
-                                     f"{key!r} was deleted by another write",
+            raise PreconditionFailed(f"{key!r} was changed by another write: its ETag is now {current[0]}"
+                                     if current else f"{key!r} was deleted by another write",
                                      f'"{current[0]}"' if current else None) from err
         self.after_write(key)
         return blob
