@@ -26,7 +26,7 @@ from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
 from factflow_storage.metadata import check_metadata_size
-from factflow_storage.protocol import ObjectInfo, ObjectStream
+from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
 
 if TYPE_CHECKING:
@@ -62,6 +62,10 @@ def _error_class(error_code: str | None, status: int) -> type[StorageError]:
             return cls
         pending.extend(cls.__subclasses__())
     return _BY_STATUS.get(status, StorageError)
+
+
+def _quoted(tag: str) -> str:
+    return tag if tag == "*" else f'"{tag}"'
 
 
 def _query(params: Params) -> str:
@@ -311,8 +315,12 @@ class RemoteService:
         return make_document(key, data, blob)
 
     def put(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
-            *, content_type: str | None = None) -> dict[str, Any]:
+            *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]:
         headers: dict[str, str | bytes] = {}
+        if condition is not None and condition.if_match is not None:
+            headers["If-Match"] = ", ".join(_quoted(tag) for tag in condition.if_match)
+        if condition is not None and condition.if_none_match is not None:
+            headers["If-None-Match"] = ", ".join(_quoted(tag) for tag in condition.if_none_match)
         if metadata is not None:
             check_metadata_size(metadata)  # refused here, before the body is sent
             # UTF-8 JSON as raw header bytes: http.client would refuse non-latin-1 text.

@@ -37,6 +37,25 @@ class Conflict(StorageError, FileExistsError):
     status = 409
 
 
+class PreconditionFailed(StorageError):
+    """A conditional request's precondition does not hold; ``etag`` is the current
+    object's (quoted), None when there is no object."""
+
+    error_code = "precondition_failed"
+    status = 412
+
+    def __init__(self, message: str, etag: str | None = None):
+        super().__init__(message)
+        self.etag = etag
+
+
+class NotSupported(StorageError, NotImplementedError):
+    """The backend cannot do what was asked safely (a conditional write it cannot make atomic)."""
+
+    error_code = "not_implemented"
+    status = 501
+
+
 class InvalidRange(StorageError, ValueError):
     error_code = "range_not_satisfiable"
     status = 416

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from factflow_storage.protocol import ObjectInfo, ObjectStream
+from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 
 if TYPE_CHECKING:
     from factflow_storage.watch.events import Event
@@ -44,7 +44,7 @@ class Service(Protocol):
     def get_document(self, key: str) -> dict[str, Any]: ...
 
     def put(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
-            *, content_type: str | None = None) -> dict[str, Any]: ...
+            *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]: ...
 
     def delete(self, key: str) -> bool:
         """Whether an object was there to delete."""

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import orjson
 
-from factflow_storage.errors import InvalidRange, NotFound
+from factflow_storage.errors import InvalidRange, NotFound, PreconditionFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,41 @@ class PrefixInfo:
     """A common prefix in a one-level listing (always ends with '/')."""
 
     prefix: str
+
+
+def object_etag(info: ObjectInfo, metadata: Mapping[str, Any]) -> str:
+    """The object's entity tag, unquoted: the sha256 of its bytes (the blob's checksum),
+    else the backend's ETag, else size and mtime. The server sends it quoted; conditional
+    writes compare against it."""
+    checksum = str(metadata.get("checksum") or "")
+    tag = checksum.partition(":")[2] or info.etag
+    if not tag:
+        tag = f"{info.size:x}-{int(info.last_modified.timestamp() * 1000):x}"
+    return tag
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCondition:
+    """A write's preconditions (RFC 9110 If-Match, If-None-Match), which the provider
+    checks atomically with the write: against the current object under the key's lock
+    on a filesystem, by the S3 server's own conditional PUT on S3 (``NotSupported`` where
+    it has none). ``if_match``/``if_none_match`` hold unquoted tags, or ``"*"`` for any
+    object; a weak tag never matches ``if_match``."""
+
+    if_match: tuple[str, ...] | None = None
+    if_none_match: tuple[str, ...] | None = None
+
+    def failure(self, key: str, current: str | None) -> PreconditionFailed | None:
+        """The error when the object whose tag is ``current`` (None: no object) fails it."""
+        if self.if_match is not None:
+            if current is None:
+                return PreconditionFailed(f"If-Match: there is no object {key!r}")
+            if "*" not in self.if_match and current not in self.if_match:
+                return PreconditionFailed(f"{key!r} was changed: its ETag is now {current}", f'"{current}"')
+        if self.if_none_match is not None and current is not None \
+                and ("*" in self.if_none_match or current in self.if_none_match):
+            return PreconditionFailed(f"{key!r} already exists (ETag {current})", f'"{current}"')
+        return None
 
 
 class ObjectStream:
@@ -124,10 +159,13 @@ class StorageProtocol(Protocol):
 
     # The original's five, which pipelines already call.
     def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
-              *, content_type: str | None = None) -> dict[str, Any]:
+              *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]:
         """Store bytes (or a stream of unknown length, read to its end) under ``key`` with
         ``metadata`` (a JSON object: provenance, ``config_hash``, ``lineage``, extras), and
         return the stored blob, computed fields included (``factflow_storage.metadata``).
+
+        With ``condition``, only when it holds for the object the write replaces, checked
+        atomically with the write (PreconditionFailed, with the current tag, otherwise).
 
         Atomic and linearizable per key: readers see the old version or the new one, each
         with its own blob; the last write to return wins. Durable once it returns
@@ -138,7 +176,9 @@ class StorageProtocol(Protocol):
 
         Raises InvalidKey, BadRequest (metadata not a JSON object), TooLarge (blob over
         ``MAX_METADATA_BYTES``, before any byte moves), Conflict (filesystem: an object
-        beside a prefix of the same name), Unavailable and its subclasses.
+        beside a prefix of the same name), PreconditionFailed and NotSupported (a
+        ``condition`` that does not hold, or that the backend cannot check atomically),
+        Unavailable and its subclasses.
         """
 
     def read(self, key: str) -> bytes:

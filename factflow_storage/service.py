@@ -31,7 +31,7 @@ from factflow_storage.keys import (
     validate_prefix,
 )
 from factflow_storage.metadata import format_time, is_json_type
-from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol
+from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol, WriteCondition
 
 if TYPE_CHECKING:
     from factflow_storage.interface import RecordStore
@@ -288,8 +288,10 @@ class StorageService:
         return make_document(key, data, blob)
 
     def put(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
-            *, content_type: str | None = None) -> dict[str, Any]:
-        return self.provider.write(validate_key(key), data, metadata, content_type=content_type)
+            *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]:
+        if condition is None:  # providers outside this package may not take the keyword
+            return self.provider.write(validate_key(key), data, metadata, content_type=content_type)
+        return self.provider.write(validate_key(key), data, metadata, content_type=content_type, condition=condition)
 
     def delete(self, key: str) -> bool:
         """Delete one object; False when there was none. A key that only names a prefix is

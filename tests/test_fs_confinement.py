@@ -202,6 +202,19 @@ def test_a_full_output_is_one_line_and_exit_1(tmp_path, args):
     assert "No space left" in stderr
 
 
+@pytest.mark.parametrize("size", [100, 3_000_000])
+def test_a_full_output_of_a_plain_get_is_one_line_and_exit_1(tmp_path, size):
+    # `storage get KEY` alone, the storage from the environment: the click-free path.
+    root = tmp_path / "root"
+    FilesystemProvider(parse_storage_uri(f"file://{root}")).write("a/b", b"x" * size)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FACTFLOW_")}
+    env.update(FACTFLOW_STORAGE_URI=f"file://{root}", FACTFLOW_CONFIG=os.devnull)
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "factflow_storage", "storage", "get", "a/b"], env=env,
+                                stdout=full, stderr=subprocess.PIPE, timeout=20)
+    assert "No space left" in one_line_error(result)
+
+
 def test_a_blob_past_the_limit_is_refused_at_write_time(tmp_path):
     from factflow_storage.errors import TooLarge
     from factflow_storage.metadata import MAX_METADATA_BYTES

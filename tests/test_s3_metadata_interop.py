@@ -110,3 +110,19 @@ def test_other_tools_show_the_well_known_fields(s3_server, bucket, s3):
     metadata = head(s3_server, bucket, big)["Metadata"]
     assert metadata["execution-id"] == "e7" and metadata["msg-id"] == "large.bin"
     assert sum(len(name) + len(value) for name, value in metadata.items()) <= 2048
+
+
+def test_a_multipart_upload_of_a_regular_file_carries_its_checksum(s3_server, bucket, s3, tmp_path):
+    source = tmp_path / "large.bin"
+    source.write_bytes(b"y" * (2 * PART_SIZE + 10))
+    key = "executions/e7/fetch/html/large-file.bin"
+    factflow(s3_server, bucket, "storage", "put", key, "--file", str(source))
+    expected = "sha256:" + hashlib.sha256(source.read_bytes()).hexdigest()
+    assert head(s3_server, bucket, key)["Metadata"]["checksum"] == expected == s3.metadata(key)["checksum"]
+    listed = orjson.loads(tool(s3_server, ["rclone", "lsjson", "--metadata", f"ffs3:{bucket}/{key}"]).stdout)
+    assert listed[0]["Metadata"]["checksum"] == expected
+    with source.open("rb") as handle:  # from where a reader stands, as the upload sends it
+        handle.read(10)
+        s3.write(key, handle)
+    rest = "sha256:" + hashlib.sha256(source.read_bytes()[10:]).hexdigest()
+    assert head(s3_server, bucket, key)["Metadata"]["checksum"] == rest == s3.metadata(key)["checksum"]

@@ -33,9 +33,19 @@ def run_get(key: str) -> bool:
         sys.stderr.write(f"Error: {' '.join(str(err).split())}\n")
         sys.exit(1)
     except BrokenPipeError:
-        # Python flushes stdout again at exit; point it at /dev/null so that cannot fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
+    except OSError as err:
+        # The object was opened, so this is the output failing (a full disk, /dev/full):
+        # one line, as the root group reports it.
+        _silence_stdout()
+        sys.stderr.write(f"Error: cannot write the output: {err.strerror or err}\n")
+        sys.exit(1)
     return True
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _open(key: str) -> ObjectStream | None:

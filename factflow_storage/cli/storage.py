@@ -128,11 +128,26 @@ def metadata(app: App, key: str, output: str | None) -> None:
               help="Read the bytes from PATH, or stdin with '-'.")
 @click.option("--metadata", "metadata_json", metavar="JSON", help="Metadata blob, a JSON object.")
 @click.option("--content-type", default=None, help="Content type (guessed from the key otherwise).")
+@click.option("--if-match", "if_match", metavar="ETAG",
+              help="Write only over the version with this ETag (a compare-and-swap).")
+@click.option("--if-absent", is_flag=True, help="Write only if there is no object at KEY.")
 @output_option
 @pass_app
 def put(app: App, key: str, source: str, metadata_json: str | None, content_type: str | None,
-        output: str | None) -> None:
+        if_match: str | None, if_absent: bool, output: str | None) -> None:
     """Store bytes under KEY, from a file or stdin."""
+    from factflow_storage.protocol import WriteCondition
+
+    if if_match is not None and if_absent:
+        raise click.UsageError("--if-match and --if-absent exclude each other")
+    condition = None
+    if if_match is not None:
+        tag = if_match.strip().strip('"').removeprefix("sha256:")  # the checksum put and metadata show
+        if not tag or tag == "*":
+            raise click.BadParameter("give the ETag of the version to replace", param_hint="--if-match")
+        condition = WriteCondition(if_match=(tag,))
+    elif if_absent:
+        condition = WriteCondition(if_none_match=("*",))
     blob = None
     if metadata_json:
         try:
@@ -142,14 +157,14 @@ def put(app: App, key: str, source: str, metadata_json: str | None, content_type
         if not isinstance(blob, dict):
             raise BadRequest("--metadata must be a JSON object")
     if source == "-":
-        stored = app.service.put(key, sys.stdin.buffer, blob, content_type=content_type)
+        stored = app.service.put(key, sys.stdin.buffer, blob, content_type=content_type, condition=condition)
     else:
         try:
             handle = open(source, "rb")
         except OSError as err:
             raise BadRequest(f"cannot read {source}: {err.strerror}") from None
         with handle:
-            stored = app.service.put(key, handle, blob, content_type=content_type)
+            stored = app.service.put(key, handle, blob, content_type=content_type, condition=condition)
     if app.fmt(output) == JSON:
         emit_json(stored)
     else:

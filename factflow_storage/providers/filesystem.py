@@ -35,7 +35,8 @@ from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
 from factflow_storage.metadata import (HashingReader, build_metadata, check_blob_size, check_user_metadata,
                                        describe_stored, foreign_metadata)
-from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
+from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, WriteCondition, check_range,
+                                       object_etag)
 from factflow_storage.providers import fs_paths, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_write import (INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version,
@@ -98,18 +99,20 @@ class FilesystemProvider(BaseProvider):
     # -- writes --------------------------------------------------------------
 
     def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
-              *, content_type: str | None = None, dir_syncs: fs_write.DirSyncs | None = None) -> dict[str, Any]:
+              *, content_type: str | None = None, condition: WriteCondition | None = None,
+              dir_syncs: fs_write.DirSyncs | None = None) -> dict[str, Any]:
         """As the protocol says; with ``dir_syncs`` (from ``dir_syncs()``), the directory's
         fsync is owed to it instead of done here: the write is durable once it syncs."""
         try:
-            return self._write(key, data, metadata, content_type, dir_syncs)
+            return self._write(key, data, metadata, content_type, condition, dir_syncs)
         except StorageError:
             raise
         except OSError as err:  # a full disk, a read-only mount, lost permissions
             raise Unavailable(f"cannot write {key!r} under {self.root}: {err.strerror or err}") from err
 
     def _write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None,
-               content_type: str | None, dir_syncs: fs_write.DirSyncs | None) -> dict[str, Any]:
+               content_type: str | None, condition: WriteCondition | None,
+               dir_syncs: fs_write.DirSyncs | None) -> dict[str, Any]:
         parents, name = self._split(key)
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
@@ -120,6 +123,8 @@ class FilesystemProvider(BaseProvider):
         try:
             if fs_paths.kind_of(parent, name) == "directory":
                 raise _prefix_conflict(key)
+            if condition is not None:
+                self._check(key, parent, name, condition)  # early, so a failing upload is not streamed
             reader = HashingReader(data)
             data_tmp: str | None
             data_tmp, data_fd = fs_write.write_temp(parent, reader.chunks(), fsync=self._fsync)
@@ -128,6 +133,8 @@ class FilesystemProvider(BaseProvider):
                                       size=reader.size, sha256_hex=reader.sha256_hex)
                 check_blob_size(key, orjson.dumps(blob))
                 with key_lock(parent):
+                    if condition is not None:
+                        self._check(key, parent, name, condition)  # the decision: no write can intervene
                     self._publish(key, parent, name, blob, data_tmp, os.fstat(data_fd).st_ino, dir_syncs)
                     data_tmp = None
             finally:
@@ -167,6 +174,23 @@ class FilesystemProvider(BaseProvider):
         elif self._fsync:
             fs_write.sync_dir(parent)
         fault("dir-synced")
+
+    def _check(self, key: str, parent: int, name: str, condition: WriteCondition) -> None:
+        failure = condition.failure(key, self._current_tag(key, parent, name))
+        if failure is not None:
+            raise failure
+
+    def _current_tag(self, key: str, parent: int, name: str) -> str | None:
+        """The entity tag the server shows for the object at ``key`` (None: no object)."""
+        try:
+            fd = fs_paths.open_regular(parent, name, f"object {key!r}")
+        except NotFound:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            blob = self._matching_sidecar(key, parent, name, st, handle) or {}
+        blob = describe_stored(key, blob, size=st.st_size)
+        return object_etag(_info(key, st, blob), blob)
 
     def _current(self, key: str, parent: int, name: str) -> dict[str, Any] | None:
         """The blob of the object a write is about to replace, with its inode; None when

@@ -29,16 +29,20 @@ from minio import Minio
 from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
-from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
+from factflow_storage.errors import (BadCredentials, BucketMissing, ConfigError, Conflict, InvalidKey, InvalidRange,
+                                     NotFound, PreconditionFailed, StorageError)
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
-from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
+from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, WriteCondition, check_range,
+                                       object_etag)
 from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
+from factflow_storage.providers.s3_conditional import ConditionalWrites
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
-from factflow_storage.providers.s3_transfer import Body, EmptyBody, Uploader, http_client, read_head, split_endpoint
+from factflow_storage.providers.s3_transfer import (PART_SIZE, SINGLE_PUT_LIMIT, Body, EmptyBody, Uploader, file_sha256,
+                                                    http_client, read_head, split_endpoint)
 from factflow_storage.registry import StorageURI
 
 DEFAULT_REGION = "us-east-1"
@@ -74,6 +78,7 @@ class MinioProvider(BaseProvider):
         self._client = Minio(endpoint=host, access_key=access_key or None, secret_key=secret_key or None,
                              secure=secure, region=self.region, http_client=self._http)
         self._uploader = Uploader(self._client, self.bucket, self._call)
+        self._conditional = ConditionalWrites(self._client, self.bucket, self._record_name, self._errors)
         self._bucket_seen = False
 
     # -- names and errors ----------------------------------------------------
@@ -135,21 +140,49 @@ class MinioProvider(BaseProvider):
     # -- writes --------------------------------------------------------------
 
     def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
-              *, content_type: str | None = None) -> dict[str, Any]:
+              *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
-        self.index_lineage(key, user_metadata)
         content_type = content_type or user_metadata.get("content_type") or None
+        known_sha256 = file_sha256(data)
         head, rest = read_head(data)
-        if rest is None:
-            blob = self._write_small(key, name, head, user_metadata, content_type)
-        else:
-            blob = self._write_large(key, name, head, rest, user_metadata, content_type)
+        pinned = None
+        if condition is not None:
+            pinned = self._with_bucket(lambda: self._conditional.pin(
+                key, self._current_tags(key, name), condition, multipart=rest is not None,
+                single_put_limit=f"{PART_SIZE // 2**20} MiB streamed, {SINGLE_PUT_LIMIT // 2**20} MiB in memory"),
+                key)
+        self.index_lineage(key, user_metadata)
+        try:
+            if rest is None:
+                blob = self._write_small(key, name, head, user_metadata, content_type, pinned)
+            else:
+                blob = self._write_large(key, name, head, rest, user_metadata, content_type, known_sha256, pinned)
+        except PreconditionFailed as err:
+            if err.etag is not None:
+                raise
+            # Another write came between the HEAD and this one: S3 refused it.
+            current = self._current_tags(key, name)
+            raise PreconditionFailed(f"{key!r} was changed by another write: its ETag is now {current[0]}"
+                                     if current else f"{key!r} was deleted by another write",
+                                     f'"{current[0]}"' if current else None) from err
         self.after_write(key)
         return blob
 
+    def _current_tags(self, key: str, name: str) -> tuple[str, str | None] | None:
+        """(our ETag, S3's ETag) of the object now; None when there is none."""
+        try:
+            info, blob = self._head(key, name)
+        except NotFound:
+            return None
+        except BucketMissing:
+            if self.create_bucket:
+                return None
+            raise
+        return object_etag(info, blob), info.etag
+
     def _write_small(self, key: str, name: str, data: bytes, user_metadata: dict[str, Any],
-                     content_type: str | None) -> dict[str, Any]:
+                     content_type: str | None, pinned: dict[str, str] | None = None) -> dict[str, Any]:
         blob = build_metadata(key, user_metadata, content_type=content_type, size=len(data),
                               sha256_hex=hashlib.sha256(data).hexdigest())
         headers, spilled = meta.object_headers(blob, hashlib.md5(data).hexdigest())
@@ -159,7 +192,12 @@ class MinioProvider(BaseProvider):
             self._put_companion(key, write_id, spilled)
             fault("companion-stored")
             headers[meta.RECORD_HEADER] = meta.record_pointer(key, write_id)
-        self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers), key)
+        try:
+            self._with_bucket(lambda: self._uploader.put(name, data, blob["content_type"], headers, pinned), key)
+        except PreconditionFailed:
+            if write_id:
+                self._quietly(self.delete_record, meta.companion_name(key, write_id))
+            raise
         fault("object-stored")
         if write_id:
             self._drop_companions(key, name)
@@ -167,13 +205,20 @@ class MinioProvider(BaseProvider):
         return blob
 
     def _write_large(self, key: str, name: str, head: bytes, rest: BinaryIO, user_metadata: dict[str, Any],
-                     content_type: str | None) -> dict[str, Any]:
+                     content_type: str | None, known_sha256: str | None = None,
+                     pinned: dict[str, str] | None = None) -> dict[str, Any]:
         write_id = meta.new_write_id()
         stored_type = content_type or guess_content_type(key)
-        known = {**provenance(key), **user_metadata, "content_type": stored_type}  # all but the checksum
+        known = {**provenance(key), **user_metadata, "content_type": stored_type}
+        if known_sha256 is not None:
+            # Headers are fixed when the upload starts: only a file hashed before has one.
+            known["checksum"] = f"sha256:{known_sha256}"
         result: dict[str, Any] = {}
 
         def before_complete(size: int, sha256_hex: str) -> None:
+            if known_sha256 is not None and sha256_hex != known_sha256:
+                # The header would describe other bytes than the object's.
+                raise Conflict(f"{key!r} changed while it was uploaded: write it again")
             # The object becomes visible at completion; its metadata must already exist.
             blob = build_metadata(key, user_metadata, content_type=stored_type, size=size, sha256_hex=sha256_hex)
             self._put_companion(key, write_id, meta.encode_blob(blob))
@@ -184,7 +229,7 @@ class MinioProvider(BaseProvider):
             self._with_bucket(lambda: self._uploader.multipart(name, head, rest, stored_type,
                                                                {**meta.readable_headers(known),
                                                                 meta.RECORD_HEADER: meta.record_pointer(key, write_id)},
-                                                               before_complete), key)
+                                                               before_complete, pinned), key)
         except BaseException:
             if "blob" in result:
                 self._quietly(self.delete_record, meta.companion_name(key, write_id))

@@ -30,7 +30,8 @@ _EXPECTED = {
     "_upload_part": ("bucket_name", "object_name", "data", "headers", "upload_id", "part_number"),
     "_complete_multipart_upload": ("bucket_name", "object_name", "upload_id", "parts"),
     "_abort_multipart_upload": ("bucket_name", "object_name", "upload_id"),
-    "_execute": ("method", "bucket_name", "object_name", "query_params", "preload_content"),
+    "_execute": ("method", "bucket_name", "object_name", "body", "headers", "query_params", "preload_content"),
+    "_put_object": ("bucket_name", "object_name", "data", "headers"),
 }
 _checked = False
 
@@ -79,11 +80,45 @@ def upload_part(client: Minio, bucket: str, name: str, upload_id: str, number: i
 
 
 def complete_multipart_upload(client: Minio, bucket: str, name: str, upload_id: str,
-                              parts: list[tuple[int, str]]) -> None:
+                              parts: list[tuple[int, str]], headers: dict[str, str] | None = None) -> None:
+    """Complete an upload; ``headers`` (If-Match, If-None-Match) make the completion
+    conditional, which minio-py's own call cannot send."""
     from minio.datatypes import Part
 
-    client._complete_multipart_upload(bucket_name=bucket, object_name=name, upload_id=upload_id,
-                                      parts=[Part(part_number=number, etag=etag) for number, etag in parts])
+    if not headers:
+        client._complete_multipart_upload(bucket_name=bucket, object_name=name, upload_id=upload_id,
+                                          parts=[Part(part_number=number, etag=etag) for number, etag in parts])
+        return
+    from minio.helpers import md5sum_hash
+
+    element = ElementTree.Element("CompleteMultipartUpload")
+    for number, etag in parts:
+        part = ElementTree.SubElement(element, "Part")
+        ElementTree.SubElement(part, "PartNumber").text = str(number)
+        ElementTree.SubElement(part, "ETag").text = f'"{etag}"'
+    body = ElementTree.tostring(element)
+    response = client._execute(method="POST", bucket_name=bucket, object_name=name, body=body,
+                               headers=cast(Any, {"Content-Type": "application/xml", "Content-MD5": md5sum_hash(body),
+                                                  **headers}),
+                               query_params={"uploadId": upload_id})
+    # S3 may answer 200 with an error in the body once the completion has started.
+    root = ElementTree.fromstring(response.data)
+    if root.tag.rpartition("}")[2] == "Error":
+        from minio.error import S3Error
+
+        fields = {child.tag.rpartition("}")[2]: child.text or "" for child in root}
+        raise S3Error(response, fields.get("Code", "InternalError"), fields.get("Message", ""), name,
+                      fields.get("RequestId"), fields.get("HostId"), bucket_name=bucket, object_name=name)
+
+
+def put_object(client: Minio, bucket: str, name: str, data: bytes, headers: dict[str, str]) -> str:
+    """A PutObject with headers sent as they are (minio-py's public call turns any header
+    it does not know, If-Match among them, into user metadata); returns the ETag, unquoted."""
+    from minio.helpers import md5sum_hash
+
+    result = client._put_object(bucket_name=bucket, object_name=name, data=data,
+                                headers=cast(Any, {"Content-MD5": md5sum_hash(data), **headers}))
+    return result.etag or ""
 
 
 def abort_multipart_upload(client: Minio, bucket: str, name: str, upload_id: str) -> None:

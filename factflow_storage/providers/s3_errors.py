@@ -16,7 +16,8 @@ import urllib3.exceptions
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
 from factflow_storage.errors import (AccessDenied, BadCredentials, BadRequest, BucketMissing, ConfigError,
-                                     InvalidKey, InvalidRange, NotFound, StorageError, TooLarge, Unavailable)
+                                     InvalidKey, InvalidRange, NotFound, PreconditionFailed, StorageError, TooLarge,
+                                     Unavailable)
 from factflow_storage.providers import s3_client
 
 CONNECT_TIMEOUT = 5.0
@@ -52,6 +53,8 @@ ERROR_TABLE: dict[str, tuple[type[StorageError], str]] = {
     "InternalError": (Unavailable, _BUSY),
     "RequestTimeout": (Unavailable, _BUSY),
     "XMinioServerNotInitialized": (Unavailable, _BUSY),
+    "PreconditionFailed": (PreconditionFailed, "{what} was changed by another write"),
+    "ConditionalRequestConflict": (PreconditionFailed, "{what} was changed by another write"),
 }
 
 

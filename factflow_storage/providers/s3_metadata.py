@@ -17,8 +17,10 @@ Beside the blob, the well-known fields are plain headers other S3 tools show
 (``aws s3api head-object``, ``rclone lsjson --metadata``, ``mc stat``):
 ``x-amz-meta-checksum``, ``-execution-id``, ``-route-id``, ``-stage``, ``-msg-id`` and
 ``-content-type``; a value that is not printable ASCII or is longer than
-``READABLE_MAX`` is left out (the blob still has it). A multipart object has no
-``checksum`` header: headers are fixed before its bytes are sent.
+``READABLE_MAX`` is left out (the blob still has it). Headers are fixed before the bytes
+are sent, so a multipart object has a ``checksum`` header only when its source is a
+regular file, hashed before the upload (as rclone stores ``md5chksum``); a stream of
+unknown length has none.
 
 Read back, a blob is checked against the object (``as_stored``): a different key (a
 copy), another length, or another ETag than the MD5 recorded at write time (the bytes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,6 +79,24 @@ def read_head(data: bytes | bytearray | memoryview | BinaryIO) -> tuple[bytes, A
     return head[:PART_SIZE], _Prepended(head[PART_SIZE:], data)
 
 
+def file_sha256(data: Any) -> str | None:
+    """The sha256 of the rest of a regular file larger than one part, read ahead and
+    rewound, so a multipart upload's headers can carry it; None for anything else (a
+    pipe, bytes, a small file that goes up in one PUT and is hashed on the way)."""
+    try:
+        fd, position = data.fileno(), data.tell()
+        st = os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size - position <= PART_SIZE:
+        return None
+    digest = hashlib.sha256()
+    while chunk := os.pread(fd, 1024 * 1024, position):
+        digest.update(chunk)
+        position += len(chunk)
+    return digest.hexdigest()
+
+
 class _ViewReader:
     def __init__(self, view: memoryview):
         self._view = view
@@ -111,13 +130,20 @@ class Uploader:
         self._bucket = bucket
         self._call = call
 
-    def put(self, name: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
+    def put(self, name: str, data: bytes, content_type: str, metadata: dict[str, str],
+            condition: dict[str, str] | None = None) -> None:
+        """One PutObject; ``condition`` holds the If-Match/If-None-Match headers of a conditional one."""
+        if condition:
+            self._call(f"object {name!r}", s3_client.put_object, client=self._client, bucket=self._bucket,
+                       name=name, data=data, headers={"Content-Type": content_type, **metadata, **condition})
+            return
         self._call(f"object {name!r}", self._client.put_object, bucket_name=self._bucket, object_name=name,
                    data=io.BytesIO(data), length=len(data), content_type=content_type, metadata=metadata,
                    part_size=max(len(data), 5 * 1024 * 1024))
 
     def multipart(self, name: str, head: bytes, rest: Any, content_type: str, headers: dict[str, str],
-                  before_complete: Callable[[int, str], None] | None) -> tuple[int, str]:
+                  before_complete: Callable[[int, str], None] | None,
+                  condition: dict[str, str] | None = None) -> tuple[int, str]:
         """Upload ``head`` then ``rest`` in parts; returns (size, sha256 hex)."""
         what = f"object {name!r}"
         upload_id = self._call(what, s3_client.create_multipart_upload, client=self._client, bucket=self._bucket,
@@ -129,7 +155,7 @@ class Uploader:
             if before_complete is not None:
                 before_complete(size, digest.hexdigest())
             self._call(what, s3_client.complete_multipart_upload, client=self._client, bucket=self._bucket,
-                       name=name, upload_id=upload_id, parts=parts)
+                       name=name, upload_id=upload_id, parts=parts, headers=condition)
         except BaseException:
             try:
                 s3_client.abort_multipart_upload(self._client, self._bucket, name, upload_id)

@@ -21,6 +21,7 @@ from factflow_storage.errors import ConfigError
 from factflow_storage.server.auth import Guard, check_bind, make_auth_hook
 from factflow_storage.server.http import ErrorPlugin, error_handler, refuse_bad_paths
 from factflow_storage.server.origin import OriginPolicy
+from factflow_storage.server.revocations import Revocations
 from factflow_storage.service import StorageService
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def make_app(service: StorageService, *, token: str | None = None, max_body: int
     app.config["factflow.token"] = token  # for the console's login (console_routes)
     app.config["factflow.max_streams"] = max_streams
     app.config["factflow.archive_limits"] = archive_limits  # None: from the environment
-    guard = Guard(token, OriginPolicy(cors_origins))
+    guard = Guard(token, OriginPolicy(cors_origins), revocations=Revocations(service.provider))
     app.config["factflow.guard"] = guard
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())
@@ -105,8 +106,7 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
         raise ConfigError(f"cannot listen on host {host!r}: {detail}") from None
     except OSError as err:
         raise ConfigError(f"cannot listen on {server_url(host, port)}: {err.strerror or err}") from None
-    server.channel_class = gated_channel(lambda method, path, environ:
-                                         guard.refusal(method, path, environ) is None)
+    server.channel_class = gated_channel(guard.body_limit)
     return server
 
 

@@ -27,13 +27,17 @@ from factflow_storage import api_paths
 from factflow_storage.errors import AccessDenied, ConfigError, StorageError, Unauthorized
 from factflow_storage.server.http import exception_response
 from factflow_storage.server.origin import OriginPolicy
-from factflow_storage.server.session import SESSION_COOKIE, session_valid
+from factflow_storage.server.revocations import Revocations
+from factflow_storage.server.session import SESSION_COOKIE, parse_session
 
 TOKEN_ENV = "FACTFLOW_API_TOKEN"
 # Set on each request when a token is in force: whether it carried the right one.
 AUTHENTICATED = "factflow.authenticated"
 PUBLIC_ROUTES = frozenset({("GET", api_paths.HEALTH), ("GET", "/"), ("HEAD", "/"),
                            ("POST", api_paths.SESSION)})
+# The most a public route reads of a body (the login's JSON is far smaller): anyone may
+# send these routes one, so a longer one is refused before waitress spools any of it.
+PUBLIC_BODY_LIMIT = 64 * 1024
 # The console's static files: the same for everyone, and the login form is among them.
 PUBLIC_PREFIXES = ("/console/",)
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
@@ -86,23 +90,30 @@ def bearer_source(token: str) -> CredentialSource:
     return source
 
 
-def session_source(token: str) -> CredentialSource:
+def session_cookie(environ: Mapping[str, str]) -> str | None:
+    """The value of the console's session cookie; "" when the Cookie header is unreadable."""
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(environ.get("HTTP_COOKIE", ""))
+    except CookieError:
+        return ""
+    morsel = cookies.get(SESSION_COOKIE)
+    return None if morsel is None else morsel.value
+
+
+def session_source(token: str, is_revoked: Callable[[str], bool] = lambda session_id: False) -> CredentialSource:
     """The console's cookie (see ``session``), considered only when no bearer header is
-    sent, so a wrong token is never rescued by a cookie."""
+    sent, so a wrong token is never rescued by a cookie; a signed-out session is wrong."""
     secret = token.encode()
 
     def source(environ: Mapping[str, str]) -> bool | None:
         if environ.get("HTTP_AUTHORIZATION"):
             return None
-        cookies = SimpleCookie()
-        try:
-            cookies.load(environ.get("HTTP_COOKIE", ""))
-        except CookieError:
-            return False
-        morsel = cookies.get(SESSION_COOKIE)
-        if morsel is None:
+        value = session_cookie(environ)
+        if value is None:
             return None
-        return session_valid(morsel.value, secret)
+        session = parse_session(value, secret)
+        return session is not None and not is_revoked(session[0])
 
     return source
 
@@ -111,12 +122,14 @@ class Guard:
     """The access decision for one request, from its method, path and headers."""
 
     def __init__(self, token: str | None, origins: OriginPolicy | None = None,
-                 sources: Sequence[CredentialSource] = ()):
+                 sources: Sequence[CredentialSource] = (), revocations: Revocations | None = None):
         self.token = token or None
         self.origins = origins or OriginPolicy()
         self.sources: list[CredentialSource] = list(sources)
+        self.revocations = revocations
         if self.token:
-            self.sources[:0] = [bearer_source(self.token), session_source(self.token)]
+            revoked = revocations.is_revoked if revocations is not None else (lambda session_id: False)
+            self.sources[:0] = [bearer_source(self.token), session_source(self.token, revoked)]
 
     def authenticated(self, environ: Mapping[str, str]) -> bool | None:
         """True/False with credentials in force; None when the server needs none."""
@@ -148,12 +161,24 @@ class Guard:
         return Unauthorized(WRONG_TOKEN if verdict is False else MISSING_TOKEN)
 
 
+    def body_limit(self, method: str, path: str, environ: Mapping[str, str]) -> int | None:
+        """The bytes of body this request may send: 0 when it is refused, a small cap on a
+        public route, None (the server's own limit) otherwise."""
+        if self.refusal(method, path, environ) is not None:
+            return 0
+        if (method, path) in PUBLIC_ROUTES or path.startswith(PUBLIC_PREFIXES) or path == "/":
+            return PUBLIC_BODY_LIMIT
+        return None
+
+
 def make_auth_hook(token: str | None, guard: Guard | None = None):
     """A ``before_request`` hook: runs before routing, so unknown paths are guarded too."""
     guard = guard or Guard(token)
 
     def hook() -> None:
         request = bottle.request
+        if guard.revocations is not None and guard.token:
+            guard.revocations.refresh_if_stale()  # here, in a worker thread, never in the event loop
         if guard.sources:
             request.environ[AUTHENTICATED] = guard.authenticated(request.environ) is True
         err = guard.refusal(request.method, request.path, request.environ)

@@ -7,6 +7,11 @@ would come after gigabytes were written to disk. ``GatedChannel`` asks the serve
 empty body (the app refuses it again, in the JSON shape), the rest of its body is
 dropped as it arrives, and the connection closes after the answer.
 
+The gate may also cap a body (the public routes: anyone can send them one). A declared
+length past the cap is refused at the headers; a chunked body is cut as soon as it
+passes the cap. Either way the app sees the request with an empty body and a
+``Content-Length`` past the cap, and answers 413 in the JSON shape.
+
 This uses waitress internals (``HTTPChannel.parser_class``, the parser's fields), hence
 the upper bound on waitress in setup.cfg.
 """
@@ -22,8 +27,9 @@ from waitress.parser import HTTPRequestParser
 
 log = logging.getLogger(__name__)
 
-# (method, path, environ-style headers) -> whether the body may be read.
-BodyGate = Callable[[str, str, dict[str, str]], bool]
+# (method, path, environ-style headers) -> the bytes of body that may be read: None for
+# the server's own limit, 0 to refuse the request.
+BodyGate = Callable[[str, str, dict[str, str]], "int | None"]
 
 
 class GatedParser(HTTPRequestParser):
@@ -33,30 +39,49 @@ class GatedParser(HTTPRequestParser):
         super().__init__(adj)
         self._gate = gate
         self._on_refuse = on_refuse
+        self._cap: int | None = None
 
     def received(self, data: bytes) -> int:
         had_headers = self.headers_finished
         consumed = super().received(data)
-        if had_headers or not self.headers_finished or self.completed or self.error is not None:
+        if self.completed or self.error is not None or not self.headers_finished:
+            return consumed
+        if had_headers:
+            received = len(self.body_rcv) if self.body_rcv is not None else 0
+            if self._cap is not None and received > self._cap:
+                log.debug("cut %s %s: its chunked body passed %d bytes", self.command, self.path, self._cap)
+                self._refuse(declared=received)
+                return len(data)
             return consumed
         environ = {"HTTP_" + name: value for name, value in self.headers.items()}
-        if self._gate(self.command or "", self.path or "", environ):
-            return consumed
-        log.debug("refused %s %s before reading its body", self.command, self.path)
-        # The app sees a request without a body; all the rest of this connection is dropped.
+        self._cap = self._gate(self.command or "", self.path or "", environ)
+        if self._cap == 0:
+            log.debug("refused %s %s before reading its body", self.command, self.path)
+            self._refuse(declared=None)
+            return len(data)
+        if self._cap is not None and self.content_length > self._cap:
+            log.debug("refused %s %s: %d bytes declared", self.command, self.path, self.content_length)
+            self._refuse(declared=self.content_length)
+            return len(data)
+        return consumed
+
+    def _refuse(self, declared: int | None) -> None:
+        """The app sees a request without a body (with ``Content-Length: declared``, so a
+        body past the cap is answered 413); all the rest of this connection is dropped."""
         self.body_rcv = None
         self.content_length = 0
         self.chunked = False
         self.expect_continue = False
+        if declared is not None:
+            self.headers["CONTENT_LENGTH"] = str(declared)
         # waitress closes the connection after answering a request that asked it to.
         self.headers["CONNECTION"] = "close"
         self.completed = True
         self._on_refuse()
-        return len(data)
 
 
 class GatedChannel(HTTPChannel):
-    gate: BodyGate = staticmethod(lambda method, path, environ: True)  # type: ignore[assignment]
+    gate: BodyGate = staticmethod(lambda method, path, environ: None)  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any):
         self._dropping = False

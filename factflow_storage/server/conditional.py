@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from factflow_storage.protocol import WriteCondition
+
 NOT_MODIFIED = 304
 PRECONDITION_FAILED = 412
 
@@ -58,6 +60,24 @@ def etag_matches(header: str, etag: str, *, strong: bool = False) -> bool:
     return (_strong_match if strong else _weak_match)(header, etag.strip('"'))
 
 
+def write_condition(headers: Mapping[str, str]) -> WriteCondition | None:
+    """The preconditions of a PUT, for the provider to check atomically with the write.
+
+    If-Match compares strongly (a weak tag never matches), If-None-Match weakly; a header
+    that names no valid tag matches nothing. If-(Un)Modified-Since are not taken on writes:
+    a date cannot tell apart two versions written within one second.
+    """
+    if_match = headers.get("HTTP_IF_MATCH")
+    if_none_match = headers.get("HTTP_IF_NONE_MATCH")
+    if if_match is None and if_none_match is None:
+        return None
+    return WriteCondition(
+        if_match=None if if_match is None else
+        ("*",) if if_match.strip() == "*" else tuple(tag for weak, tag in _tags(if_match) if not weak),
+        if_none_match=None if if_none_match is None else
+        ("*",) if if_none_match.strip() == "*" else tuple(tag for _, tag in _tags(if_none_match)))
+
+
 def evaluate(headers: Mapping[str, str], method: str, etag: str, last_modified: datetime) -> int | None:
     """The status a precondition forces (304 or 412), or None to go on.
 
@@ -85,10 +105,19 @@ def evaluate(headers: Mapping[str, str], method: str, etag: str, last_modified: 
     return None
 
 
-def range_applies(headers: Mapping[str, str], etag: str, last_modified: datetime) -> bool:
+def range_applies(headers: Mapping[str, str], etag: str) -> bool:
     """Whether a Range header may be honoured: If-Range, when sent, must name the
-    current representation exactly (a strong ETag, or the exact Last-Modified date),
-    else the whole representation is sent so a resumed download never splices two."""
+    current representation exactly, else the whole representation is sent so a resumed
+    download never splices two versions.
+
+    Only a strong ETag can name it. A date is a strong validator only when the server
+    has "reliably determined that the representation was unchanged during the second
+    covered by" it (RFC 9110 8.8.2.2, 13.1.5 step 2): an object can be replaced several
+    times within one second and neither provider keeps the times of earlier versions,
+    so a date that equals Last-Modified may still be that of an earlier version. A date
+    is therefore always weak here, and the answer is the whole representation (every
+    answer carries a strong ETag to resume with).
+    """
     if_range = headers.get("HTTP_IF_RANGE")
     if if_range is None:
         return True
@@ -96,5 +125,4 @@ def range_applies(headers: Mapping[str, str], etag: str, last_modified: datetime
     if if_range.startswith('"') or if_range.startswith("W/"):
         tags = _tags(if_range)
         return len(tags) == 1 and not tags[0][0] and tags[0][1] == etag.strip('"')
-    moment = _date(if_range)
-    return moment is not None and _whole_seconds(moment) == _whole_seconds(last_modified)
+    return False

@@ -6,7 +6,7 @@ templated into it. Its files are read from the package once, at start, so they a
 served the same from a checkout, a wheel or ``factflow.pyz``.
 
 ``POST /api/v1/session`` exchanges the API token for the session cookie of ``session``;
-``DELETE`` clears it.
+``DELETE`` clears it and revokes its session on every replica (``revocations``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import bottle
 
 from factflow_storage.api_paths import SESSION
 from factflow_storage.errors import BadRequest, NotFound, Unauthorized
+from factflow_storage.server.auth import PUBLIC_BODY_LIMIT, Guard, session_cookie
 from factflow_storage.server.http import JSON_TYPE, json_response, read_json_body
 from factflow_storage.server.openapi_paths import ERROR
-from factflow_storage.server.session import cookie_header, new_session
+from factflow_storage.server.session import cookie_header, new_session, parse_session
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ OPENAPI = {
                  "responses": {"200": {"description": "Logged in (Set-Cookie), or no token needed",
                                        "content": {JSON_TYPE: {"schema": {"type": "object"}}}},
                                "400": ERROR, "401": ERROR, "default": ERROR}},
-        "delete": {"summary": "Clear the session cookie", "operationId": "logout",
+        "delete": {"summary": "Sign out: clear the session cookie and revoke its session on every replica",
+                   "operationId": "logout",
                    "responses": {"200": {"description": "Logged out",
                                          "content": {JSON_TYPE: {"schema": {"type": "object"}}}},
                                  "401": ERROR, "default": ERROR}},
@@ -117,7 +119,7 @@ def install(app: bottle.Bottle, service: object) -> None:
     def login():
         if bottle.request.content_type.split(";")[0].strip().lower() != JSON_TYPE:
             raise BadRequest(f"send the token as {JSON_TYPE}")
-        body = read_json_body(64 * 1024)
+        body = read_json_body(PUBLIC_BODY_LIMIT)
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):
             raise BadRequest('the body must be a JSON object with a "token" string')
         if token is None:
@@ -131,6 +133,10 @@ def install(app: bottle.Bottle, service: object) -> None:
 
     @app.delete(SESSION)
     def logout():
+        guard: Guard = app.config["factflow.guard"]
+        session = parse_session(session_cookie(bottle.request.environ), token.encode()) if token else None
+        if session is not None and guard.revocations is not None:
+            guard.revocations.revoke(*session)
         response = json_response({"logged_out": True})
         response.set_header("Set-Cookie", cookie_header("", secure=_https(), max_age=0))
         return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from factflow_storage.errors import Busy, StorageError
+from factflow_storage.errors import Busy, PreconditionFailed, StorageError
 
 __all__ = ["Busy", "LengthRequired", "MethodNotAllowed", "PreconditionFailed", "UnsupportedMediaType"]
 
@@ -19,11 +19,6 @@ class MethodNotAllowed(StorageError):
 class LengthRequired(StorageError):
     error_code = "length_required"
     status = 411
-
-
-class PreconditionFailed(StorageError):
-    error_code = "precondition_failed"
-    status = 412
 
 
 class UnsupportedMediaType(StorageError):

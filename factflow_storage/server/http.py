@@ -62,6 +62,9 @@ def exception_response(err: BaseException) -> bottle.HTTPResponse:
         retry_after = getattr(err, "retry_after", None)
         if retry_after:
             headers["Retry-After"] = str(retry_after)
+        etag = getattr(err, "etag", None)
+        if etag:
+            headers["ETag"] = etag
         return error_response(err.status, err.error_code, " ".join(str(err).split()), headers)
     errors = bottle.request.environ.get("wsgi.errors", sys.stderr)
     errors.write("".join(traceback.format_exception(err)))

@@ -14,7 +14,7 @@ import bottle
 
 from factflow_storage.errors import InvalidRange
 from factflow_storage.metadata import DEFAULT_CONTENT_TYPE
-from factflow_storage.protocol import ObjectStream
+from factflow_storage.protocol import ObjectStream, object_etag
 from factflow_storage.server import conditional
 from factflow_storage.server.errors import PreconditionFailed
 from factflow_storage.server.http import LAST_MODIFIED_ENV, exception_response
@@ -90,11 +90,7 @@ def safe_headers(content_type: str) -> dict[str, str]:
 
 
 def etag_of(stream: ObjectStream) -> str:
-    checksum = stream.metadata.get("checksum") or ""
-    tag = checksum.partition(":")[2] or stream.info.etag
-    if not tag:
-        tag = f"{stream.info.size:x}-{int(stream.info.last_modified.timestamp() * 1000):x}"
-    return f'"{tag}"'
+    return f'"{object_etag(stream.info, stream.metadata)}"'
 
 
 def _open(service: StorageService, key: str, wanted: tuple[int | None, int | None] | None) -> ObjectStream:
@@ -144,7 +140,7 @@ def _respond(service: StorageService, key: str,
         }
         forced = conditional.evaluate(request.environ, request.method, headers["ETag"], info.last_modified)
         if forced is None and wanted is not None \
-                and not conditional.range_applies(request.environ, headers["ETag"], info.last_modified):
+                and not conditional.range_applies(request.environ, headers["ETag"]):
             # The client holds another version: a part of this one would splice the two.
             stream.close()
             return _respond(service, key, None)

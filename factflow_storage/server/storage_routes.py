@@ -188,7 +188,8 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         metadata = _request_metadata()
         content_type = _content_type()
         body = _LimitedReader(bottle.request.environ["wsgi.input"], max(length, 0))
-        blob = service.put(key, cast(BinaryIO, body), metadata, content_type=content_type)
+        condition = conditional.write_condition(bottle.request.environ)
+        blob = service.put(key, cast(BinaryIO, body), metadata, content_type=content_type, condition=condition)
         location = f"{OBJECTS}/{quote(key, safe='/')}"
         return json_response(blob, 201, {"Location": location})
 
