@@ -212,14 +212,20 @@ class BaseProvider:
         for key in keys:
             self.delete(key)  # type: ignore[attr-defined]
 
-    def index_lineage(self, key: str, metadata: Mapping[str, Any] | None) -> None:
-        """Called by ``write`` before ``key`` is committed: cross-execution parents named in
-        ``lineage`` go into the reference index (``factflow_storage.lineage_index``)
-        first, so no committed object is ever missing from it."""
-        if metadata and metadata.get("lineage"):
-            from factflow_storage.lineage_index import note_lineage
+    def before_write(self, key: str, metadata: Mapping[str, Any] | None) -> None:
+        """Called by ``write`` before ``key`` is committed: refuses an execution id that
+        delete would refuse, and indexes cross-execution parents named in ``lineage``
+        (``factflow_storage.lineage_index``) first, refusing parents being deleted."""
+        from factflow_storage.lineage_index import guard_write
 
-            note_lineage(self, key, metadata["lineage"])
+        guard_write(self, key, metadata)
+
+    def after_commit(self, key: str) -> None:
+        """Called by ``write`` once ``key`` is committed, before observers hear of it: a
+        deletion of its execution that began meanwhile takes the object back."""
+        from factflow_storage.lineage_index import confirm_write
+
+        confirm_write(self, key)
 
     def read_execution(self, execution_id: str) -> dict[str, Any] | None:
         raw = self.get_record(f"executions/{execution_id}.json")

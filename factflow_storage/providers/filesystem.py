@@ -87,11 +87,13 @@ class FilesystemProvider(BaseProvider):
     def write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None = None,
               *, content_type: str | None = None) -> dict[str, Any]:
         try:
-            return self._write(key, data, metadata, content_type)
+            blob = self._write(key, data, metadata, content_type)
         except StorageError:
             raise
         except OSError as err:  # a full disk, a read-only mount, lost permissions
             raise Unavailable(f"cannot write {key!r} under {self.root}: {err.strerror or err}") from err
+        self.after_commit(key)
+        return blob
 
     def _write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None,
                content_type: str | None) -> dict[str, Any]:
@@ -99,7 +101,7 @@ class FilesystemProvider(BaseProvider):
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
         user_metadata.pop(PREVIOUS_FIELD, None)
-        self.index_lineage(key, user_metadata)
+        self.before_write(key, user_metadata)
         fds = self._make_parent(key, parents)
         parent = fds[-1]
         try:

@@ -134,13 +134,14 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
-        self.index_lineage(key, user_metadata)
+        self.before_write(key, user_metadata)
         content_type = content_type or user_metadata.get("content_type") or None
         head, rest = read_head(data)
         if rest is None:
             blob = self._write_small(key, name, head, user_metadata, content_type)
         else:
             blob = self._write_large(key, name, head, rest, user_metadata, content_type)
+        self.after_commit(key)
         self.after_write(key)
         return blob
 
