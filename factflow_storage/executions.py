@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from factflow_storage import metadata as clock
-from factflow_storage.errors import BadRequest, Conflict, NotFound
+from factflow_storage.errors import BadRequest, Conflict, Deleted, NotFound
 from factflow_storage.keys import execution_prefix, validate_execution_id
 
 if TYPE_CHECKING:  # the protocol module reaches this one through the lineage index
@@ -33,6 +33,9 @@ def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any
     validate_execution_id(execution_id)
     record = provider.read_execution(execution_id)
     if record is None:
+        deletion = read_deletion(provider, execution_id)
+        if deletion and deletion.get("state") == DELETED:
+            raise Deleted(f"no execution {execution_id!r}: {deleted_line(execution_id, deletion)}")
         raise NotFound(f"no execution {execution_id!r}")
     return record
 
@@ -122,14 +125,6 @@ def deletion_state(provider: StorageProtocol, execution_id: str) -> tuple[str | 
 def deleted_line(execution_id: str, deletion: dict[str, Any] | None) -> str:
     """How a deleted execution is named to users: when and by whom."""
     deletion = deletion or {}
-    return (f"execution {execution_id} was deleted at {deletion.get('finished_at') or deletion.get('started_at') or '?'} "
-            f"by {deletion.get('requested_by') or '?'}")
+    moment = deletion.get("finished_at") or deletion.get("started_at") or "?"
+    return f"execution {execution_id} was deleted at {moment} by {deletion.get('requested_by') or '?'}"
 
-
-def refuse_deleted(provider: StorageProtocol, execution_id: str) -> None:
-    """Readers and waiters stop at an execution that no longer exists because it was deleted."""
-    if provider.read_execution(execution_id) is not None:
-        return
-    deletion = read_deletion(provider, execution_id)
-    if deletion and deletion.get("state") == DELETED:
-        raise NotFound(deleted_line(execution_id, deletion))

@@ -1,0 +1,193 @@
+"""Retention against what happens around a deletion (every provider; real radosgw for S3):
+writers naming a candidate while a prune runs, writes into an execution being deleted,
+a prune killed with SIGKILL and run again, odd execution ids, a deleted execution
+waited for, and the lineage index kept by a long-lived provider."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+import factflow_storage
+from factflow_storage.cli.main import cli
+from factflow_storage.errors import Conflict
+from factflow_storage.retention.delete import begin_deletion, delete_executions
+from factflow_storage.retention.plan import plan_execution
+from factflow_storage.retention.prune import dependencies, prune
+from retention_support import raw_names, write_execution
+
+
+def run(storage, *args: str, stdin: bytes | None = None):
+    env = {name: None for name in os.environ if name.startswith("FACTFLOW_")}
+    env.update(storage.env, FACTFLOW_STORAGE_URI=storage.uri)
+    return CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
+
+
+def one_line_error(result, *says: str) -> None:
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    for text in says:
+        assert text in result.stderr, result.stderr
+
+
+def missing_parents(provider) -> list[str]:
+    """Lineage parents named by a stored object that are no longer there."""
+    gone = []
+    for info in provider.list("executions/"):
+        lineage = provider.metadata(info.key).get("lineage") or []
+        gone += [parent for parent in lineage if not provider.exists(parent)]
+    return gone
+
+
+def test_a_reference_made_after_the_plan_keeps_its_parent(storage, provider):
+    """A running execution names B's object once prune has planned to delete A and B."""
+    write_execution(provider, "A", count=2)
+    write_execution(provider, "B", count=2)
+    write_execution(provider, "E", count=1, status="running")
+    put_record = provider.put_record
+    wrote = []
+
+    def writer_meanwhile(name, data):
+        put_record(name, data)
+        if name.startswith("deletions/") and not wrote:  # prune has planned and begun
+            wrote.append(provider.write("executions/E/route/use/late.txt", b"late",
+                                        {"lineage": ["executions/B/route/fetch/m0000.json"]}))
+
+    provider.put_record = writer_meanwhile
+    result = prune(provider, older_than=0, confirm=True)
+    provider.put_record = put_record
+    assert wrote, "the writer never ran"
+    assert [row["execution_id"] for row in result["executions"]] == ["A"]
+    assert [(s["execution_id"], s["dependants"][0]["key"]) for s in result["skipped"]] == [
+        ("B", "executions/E/route/use/late.txt")]
+    assert missing_parents(provider) == []
+    assert provider.read("executions/B/route/fetch/m0000.json") == b'{"n":0}'
+    assert provider.read_execution("B")["status"] == "completed"
+
+
+def test_a_writer_that_sees_the_mark_is_refused_and_nothing_is_lost(storage, provider):
+    """Writes during a deletion: into the execution itself, and naming it from a kept one."""
+    write_execution(provider, "P", count=3)
+    write_execution(provider, "E", count=1, status="running")
+    many = provider.delete_many
+    refused = []
+
+    def writers_meanwhile(keys):
+        for key, lineage in (("executions/P/route/fetch/late.json", []),
+                             ("executions/E/route/use/late.txt", ["executions/P/route/fetch/m0001.json"])):
+            try:
+                provider.write(key, b"late", {"lineage": lineage})
+            except Conflict as err:
+                refused.append(str(err))
+        many(keys)
+
+    provider.delete_many = writers_meanwhile
+    delete_executions(provider, ["P"], confirm=True)
+    provider.delete_many = many
+    assert len(refused) == 2 and all("being deleted" in text for text in refused), refused
+    assert [info.key for info in provider.list("executions/P/")] == []
+    assert not any(name.startswith("executions/P/") for name in raw_names(provider))
+    assert not provider.exists("executions/E/route/use/late.txt")
+    assert missing_parents(provider) == []
+
+
+def test_the_cli_refuses_a_put_into_an_execution_being_deleted(storage, provider):
+    write_execution(provider, "P", count=1)
+    write_execution(provider, "E", count=1, status="running")
+    begin_deletion(provider, plan_execution(provider, "P"), force=False)
+    one_line_error(run(storage, "storage", "put", "executions/P/route/fetch/x.json", stdin=b"{}"),
+                   "being deleted")
+    meta = orjson.dumps({"lineage": ["executions/P/route/fetch/m0000.json"]}).decode()
+    one_line_error(run(storage, "storage", "put", "executions/E/route/use/x.txt", "--metadata", meta, stdin=b"x"),
+                   "executions/P/route/fetch/m0000.json", "being deleted")
+    assert not provider.exists("executions/P/route/fetch/x.json")
+    assert not provider.exists("executions/E/route/use/x.txt")
+
+
+PRUNE_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from factflow_storage import create_storage_provider
+    from factflow_storage.retention import delete, prune
+
+    delete.CHUNK = 5
+    provider = create_storage_provider(os.environ["FACTFLOW_STORAGE_URI"])
+    calls = []
+    many = provider.delete_many
+
+    def delete_many(keys):
+        calls.append(keys)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        many(keys)
+
+    provider.delete_many = delete_many
+    prune.prune(provider, older_than=0, statuses="failed", confirm=True)
+""")
+
+
+def test_prune_again_finishes_what_a_killed_prune_left_deleting(storage, provider):
+    write_execution(provider, "keep", count=2)
+    before = raw_names(provider)
+    write_execution(provider, "X", count=10, status="failed")
+    env = storage.cli_env()
+    package_root = os.path.dirname(os.path.dirname(factflow_storage.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    child = subprocess.run([sys.executable, "-c", PRUNE_CHILD], check=False, env=env, capture_output=True,
+                           timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    assert 0 < len(list(provider.list("executions/X/"))) < 20
+    assert provider.read_execution("X")["status"] == "deleting"
+    again = run(storage, "storage", "prune", "--older-than", "0s", "--status", "failed", "--yes", "-o", "json")
+    assert again.exit_code == 0, again.stderr
+    [row] = orjson.loads(again.stdout)["executions"]
+    assert (row["execution_id"], row["action"]) == ("X", "resume")
+    assert list(provider.list("executions/X/")) == []
+    assert raw_names(provider) - before == {"_factflow/deletions/X.json"}
+    # a prune selecting by other statuses finishes it as well
+    write_execution(provider, "Y", count=1, status="failed")
+    begin_deletion(provider, plan_execution(provider, "Y"), force=False)
+    other = run(storage, "storage", "prune", "--older-than", "0s", "--status", "cancelled", "--yes", "-o", "json")
+    assert [r["execution_id"] for r in orjson.loads(other.stdout)["executions"]] == ["Y"]
+    assert list(provider.list("executions/Y/")) == []
+
+
+def test_odd_execution_ids_are_refused_at_write_time_as_delete_refuses_them(storage, provider):
+    for key, says in (("executions/_factflow/route/stage/m", "reserved"),
+                      (f"executions/{'e' * 240}/route/stage/m", "longer than 200 bytes")):
+        one_line_error(run(storage, "storage", "put", key, stdin=b"x"), "invalid execution id", says)
+        execution_id = key.split("/")[1]
+        one_line_error(run(storage, "execution", "delete", execution_id, "--yes"), "invalid execution id", says)
+    assert list(provider.list("")) == []
+    one_line_error(run(storage, "execution", "delete", "e" * 300, "--yes"), "longer than 200 bytes")
+    longest = "e" * 200
+    provider.write(f"executions/{longest}/route/stage/m", b"x")
+    done = delete_executions(provider, [longest], confirm=True)
+    assert done["executions"][0]["deleted"]["objects"] == 1 and list(provider.list("")) == []
+
+
+@pytest.mark.parametrize("args", [["storage", "watch", "--execution", "gone", "--timeout", "20s"],
+                                  ["execution", "wait", "gone", "--timeout", "20s"],
+                                  ["execution", "show", "gone"], ["storage", "download", "gone", "-d", "out"]])
+def test_a_deleted_execution_is_said_deleted_instead_of_waited_for(storage, provider, args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_execution(provider, "gone", count=1)
+    delete_executions(provider, ["gone"], confirm=True)
+    result = run(storage, *args)  # before, watch and wait waited out their timeout
+    one_line_error(result, "execution gone was deleted at ", " by ")
+
+
+def test_deps_remembers_an_execution_written_again_after_its_deletion(storage, provider):
+    write_execution(provider, "P", count=1)
+    write_execution(provider, "E", count=1, lineage_into="P")
+    delete_executions(provider, ["E"], confirm=True)
+    write_execution(provider, "E", count=1, lineage_into="P")  # the same provider object, as a server keeps
+    assert [ref["parent"] for ref in dependencies(provider, "E")["depends_on"]] == ["executions/P/route/fetch/m0000.json"]
+    delete_executions(provider, ["E"], confirm=True)
+    assert not any(name.startswith("_factflow/lineage/") for name in raw_names(provider))
