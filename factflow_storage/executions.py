@@ -99,7 +99,7 @@ def deletion_name(execution_id: str) -> str:
     return f"{DELETIONS}{execution_id}.json"
 
 
-def read_deletion(provider: StorageProtocol, execution_id: str) -> dict[str, Any] | None:
+def read_deletion(provider, execution_id: str) -> dict[str, Any] | None:
     raw = provider.get_record(deletion_name(execution_id))
     try:
         found = orjson.loads(raw) if raw else None

@@ -212,21 +212,6 @@ class BaseProvider:
         for key in keys:
             self.delete(key)  # type: ignore[attr-defined]
 
-    def before_write(self, key: str, metadata: Mapping[str, Any] | None) -> None:
-        """Called by ``write`` before ``key`` is committed: refuses an execution id that
-        delete would refuse, and indexes cross-execution parents named in ``lineage``
-        (``factflow_storage.lineage_index``) first, refusing parents being deleted."""
-        from factflow_storage.lineage_index import guard_write
-
-        guard_write(self, key, metadata)
-
-    def after_commit(self, key: str) -> None:
-        """Called by ``write`` once ``key`` is committed, before observers hear of it: a
-        deletion of its execution that began meanwhile takes the object back."""
-        from factflow_storage.lineage_index import confirm_write
-
-        confirm_write(self, key)
-
     def read_execution(self, execution_id: str) -> dict[str, Any] | None:
         raw = self.get_record(f"executions/{execution_id}.json")
         return None if raw is None else orjson.loads(raw)

@@ -29,6 +29,7 @@ from minio import Minio
 from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
+from factflow_storage.lineage_index import confirm_write, guard_write
 from factflow_storage.errors import BadCredentials, BucketMissing, ConfigError, InvalidKey, InvalidRange, NotFound, StorageError
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
@@ -134,14 +135,14 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
-        self.before_write(key, user_metadata)
+        guard_write(self, key, user_metadata)  # see lineage_index: the handshake with deletions
         content_type = content_type or user_metadata.get("content_type") or None
         head, rest = read_head(data)
         if rest is None:
             blob = self._write_small(key, name, head, user_metadata, content_type)
         else:
             blob = self._write_large(key, name, head, rest, user_metadata, content_type)
-        self.after_commit(key)
+        confirm_write(self, key)
         self.after_write(key)
         return blob
 

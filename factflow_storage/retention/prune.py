@@ -80,13 +80,13 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
     rows = [plan.row(False) for plan in plans]
     if confirm:
         todo = [plan for plan, row in zip(plans, rows, strict=True) if row["action"] in (DELETE, RESUME)]
-        claimed, blocked = claim(provider, todo, force=False)
-        for plan, refs in blocked:  # a writer named it after the plan was made
+        claimed, named_meanwhile = claim(provider, todo, force=False)
+        for plan, refs in named_meanwhile:  # a writer named it after the plan was made
             plan.dependants = refs
             skipped.append({"execution_id": plan.execution_id,
                             "reason": f"needed by kept executions: {dependants_line(plan)}",
                             "dependants": [ref.row() for ref in refs]})
-        gone = {plan.execution_id for plan, _refs in blocked}
+        gone = {plan.execution_id for plan, _refs in named_meanwhile}
         rows = [row for row in rows if row["execution_id"] not in gone]
         done = {plan.execution_id: finish_deletion(provider, plan, record)["deleted"] for plan, record in claimed}
         for row in rows:
