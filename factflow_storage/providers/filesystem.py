@@ -50,6 +50,7 @@ _CONSISTENT_READ_DEADLINE = 2.0
 _SWAP_WINDOW = 0.05
 # File names are at most 255 bytes on the filesystems we run on; the sidecar adds its suffix.
 MAX_SEGMENT_BYTES = 255 - len(SIDECAR_SUFFIX)
+RECORD_ATTEMPTS = 5
 
 
 class FilesystemProvider(BaseProvider):
@@ -391,12 +392,26 @@ class FilesystemProvider(BaseProvider):
 
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:
         validate_prefix(name)
+        # A deletion removes directories it empties: one that goes between our opening it
+        # and our rename takes the record with it, so the write is made again (small
+        # records only: a stream, an archive, is read once).
+        attempts = RECORD_ATTEMPTS if isinstance(data, bytes) else 1
+        for attempt in range(attempts):
+            if self._put_record_once(name, data) or attempt == attempts - 1:
+                return
+
+    def _put_record_once(self, name: str, data: bytes | BinaryIO) -> bool:
+        """Write the record; False if its directory was removed meanwhile."""
         *parents, base = [RESERVED_DIR, *name.split("/")]
         try:
             os.makedirs(self.root, exist_ok=True)
             fds = fs_paths.open_chain(self.root, parents, create=True)
         except Unsafe as err:
             raise Unsafe(f"cannot write record {name!r}: {err}") from None
+        except FileNotFoundError as err:
+            if isinstance(data, bytes):
+                return False
+            raise Unavailable(f"cannot write record {name!r} under {self.root}: {err}") from err
         except (NotADirectory, OSError) as err:
             self._check_root()
             raise Unavailable(f"cannot write record {name!r} under {self.root}: {err}") from err
@@ -412,6 +427,7 @@ class FilesystemProvider(BaseProvider):
                 os.close(tmp_fd)
             if self._fsync:
                 fs_write.sync_dir(fd)
+            return all(os.fstat(each).st_nlink > 0 for each in fds)
         finally:
             fs_paths.close_all(fds)
 
