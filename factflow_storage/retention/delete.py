@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from factflow_storage import metadata as clock
-from factflow_storage.archive.jobs import SUFFIXES, record_name
+from factflow_storage.archive.jobs import PREPARING, SUFFIXES, record_name
 from factflow_storage.errors import BadRequest, Conflict
 from factflow_storage.executions import DELETED, DELETIONS, deletion_name, read_deletion
 from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
@@ -194,7 +194,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
     execution_id = plan.execution_id
     counts = record["deleted"]
     for job_id in plan.archive_jobs:
-        provider.delete_records([record_name(job_id, suffix) for suffix in SUFFIXES])
+        _cancel_archive_job(provider, job_id)
         counts["archive_jobs"] += 1
     # Listed again once: a write committed just before the mark may list after the first pass.
     for _pass in range(PASSES):
@@ -219,6 +219,22 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])
     return record
+
+
+def _cancel_archive_job(provider, job_id: str) -> None:
+    """A job still packing is cancelled as an archive DELETE does: its marker stops the
+    packer wherever it runs, which removes its partial archive and writes the final
+    record (expired with the job); a finished job goes at once, archive first."""
+    raw = provider.get_record(record_name(job_id))
+    try:
+        status = orjson.loads(raw).get("status") if raw else None
+    except (orjson.JSONDecodeError, AttributeError):
+        status = None
+    if status == PREPARING:
+        provider.put_record(record_name(job_id, ".cancel"), b"{}")
+        provider.delete_records([record_name(job_id, ".zip")])
+        return
+    provider.delete_records([record_name(job_id, suffix) for suffix in SUFFIXES])
 
 
 def _sweep_orphan_metadata(provider, prefix: str) -> None:
