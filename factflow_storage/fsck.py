@@ -9,6 +9,8 @@ What a provider reports (``kind``): ``orphan_temp`` (a temp file no live writer 
 ``metadata_mismatch`` (a sidecar describing other bytes), ``damaged_metadata`` (a sidecar
 that cannot be read as a blob), ``missing_metadata`` (an object without a sidecar),
 ``orphan_sidecar``, ``unreferenced_record`` (an S3 companion record no object names),
+``unindexed_lineage`` (an object whose lineage names another execution without the index
+entry a factflow write makes: a copy by another tool; ``lineage_index.check_index``),
 ``missing_record`` (an S3 object naming a record that is gone) and ``incomplete_upload``
 (an S3 multipart upload nobody completes). ``foreign_object`` (an S3 object another tool
 wrote, read with computed metadata) is counted for information, never a problem. Only things older than the grace period are

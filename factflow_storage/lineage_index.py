@@ -63,7 +63,8 @@ import orjson
 from factflow_storage import executions
 from factflow_storage import metadata as clock
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError
-from factflow_storage.keys import parse_key, validate_execution_id, validate_key
+from factflow_storage.fsck import Finding
+from factflow_storage.keys import EXECUTIONS_PREFIX, parse_key, validate_execution_id, validate_key
 
 REFS = "lineage/refs/"
 USES = "lineage/uses/"
@@ -266,3 +267,33 @@ def children_of(provider, key: str) -> Iterator[str]:
         parents = list(entry.get("parents") or [])
         if key in parents and _still_names(provider, entry["key"], [key]):
             yield entry["key"]
+
+
+UNINDEXED = "unindexed_lineage"
+
+
+def check_index(provider, prefix: str, *, repair: bool) -> Iterator[Finding]:
+    """fsck's pass over the index: objects under ``prefix`` whose lineage names another
+    execution's keys without the references a factflow write makes (a copy by another
+    tool, a store written before the index); ``repair`` writes them, which protects the
+    parents from then on. One metadata read per object, one record read per reference."""
+    if not (prefix.startswith(EXECUTIONS_PREFIX) or EXECUTIONS_PREFIX.startswith(prefix)):
+        return
+    for info in provider.list(prefix if prefix.startswith(EXECUTIONS_PREFIX) else EXECUTIONS_PREFIX):
+        try:
+            lineage = provider.metadata(info.key).get("lineage")
+        except StorageError:
+            continue  # the provider's own pass reports unreadable metadata
+        parents = foreign_parents(info.key, lineage)
+        if not parents:
+            continue
+        execution_id = parse_key(info.key).execution_id  # type: ignore[union-attr]
+        missing = [parent for parent in parents
+                   if provider.get_record(ref_name(parent, execution_id, info.key)) is None
+                   or provider.get_record(f"{USES}{execution_id}/{parent}") is None]
+        if not missing:
+            continue
+        if repair:
+            note_lineage(provider, info.key, lineage)
+        yield Finding(UNINDEXED, info.key, f"names keys of {', '.join(missing)} in its lineage, "
+                      "with no entry in the lineage index: deleting those would not see it", repaired=repair)

@@ -222,14 +222,16 @@ class StorageService:
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
         """What crashes left under ``prefix``, repaired on request (see ``factflow_storage.fsck``)."""
-        from factflow_storage import fsck
+        from factflow_storage import fsck, lineage_index
 
         validate_prefix(prefix)
         check = getattr(self.provider, "fsck", None)
         if check is None:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
         grace = fsck.DEFAULT_GRACE if grace is None else min(grace, fsck.MAX_GRACE)
-        return fsck.report(check(prefix, repair=repair, grace=grace), prefix=prefix, repair=repair, grace=grace)
+        findings = itertools.chain(check(prefix, repair=repair, grace=grace),
+                                   lineage_index.check_index(self.provider, prefix, repair=repair))
+        return fsck.report(findings, prefix=prefix, repair=repair, grace=grace)
 
     # -- retention (factflow_storage.retention) ------------------------------
 

@@ -261,3 +261,37 @@ def test_writers_and_prunes_together_lose_nothing_a_kept_execution_names(storage
     assert not failures, failures
     assert counts["written"] > 20 and counts["pruned"] > 0, counts
 
+
+
+def copy_with_metadata(storage, provider, source: str, target: str) -> None:
+    """What another tool does: ``cp -a`` of object and sidecar, or an S3 server-side copy
+    (as ``aws s3 cp``), which keeps the user metadata."""
+    if storage.kind == "file":
+        os.makedirs(os.path.dirname(os.path.join(provider.root, target)), exist_ok=True)
+        for suffix in ("", ".meta.json"):
+            subprocess.run(["cp", "-a", os.path.join(provider.root, source + suffix),
+                            os.path.join(provider.root, target + suffix)], check=True)
+        return
+    from minio.commonconfig import CopySource
+
+    provider._client.copy_object(bucket_name=provider.bucket, object_name=target,
+                                 source=CopySource(provider.bucket, source))
+
+
+def test_lineage_copied_by_another_tool_is_found_by_fsck_and_protected_after_repair(storage, provider):
+    write_execution(provider, "P", count=1)
+    write_execution(provider, "E", count=1, lineage_into="P")
+    copied = "executions/F/route/parse/m0000.txt"
+    copy_with_metadata(storage, provider, "executions/E/route/parse/m0000.txt", copied)
+    assert "executions/P/route/fetch/m0000.json" in provider.metadata(copied)["lineage"]
+    delete_executions(provider, ["E"], confirm=True, force=True)  # only the copy names P now
+    found = run(storage, "storage", "fsck", "executions/", "-o", "json")
+    assert found.exit_code == 1, found.stderr
+    report = orjson.loads(found.stdout)
+    assert report["found"].get("unindexed_lineage") == 1, report
+    assert [f["path"] for f in report["findings"] if f["kind"] == "unindexed_lineage"] == [copied]
+    repaired = run(storage, "storage", "fsck", "--repair", "-o", "json")
+    assert orjson.loads(repaired.stdout)["repaired"].get("unindexed_lineage") == 1, repaired.stdout
+    assert [ref["key"] for ref in dependencies(provider, "P")["dependants"]] == [copied]
+    one_line_error(run(storage, "execution", "delete", "P", "--yes"), "F (executions/F/route/parse/m0000.txt)")
+    assert orjson.loads(run(storage, "storage", "fsck", "-o", "json").stdout)["found"].get("unindexed_lineage") is None
