@@ -295,3 +295,39 @@ def test_lineage_copied_by_another_tool_is_found_by_fsck_and_protected_after_rep
     assert [ref["key"] for ref in dependencies(provider, "P")["dependants"]] == [copied]
     one_line_error(run(storage, "execution", "delete", "P", "--yes"), "F (executions/F/route/parse/m0000.txt)")
     assert orjson.loads(run(storage, "storage", "fsck", "-o", "json").stdout)["found"].get("unindexed_lineage") is None
+
+
+def plant_unlisted(storage, provider, tmp_path, s3_server) -> list[str]:
+    """What other tools leave under ``executions/P/`` that no listing shows; returns the
+    names planted (outside the root: a file a link points at, which must survive)."""
+    if storage.kind == "file":
+        base = os.path.join(provider.root, "executions", "P", "route")
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "keep.txt").write_bytes(b"keep")
+        os.symlink(outside / "keep.txt", os.path.join(base, "link"))
+        os.symlink(outside, os.path.join(base, "dirlink"))
+        os.mkfifo(os.path.join(base, "fifo"))
+        return ["link", "dirlink", "fifo"]
+    names = ["executions/P//dbl", "executions/P/x.meta.json", "executions/P/./dot"]
+    body = tmp_path / "body"
+    body.write_bytes(b"x")
+    for name in names:  # the aws cli, as another tool would write them
+        subprocess.run(s3_server.aws("s3api", "put-object", "--bucket", provider.bucket, "--key", name,
+                                     "--body", str(body)), env=s3_server.tool_env(), check=True,
+                       capture_output=True, timeout=120)
+    assert names[2] in raw_names(provider)
+    return names
+
+
+def test_delete_removes_what_the_listing_hides_and_nothing_outside(storage, provider, tmp_path, request):
+    write_execution(provider, "P", count=1)
+    s3_server = request.getfixturevalue("s3_server") if storage.kind == "s3" else None
+    planted = plant_unlisted(storage, provider, tmp_path, s3_server)
+    assert list(provider.list("executions/P/"))  # the ordinary objects are there too
+    done = delete_executions(provider, ["P"], confirm=True)
+    assert done["executions"][0]["deleted"]["unlisted"] == 3
+    assert not any(name.startswith("executions/P") for name in raw_names(provider))
+    if storage.kind == "file":
+        assert not os.path.lexists(os.path.join(provider.root, "executions", "P"))
+        assert (tmp_path / "outside" / "keep.txt").read_bytes() == b"keep", planted

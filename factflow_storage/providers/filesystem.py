@@ -390,6 +390,21 @@ class FilesystemProvider(BaseProvider):
 
     # -- internal records ----------------------------------------------------
 
+    def purge_prefix(self, prefix: str) -> int:
+        """Remove everything under the directory ``prefix`` names, what the listing does
+        not show too (links, FIFOs, sockets, directories): links are removed, never
+        followed, so nothing outside the root is touched. How many entries went."""
+        directory = validate_prefix(prefix).rstrip("/")
+        *parents, name = directory.split("/")
+        try:
+            fds = fs_paths.open_chain(self.root, parents)
+        except (NotFound, NotADirectory, Unsafe, FileNotFoundError):
+            return 0
+        try:
+            return fs_paths.remove_entry(fds[-1], name)
+        finally:
+            fs_paths.close_all(fds)
+
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:
         validate_prefix(name)
         # A deletion removes directories it empties: one that goes between our opening it

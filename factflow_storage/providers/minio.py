@@ -21,6 +21,7 @@ Where it differs from the contract in ``protocol.py``:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, cast
@@ -265,6 +266,16 @@ class MinioProvider(BaseProvider):
         self.delete_records([record for record in self.list_records(meta.COMPANION_DIR)
                              if record[:record.rfind("/") + 1] in wanted])
         self._remove_names([self._name(key) for key in keys])
+
+    def purge_prefix(self, prefix: str) -> int:
+        """Remove every name under ``prefix``, those the listing hides too (``//``, ``.``
+        segments, names ending in ``.meta.json``: other tools write them); how many."""
+        validate_prefix(prefix)
+        removed = 0
+        while names := [found.name for found in itertools.islice(self._listing(self.prefix + prefix, None), 1000)]:
+            self._remove_names(names)
+            removed += len(names)
+        return removed
 
     def delete_records(self, names: Iterable[str]) -> None:
         """One multi-object delete per thousand names."""

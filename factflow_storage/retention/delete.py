@@ -208,6 +208,9 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
         if not deleted:
             break
     _sweep_orphan_metadata(provider, execution_prefix(execution_id))
+    purge = getattr(provider, "purge_prefix", None)
+    if purge is not None:  # what the listing hides: links, FIFOs, keys other tools wrote
+        counts["unlisted"] = counts.get("unlisted", 0) + purge(execution_prefix(execution_id))
     for names in _chunks(provider.list_records(journal_prefix(execution_id))):
         provider.delete_records(names)
         counts["journal_markers"] += len(names)
