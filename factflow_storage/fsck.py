@@ -11,7 +11,7 @@ that cannot be read as a blob), ``missing_metadata`` (an object without a sideca
 ``orphan_sidecar``, ``unreferenced_record`` (an S3 companion record no object names),
 ``unindexed_lineage`` (an object whose lineage names another execution without the index
 entry a factflow write makes: a copy by another tool; ``lineage_index.check_index``),
-``missing_record`` (an S3 object naming a record that is gone) and ``incomplete_upload``
+``unlisted_entry`` (see ``UNLISTED``), ``missing_record`` (an S3 object naming a record that is gone) and ``incomplete_upload``
 (an S3 multipart upload nobody completes). ``foreign_object`` (an S3 object another tool
 wrote, read with computed metadata) is counted for information, never a problem. Only things older than the grace period are
 touched, and file changes are made under the same lock writers take, so fsck is safe to
@@ -30,6 +30,9 @@ DEFAULT_GRACE = 3600.0
 # horizon stays a time the clocks and S3's write ids can express.
 MAX_GRACE = 10 * 365 * 86400.0
 FOREIGN_OBJECT = "foreign_object"
+# A name no listing shows (a link, a FIFO; on S3 a key with '//', a '.' segment or a
+# sidecar suffix): only ``execution delete`` removes it, with the rest of its execution.
+UNLISTED = "unlisted_entry"
 # Counted and listed, but not problems: they need no repair and do not fail the run.
 INFORMATIONAL = frozenset({FOREIGN_OBJECT})
 MAX_LISTED = 1000

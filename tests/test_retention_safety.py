@@ -325,6 +325,8 @@ def test_delete_removes_what_the_listing_hides_and_nothing_outside(storage, prov
     s3_server = request.getfixturevalue("s3_server") if storage.kind == "s3" else None
     planted = plant_unlisted(storage, provider, tmp_path, s3_server)
     assert list(provider.list("executions/P/"))  # the ordinary objects are there too
+    found = run(storage, "storage", "fsck", "executions/", "-o", "json")
+    assert found.exit_code == 1 and orjson.loads(found.stdout)["found"] == {"unlisted_entry": 3}, found.stdout
     done = delete_executions(provider, ["P"], confirm=True)
     assert done["executions"][0]["deleted"]["unlisted"] == 3
     assert not any(name.startswith("executions/P") for name in raw_names(provider))
