@@ -57,7 +57,8 @@ class Service(Protocol):
 
     def executions(self) -> list[dict[str, Any]]: ...
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
+             verify: bool = False) -> dict[str, Any]:
         """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
         ...
 

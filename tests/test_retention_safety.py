@@ -333,3 +333,43 @@ def test_delete_removes_what_the_listing_hides_and_nothing_outside(storage, prov
     if storage.kind == "file":
         assert not os.path.lexists(os.path.join(provider.root, "executions", "P"))
         assert (tmp_path / "outside" / "keep.txt").read_bytes() == b"keep", planted
+
+
+def change_in_place(storage, provider, key: str, data: bytes) -> None:
+    """Another tool rewrites the bytes and keeps everything a stat shows: on the
+    filesystem the same inode, size and times (``rsync --inplace``, a restore); on S3 a
+    put of the same size carrying the object's own metadata headers."""
+    if storage.kind == "file":
+        path = os.path.join(provider.root, key)
+        before = os.stat(path)
+        with open(path, "r+b") as handle:
+            handle.write(data)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert os.stat(path).st_ino == before.st_ino
+        return
+    import io
+
+    stat = provider._client.stat_object(bucket_name=provider.bucket, object_name=key)
+    headers = {name: value for name, value in stat.metadata.items() if name.lower().startswith("x-amz-meta-")}
+    provider._client.put_object(bucket_name=provider.bucket, object_name=key, data=io.BytesIO(data),
+                                length=len(data), content_type=stat.content_type, metadata=headers)
+
+
+def test_fsck_verify_reads_the_data_and_finds_bytes_changed_in_place(storage, provider):
+    write_execution(provider, "P", count=2)
+    key = "executions/P/route/parse/m0001.txt"
+    change_in_place(storage, provider, key, b"TEXT 1")
+    if storage.kind == "s3":  # the ETag no longer matches: the metadata read itself says so
+        blob = provider.metadata(key)
+        assert "checksum" not in blob and blob["stale_checksum"].startswith("sha256:"), blob
+        return
+    plain = run(storage, "storage", "fsck", "-o", "json")
+    verified = run(storage, "storage", "fsck", "--verify", "-o", "json")
+    assert verified.exit_code == 1, verified.stdout
+    report = orjson.loads(verified.stdout)
+    assert report["found"].get("changed_bytes") == 1, (report, plain.stdout)
+    [finding] = [f for f in report["findings"] if f["kind"] == "changed_bytes"]
+    assert finding["path"] == key and not finding["repaired"]
+    assert provider.read(key) == b"TEXT 1"  # reported, never blessed: the metadata is as it was
+    assert orjson.loads(run(storage, "storage", "fsck", "--verify", "executions/P/route/fetch/", "-o", "json")
+                        .stdout)["found"] == {}
