@@ -39,6 +39,9 @@ than ``PENDING_GRACE`` between putting its reference and committing can lose its
 parent; and a write into P that commits as P's deletion finishes (after the last
 listing, before its own check reads the final state) leaves one stray object in the
 deleted execution: it names nothing kept, and ``execution delete`` again removes it.
+Two deletions of the same execution at once are not coordinated: if one releases it
+(a reference found) while the other had passed its check before that reference was
+written, the second deletes on. Run one prune at a time; a lock is future work.
 
 Cost to a write: one read of the execution record after the commit (two when the
 execution has no record: the deletion record too); with cross-execution lineage, per
