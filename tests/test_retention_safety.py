@@ -373,3 +373,17 @@ def test_fsck_verify_reads_the_data_and_finds_bytes_changed_in_place(storage, pr
     assert provider.read(key) == b"TEXT 1"  # reported, never blessed: the metadata is as it was
     assert orjson.loads(run(storage, "storage", "fsck", "--verify", "executions/P/route/fetch/", "-o", "json")
                         .stdout)["found"] == {}
+
+
+def test_a_deleted_execution_is_said_deleted_over_the_api_too(storage, provider):
+    from factflow_storage.service import StorageService
+    from server_fixture import running_server
+
+    write_execution(provider, "gone", count=1)
+    delete_executions(provider, ["gone"], confirm=True)
+    with running_server(StorageService(provider)) as url:
+        for args in (["storage", "watch", "--execution", "gone", "--timeout", "20s"],
+                     ["execution", "wait", "gone", "--timeout", "20s"], ["execution", "show", "gone"]):
+            result = CliRunner().invoke(cli, ["--api", url, *args], env={"FACTFLOW_API_URL": None},
+                                        catch_exceptions=False)
+            one_line_error(result, "execution gone was deleted at ", " by ")
