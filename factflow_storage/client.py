@@ -364,8 +364,11 @@ class RemoteService:
             if not cursor:
                 return
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
+             verify: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"prefix": validate_prefix(prefix), "repair": repair}
+        if verify:
+            body["verify"] = True
         if grace is not None:
             body["grace_seconds"] = grace
         return self.api.send_json("POST", api_paths.FSCK, body)

@@ -32,6 +32,12 @@ class NotFound(StorageError, FileNotFoundError):
     status = 404
 
 
+class Deleted(NotFound):
+    """The execution existed and was deleted: waiting for it would wait forever."""
+
+    error_code = "execution_deleted"
+
+
 class Conflict(StorageError, FileExistsError):
     error_code = "conflict"
     status = 409

@@ -4,18 +4,24 @@ CLI and every server replica sees the same lifecycle."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from factflow_storage import execution_index as index
 from factflow_storage import metadata as clock
-from factflow_storage.errors import BadRequest, Conflict, NotFound
+from factflow_storage.errors import BadRequest, Conflict, Deleted, NotFound
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage.parallel import ordered_map
-from factflow_storage.protocol import StorageProtocol
+
+if TYPE_CHECKING:  # the protocol module reaches this one through the lineage index
+    from factflow_storage.protocol import StorageProtocol
 
 RUNNING = "running"
 DELETING = "deleting"  # set by factflow_storage.retention; not a status writers may set
 COMPLETED = "completed"
+DELETED = "deleted"  # a deletion record's final state; the execution record is gone by then
+DELETIONS = "deletions/"
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 STATUSES = (RUNNING, *TERMINAL_STATUSES)
 LISTED_STATUSES = (*STATUSES, DELETING)  # what a list may be filtered by
@@ -31,6 +37,9 @@ def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any
     validate_execution_id(execution_id)
     record = provider.read_execution(execution_id)
     if record is None:
+        deletion = read_deletion(provider, execution_id)
+        if deletion and deletion.get("state") == DELETED:
+            raise Deleted(f"no execution {execution_id!r}: {deleted_line(execution_id, deletion)}")
         raise NotFound(f"no execution {execution_id!r}")
     return record
 
@@ -130,3 +139,38 @@ def refuse_deleting(record: dict[str, Any] | None, execution_id: str) -> None:
     if record and record.get("status") == DELETING:
         raise Conflict(f"execution {execution_id} is being deleted (status deleting); finish with "
                        f"'factflow execution delete {execution_id} --yes'")
+
+
+def deletion_name(execution_id: str) -> str:
+    return f"{DELETIONS}{execution_id}.json"
+
+
+def read_deletion(provider, execution_id: str) -> dict[str, Any] | None:
+    raw = provider.get_record(deletion_name(execution_id))
+    try:
+        found = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def deletion_state(provider: StorageProtocol, execution_id: str) -> tuple[str | None, dict[str, Any] | None]:
+    """``deleting``, ``deleted`` or None (alive or unknown), with the deletion record when read.
+
+    A deletion writes its record, then marks the execution record: when that record
+    exists its status decides (one read), otherwise the deletion record does.
+    """
+    record = provider.read_execution(execution_id)
+    if record is not None:
+        return (DELETING if record.get("status") == DELETING else None), None
+    deletion = read_deletion(provider, execution_id)
+    state = deletion.get("state") if deletion else None
+    return (state if state in (DELETING, DELETED) else None), deletion
+
+
+def deleted_line(execution_id: str, deletion: dict[str, Any] | None) -> str:
+    """How a deleted execution is named to users: when and by whom."""
+    deletion = deletion or {}
+    moment = deletion.get("finished_at") or deletion.get("started_at") or "?"
+    return f"execution {execution_id} was deleted at {moment} by {deletion.get('requested_by') or '?'}"
+

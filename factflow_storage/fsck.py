@@ -9,10 +9,12 @@ What a provider reports (``kind``): ``orphan_temp`` (a temp file no live writer 
 ``metadata_mismatch`` (a sidecar describing other bytes), ``damaged_metadata`` (a sidecar
 that cannot be read as a blob), ``missing_metadata`` (an object without a sidecar),
 ``orphan_sidecar``, ``unreferenced_record`` (an S3 companion record no object names),
-``missing_record`` (an S3 object naming a record that is gone) and ``incomplete_upload``
-(an S3 multipart upload nobody completes); for the whole store, the execution index's
-``unindexed_execution``, ``stale_index_entry`` and ``index_not_built``
-(``factflow_storage.execution_index_check``). ``foreign_object`` (an S3 object another tool
+``unindexed_lineage`` (an object whose lineage names another execution without the index
+entry a factflow write makes: a copy by another tool; ``lineage_index.check_index``),
+``unlisted_entry`` (see ``UNLISTED``), ``missing_record`` (an S3 object naming a record
+that is gone) and ``incomplete_upload`` (an S3 multipart upload nobody completes); for the
+whole store, the execution index's ``unindexed_execution``, ``stale_index_entry`` and
+``index_not_built`` (``factflow_storage.execution_index_check``). ``foreign_object`` (an S3 object another tool
 wrote, read with computed metadata) is counted for information, never a problem. Only things older than the grace period are
 touched, and file changes are made under the same lock writers take, so fsck is safe to
 run beside live writers.
@@ -21,18 +23,28 @@ run beside live writers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from factflow_storage.errors import StorageError
 
 DEFAULT_GRACE = 3600.0
 # Longer means the same as this, "nothing is old enough" (ten years); capped so that the
 # horizon stays a time the clocks and S3's write ids can express.
 MAX_GRACE = 10 * 365 * 86400.0
 FOREIGN_OBJECT = "foreign_object"
+# A name no listing shows (a link, a FIFO; on S3 a key with '//', a '.' segment or a
+# sidecar suffix): only ``execution delete`` removes it, with the rest of its execution.
+UNLISTED = "unlisted_entry"
 # Counted and listed, but not problems: they need no repair and do not fail the run.
 INFORMATIONAL = frozenset({FOREIGN_OBJECT})
 MAX_LISTED = 1000
+
+
+CHANGED_BYTES = "changed_bytes"
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -60,3 +72,24 @@ def report(findings: Iterable[Finding], *, prefix: str, repair: bool, grace: flo
     return {"prefix": prefix, "repair": repair, "grace_seconds": grace, "found": dict(sorted(found.items())),
             "repaired": dict(sorted(repaired.items())), "unrepaired": unrepaired,
             "bytes_reclaimed": reclaimed, "findings": listed, "findings_truncated": sum(found.values()) > len(listed)}
+
+
+def verify(provider, prefix: str) -> Iterator[Finding]:
+    """``--verify``: read every object under ``prefix`` and check its bytes against the
+    checksum its metadata states (as ``restic check --read-data``), one chunk in memory
+    at a time. Catches bytes another tool changed in place with the size and times kept,
+    which no stat can tell. A mismatch is reported, never blessed: nothing is rewritten."""
+    for info in provider.list(prefix):
+        try:
+            stated = provider.metadata(info.key).get("checksum")
+            if not isinstance(stated, str) or not stated.startswith("sha256:"):
+                continue  # no checksum claimed (already stale, or a foreign object)
+            digest = hashlib.sha256()
+            with provider.open(info.key) as stream:
+                while chunk := stream.read(_CHUNK):
+                    digest.update(chunk)
+        except StorageError:
+            continue  # gone meanwhile, or unreadable: the provider's own pass reports that
+        if f"sha256:{digest.hexdigest()}" != stated:
+            yield Finding(CHANGED_BYTES, info.key, f"the bytes are not those the metadata's checksum {stated} "
+                          "describes: changed in place by another tool, or damaged")

@@ -65,7 +65,8 @@ class Service(Protocol):
                         since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
         """Every list row newest first, streamed page after page."""
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
+             verify: bool = False) -> dict[str, Any]:
         """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
         ...
 

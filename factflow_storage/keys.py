@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from factflow_storage.errors import InvalidKey
 
 MAX_KEY_BYTES = 1024
+# An execution id names files too (``_factflow/deletions/<id>.json``, a directory whose
+# sidecars add their suffix): 200 bytes keeps each of them within a 255-byte file name.
+MAX_EXECUTION_ID_BYTES = 200
 SIDECAR_SUFFIX = ".meta.json"
 RESERVED_PREFIX = "_factflow/"
 EXECUTIONS_PREFIX = "executions/"
@@ -85,8 +88,13 @@ def validate_segment(value: str, what: str) -> str:
 
 
 def validate_execution_id(value: str) -> str:
-    """One key segment that can also name the record ``_factflow/executions/<id>.json``."""
+    """One key segment that can also name the record ``_factflow/executions/<id>.json``;
+    writes check it too, so any execution that can be written can be deleted."""
+    if value == RESERVED_PREFIX.rstrip("/"):
+        raise InvalidKey(f"invalid execution id {value!r}: reserved for factflow's own records")
     validate_segment(value, "execution id")
+    if len(value.encode()) > MAX_EXECUTION_ID_BYTES:
+        raise InvalidKey(f"invalid execution id {value[:20]!r}...: longer than {MAX_EXECUTION_ID_BYTES} bytes")
     if (value + ".json").endswith(SIDECAR_SUFFIX):
         raise InvalidKey(f"invalid execution id {value!r}: its record name would end in '{SIDECAR_SUFFIX}'")
     return value

@@ -1,24 +1,56 @@
-"""The cross-execution reference index: who depends on an execution, found without a scan.
+"""The cross-execution reference index: who depends on an execution, found without a scan,
+and the handshake that keeps a deletion from removing what a kept execution names.
 
 An object's metadata may name parents in ``lineage`` (keys, possibly of other
 executions: a replay that reuses an upstream stage's output). When a writer stores an
 object of execution E whose lineage names keys of execution P, the provider first writes
-(``BaseProvider.index_lineage``, before the object is committed):
 
-    _factflow/lineage/refs/<P>/<E>/<sha256 of the child key>.json   {"key", "parents"}
+    _factflow/lineage/refs/<P>/<E>/<sha256 of the child key>.json   {"key", "parents", "written_at"}
     _factflow/lineage/uses/<E>/<P>                                   (empty marker)
 
 So deciding whether P may go is one listing of ``lineage/refs/<P>/`` plus one read per
 reference: the cost follows the number of references to P, not the size of the store.
-``uses/<E>/`` tells a deletion of E which ``refs/*/E/`` records to drop with it.
+``uses/<E>/`` tells a deletion of E which ``refs/*/E/`` records to drop with it. The
+marker is written with every such write (never remembered per process: a deletion of E
+removes it behind a long-running server's back).
 
-The index errs on the side of keeping data: an entry is written before its object, so a
-writer killed in between leaves an entry for an object that does not exist. Every entry
-is therefore checked against the child's current metadata before it blocks a deletion
-(``live_references``); stale ones are ignored and go with the deletion of P. Lineage
-values that are not conventional keys (a lineage row id) name no execution and are not
-indexed; neither are children outside ``executions/``. A child written while P is being
-deleted may lose its parent: deletion marks P ``deleting`` first, so a writer can see it.
+Deciding at the moment of deletion (``guard_write``, ``confirm_write`` and
+``factflow_storage.retention.delete``) is a two-sided handshake, each side writing its
+intent before reading the other's:
+
+* a writer puts its reference records, then reads each parent execution's state, and
+  refuses (Conflict, nothing committed) if P is ``deleting``, or deleted and the named
+  key is gone;
+* a deletion marks P ``deleting`` (deletion record, then execution record) and only then
+  lists P's references; any live one stops it and P goes back to its former status.
+
+Storage is read-after-write consistent (a filesystem; S3 since 2020, radosgw), so one of
+the two reads sees the other's write: either the writer sees ``deleting``, or the
+deletion sees the reference. A reference whose child is not committed yet counts as live
+while it is younger than ``PENDING_GRACE`` (the writer is between its check and its
+commit); older ones with no child are what a killed writer left, and are ignored.
+Writes into P itself are checked after their commit (``confirm_write``): a write that
+finds P ``deleting`` removes its object again and is refused, while one committed
+before the mark is in the listing the deletion makes after it.
+
+What remains: both sides can back off at once (the write is refused and the deletion
+skipped, to be retried), which costs a retry but never data. A writer that takes longer
+than ``PENDING_GRACE`` between putting its reference and committing can lose its
+parent; and a write into P that commits as P's deletion finishes (after the last
+listing, before its own check reads the final state) leaves one stray object in the
+deleted execution: it names nothing kept, and ``execution delete`` again removes it.
+Two deletions of the same execution at once are not coordinated: if one releases it
+(a reference found) while the other had passed its check before that reference was
+written, the second deletes on. Run one prune at a time; a lock is future work.
+
+Cost to a write: one read of the execution record after the commit (two when the
+execution has no record: the deletion record too); with cross-execution lineage, per
+parent execution two small puts (reference and marker) and one record read before it.
+
+Lineage values that are not conventional keys (a lineage row id) name no execution and
+are not indexed; neither are children outside ``executions/``. Lineage that arrives
+without a factflow writer (a copy by another tool) has no reference until ``fsck
+--repair`` indexes it.
 """
 
 from __future__ import annotations
@@ -26,16 +58,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from factflow_storage.errors import InvalidKey, NotFound, StorageError
-from factflow_storage.keys import parse_key, validate_key
+from factflow_storage import executions, stage_graph
+from factflow_storage import metadata as clock
+from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError
+from factflow_storage.fsck import Finding
+from factflow_storage.keys import EXECUTIONS_PREFIX, parse_key, validate_execution_id, validate_key
 from factflow_storage.parallel import ordered_map
 
 REFS = "lineage/refs/"
 USES = "lineage/uses/"
+# How long a reference whose child is not committed yet still protects its parent.
+PENDING_GRACE = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,20 +120,70 @@ def ref_name(parent_execution: str, execution_id: str, key: str) -> str:
     return f"{REFS}{parent_execution}/{execution_id}/{hashlib.sha256(key.encode()).hexdigest()}.json"
 
 
-def note_lineage(provider, key: str, lineage: Any) -> None:
+def note_lineage(provider, key: str, lineage: Any) -> dict[str, list[str]]:
     """Index the cross-execution parents of ``key`` (called before the object is written)."""
     parents = foreign_parents(key, lineage)
     if not parents:
-        return
+        return parents
     execution_id = parse_key(key).execution_id  # type: ignore[union-attr]
-    # One marker per (E, P) is enough; remember the ones this provider already wrote.
-    marked: set = provider.__dict__.setdefault("_lineage_uses_marked", set())
+    now = clock.now_rfc3339()
     for parent_execution, keys in parents.items():
         provider.put_record(ref_name(parent_execution, execution_id, key),
-                            orjson.dumps({"key": key, "parents": keys}))
-        if (execution_id, parent_execution) not in marked:
-            provider.put_record(f"{USES}{execution_id}/{parent_execution}", b"")
-            marked.add((execution_id, parent_execution))
+                            orjson.dumps({"key": key, "parents": keys, "written_at": now}))
+        provider.put_record(f"{USES}{execution_id}/{parent_execution}", b"")
+    return parents
+
+
+def guard_write(provider, key: str, metadata: Any) -> None:
+    """Before ``key`` is committed: its execution id must be one that delete accepts, and
+    each execution its lineage names must not be going (see the module's handshake)."""
+    parts = parse_key(key)
+    if parts is None:
+        return
+    validate_execution_id(parts.execution_id)
+    lineage = metadata.get("lineage") if metadata else None
+    if not lineage:
+        return
+    stage_graph.note_edges(provider, key, lineage_keys(lineage))
+    for parent_execution, keys in note_lineage(provider, key, lineage).items():
+        problem = _parent_problem(provider, parent_execution, keys)
+        if problem:
+            _drop_unused_reference(provider, parent_execution, parts.execution_id, key)
+            raise Conflict(f"not written: {key} names {keys[0]} in its lineage, but {problem}")
+
+
+def _parent_problem(provider, parent_execution: str, keys: list[str]) -> str | None:
+    state, deletion = executions.deletion_state(provider, parent_execution)
+    if state == executions.DELETING:
+        return f"execution {parent_execution} is being deleted"
+    if state == executions.DELETED and not all(provider.exists(parent) for parent in keys):
+        return executions.deleted_line(parent_execution, deletion)
+    return None
+
+
+def _drop_unused_reference(provider, parent_execution: str, execution_id: str, key: str) -> None:
+    """A refused write takes back its reference, unless the object already there names the parent."""
+    try:
+        if foreign_parents(key, provider.metadata(key).get("lineage")).get(parent_execution):
+            return
+    except (NotFound, InvalidKey):
+        pass
+    provider.delete_records([ref_name(parent_execution, execution_id, key)])
+
+
+def confirm_write(provider, key: str) -> None:
+    """After ``key`` is committed: if its execution has begun to be deleted meanwhile, the
+    object is removed again and the write refused, so no late object outlives the deletion."""
+    parts = parse_key(key)
+    if parts is None:
+        return
+    state, _deletion = executions.deletion_state(provider, parts.execution_id)
+    if state == executions.DELETING:
+        try:
+            provider.delete(key)
+        except NotFound:
+            pass
+        raise Conflict(f"not written: execution {parts.execution_id} is being deleted")
 
 
 def _entries(provider, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -111,12 +199,29 @@ def _entries(provider, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield name, entry
 
 
-def _still_names(provider, key: str, parents: list[str]) -> list[str]:
-    """Which of ``parents`` the object at ``key`` still names in its lineage (none if it is gone)."""
+def _pending(entry: dict[str, Any]) -> bool:
+    """A reference young enough that its writer may still be about to commit the child."""
+    written = entry.get("written_at")
+    if not isinstance(written, str):
+        return False
+    try:
+        age = (_moment(clock.now_rfc3339()) - _moment(written)).total_seconds()
+    except ValueError:
+        return False
+    return age < PENDING_GRACE
+
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _still_names(provider, key: str, parents: list[str], entry: dict[str, Any] | None = None) -> list[str]:
+    """Which of ``parents`` the object at ``key`` still names in its lineage: none if it
+    is gone, unless its reference is recent enough that the write may still land."""
     try:
         current = lineage_keys(provider.metadata(key).get("lineage"))
     except (NotFound, InvalidKey):
-        return []
+        return parents if entry is not None and _pending(entry) else []
     except StorageError:
         return parents  # unreadable now: keep the reference rather than risk a replay
     return [parent for parent in parents if parent in current]
@@ -128,7 +233,7 @@ def live_references(provider, parent_execution: str) -> Iterator[Reference]:
     entries = list(_entries(provider, f"{REFS}{parent_execution}/"))
 
     def check(item: tuple[str, dict[str, Any]]) -> list[str]:
-        return _still_names(provider, item[1]["key"], list(item[1].get("parents") or []))
+        return _still_names(provider, item[1]["key"], list(item[1].get("parents") or []), item[1])
 
     for (name, entry), live in zip(entries, ordered_map(check, entries), strict=True):
         execution_id = name[len(REFS) + len(parent_execution) + 1:].split("/", 1)[0]
@@ -173,3 +278,33 @@ def children_of(provider, key: str) -> Iterator[str]:
         parents = list(entry.get("parents") or [])
         if key in parents and _still_names(provider, entry["key"], [key]):
             yield entry["key"]
+
+
+UNINDEXED = "unindexed_lineage"
+
+
+def check_index(provider, prefix: str, *, repair: bool) -> Iterator[Finding]:
+    """fsck's pass over the index: objects under ``prefix`` whose lineage names another
+    execution's keys without the references a factflow write makes (a copy by another
+    tool, a store written before the index); ``repair`` writes them, which protects the
+    parents from then on. One metadata read per object, one record read per reference."""
+    if not (prefix.startswith(EXECUTIONS_PREFIX) or EXECUTIONS_PREFIX.startswith(prefix)):
+        return
+    for info in provider.list(prefix if prefix.startswith(EXECUTIONS_PREFIX) else EXECUTIONS_PREFIX):
+        try:
+            lineage = provider.metadata(info.key).get("lineage")
+        except StorageError:
+            continue  # the provider's own pass reports unreadable metadata
+        parents = foreign_parents(info.key, lineage)
+        if not parents:
+            continue
+        execution_id = parse_key(info.key).execution_id  # type: ignore[union-attr]
+        missing = [parent for parent in parents
+                   if provider.get_record(ref_name(parent, execution_id, info.key)) is None
+                   or provider.get_record(f"{USES}{execution_id}/{parent}") is None]
+        if not missing:
+            continue
+        if repair:
+            note_lineage(provider, info.key, lineage)
+        yield Finding(UNINDEXED, info.key, f"names keys of {', '.join(missing)} in its lineage, "
+                      "with no entry in the lineage index: deleting those would not see it", repaired=repair)

@@ -296,18 +296,6 @@ class BaseProvider:
         for key in keys:
             self.delete(key)  # type: ignore[attr-defined]
 
-    def index_lineage(self, key: str, metadata: Mapping[str, Any] | None) -> None:
-        """Called by ``write`` before ``key`` is committed: cross-execution parents named in
-        ``lineage`` go into the reference index (``factflow_storage.lineage_index``)
-        first, so no committed object is ever missing from it; so do the stage pairs
-        its parents make (``factflow_storage.stage_graph``)."""
-        if metadata and metadata.get("lineage"):
-            from factflow_storage.lineage_index import lineage_keys, note_lineage
-            from factflow_storage.stage_graph import note_edges
-
-            note_lineage(self, key, metadata["lineage"])
-            note_edges(self, key, lineage_keys(metadata["lineage"]))
-
     def read_execution(self, execution_id: str) -> dict[str, Any] | None:
         raw = self.get_record(f"executions/{execution_id}.json")
         return None if raw is None else orjson.loads(raw)

@@ -338,16 +338,19 @@ class StorageService:
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None) -> dict[str, Any]:
+    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
+             verify: bool = False) -> dict[str, Any]:
         """What crashes left under ``prefix``, repaired on request (see ``factflow_storage.fsck``)."""
-        from factflow_storage import fsck
+        from factflow_storage import fsck, lineage_index
 
         validate_prefix(prefix)
         check = getattr(self.provider, "fsck", None)
         if check is None:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
         grace = fsck.DEFAULT_GRACE if grace is None else min(grace, fsck.MAX_GRACE)
-        findings = check(prefix, repair=repair, grace=grace)
+        findings = itertools.chain(check(prefix, repair=repair, grace=grace),
+                                   lineage_index.check_index(self.provider, prefix, repair=repair),
+                                   fsck.verify(self.provider, prefix) if verify else ())
         if not prefix:  # the whole store: its execution index too
             from factflow_storage import execution_index_check
 

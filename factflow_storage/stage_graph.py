@@ -2,8 +2,8 @@
 
 When a writer stores an object of execution E, stage ``route/stage``, whose ``lineage``
 names keys of stages ``proute/pstage`` (of E, or of another execution P), the provider
-records each distinct pair once, before the object is committed (as the lineage index
-does, ``BaseProvider.index_lineage``):
+records each distinct pair once, before the object is committed (in
+``lineage_index.guard_write``, beside the lineage index's entries):
 
     _factflow/graph/<E>/<route>/<stage>/<P>/<proute>/<pstage>     (empty marker)
 
@@ -11,7 +11,10 @@ So the edges of an execution are one listing of ``graph/<E>/``, whatever its siz
 not sampled. A writer killed between the marker and its object leaves an edge whose
 child may not exist; the graph's nodes come from a listing of the objects, so such an
 edge shows up only as an edge to an empty stage. The markers go with the execution's
-deletion.
+deletion, and so do the process's memory of them (``forget``), so an execution deleted
+and written again through the same server gets its edges again. A deletion made by
+another process is not seen by that memory: the edges it removed come back when a new
+process writes the pair.
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ def note_edges(provider, key: str, parents: list[str]) -> None:
         if name not in marked:
             provider.put_record(name, b"")
             marked.add(name)
+
+
+def forget(provider, execution_id: str) -> None:
+    """After ``execution_id``'s markers are deleted: this provider writes them again."""
+    marked: set = provider.__dict__.get("_graph_edges_marked", set())
+    prefix = f"{GRAPH}{execution_id}/"
+    for name in [name for name in marked if name.startswith(prefix)]:
+        marked.discard(name)
 
 
 def edges(provider, execution_id: str) -> list[dict[str, Any]]:

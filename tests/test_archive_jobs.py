@@ -227,3 +227,28 @@ def test_openapi_describes_the_archive_routes(file_storage):
     prepare = paths[f"{ARCHIVE}/prepare"]["post"]
     assert "keys" in prepare["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert {f"{ARCHIVE}/{{job}}/status", f"{ARCHIVE}/{{job}}/download", f"{ARCHIVE}/{{job}}"} <= set(paths)
+
+
+def test_deleting_an_execution_cancels_its_archive_job_and_never_serves_it(service):
+    service.set_execution_status("GONE", "running")
+    for n in range(20):
+        service.put(f"executions/GONE/r/s/{n:03d}.bin", bytes([n]) * (2 * 1024 * 1024))
+    service.set_execution_status("GONE", "completed")
+    with running_server(service) as url:
+        job = call(url, "POST", f"{ARCHIVE}/prepare", {"execution_id": "GONE"}).json()
+        assert job["status"] == "preparing"
+        deleted = call(url, "DELETE", "/api/v1/executions/GONE?confirm=true")
+        assert deleted.status == 200 and deleted.json()["executions"][0]["deleted"]["archive_jobs"] == 1
+        deadline = time.monotonic() + 60
+        while True:  # the packer writes its final record once it has stopped
+            reply = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/status")
+            if reply.status == 200 and reply.json()["status"] != "preparing":
+                break
+            assert time.monotonic() < deadline, "the packer never finished"
+            time.sleep(0.05)
+        assert reply.json()["status"] == "cancelled"
+        download = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/download")
+        assert download.status in (404, 409), download.status
+        while any(name.endswith(".zip") for name in service.provider.list_records("jobs/")):
+            assert time.monotonic() < deadline, "the deleted execution's archive stayed"
+            time.sleep(0.1)

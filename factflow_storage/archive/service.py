@@ -22,7 +22,7 @@ from factflow_storage.archive.limits import ArchiveLimits
 from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
-from factflow_storage.errors import Busy, Conflict, NotFound, StorageError, TooLarge
+from factflow_storage.errors import Busy, Conflict, Deleted, NotFound, StorageError, TooLarge
 from factflow_storage.executions import refuse_deleting
 from factflow_storage.service import StorageService
 from factflow_storage.settings import DEFAULT_ARCHIVE_TTL, load_settings
@@ -130,10 +130,23 @@ class ArchiveJobs:
         if record["status"] != READY:
             raise Conflict(f"archive job {job_id!r} is {record['status']}, not ready"
                            + (f": {record['error']}" if record.get("error") else ""))
+        self._refuse_deleted(record.get("execution_id"))
         try:
             return self.service.records.open_record(archive_name(job_id)), record
         except NotFound:
             raise NotFound(f"the archive of job {job_id!r} is gone (it expired or was deleted)") from None
+
+    def _refuse_deleted(self, execution_id: str | None) -> None:
+        """A deleted execution's archive is never served, even one its job finished
+        after the deletion (the deletion's cancel marker normally stops it first)."""
+        if not execution_id:
+            return
+        try:
+            refuse_deleting(self.service.execution(execution_id), execution_id)
+        except Deleted as err:
+            raise NotFound(f"the archive is gone: {err}") from None
+        except NotFound:
+            pass  # writers may write without a record
 
     def download_started(self, job_id: str) -> None:
         with self._lock:

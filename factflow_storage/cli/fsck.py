@@ -13,18 +13,21 @@ from factflow_storage.cli.render import JSON, emit_json, emit_lines
 @click.command("fsck", epilog="""\b
 Examples:
   factflow storage fsck executions/run-42/
-  factflow storage fsck --repair --grace 10m""")
+  factflow storage fsck --repair --grace 10m
+  factflow storage fsck --verify executions/run-42/""")
 @click.argument("prefix", default="")
 @click.option("--repair", is_flag=True, help="Fix what is found (default: only report).")
 @click.option("--grace", type=Duration(), default=None, metavar="DURATION",
               help="Leave alone what is younger than this (default 1h): a live write may still need it.")
+@click.option("--verify", is_flag=True,
+              help="Also read every object and check its bytes against its checksum (reads all the data).")
 @output_option
 @pass_app
-def command(app: App, prefix: str, repair: bool, grace: float | None, output: str | None) -> None:
+def command(app: App, prefix: str, repair: bool, grace: float | None, verify: bool, output: str | None) -> None:
     """Check the store under PREFIX: orphan temp files, sidecars that do not describe their
     bytes, companion records nobody references, stale multipart uploads. Exits 1 when it
     found something it did not repair."""
-    report = app.service.fsck(prefix, repair=repair, grace=grace)
+    report = app.service.fsck(prefix, repair=repair, grace=grace, verify=verify)
     if app.fmt(output) == JSON:
         emit_json(report)
     else:

@@ -15,7 +15,7 @@ import click
 
 from factflow_storage.cli.options import App, Duration, output_option, pass_app
 from factflow_storage.cli.render import JSON, json_bytes
-from factflow_storage.errors import NotFound
+from factflow_storage.errors import Deleted, NotFound
 from factflow_storage.executions import refuse_deleting
 
 WAITING = ("waiting for execution {} to start: it has no record yet (a mistyped id waits forever; "
@@ -41,6 +41,8 @@ def command(app: App, execution_ids: Sequence[str], route_id: str | None, stage:
     for execution_id in execution_ids:
         try:
             refuse_deleting(app.service.execution(execution_id), execution_id)
+        except Deleted:
+            raise
         except NotFound:
             click.echo(WAITING.format(execution_id), err=True)
     try:
@@ -112,6 +114,8 @@ def _poll_record(app: App, execution_id: str, timeout: float | None, interval: f
     while True:
         try:
             record = app.service.execution(execution_id)
+        except Deleted:
+            raise
         except NotFound:
             record = None
             if not said_waiting:

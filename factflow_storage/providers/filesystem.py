@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from factflow_storage.lineage_index import confirm_write, guard_write
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
 from factflow_storage.metadata import (HashingReader, build_metadata, check_blob_size, check_user_metadata,
@@ -50,6 +51,7 @@ _CONSISTENT_READ_DEADLINE = 2.0
 _SWAP_WINDOW = 0.05
 # File names are at most 255 bytes on the filesystems we run on; the sidecar adds its suffix.
 MAX_SEGMENT_BYTES = 255 - len(SIDECAR_SUFFIX)
+RECORD_ATTEMPTS = 5
 
 
 class FilesystemProvider(BaseProvider):
@@ -104,11 +106,13 @@ class FilesystemProvider(BaseProvider):
         """As the protocol says; with ``dir_syncs`` (from ``dir_syncs()``), the directory's
         fsync is owed to it instead of done here: the write is durable once it syncs."""
         try:
-            return self._write(key, data, metadata, content_type, condition, dir_syncs)
+            blob = self._write(key, data, metadata, content_type, condition, dir_syncs)
         except StorageError:
             raise
         except OSError as err:  # a full disk, a read-only mount, lost permissions
             raise Unavailable(f"cannot write {key!r} under {self.root}: {err.strerror or err}") from err
+        confirm_write(self, key)
+        return blob
 
     def _write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None,
                content_type: str | None, condition: WriteCondition | None,
@@ -117,7 +121,7 @@ class FilesystemProvider(BaseProvider):
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
         user_metadata.pop(PREVIOUS_FIELD, None)
-        self.index_lineage(key, user_metadata)
+        guard_write(self, key, user_metadata)  # see lineage_index: the handshake with deletions
         fds = self._make_parent(key, parents)
         parent = fds[-1]
         try:
@@ -432,14 +436,43 @@ class FilesystemProvider(BaseProvider):
 
     # -- internal records ----------------------------------------------------
 
+    def purge_prefix(self, prefix: str) -> int:
+        """Remove everything under the directory ``prefix`` names, what the listing does
+        not show too (links, FIFOs, sockets, directories): links are removed, never
+        followed, so nothing outside the root is touched. How many entries went."""
+        directory = validate_prefix(prefix).rstrip("/")
+        *parents, name = directory.split("/")
+        try:
+            fds = fs_paths.open_chain(self.root, parents)
+        except (NotFound, NotADirectory, Unsafe, FileNotFoundError):
+            return 0
+        try:
+            return fs_paths.remove_entry(fds[-1], name)
+        finally:
+            fs_paths.close_all(fds)
+
     def put_record(self, name: str, data: bytes | BinaryIO) -> None:
         validate_prefix(name)
+        # A deletion removes directories it empties: one that goes between our opening it
+        # and our rename takes the record with it, so the write is made again (small
+        # records only: a stream, an archive, is read once).
+        attempts = RECORD_ATTEMPTS if isinstance(data, bytes) else 1
+        for attempt in range(attempts):
+            if self._put_record_once(name, data) or attempt == attempts - 1:
+                return
+
+    def _put_record_once(self, name: str, data: bytes | BinaryIO) -> bool:
+        """Write the record; False if its directory was removed meanwhile."""
         *parents, base = [RESERVED_DIR, *name.split("/")]
         try:
             os.makedirs(self.root, exist_ok=True)
             fds = fs_paths.open_chain(self.root, parents, create=True)
         except Unsafe as err:
             raise Unsafe(f"cannot write record {name!r}: {err}") from None
+        except FileNotFoundError as err:
+            if isinstance(data, bytes):
+                return False
+            raise Unavailable(f"cannot write record {name!r} under {self.root}: {err}") from err
         except (NotADirectory, OSError) as err:
             self._check_root()
             raise Unavailable(f"cannot write record {name!r} under {self.root}: {err}") from err
@@ -455,6 +488,7 @@ class FilesystemProvider(BaseProvider):
                 os.close(tmp_fd)
             if self._fsync:
                 fs_write.sync_dir(fd)
+            return all(os.fstat(each).st_nlink > 0 for each in fds)
         finally:
             fs_paths.close_all(fds)
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from factflow_storage.errors import NotFound, StorageError
-from factflow_storage.fsck import Finding
+from factflow_storage.fsck import UNLISTED, Finding
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.metadata import COMPUTED_FIELDS, build_metadata
 from factflow_storage.providers import fs_paths, fs_write
@@ -65,7 +65,7 @@ class _Checker:
 
     def directory(self, fd: int, key_prefix: str, name_filter: str, records: bool):
         """Check one directory; yields findings, returns the names of its subdirectories."""
-        subdirs, objects, sidecars, temps = [], [], [], []
+        subdirs, objects, sidecars, temps, others = [], [], [], [], []
         with os.scandir(fd) as scanner:
             for entry in scanner:
                 name = entry.name
@@ -75,12 +75,17 @@ class _Checker:
                     subdirs.append(name)
                 elif name.startswith(".") and name.endswith(TEMP_SUFFIX):
                     temps.append(name)
-                elif records or not entry.is_file(follow_symlinks=False):
+                elif records:
                     continue
+                elif not entry.is_file(follow_symlinks=False):
+                    others.append(name)
                 elif name.endswith(SIDECAR_SUFFIX):
                     sidecars.append(name)
                 else:
                     objects.append(name)
+        for name in sorted(others):
+            yield Finding(UNLISTED, key_prefix + name, "a link, FIFO or other entry that is not a regular file: "
+                          "no listing shows it (execution delete removes it, without following links)")
         if not (temps or objects or sidecars):
             return sorted(subdirs, reverse=True)
         # Writers hold this lock while a sidecar temp file exists and while they rename.

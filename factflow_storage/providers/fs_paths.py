@@ -214,3 +214,36 @@ def open_parent_for_reading(root: str, segments: list[str]) -> list[int]:
         if ctypes.get_errno() == errno.ENOSYS:
             _openat2_state[0] = None
     return open_chain(root, segments)
+
+
+def remove_entry(parent: int, name: str) -> int:
+    """Remove ``name`` in directory ``parent`` with all it holds, without following a
+    link; the number of non-directory entries removed. What vanished meanwhile, or a
+    directory a concurrent writer filled again, is left as it is."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0
+    if not stat_mode.S_ISDIR(st.st_mode):
+        try:
+            os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            return 0
+        return 1
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        return 0  # replaced by a link or gone since the stat
+    removed = 0
+    try:
+        with os.scandir(fd) as entries:
+            names = [entry.name for entry in entries]
+        for child in names:
+            removed += remove_entry(fd, child)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=parent)
+    except OSError:
+        pass
+    return removed

@@ -21,6 +21,7 @@ Where it differs from the contract in ``protocol.py``:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, cast
@@ -31,6 +32,7 @@ from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import (BadCredentials, BucketMissing, ConfigError, Conflict, InvalidKey, InvalidRange,
                                      NotFound, PreconditionFailed, StorageError)
+from factflow_storage.lineage_index import confirm_write, guard_write
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
@@ -143,6 +145,7 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
+        guard_write(self, key, user_metadata)  # see lineage_index: the handshake with deletions
         content_type = content_type or user_metadata.get("content_type") or None
         known_sha256 = file_sha256(data)
         head, rest = read_head(data)
@@ -152,7 +155,6 @@ class MinioProvider(BaseProvider):
                 key, self._current_tags(key, name), condition, multipart=rest is not None,
                 single_put_limit=f"{PART_SIZE // 2**20} MiB streamed, {SINGLE_PUT_LIMIT // 2**20} MiB in memory"),
                 key)
-        self.index_lineage(key, user_metadata)
         try:
             if rest is None:
                 blob = self._write_small(key, name, head, user_metadata, content_type, pinned)
@@ -166,6 +168,7 @@ class MinioProvider(BaseProvider):
             raise PreconditionFailed(f"{key!r} was changed by another write: its ETag is now {current[0]}"
                                      if current else f"{key!r} was deleted by another write",
                                      f'"{current[0]}"' if current else None) from err
+        confirm_write(self, key)
         self.after_write(key)
         return blob
 
@@ -312,6 +315,16 @@ class MinioProvider(BaseProvider):
         self.delete_records([record for record in self.list_records(meta.COMPANION_DIR)
                              if record[:record.rfind("/") + 1] in wanted])
         self._remove_names([self._name(key) for key in keys])
+
+    def purge_prefix(self, prefix: str) -> int:
+        """Remove every name under ``prefix``, those the listing hides too (``//``, ``.``
+        segments, names ending in ``.meta.json``: other tools write them); how many."""
+        validate_prefix(prefix)
+        removed = 0
+        while names := [found.name for found in itertools.islice(self._listing(self.prefix + prefix, None), 1000)]:
+            self._remove_names(names)
+            removed += len(names)
+        return removed
 
     def delete_records(self, names: Iterable[str]) -> None:
         """One multi-object delete per thousand names."""

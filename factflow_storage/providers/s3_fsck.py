@@ -16,10 +16,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from factflow_storage.errors import StorageError
-from factflow_storage.fsck import Finding
+from factflow_storage.fsck import UNLISTED, Finding
 from factflow_storage.keys import RESERVED_PREFIX
 from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_fsck_objects
+from factflow_storage.providers.s3_listing import listable
 from factflow_storage.providers import s3_metadata as meta
 
 
@@ -27,6 +28,19 @@ def run(provider: Any, prefix: str, *, repair: bool, grace: float) -> Iterator[F
     yield from _uploads(provider, prefix, repair, grace)
     yield from _records(provider, prefix, repair, grace)
     yield from s3_fsck_objects.run(provider, prefix, repair=repair, grace=grace)
+    yield from _unlisted(provider, prefix)
+
+
+def _unlisted(provider: Any, prefix: str) -> Iterator[Finding]:
+    """Names other tools wrote that are not valid keys: every listing leaves them out."""
+    reserved = provider.prefix + RESERVED_PREFIX
+    for found in provider._listing(provider.prefix + prefix, None):
+        if found.name.startswith(reserved):
+            continue
+        name = found.name[len(provider.prefix):]
+        if not listable(name):
+            yield Finding(UNLISTED, name, "a name that is not a valid key: no listing shows it "
+                          "(execution delete removes it with its execution)")
 
 
 def _uploads(provider: Any, prefix: str, repair: bool, grace: float) -> Iterator[Finding]:

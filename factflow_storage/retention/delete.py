@@ -5,7 +5,11 @@ the job:
 
 1. the deletion record ``_factflow/deletions/<id>.json`` (who, when, the dry-run
    summary) is written with state ``deleting``, and the execution record's status becomes
-   ``deleting`` (``execution list`` shows it; ``watch`` and ``download`` refuse it);
+   ``deleting`` (``execution list`` shows it; ``watch`` and ``download`` refuse it;
+   writers refuse to commit into it or to name it in their lineage);
+   then, with every execution of the request marked, the lineage index is read again:
+   a reference a writer made before seeing the mark puts the execution back to its
+   former status (``lineage_index`` explains why this check cannot miss one);
 2. archive jobs of the execution;
 3. the objects with their metadata, a chunk of ``CHUNK`` keys at a time from the
    streamed listing (memory stays flat; one S3 multi-object delete per chunk), the
@@ -13,8 +17,8 @@ the job:
 4. journal markers, then the lineage index entries that mention the execution;
 5. the execution record, and last the deletion record's state becomes ``deleted``.
 
-An execution found ``deleting`` is finished without asking again: the lineage decision
-was taken when its deletion began, and part of it is already gone.
+An execution found ``deleting`` is finished without asking again once its lineage check
+has passed (``lineage_checked_at``): part of it may already be gone.
 """
 
 from __future__ import annotations
@@ -29,21 +33,21 @@ from typing import Any
 import orjson
 
 from factflow_storage import metadata as clock
-from factflow_storage.archive.jobs import SUFFIXES, record_name
+from factflow_storage.archive.jobs import PREPARING, SUFFIXES, record_name
 from factflow_storage.copying.plan import manifest_name
 from factflow_storage.errors import BadRequest, Conflict
-from factflow_storage.executions import delete_record
+from factflow_storage.executions import DELETED, DELETIONS, delete_record, deletion_name, read_deletion
 from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
 from factflow_storage import lineage_index, stage_graph
+from factflow_storage.lineage_index import Reference
 from factflow_storage.parallel import ordered_map
-from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETING, DELETIONS, REFUSED_RUNNING,
-                                             ExecutionPlan, deletion_name, dependants_line, plan_execution,
-                                             read_deletion)
+from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETING, REFUSED_RUNNING,
+                                             ExecutionPlan, dependants_line, plan_execution)
 from factflow_storage.watch.journal import journal_prefix
 
 log = logging.getLogger(__name__)
 CHUNK = 1000
-DELETED = "deleted"
+PASSES = 3
 
 
 def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
@@ -87,9 +91,19 @@ def delete_executions(provider, execution_ids: Sequence[str], *, confirm: bool =
     rows = [plan.row(force) for plan in plans]
     if confirm:
         check_allowed(plans, force)
-        for plan, row in zip(plans, rows, strict=True):
-            if row["action"] != ALREADY_DELETED:
-                row["deleted"] = run_deletion(provider, plan, force=force)["deleted"]
+        todo = [plan for plan, row in zip(plans, rows, strict=True) if row["action"] != ALREADY_DELETED]
+        claimed, blocked = claim(provider, todo, force=force)
+        if blocked:
+            for plan, _record in claimed:
+                release(provider, plan.execution_id)
+            plan, refs = blocked[0]
+            plan.dependants = refs
+            raise Conflict(f"execution {plan.execution_id} is named in the lineage of executions you keep: "
+                           f"{dependants_line(plan)}; nothing deleted; use --force to delete it anyway")
+        done = {plan.execution_id: finish_deletion(provider, plan, record)["deleted"] for plan, record in claimed}
+        for row in rows:
+            if row["execution_id"] in done:
+                row["deleted"] = done[row["execution_id"]]
     return {"dry_run": not confirm, "executions": rows, "totals": totals(rows)}
 
 
@@ -97,14 +111,14 @@ def _save(provider, record: dict[str, Any]) -> None:
     provider.put_record(deletion_name(record["execution_id"]), orjson.dumps(record))
 
 
-def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any]:
-    """Delete one execution entirely; returns its final deletion record."""
+def begin_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any]:
+    """Step 1's marks: the deletion record, then the execution record's ``deleting``."""
     execution_id = plan.execution_id
     record = read_deletion(provider, execution_id)
     if record is None or record.get("state") != DELETING:
         record = {"execution_id": execution_id, "state": DELETING, "requested_by": requester(),
                   "started_at": clock.now_rfc3339(), "finished_at": None, "forced": force,
-                  "summary": plan.row(force),
+                  "summary": plan.row(force), "lineage_checked_at": None,
                   "deleted": {"objects": 0, "bytes": 0, "journal_markers": 0, "archive_jobs": 0,
                               "index_records": 0}}
     else:
@@ -115,16 +129,90 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
         execution.update(status_before=execution.get("status"), status=DELETING,
                          deleting_since=record["started_at"])
         provider.write_execution(execution_id, execution)
+    return record
+
+
+def _checked(record: dict[str, Any]) -> bool:
+    """A deletion past its lineage check (or forced, or from before the check existed and
+    already under way) is finished without another."""
+    return bool(record.get("forced") or record.get("lineage_checked_at")
+                or ("lineage_checked_at" not in record and record["deleted"]["objects"]))
+
+
+def claim(provider, plans: Sequence[ExecutionPlan], *, force: bool
+          ) -> tuple[list[tuple[ExecutionPlan, dict[str, Any]]], list[tuple[ExecutionPlan, list[Reference]]]]:
+    """Mark every plan's execution ``deleting``, then check the lineage index again, with
+    all marks in place: the ones a kept execution names are released (their status
+    restored) until the rest is stable. Returns (claimed, blocked with their references)."""
+    claimed = {plan.execution_id: (plan, begin_deletion(provider, plan, force=force)) for plan in plans}
+    blocked: list[tuple[ExecutionPlan, list[Reference]]] = []
+    while True:
+        going = set(claimed)
+        newly = []
+        for execution_id, (plan, record) in claimed.items():
+            if _checked(record):
+                continue
+            refs = sorted((ref for ref in lineage_index.live_references(provider, execution_id)
+                           if ref.execution_id not in going), key=lambda ref: (ref.execution_id, ref.key, ref.parent))
+            if refs:
+                newly.append((plan, refs))
+        if not newly:
+            break
+        for plan, refs in newly:
+            release(provider, plan.execution_id)
+            del claimed[plan.execution_id]
+            blocked.append((plan, refs))
+    now = clock.now_rfc3339()
+    for _plan, record in claimed.values():
+        if not _checked(record):
+            record["lineage_checked_at"] = now
+            _save(provider, record)
+    return list(claimed.values()), blocked
+
+
+def release(provider, execution_id: str) -> None:
+    """Undo step 1 of a deletion that has not deleted anything: the execution record gets
+    its former status back, and the deletion record goes (its state says so meanwhile)."""
+    execution = provider.read_execution(execution_id)
+    if execution is not None and execution.get("status") == DELETING:
+        execution["status"] = execution.pop("status_before", None) or "completed"
+        execution.pop("deleting_since", None)
+        provider.write_execution(execution_id, execution)
+    provider.delete_records([deletion_name(execution_id)])
+
+
+def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any]:
+    """Delete one execution entirely (marks, lineage check, the rest); its final deletion record."""
+    claimed, blocked = claim(provider, [plan], force=force)
+    if blocked:
+        plan.dependants = blocked[0][1]
+        raise Conflict(f"execution {plan.execution_id} is named in the lineage of executions you keep: "
+                       f"{dependants_line(plan)}; nothing deleted; use --force to delete it anyway")
+    return finish_deletion(provider, plan, claimed[0][1])
+
+
+def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> dict[str, Any]:
+    """Steps 2 to 5, once the execution is marked and its lineage check passed."""
+    execution_id = plan.execution_id
     counts = record["deleted"]
     for job_id in plan.archive_jobs:
-        provider.delete_records([record_name(job_id, suffix) for suffix in SUFFIXES])
+        _cancel_archive_job(provider, job_id)
         counts["archive_jobs"] += 1
-    for chunk in _chunks(provider.list(execution_prefix(execution_id))):
-        provider.delete_many([info.key for info in chunk])
-        counts["objects"] += len(chunk)
-        counts["bytes"] += sum(info.size for info in chunk)
-        _save(provider, record)
+    # Listed again once: a write committed just before the mark may list after the first pass.
+    for _pass in range(PASSES):
+        deleted = 0
+        for chunk in _chunks(provider.list(execution_prefix(execution_id))):
+            provider.delete_many([info.key for info in chunk])
+            counts["objects"] += len(chunk)
+            counts["bytes"] += sum(info.size for info in chunk)
+            deleted += len(chunk)
+            _save(provider, record)
+        if not deleted:
+            break
     _sweep_orphan_metadata(provider, execution_prefix(execution_id))
+    purge = getattr(provider, "purge_prefix", None)
+    if purge is not None:  # what the listing hides: links, FIFOs, keys other tools wrote
+        counts["unlisted"] = counts.get("unlisted", 0) + purge(execution_prefix(execution_id))
     for names in _chunks(provider.list_records(journal_prefix(execution_id))):
         provider.delete_records(names)
         counts["journal_markers"] += len(names)
@@ -132,13 +220,30 @@ def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any
                           *stage_graph.edge_records(provider, execution_id)]):
         provider.delete_records(names)
         counts["index_records"] += len(names)
+    stage_graph.forget(provider, execution_id)
     # What a copy into this store remembered of the execution's objects, then the record.
     provider.delete_records([manifest_name(execution_prefix(execution_id))])
-    delete_record(provider, execution_id, execution)
+    delete_record(provider, execution_id, provider.read_execution(execution_id))  # as marked: its index entry
     record.update(state=DELETED, finished_at=clock.now_rfc3339())
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])
     return record
+
+
+def _cancel_archive_job(provider, job_id: str) -> None:
+    """A job still packing is cancelled as an archive DELETE does: its marker stops the
+    packer wherever it runs, which removes its partial archive and writes the final
+    record (expired with the job); a finished job goes at once, archive first."""
+    raw = provider.get_record(record_name(job_id))
+    try:
+        status = orjson.loads(raw).get("status") if raw else None
+    except (orjson.JSONDecodeError, AttributeError):
+        status = None
+    if status == PREPARING:
+        provider.put_record(record_name(job_id, ".cancel"), b"{}")
+        provider.delete_records([record_name(job_id, ".zip")])
+        return
+    provider.delete_records([record_name(job_id, suffix) for suffix in SUFFIXES])
 
 
 def _sweep_orphan_metadata(provider, prefix: str) -> None:

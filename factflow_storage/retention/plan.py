@@ -17,25 +17,15 @@ import orjson
 
 from factflow_storage.archive.jobs import JOBS
 from factflow_storage.errors import NotFound
-from factflow_storage.executions import DELETING, RUNNING
+from factflow_storage.executions import DELETING, RUNNING, read_deletion
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage import lineage_index
 from factflow_storage.lineage_index import Reference
 from factflow_storage.watch.journal import journal_prefix
 
-DELETIONS = "deletions/"
 # Shown in a plan's "action": what a confirmed run does with this execution.
 DELETE, RESUME, BLOCKED, REFUSED_RUNNING, ALREADY_DELETED = (
     "delete", "resume", "blocked by lineage", "refused: running", "already deleted")
-
-
-def deletion_name(execution_id: str) -> str:
-    return f"{DELETIONS}{execution_id}.json"
-
-
-def read_deletion(provider, execution_id: str) -> dict[str, Any] | None:
-    raw = provider.get_record(deletion_name(execution_id))
-    return None if raw is None else orjson.loads(raw)
 
 
 def archive_jobs_of(provider, execution_id: str) -> list[str]:

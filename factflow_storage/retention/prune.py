@@ -15,10 +15,10 @@ from typing import Any
 
 from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest
-from factflow_storage.executions import TERMINAL_STATUSES, list_executions
+from factflow_storage.executions import DELETING, TERMINAL_STATUSES, list_executions
 from factflow_storage import lineage_index
 from factflow_storage.parallel import ordered_map
-from factflow_storage.retention.delete import run_deletion, totals
+from factflow_storage.retention.delete import claim, finish_deletion, list_deletions, totals
 from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, dependants_line, plan_execution
 
 
@@ -50,7 +50,16 @@ def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> t
                             "dependants": []})
             continue
         selected.append(record["execution_id"])
-    return selected, skipped
+    return selected + [e for e in unfinished(provider) if e not in selected], skipped
+
+
+def unfinished(provider) -> list[str]:
+    """Executions an interrupted deletion left ``deleting``: every prune finishes them,
+    whatever its age and status filters, as the deletion's own re-run would."""
+    found = [record["execution_id"] for record in list_executions(provider) if record.get("status") == DELETING]
+    found += [record["execution_id"] for record in list_deletions(provider)
+              if record.get("state") == DELETING and record.get("execution_id") not in found]
+    return found
 
 
 def _plan(provider, execution_id: str, *, together: tuple[str, ...]):
@@ -76,9 +85,19 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
         candidates = [execution_id for execution_id in candidates if execution_id not in gone]
     rows = [plan.row(False) for plan in plans]
     if confirm:
-        for plan, row in zip(plans, rows, strict=True):
-            if row["action"] in (DELETE, RESUME):
-                row["deleted"] = run_deletion(provider, plan, force=False)["deleted"]
+        todo = [plan for plan, row in zip(plans, rows, strict=True) if row["action"] in (DELETE, RESUME)]
+        claimed, named_meanwhile = claim(provider, todo, force=False)
+        for plan, refs in named_meanwhile:  # a writer named it after the plan was made
+            plan.dependants = refs
+            skipped.append({"execution_id": plan.execution_id,
+                            "reason": f"needed by kept executions: {dependants_line(plan)}",
+                            "dependants": [ref.row() for ref in refs]})
+        gone = {plan.execution_id for plan, _refs in named_meanwhile}
+        rows = [row for row in rows if row["execution_id"] not in gone]
+        done = {plan.execution_id: finish_deletion(provider, plan, record)["deleted"] for plan, record in claimed}
+        for row in rows:
+            if row["execution_id"] in done:
+                row["deleted"] = done[row["execution_id"]]
     return {"dry_run": not confirm, "older_than": older_than, "statuses": chosen, "keep": keep,
             "executions": rows, "skipped": skipped, "totals": totals(rows)}
 

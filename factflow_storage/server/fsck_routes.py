@@ -20,7 +20,8 @@ OPENAPI: dict[str, Any] = {FSCK: {"post": {
     "requestBody": {"required": False, "content": {"application/json": {"schema": {
         "type": "object", "additionalProperties": False, "properties": {
             "prefix": {"type": "string"}, "repair": {"type": "boolean"},
-            "grace_seconds": {"type": "number", "minimum": 0}}}}}},
+            "grace_seconds": {"type": "number", "minimum": 0},
+            "verify": {"type": "boolean", "description": "Read every object and check its checksum"}}}}}},
     "responses": {"200": {"description": "The report: counts found and repaired, bytes reclaimed, findings",
                           "content": {"application/json": {"schema": {
                               "type": "object", "required": ["found", "repaired", "unrepaired", "bytes_reclaimed"],
@@ -39,10 +40,12 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
     @app.post(FSCK)
     def fsck():
         body = read_json_body() if bottle.request.content_length > 0 else {}
-        if not isinstance(body, dict) or set(body) - {"prefix", "repair", "grace_seconds"}:
-            raise BadRequest('the body must be a JSON object with "prefix", "repair" and "grace_seconds" at most')
+        if not isinstance(body, dict) or set(body) - {"prefix", "repair", "grace_seconds", "verify"}:
+            raise BadRequest('the body must be a JSON object with "prefix", "repair", "grace_seconds" and '
+                             '"verify" at most')
         prefix, repair, grace = body.get("prefix", ""), body.get("repair", False), body.get("grace_seconds", DEFAULT_GRACE)
-        if not isinstance(prefix, str) or not isinstance(repair, bool) \
+        verify = body.get("verify", False)
+        if not isinstance(prefix, str) or not isinstance(repair, bool) or not isinstance(verify, bool) \
                 or isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
-            raise BadRequest('"prefix" must be a string, "repair" a boolean, "grace_seconds" a number >= 0')
-        return json_response(service.fsck(prefix, repair=repair, grace=float(grace)))
+            raise BadRequest('"prefix" must be a string, "repair" and "verify" booleans, "grace_seconds" a number >= 0')
+        return json_response(service.fsck(prefix, repair=repair, grace=float(grace), verify=verify))
