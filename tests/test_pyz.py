@@ -163,3 +163,21 @@ def test_ships_the_type_marker(pyz):
     with zipfile.ZipFile(pyz) as archive:
         names = archive.namelist()
     assert any(name.endswith("site-packages/factflow_storage/py.typed") for name in names), names[:20]
+
+
+def test_unpacks_with_bytecode_where_python_writes_none(pyz, tmp_path):
+    """Hosts that set PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module from
+    source on every run: the pyz writes its bytecode once, when it unpacks."""
+    root = tmp_path / "shiv-root"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(SHIV_ROOT=str(root), HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1",
+               FACTFLOW_STORAGE_URI=f"file://{tmp_path}/storage")
+    ok(subprocess.run([sys.executable, "-S", str(pyz), "storage", "put", "a/b"], input=b"x", capture_output=True,
+                      env=env, cwd=tmp_path, timeout=120))
+    [site] = root.glob("factflow.pyz_*/site-packages")
+    sources = sorted(site.rglob("*.py"))
+    assert len(sources) > 100 and any(path.parent.name == "factflow_storage" for path in sources)
+    tag = sys.implementation.cache_tag
+    missing = [str(path.relative_to(site)) for path in sources
+               if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").is_file()]
+    assert missing == []
