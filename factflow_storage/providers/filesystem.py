@@ -38,8 +38,8 @@ from factflow_storage.metadata import (HashingReader, build_metadata, check_blob
 from factflow_storage.protocol import BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, check_range
 from factflow_storage.providers import fs_paths, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
-from factflow_storage.providers.fs_write import (INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version,
-                                                 read_sidecar)
+from factflow_storage.providers.fs_sidecar_cache import SidecarCache
+from factflow_storage.providers.fs_write import INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version
 from factflow_storage.registry import StorageURI
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
@@ -52,10 +52,13 @@ MAX_SEGMENT_BYTES = 255 - len(SIDECAR_SUFFIX)
 
 
 class FilesystemProvider(BaseProvider):
+    metadata_readers = 1  # see BaseProvider
+
     def __init__(self, uri: StorageURI, *, fsync: bool = True):
         self.uri = uri.raw or f"file://{uri.location}"
         self.root = os.path.abspath(os.path.expanduser(uri.location))
         self._fsync = fsync
+        self.sidecars = SidecarCache()
 
     # -- paths ---------------------------------------------------------------
 
@@ -270,7 +273,7 @@ class FilesystemProvider(BaseProvider):
         taken as it is. A copied tree has new inodes: once a mismatch outlasts the swap
         window, the bytes themselves decide (``verify_with``).
         """
-        record = read_sidecar(key, parent, name)
+        record = self.sidecars.read(key, parent, name)
         if record is None:
             return foreign_metadata(key, st.st_size, _mtime(st))
         return pick_version(record, st, verify_with)
