@@ -24,6 +24,7 @@ import builtins
 import errno
 import itertools
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -283,8 +284,26 @@ class FilesystemProvider(BaseProvider):
             return stream.info
 
     def metadata(self, key: str) -> dict[str, Any]:
-        with self.open(key) as stream:
-            return stream.metadata
+        # The object is looked at, not opened: a listing with metadata reads many of them.
+        # Anything but a regular file whose sidecar names its inode (a write mid-swap, a
+        # copied tree, a link) takes the full read below, which settles or refuses it.
+        parents, name = self._split(key)
+        fds = self._chain(key, parents)
+        try:
+            st = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
+            # An object the reader may not open has no metadata for it either.
+            quick = stat.S_ISREG(st.st_mode) and os.access(name, os.R_OK, dir_fd=fds[-1], effective_ids=True,
+                                                            follow_symlinks=False)
+            record = self.sidecars.read(key, fds[-1], name) if quick else None
+        except FileNotFoundError:
+            raise NotFound(f"no object {key!r}") from None
+        finally:
+            fs_paths.close_all(fds)
+        blob = None if record is None or record.get(INODE_FIELD) is None else pick_version(record, st, None)
+        if blob is None:
+            with self.open(key) as stream:
+                return stream.metadata
+        return describe_stored(key, blob, size=st.st_size)
 
     # -- listings ------------------------------------------------------------
 
