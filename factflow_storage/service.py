@@ -175,7 +175,16 @@ class StorageService:
         if workers <= 1:
             # A pool per request would cost more than the reads, and under many clients
             # its threads queue every request behind the others' hand-offs.
-            yield from ((info, self.provider.metadata(info.key)) for info in infos)
+            many = getattr(self.provider, "metadata_many", None)
+            if many is None:
+                yield from ((info, self.provider.metadata(info.key)) for info in infos)
+                return
+            listed, keyed = itertools.tee(infos)
+            blobs = many(info.key for info in keyed)
+            try:
+                yield from zip(listed, blobs, strict=True)
+            finally:
+                blobs.close()  # its open directory, now rather than when collected
             return
         with ThreadPoolExecutor(workers) as pool:
             window: list = []

@@ -93,3 +93,22 @@ def test_a_listing_with_metadata_over_http_is_never_stale(provider):
         assert adapters() == ["aaaa"] * 3
         edit_in_place(path, b'"aaaa"', b'"bbbb"')
         assert adapters() == ["bbbb", "aaaa", "aaaa"]
+
+
+def test_a_listing_with_metadata_reads_what_one_read_each_would(provider):
+    service = StorageService(provider)
+    keys = [f"executions/e1/r{n % 3}/s{n % 2}/msg-{n:04d}.json" for n in range(12)]
+    for n, key in enumerate(keys):
+        service.put(key, b"{}", {"adapter": f"a{n}"})
+    # One written by another tool (no sidecar) and one mid-swap-like (sidecar of another inode).
+    foreign = os.path.join(provider.root, "executions/e1/r0/s0/foreign.bin")
+    with open(foreign, "wb") as handle:
+        handle.write(b"bytes from elsewhere")
+    replacement = os.path.join(os.path.dirname(provider.root), "replacement")
+    with open(replacement, "wb") as handle:
+        handle.write(b"{}")
+    os.replace(replacement, os.path.join(provider.root, keys[0]))  # a new inode, the old sidecar
+    rows = list(service.list_rows("executions/e1/", with_metadata=True))
+    assert [row["key"] for row in rows] == sorted([*keys, "executions/e1/r0/s0/foreign.bin"])
+    for row in rows:
+        assert row["metadata"] == provider.metadata(row["key"]), row["key"]

@@ -284,26 +284,54 @@ class FilesystemProvider(BaseProvider):
             return stream.info
 
     def metadata(self, key: str) -> dict[str, Any]:
-        # The object is looked at, not opened: a listing with metadata reads many of them.
-        # Anything but a regular file whose sidecar names its inode (a write mid-swap, a
-        # copied tree, a link) takes the full read below, which settles or refuses it.
         parents, name = self._split(key)
         fds = self._chain(key, parents)
         try:
-            st = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
-            # An object the reader may not open has no metadata for it either.
-            quick = stat.S_ISREG(st.st_mode) and os.access(name, os.R_OK, dir_fd=fds[-1], effective_ids=True,
-                                                            follow_symlinks=False)
-            record = self.sidecars.read(key, fds[-1], name) if quick else None
-        except FileNotFoundError:
-            raise NotFound(f"no object {key!r}") from None
+            blob = self._looked_at(key, fds[-1], name)
         finally:
             fs_paths.close_all(fds)
-        blob = None if record is None or record.get(INODE_FIELD) is None else pick_version(record, st, None)
-        if blob is None:
-            with self.open(key) as stream:
-                return stream.metadata
-        return describe_stored(key, blob, size=st.st_size)
+        return self._full_metadata(key) if blob is None else blob
+
+    def metadata_many(self, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """``metadata`` of each key in turn, opening each directory once for a run of keys
+        in it (a listing's keys come grouped so)."""
+        opened: tuple[list[str], list[int]] | None = None
+        try:
+            for key in keys:
+                parents, name = self._split(key)
+                if opened is None or opened[0] != parents:
+                    if opened is not None:
+                        fs_paths.close_all(opened[1])
+                        opened = None
+                    opened = (parents, self._chain(key, parents))
+                blob = self._looked_at(key, opened[1][-1], name)
+                yield self._full_metadata(key) if blob is None else blob
+        finally:
+            if opened is not None:
+                fs_paths.close_all(opened[1])
+
+    def _looked_at(self, key: str, parent: int, name: str) -> dict[str, Any] | None:
+        """The blob of a regular file whose sidecar names its inode, from a look at the
+        object rather than an open: a listing with metadata reads many. None for anything
+        else (a write mid-swap, a copied tree, a link, no sidecar), which ``_full_metadata``
+        settles or refuses."""
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound(f"no object {key!r}") from None
+        # An object the reader may not open has no metadata for it either.
+        if not stat.S_ISREG(st.st_mode) or not os.access(name, os.R_OK, dir_fd=parent, effective_ids=True,
+                                                          follow_symlinks=False):
+            return None
+        record = self.sidecars.read(key, parent, name)
+        if record is None or record.get(INODE_FIELD) is None:
+            return None
+        blob = pick_version(record, st, None)
+        return None if blob is None else describe_stored(key, blob, size=st.st_size)
+
+    def _full_metadata(self, key: str) -> dict[str, Any]:
+        with self.open(key) as stream:
+            return stream.metadata
 
     # -- listings ------------------------------------------------------------
 
