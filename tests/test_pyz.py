@@ -227,3 +227,17 @@ def test_completion_and_hints_name_the_pyz_as_invoked(pyz, shiv_root, tmp_path, 
         "delete", "diff", "download", "du"]
     assert _complete_in_bash(env, pyz, pyz.name, [str(pyz), "storage", "list", "--execution", "demo-p"]) == [
         "demo-pyz"]
+
+
+def test_zsh_completion_from_the_pyz_says_how_to_make_a_wrapper(pyz, shiv_root, tmp_path, bare_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(SHIV_ROOT=str(shiv_root), HOME=str(tmp_path), PATH=bare_path)
+    done = subprocess.run(["python3", str(pyz), "completion", "zsh"], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(b"#compdef factflow")
+    hint = done.stderr.decode()
+    assert len(hint.splitlines()) == 1
+    wrapper = hint.split("this archive: ", 1)[1]
+    assert subprocess.run(["bash", "-c", wrapper], env=env, timeout=30).returncode == 0
+    made = subprocess.run([str(tmp_path / ".local" / "bin" / "factflow"), "--version"], env=env,
+                          capture_output=True, timeout=120)
+    assert made.returncode == 0 and made.stdout.startswith(b"factflow, version "), made.stderr

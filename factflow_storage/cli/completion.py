@@ -47,7 +47,8 @@ def command(ctx: click.Context, shell: str) -> None:
     click.echo(script)
 
 
-WRAPPER_HINT = """printf '#!/bin/sh\\nexec {command} "$@"\\n' > ~/.local/bin/factflow && chmod +x ~/.local/bin/factflow"""
+WRAPPER_HINT = ("""mkdir -p ~/.local/bin && printf '#!/bin/sh\\nexec {command} "$@"\\n' > ~/.local/bin/factflow """
+                """&& chmod +x ~/.local/bin/factflow""")
 
 # Run as ``python3 factflow.pyz``, there may be no ``factflow`` on PATH: the script runs the
 # archive by absolute paths, completes it typed as a path (bash looks a path's last part
