@@ -4,6 +4,8 @@ way out (the setting, the command) and counts in English."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,12 @@ def test_get_of_a_prefix_says_it_is_a_prefix(store):
         code, out, err = run(store, "storage", command, "executions/X/")
         assert (code, out) == (1, "")
         assert err == "Error: invalid key 'executions/X/': is a prefix (use browse or list)\n"
+    # The real entry point, whose `get` without options starts on a path of its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTFLOW_")}
+    done = subprocess.run([sys.executable, "-m", "factflow_storage", "storage", "get", "executions/X/"],
+                          env={**env, **store}, capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert done.stderr == b"Error: invalid key 'executions/X/': is a prefix (use browse or list)\n"
 
 
 def test_browse_of_a_prefix_that_holds_nothing_says_so(store):
