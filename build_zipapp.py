@@ -80,6 +80,10 @@ def build(output: Path, *, quiet: bool = False) -> Path:
             "--output-file", str(partial),
             "--python", "/usr/bin/env python3",
             "--compressed",
+            # Bytecode is written once, when the pyz first unpacks (py_compile writes even
+            # under PYTHONDONTWRITEBYTECODE=1, which would otherwise make every run compile
+            # every module from source).
+            "--compile-pyc",
             "--reproducible",
             "--preamble", str(preamble),
             str(source),

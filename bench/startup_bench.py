@@ -11,6 +11,10 @@
 - ``help-pyz``: ``dist/factflow.pyz`` built by ``build_zipapp.py`` into a temp dir, run with
   ``SHIV_ROOT`` in a temp dir after one warm-up run (which unpacks it); ``python3 PYZ --help``
   vs ``python3 -c pass``. Target: ratio <= 3.0.
+- ``list-pyz``: ``python3 PYZ storage list`` vs the venv's ``factflow storage list`` on a
+  small file store (the demo execution, 16 objects), both with ``PYTHONDONTWRITEBYTECODE=1``
+  as many hosts and containers set it (the pyz unpacks into a fresh ``SHIV_ROOT`` under that
+  setting too). Target: ratio <= 1.25.
 
 Each run is a few tens of milliseconds, so the default takes more runs than the others.
 """
@@ -28,7 +32,7 @@ from types import ModuleType
 
 from harness import Row, alternate, print_rows, timed, wanted
 
-ROWS = ("help-installed", "help-pyz")
+ROWS = ("help-installed", "help-pyz", "list-pyz")
 REPO = Path(__file__).resolve().parent.parent
 REPEAT = 10
 
@@ -88,8 +92,10 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
     work = Path(tempfile.mkdtemp(prefix="factflow-startup-bench-"))
     result = []
     try:
-        if "help-installed" in ids:
-            bin_dir, shared = make_venv(work)
+        venv = make_venv(work) if {"help-installed", "list-pyz"} & set(ids) else None
+        pyz = build_pyz(work) if {"help-pyz", "list-pyz"} & set(ids) else None
+        if "help-installed" in ids and venv:
+            bin_dir, shared = venv
             env = _plain_env()
             help_argv, pass_argv = [str(bin_dir / "factflow"), "--help"], [str(bin_dir / "python"), "-c", "pass"]
             timed(help_argv, env)  # compiles the bytecode
@@ -97,17 +103,30 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
             result.append(Row("help-installed", "`factflow --help`, installed (not editable)"
                               + (", dependencies from the system site-packages" if shared else ""),
                               "`python -c pass`, same venv", ours, theirs, "<=", 2.5, runs=repeat))
-        if "help-pyz" in ids:
-            pyz = build_pyz(work)
+        if "help-pyz" in ids and pyz:
             env = _plain_env(SHIV_ROOT=str(work / "shiv-root"), HOME=str(work))
             help_argv, pass_argv = [sys.executable, str(pyz), "--help"], [sys.executable, "-c", "pass"]
             timed(help_argv, env)  # unpacks into SHIV_ROOT
             ours, theirs = alternate(repeat, lambda: timed(help_argv, env), lambda: timed(pass_argv, env))
             result.append(Row("help-pyz", "`python3 factflow.pyz --help`, warm", "`python3 -c pass`",
                               ours, theirs, "<=", 3.0, runs=repeat))
+        if "list-pyz" in ids and venv and pyz:
+            result.append(_list_pyz_row(work, venv[0], pyz, repeat))
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _list_pyz_row(work: Path, bin_dir: Path, pyz: Path, repeat: int) -> Row:
+    env = _plain_env(SHIV_ROOT=str(work / "shiv-root-nobytecode"), HOME=str(work), PYTHONDONTWRITEBYTECODE="1",
+                     FACTFLOW_STORAGE_URI=f"file://{work / 'store'}")
+    installed = [str(bin_dir / "factflow"), "storage", "list"]
+    zipped = [sys.executable, str(pyz), "storage", "list"]
+    timed([str(bin_dir / "factflow"), "demo", "--execution", "bench-1"], env)
+    timed(zipped, env)  # unpacks into its SHIV_ROOT under PYTHONDONTWRITEBYTECODE=1
+    ours, theirs = alternate(repeat, lambda: timed(zipped, env), lambda: timed(installed, env))
+    return Row("list-pyz", "`python3 factflow.pyz storage list`, 16 objects, PYTHONDONTWRITEBYTECODE=1",
+               "installed `factflow storage list`, same", ours, theirs, "<=", 1.25, runs=repeat)
 
 
 def main() -> int:

@@ -51,6 +51,9 @@ _BY_STATUS: dict[int, type[StorageError]] = {
     409: errors.Conflict, 413: errors.TooLarge, 416: errors.InvalidRange, 503: errors.Unavailable,
 }
 
+TOKEN_MISSING = "set FACTFLOW_API_TOKEN (or api_token in the config file) to the server's token"
+TOKEN_WRONG = "FACTFLOW_API_TOKEN (or api_token in the config file) is not the server's token"
+
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
 
 
@@ -150,6 +153,9 @@ class ApiClient:
         if not isinstance(payload, dict):
             payload = {}
         detail = payload.get("detail") or f"HTTP {response.status} {response.reason}"
+        if response.status == 401:
+            # The server speaks HTTP; the user of this client sets a variable.
+            detail = f"{detail}; {TOKEN_WRONG if self.token else TOKEN_MISSING}"
         raise _error_class(payload.get("error_code"), response.status)(str(detail))
 
     def get_json(self, path: str, params: Params = None) -> Any:

@@ -258,6 +258,9 @@ class BaseProvider:
     # Observers of committed writes (``object_written(key)``, ``execution_written(id,
     # record)``), attached by whoever opens the provider (the registry: the S3 write journal).
     write_hooks: tuple[WriteHook, ...] = ()
+    # Metadata reads a listing runs at once: overlapping round trips pays on a network
+    # store; a local filesystem answers from the page cache faster than a thread hand-off.
+    metadata_readers: int = 16
 
     def add_write_hook(self, hook: WriteHook) -> None:
         self.write_hooks = (*self.write_hooks, hook)

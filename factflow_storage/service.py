@@ -259,14 +259,30 @@ class StorageService:
         return {"prefix": prefix, "common_prefixes": common_prefixes, "objects": objects}
 
     def _with_metadata(self, infos) -> Iterator[tuple[ObjectInfo, dict[str, Any]]]:
-        """Pair each object with its metadata, fetched concurrently, in order, streamed."""
+        """Pair each object with its metadata, fetched concurrently where the provider
+        gains from it, in order, streamed."""
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(METADATA_WORKERS) as pool:
+        workers = getattr(self.provider, "metadata_readers", METADATA_WORKERS)
+        if workers <= 1:
+            # A pool per request would cost more than the reads, and under many clients
+            # its threads queue every request behind the others' hand-offs.
+            many = getattr(self.provider, "metadata_many", None)
+            if many is None:
+                yield from ((info, self.provider.metadata(info.key)) for info in infos)
+                return
+            listed, keyed = itertools.tee(infos)
+            blobs = many(info.key for info in keyed)
+            try:
+                yield from zip(listed, blobs, strict=True)
+            finally:
+                blobs.close()  # its open directory, now rather than when collected
+            return
+        with ThreadPoolExecutor(workers) as pool:
             window: list = []
             for info in infos:
                 window.append((info, pool.submit(self.provider.metadata, info.key)))
-                if len(window) >= METADATA_WORKERS * 4:
+                if len(window) >= workers * 4:
                     head, future = window.pop(0)
                     yield head, future.result()
             for info, future in window:

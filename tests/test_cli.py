@@ -389,7 +389,7 @@ def settings_of(factflow, *global_args, env=None):
 def test_config_show_sources(tmp_path):
     factflow = Factflow({})
     shown, config_file = settings_of(factflow)
-    assert shown["storage_uri"] == ("file://./output/storage", "default")
+    assert shown["storage_uri"] == (f"file://{os.getcwd()}/output/storage", "default")
     assert config_file is None
 
     Path("factflow.toml").write_text('storage_uri = "file:///from-file"\n[minio]\nregion = "r1"\n')
@@ -422,7 +422,7 @@ def test_config_show_masks_secrets():
         assert "access-visible" in out
     table = {line.split()[0]: line.split()[1:] for line in lines(factflow.ok("config", "show"))}
     assert table["api_token"] == ["****", "env", "FACTFLOW_API_TOKEN"]
-    assert table["storage_uri"] == ["file://./output/storage", "default"]
+    assert table["storage_uri"] == [f"file://{os.getcwd()}/output/storage", "default"]
 
 
 def test_storage_follows_the_settings_chain(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import os
 import subprocess
 import sys
@@ -163,3 +164,80 @@ def test_ships_the_type_marker(pyz):
     with zipfile.ZipFile(pyz) as archive:
         names = archive.namelist()
     assert any(name.endswith("site-packages/factflow_storage/py.typed") for name in names), names[:20]
+
+
+def test_unpacks_with_bytecode_where_python_writes_none(pyz, tmp_path):
+    """Hosts that set PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module from
+    source on every run: the pyz writes its bytecode once, when it unpacks."""
+    root = tmp_path / "shiv-root"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(SHIV_ROOT=str(root), HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1",
+               FACTFLOW_STORAGE_URI=f"file://{tmp_path}/storage")
+    ok(subprocess.run([sys.executable, "-S", str(pyz), "storage", "put", "a/b"], input=b"x", capture_output=True,
+                      env=env, cwd=tmp_path, timeout=120))
+    [site] = root.glob("factflow.pyz_*/site-packages")
+    sources = sorted(site.rglob("*.py"))
+    assert len(sources) > 100 and any(path.parent.name == "factflow_storage" for path in sources)
+    tag = sys.implementation.cache_tag
+    missing = [str(path.relative_to(site)) for path in sources
+               if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").is_file()]
+    assert missing == []
+
+
+@pytest.fixture
+def bare_path(tmp_path) -> str:
+    """A PATH with python3 and the system's tools but no ``factflow``, as on a host the pyz
+    was copied to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    return f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"
+
+
+def _complete_in_bash(env: dict, pyz: Path, command: str, words: list[str]) -> list[str]:
+    """Source the pyz's bash script as README says, then TAB at the last of ``words`` with
+    the function bash would call for ``command``."""
+    quoted = " ".join(shlex.quote(word) for word in words)
+    script = (f"source <(python3 {shlex.quote(str(pyz))} completion bash) || exit 3\n"
+              "command -v factflow && exit 4\n"
+              f"spec=$(complete -p {shlex.quote(command)}) || exit 5\n"
+              '[[ $spec =~ -F\\ ([^ ]+) ]] || exit 6\n'
+              f"COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}\n"
+              f'"${{BASH_REMATCH[1]}}" {shlex.quote(command)} "${{COMP_WORDS[COMP_CWORD]}}" x\n'
+              'printf "%s\\n" "${COMPREPLY[@]}"\n')
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    return done.stdout.decode().splitlines()
+
+
+def test_completion_and_hints_name_the_pyz_as_invoked(pyz, shiv_root, tmp_path, bare_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(SHIV_ROOT=str(shiv_root), HOME=str(tmp_path), PATH=bare_path,
+               FACTFLOW_STORAGE_URI=f"file://{tmp_path}/storage")
+    demo = subprocess.run(["python3", str(pyz), "demo", "--execution", "demo-pyz"], env=env, capture_output=True,
+                          timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    hints = [line.strip() for line in demo.stdout.decode().splitlines() if line.startswith("  ")]
+    assert hints and all(line.startswith(f"python3 {pyz} storage ") for line in hints), hints
+
+    prefix = "executions/demo-pyz/markdown_processor/chunker/msg-000"
+    expected = [f"{prefix}{n}.json" for n in range(1, 6)]
+    assert _complete_in_bash(env, pyz, "python3", ["python3", str(pyz), "storage", "get", prefix]) == expected
+    assert _complete_in_bash(env, pyz, "python3", ["python3", str(pyz), "storage", "d"]) == [
+        "delete", "diff", "download", "du"]
+    assert _complete_in_bash(env, pyz, pyz.name, [str(pyz), "storage", "list", "--execution", "demo-p"]) == [
+        "demo-pyz"]
+
+
+def test_zsh_completion_from_the_pyz_says_how_to_make_a_wrapper(pyz, shiv_root, tmp_path, bare_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON"))}
+    env.update(SHIV_ROOT=str(shiv_root), HOME=str(tmp_path), PATH=bare_path)
+    done = subprocess.run(["python3", str(pyz), "completion", "zsh"], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(b"#compdef factflow")
+    hint = done.stderr.decode()
+    assert len(hint.splitlines()) == 1
+    wrapper = hint.split("this archive: ", 1)[1]
+    assert subprocess.run(["bash", "-c", wrapper], env=env, timeout=30).returncode == 0
+    made = subprocess.run([str(tmp_path / ".local" / "bin" / "factflow"), "--version"], env=env,
+                          capture_output=True, timeout=120)
+    assert made.returncode == 0 and made.stdout.startswith(b"factflow, version "), made.stderr

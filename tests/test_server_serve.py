@@ -120,7 +120,9 @@ def test_a_token_opens_other_addresses_and_is_required(demo_env):
         assert listed.returncode == 0 and listed.stdout == factflow("storage", "list", "--execution", EXEC,
                                                                     env=demo_env).stdout
         denied = factflow("storage", "list", env={**api_env, "FACTFLOW_API_TOKEN": "wrong"})
-        assert denied.returncode == 1 and denied.stderr.decode().strip() == "Error: invalid bearer token"
+        assert denied.returncode == 1 and denied.stderr.decode().strip() == (
+            "Error: invalid bearer token; FACTFLOW_API_TOKEN (or api_token in the config file) is not the "
+            "server's token")
 
 
 def test_help_does_not_import_the_server():

@@ -58,14 +58,17 @@ def command(app: App, execution_id: str | None, output: str | None) -> None:
     if app.fmt(output) == JSON:
         emit_json({"execution": record, "keys": keys})
         return
+    from factflow_storage.cli.invocation import shown_command
+
+    me = shown_command()  # as it was run: a pyz is not on PATH as `factflow`
     emit_lines([
         f"wrote {len(keys)} objects for execution {execution_id} (status {record['status']})",
         "",
         "try next:",
-        f"  factflow storage browse executions/{execution_id}/",
-        f"  factflow storage list --execution {execution_id}",
-        f"  factflow storage get {keys[-1]} --output json",
-        f"  factflow storage metadata {keys[1]}",
-        f"  factflow storage get {keys[1]} > page.html.gz",
-        f"  factflow storage download {execution_id} --output-dir ./out/",
+        f"  {me} storage browse executions/{execution_id}/",
+        f"  {me} storage list --execution {execution_id}",
+        f"  {me} storage get {keys[-1]} --output json",
+        f"  {me} storage metadata {keys[1]}",
+        f"  {me} storage get {keys[1]} > page.html.gz",
+        f"  {me} storage download {execution_id} --output-dir ./out/",
     ])

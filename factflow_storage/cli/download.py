@@ -61,7 +61,8 @@ def command(app: App, execution_id: str, output_dir: str, jobs: int, no_metadata
     if app.fmt(output) == JSON:
         emit_json(summary.to_json())
         return
-    line = f"downloaded {summary.fetched} objects ({human_bytes(summary.bytes)}) to {summary.output_dir}"
+    noun = "object" if summary.fetched == 1 else "objects"
+    line = f"downloaded {summary.fetched} {noun} ({human_bytes(summary.bytes)}) to {summary.output_dir}"
     if summary.skipped:
         line += f"; {summary.skipped} already present"
     if summary.conflicts:

@@ -10,11 +10,14 @@ import click
 
 from factflow_storage.cli.progress import human_bytes as human_size
 from factflow_storage.cli.render import object_line
-from factflow_storage.keys import parse_key
+from factflow_storage.errors import InvalidKey
+from factflow_storage.keys import parse_key, validate_prefix
 from factflow_storage.tools.diff import require_execution
 
-__all__ = ["check_execution_prefix", "human_option", "listing_line", "metadata_line", "require_execution"]
+__all__ = ["check_execution_prefix", "human_option", "listing_line", "metadata_line", "refuse_prefix",
+           "require_execution"]
 
+PREFIX_GIVEN = "invalid key {key!r}: is a prefix (use browse or list)"
 # The fields of a metadata blob worth a column; the whole blob is in --output json.
 MAIN_FIELDS = ("content_type", "adapter", "checksum")
 
@@ -40,3 +43,13 @@ def check_execution_prefix(service: Any, prefix: str) -> None:
     parts = parse_key(prefix)
     if parts is not None and parts.route_id is None and prefix.endswith("/"):
         require_execution(service, parts.execution_id)
+
+
+def refuse_prefix(key: str) -> None:
+    """A key with a trailing '/' meant a prefix: say so, rather than which rule it breaks."""
+    if key.endswith("/") and key.strip("/"):
+        try:
+            validate_prefix(key)
+        except InvalidKey:
+            return  # its own reason is the better message
+        raise InvalidKey(PREFIX_GIVEN.format(key=key))

@@ -9,11 +9,14 @@ import click
 import orjson
 
 from factflow_storage.cli.listing import (check_execution_prefix, human_option, listing_line, metadata_line,
-                                          require_execution)
+                                          refuse_prefix, require_execution)
 from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines, emit_ndjson, field_lines, prefix_line
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import execution_prefix
+
+NOTHING_UNDER = "no objects under {prefix!r}"
+NOTHING_STORED = "no objects in this storage"
 
 
 @click.group("storage")
@@ -33,11 +36,15 @@ Examples:
 def browse(app: App, prefix: str, human: bool, start_after: str | None, output: str | None) -> None:
     """One level under PREFIX: sub-prefixes and objects."""
     listing = app.service.browse(prefix, start_after=start_after)
-    if not listing["common_prefixes"] and not listing["objects"] and not start_after:
+    empty = not listing["common_prefixes"] and not listing["objects"] and not start_after
+    if empty:
         check_execution_prefix(app.service, prefix)
     if app.fmt(output) == JSON:
-        emit_json(listing)
+        emit_json(listing)  # its empty lists say it
         return
+    if empty:
+        # A table of nothing reads like a typo or a hang: say which it was.
+        click.echo(NOTHING_UNDER.format(prefix=prefix) if prefix else NOTHING_STORED, err=True)
     emit_lines([prefix_line(p) for p in listing["common_prefixes"]]
                + [listing_line(row, human) for row in listing["objects"]])
 
@@ -98,6 +105,7 @@ def get(app: App, key: str, dest: str | None, to_file: str | None, force: bool, 
         raise click.UsageError("the only destination argument is '-' (stdout); use --to FILE for a file")
     if to_file and app.fmt(output) == JSON:
         raise click.UsageError("--to writes the object's bytes; it does not take --output json")
+    refuse_prefix(key)
     if app.fmt(output) == JSON:
         emit_json(app.service.get_document(key))
         return
@@ -115,6 +123,7 @@ def get(app: App, key: str, dest: str | None, to_file: str | None, force: bool, 
 @pass_app
 def metadata(app: App, key: str, output: str | None) -> None:
     """The object's full metadata blob."""
+    refuse_prefix(key)
     blob = app.service.metadata(key)
     if app.fmt(output) == JSON:
         emit_json(blob)

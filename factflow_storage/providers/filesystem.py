@@ -24,6 +24,7 @@ import builtins
 import errno
 import itertools
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -40,8 +41,8 @@ from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, P
                                        object_etag)
 from factflow_storage.providers import fs_paths, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
-from factflow_storage.providers.fs_write import (INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version,
-                                                 read_sidecar)
+from factflow_storage.providers.fs_sidecar_cache import SidecarCache
+from factflow_storage.providers.fs_write import INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version
 from factflow_storage.registry import StorageURI
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
@@ -55,10 +56,13 @@ RECORD_ATTEMPTS = 5
 
 
 class FilesystemProvider(BaseProvider):
+    metadata_readers = 1  # see BaseProvider
+
     def __init__(self, uri: StorageURI, *, fsync: bool = True):
         self.uri = uri.raw or f"file://{uri.location}"
         self.root = os.path.abspath(os.path.expanduser(uri.location))
         self._fsync = fsync
+        self.sidecars = SidecarCache()
 
     # -- paths ---------------------------------------------------------------
 
@@ -311,7 +315,7 @@ class FilesystemProvider(BaseProvider):
         taken as it is. A copied tree has new inodes: once a mismatch outlasts the swap
         window, the bytes themselves decide (``verify_with``).
         """
-        record = read_sidecar(key, parent, name)
+        record = self.sidecars.read(key, parent, name)
         if record is None:
             return foreign_metadata(key, st.st_size, _mtime(st))
         return pick_version(record, st, verify_with)
@@ -321,6 +325,52 @@ class FilesystemProvider(BaseProvider):
             return stream.info
 
     def metadata(self, key: str) -> dict[str, Any]:
+        parents, name = self._split(key)
+        fds = self._chain(key, parents)
+        try:
+            blob = self._looked_at(key, fds[-1], name)
+        finally:
+            fs_paths.close_all(fds)
+        return self._full_metadata(key) if blob is None else blob
+
+    def metadata_many(self, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """``metadata`` of each key in turn, opening each directory once for a run of keys
+        in it (a listing's keys come grouped so)."""
+        opened: tuple[list[str], list[int]] | None = None
+        try:
+            for key in keys:
+                parents, name = self._split(key)
+                if opened is None or opened[0] != parents:
+                    if opened is not None:
+                        fs_paths.close_all(opened[1])
+                        opened = None
+                    opened = (parents, self._chain(key, parents))
+                blob = self._looked_at(key, opened[1][-1], name)
+                yield self._full_metadata(key) if blob is None else blob
+        finally:
+            if opened is not None:
+                fs_paths.close_all(opened[1])
+
+    def _looked_at(self, key: str, parent: int, name: str) -> dict[str, Any] | None:
+        """The blob of a regular file whose sidecar names its inode, from a look at the
+        object rather than an open: a listing with metadata reads many. None for anything
+        else (a write mid-swap, a copied tree, a link, no sidecar), which ``_full_metadata``
+        settles or refuses."""
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound(f"no object {key!r}") from None
+        # An object the reader may not open has no metadata for it either.
+        if not stat.S_ISREG(st.st_mode) or not os.access(name, os.R_OK, dir_fd=parent, effective_ids=True,
+                                                          follow_symlinks=False):
+            return None
+        record = self.sidecars.read(key, parent, name)
+        if record is None or record.get(INODE_FIELD) is None:
+            return None
+        blob = pick_version(record, st, None)
+        return None if blob is None else describe_stored(key, blob, size=st.st_size)
+
+    def _full_metadata(self, key: str) -> dict[str, Any]:
         with self.open(key) as stream:
             return stream.metadata
 

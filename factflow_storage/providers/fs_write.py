@@ -200,6 +200,11 @@ def read_sidecar(key: str, parent: int, name: str) -> dict[str, Any] | None:
         raw = fs_paths.read_bounded(fd, SIDECAR_LIMIT, what)
     finally:
         os.close(fd)
+    return parse_sidecar(key, raw)
+
+
+def parse_sidecar(key: str, raw: bytes) -> dict[str, Any]:
+    """A sidecar file's bytes as its record."""
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError:
