@@ -9,8 +9,11 @@ view, take screenshots, read the URLs requested.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +25,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from server_fixture import running_server
+
+from factflow_storage.service import StorageService
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -130,3 +136,21 @@ def temp_dirs(base: Path) -> tuple[Path, Path]:
     downloads = base / "downloads"
     downloads.mkdir()
     return downloads, Path(tempfile.mkdtemp(prefix="chromium-", dir=base))
+
+
+def cli(storage, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """``factflow ARGS`` over ``storage`` in a subprocess; it must succeed."""
+    done = subprocess.run([sys.executable, "-m", "factflow_storage", *args], input=stdin, capture_output=True,
+                          env=storage.cli_env(), timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done
+
+
+@contextlib.contextmanager
+def serve_demo(storage, execution_id: str):
+    """A server over ``storage`` holding the demo as ``execution_id``: (base URL, service)."""
+    cli(storage, "demo", "--execution", execution_id)
+    with storage.open() as provider:
+        service = StorageService(provider)
+        with running_server(service, threads=16) as url:
+            yield url, service

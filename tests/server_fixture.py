@@ -16,8 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import pytest
 
 from factflow_storage.server.app import create_server, stop_server
+from factflow_storage.service import StorageService
 
 
 @contextlib.contextmanager
@@ -54,3 +56,17 @@ def http_request(base_url: str, method: str, path: str, *, headers: dict[str, st
         return Reply(response.status, {name.lower(): value for name, value in response.getheaders()}, data)
     finally:
         connection.close()
+
+
+@pytest.fixture
+def service(storage):
+    """A service over each provider (``storage``, from conftest)."""
+    with storage.open() as provider:
+        yield StorageService(provider)
+
+
+@pytest.fixture
+def url(service):
+    """A real waitress serving ``service`` on a loopback port."""
+    with running_server(service) as base:
+        yield base

@@ -6,25 +6,14 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 
 from factflow_storage.providers.s3_transfer import PART_SIZE
-from factflow_storage.service import StorageService
-from server_fixture import http_request, running_server
+from server_fixture import http_request, service, url
+
+__all__ = ["service", "url"]  # fixtures: imported for pytest to find
 
 OBJECTS = "/api/v1/storage/objects"
 
-
-@pytest.fixture
-def service(storage):
-    with storage.open() as provider:
-        yield StorageService(provider)
-
-
-@pytest.fixture
-def url(service):
-    with running_server(service) as base:
-        yield base
 
 
 def _put(url: str, key: str, body: bytes, **headers: str):

@@ -15,7 +15,7 @@ import zipfile
 import zlib
 
 import pytest
-from console_support import Console, open_browser, temp_dirs
+from console_support import Console, cli, open_browser, serve_demo, temp_dirs
 from selenium.webdriver.common.by import By
 from server_fixture import http_request, running_server
 
@@ -33,21 +33,11 @@ EVIL_SVG = b"""<svg xmlns="http://www.w3.org/2000/svg"><script>window.top.pwned 
 <circle r="5" onload="window.top.pwned = 4"/></svg>"""
 
 
-def cli(storage, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "factflow_storage", *args], input=stdin, capture_output=True,
-                          env=storage.cli_env(), timeout=60, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    return done
-
-
 @pytest.fixture
 def served(storage):
     """A server over ``storage`` holding the demo execution: (base URL, service)."""
-    cli(storage, "demo", "--execution", DEMO)
-    with storage.open() as provider:
-        service = StorageService(provider)
-        with running_server(service, threads=16) as url:
-            yield url, service
+    with serve_demo(storage, DEMO) as pair:
+        yield pair
 
 
 def make_console(tmp_path, url: str):
@@ -231,7 +221,7 @@ def test_live_writes_appear_without_a_reload_and_the_finish_shows(console, serve
 def test_download_execution_zip_completes(console, storage):
     console.open(f"#/e/{DEMO}", view="execution")
     console.find("#archive-start").click()
-    console.wait_for(lambda: console.find("#archive").get_attribute("data-state") == "ready", timeout=30)
+    console.wait_for(lambda: console.find("#archive").get_attribute("data-state") == "ready")
     assert console.find("#archive-progress").get_attribute("value") == "1"
     saved = console.downloaded()
     console.screenshot(f"archive-{storage.kind}")

@@ -10,22 +10,12 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from factflow_storage.service import StorageService
-from server_fixture import http_request, running_server
+from server_fixture import http_request, service, url
+
+__all__ = ["service", "url"]  # fixtures: imported for pytest to find
 
 OBJECTS = "/api/v1/storage/objects"
 
-
-@pytest.fixture
-def service(storage):
-    with storage.open() as provider:
-        yield StorageService(provider)
-
-
-@pytest.fixture
-def url(service):
-    with running_server(service) as base:
-        yield base
 
 
 def test_if_range_with_an_old_etag_sends_the_whole_new_object(url, service):
