@@ -268,6 +268,41 @@ def test_api_parity_and_http_answers(storage, provider, tmp_path, monkeypatch):
         assert http_request(url, "GET", "/api/v1/executions/nope/deps").status == 404
 
 
+def test_totals_count_only_what_would_be_deleted_in_both_modes(storage, provider, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _at(monkeypatch, FROZEN)
+    write_execution(provider, "A", count=8)
+    write_execution(provider, "B", count=1, lineage_into="A")
+    executions.set_status(provider, "C", "running")
+    provider.write("executions/C/route/fetch/only.txt", b"x", {})
+    executions.set_status(provider, "C", "failed")
+    a_bytes = sum(info.size for info in provider.list("executions/A/"))
+    b_bytes = sum(info.size for info in provider.list("executions/B/"))
+    expected = {
+        ("execution", "delete", "A"): "total: 0 executions, 0 objects, 0 bytes",
+        ("execution", "delete", "A", "C"): "total: 1 execution, 1 object, 1 byte",
+        ("execution", "delete", "A", "--force"): f"total: 1 execution, 16 objects, {a_bytes} bytes",
+        ("execution", "delete", "A", "B"): f"total: 2 executions, 18 objects, {a_bytes + b_bytes} bytes",
+        ("storage", "prune", "--older-than", "0s", "--status", "failed"): "total: 1 execution, 1 object, 1 byte",
+    }
+    with running_server(StorageService(provider)) as url:
+        api = cli_env(storage, FACTFLOW_STORAGE_URI=f"file://{tmp_path / 'never'}", FACTFLOW_API_URL=url)
+        for args, total in expected.items():
+            direct, remote = run(storage, *args), run(storage, *args, env=api)
+            assert (direct.exit_code, direct.stderr) == (0, ""), args
+            assert direct.stdout.splitlines()[-1] == total, args
+            assert (remote.exit_code, remote.stdout, remote.stderr) == (0, direct.stdout, ""), args
+            numbers = dict(zip(("executions", "objects", "bytes"),
+                               (int(word) for word in total.split() if word.rstrip(",").isdigit()), strict=True))
+            for env in (None, api):
+                assert ok_json(storage, *args, env=env)["totals"] == numbers, args
+        blocked = run(storage, "execution", "delete", "A")
+        assert "blocked by lineage" in blocked.stdout and "would break: B " in blocked.stdout
+        done = run(storage, "execution", "delete", "C", "--yes", env=api)
+    assert done.stdout == ("deleted execution C: 1 object (1 byte), 0 journal markers, 0 archive jobs\n"
+                           "total: 1 execution, 1 object, 1 byte\n")
+
+
 def test_delete_many_removes_exactly_the_keys_given_in_requests_of_1000(storage, provider):
     kept = write_execution(provider, "K", count=1)
     gone = write_execution(provider, "G", count=2, big_metadata=True)

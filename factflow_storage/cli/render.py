@@ -67,6 +67,11 @@ def _write_all(chunks: Iterator[bytes], flush_each: bool) -> None:
     out.flush()
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 object``, ``2 objects``: a count with its noun in the number it takes."""
+    return f"{count} {noun if count == 1 else noun + 's'}"
+
+
 def object_line(row: Mapping[str, Any]) -> str:
     """A listing row as a table line, in the spirit of ``aws s3 ls``."""
     return f"{row['last_modified']:<24} {row['size']:>12} {row['key']}"

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from factflow_storage.cli.options import App, Duration, output_option, pass_app
-from factflow_storage.cli.render import JSON, emit_json, emit_lines, table_lines
+from factflow_storage.cli.render import JSON, counted, emit_json, emit_lines, table_lines
 
 DRY_RUN_NOTE = "dry run: nothing deleted (add --yes to delete)"
 PLAN_COLUMNS = ("execution_id", "status", "action", "objects", "bytes", "journal_markers", "archive_jobs")
@@ -30,9 +30,9 @@ def _done_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
         if done is None:
             lines.append(f"not deleted {row['execution_id']}: {row['action']}")
         else:
-            lines.append(f"deleted execution {row['execution_id']}: {done['objects']} objects "
-                         f"({done['bytes']} bytes), {done['journal_markers']} journal markers, "
-                         f"{done['archive_jobs']} archive jobs")
+            lines.append(f"deleted execution {row['execution_id']}: {counted(done['objects'], 'object')} "
+                         f"({counted(done['bytes'], 'byte')}), {counted(done['journal_markers'], 'journal marker')}, "
+                         f"{counted(done['archive_jobs'], 'archive job')}")
     return lines
 
 
@@ -47,7 +47,8 @@ def _show_result(result: dict[str, Any], as_json: bool, extra: Sequence[str] = (
     else:
         lines = _done_lines(rows)
     lines += list(extra)
-    lines.append(f"total: {total['executions']} executions, {total['objects']} objects, {total['bytes']} bytes")
+    lines.append(f"total: {counted(total['executions'], 'execution')}, {counted(total['objects'], 'object')}, "
+                 f"{counted(total['bytes'], 'byte')}")
     emit_lines(lines)
 
 

@@ -41,7 +41,7 @@ from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
 from factflow_storage import lineage_index, stage_graph
 from factflow_storage.lineage_index import Reference
 from factflow_storage.parallel import ordered_map
-from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETING, REFUSED_RUNNING,
+from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETE, DELETING, REFUSED_RUNNING, RESUME,
                                              ExecutionPlan, dependants_line, plan_execution)
 from factflow_storage.watch.journal import journal_prefix
 
@@ -65,8 +65,10 @@ def requester() -> str:
 
 
 def totals(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    return {"executions": len(rows), "objects": sum(r["objects"] for r in rows),
-            "bytes": sum(r["bytes"] for r in rows)}
+    """What the request deletes: a row blocked, refused or already deleted adds nothing."""
+    going = [row for row in rows if row["action"] in (DELETE, RESUME)]
+    return {"executions": len(going), "objects": sum(r["objects"] for r in going),
+            "bytes": sum(r["bytes"] for r in going)}
 
 
 def check_allowed(plans: Sequence[ExecutionPlan], force: bool) -> None:

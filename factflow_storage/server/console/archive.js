@@ -1,7 +1,7 @@
 // The hand-off: "Download execution (zip)" prepares an archive job on the server, shows
 // its progress from the status endpoint, then starts the browser's download of the zip.
 import { api } from "./api.js";
-import { clear, errorBox, h, humanSize } from "./dom.js";
+import { clear, counted, errorBox, h, humanSize } from "./dom.js";
 
 const POLL_MS = 500;
 
@@ -21,8 +21,8 @@ export function archivePanel(executionId) {
     bar.hidden = false;
     bar.value = job.status === "ready" ? 1 : total ? (job.processed || 0) / total : job.progress || 0;
     text.textContent = job.status === "ready"
-      ? `ready: ${job.total ?? "?"} objects, ${humanSize(job.file_size)}`
-      : `${job.status}: ${job.processed ?? 0} of ${total || "?"} objects, ${humanSize(job.bytes_packed || 0)} packed`;
+      ? `ready: ${counted(job.total ?? "?", "object")}, ${humanSize(job.file_size)}`
+      : `${job.status}: ${job.processed ?? 0} of ${counted(total || "?", "object")}, ${humanSize(job.bytes_packed || 0)} packed`;
   };
   const finish = (job) => {
     const anchor = h("a", { href: api.archiveUrl(job.job_id), download: job.filename || "", id: "archive-download",

@@ -6,7 +6,7 @@
 // listing (one read per object): the object view reads it. While the execution runs, the
 // page's one event stream adds new objects to the page they belong on.
 import { api } from "./api.js";
-import { clear, h, humanSize, time } from "./dom.js";
+import { clear, counted, h, humanSize, time } from "./dom.js";
 import { href, go } from "./router.js";
 import { openStream } from "./stream.js";
 import { streamState } from "./live.js";
@@ -120,7 +120,7 @@ export async function listingSection(prefix, params = new URLSearchParams(), { f
   const keep = { ...(query ? { q: query } : {}) };
   const summary = h("span", { class: "muted", id: "listing-count" });
   const count = () => {
-    summary.textContent = `${objects.childElementCount} objects, ${folders.childElementCount} folders on this page`;
+    summary.textContent = `${counted(objects.childElementCount, "object")}, ${counted(folders.childElementCount, "folder")} on this page`;
   };
   count();
   const pager = h("div", { class: "pager" },

@@ -27,6 +27,11 @@ export function clear(node) {
   return node;
 }
 
+// "1 object", "2 objects": a count with its noun in the number it takes.
+export function counted(count, one, many = one + "s") {
+  return `${count} ${Number(count) === 1 ? one : many}`;
+}
+
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
 export function humanSize(bytes) {

@@ -1,7 +1,7 @@
 // The pipeline as a picture: an SVG node per route/stage (objects, bytes; a link to the
 // stage's listing) and an arrow per parent stage -> child stage, laid out in columns by
 // the longest path from a stage nothing feeds. No library: a few dozen stages at most.
-import { h, humanSize } from "./dom.js";
+import { counted, h, humanSize } from "./dom.js";
 import { href } from "./router.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -53,7 +53,7 @@ export function drawGraph(executionId, graph) {
   const width = PAD * 2 + Math.max(1, byColumn.length) * (NODE_W + GAP_X) - GAP_X;
   const height = PAD * 2 + Math.max(1, ...byColumn.map((list) => (list || []).length)) * (NODE_H + GAP_Y) - GAP_Y;
   const picture = svg("svg", { id: "graph", class: "graph", role: "img", width, height, viewBox: `0 0 ${width} ${height}`,
-    "aria-label": `Pipeline of ${executionId}: ${graph.nodes.length} stages, ${graph.edges.length} edges` },
+    "aria-label": `Pipeline of ${executionId}: ${counted(graph.nodes.length, "stage")}, ${counted(graph.edges.length, "edge")}` },
   svg("defs", null, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7,
     markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }))));
   for (const edge of graph.edges) {
@@ -73,10 +73,10 @@ export function drawGraph(executionId, graph) {
     const outside = node.execution_id && node.execution_id !== executionId;
     const target = href("browse", `executions/${node.execution_id || executionId}/${node.route_id}/${node.stage}/`);
     const counts = svg("text", { x: x + 10, y: y + 50, class: "node-counts" },
-      `${node.objects} object${node.objects === 1 ? "" : "s"} · ${humanSize(node.bytes)}`);
+      `${counted(node.objects, "object")} · ${humanSize(node.bytes)}`);
     const group = svg("a", { href: target, class: "node" + (node.receiving ? " receiving" : "") + (outside ? " outside" : ""),
       "data-stage": node.id, "data-objects": node.objects, "data-bytes": node.bytes },
-    svg("title", null, `${node.id}${outside ? ` (execution ${node.execution_id})` : ""}: ${node.objects} objects, ${node.bytes} bytes`
+    svg("title", null, `${node.id}${outside ? ` (execution ${node.execution_id})` : ""}: ${counted(node.objects, "object")}, ${counted(node.bytes, "byte")}`
       + (node.receiving ? ", receiving writes" : "")),
     svg("rect", { x, y, width: NODE_W, height: NODE_H, rx: 6 }),
     svg("text", { x: x + 10, y: y + 19, class: "node-stage" }, clip(node.stage)),

@@ -1,7 +1,7 @@
 // One object: its metadata as a table, its lineage (parents, then children once found)
 // as links, a preview of its content and a download link.
 import { api, objectUrl } from "./api.js";
-import { clear, errorBox, h, humanSize, time } from "./dom.js";
+import { clear, counted, errorBox, h, humanSize, time } from "./dom.js";
 import { crumbsFor } from "./browse.js";
 import { href } from "./router.js";
 import { renderPreview } from "./preview.js";
@@ -24,7 +24,7 @@ function cell(name, value) {
     const keys = parents(value);
     if (keys.length) return h("ul", { class: "plain", id: "lineage" }, keys.map((key) => h("li", null, h("a", { href: href("object", key) }, key))));
   }
-  if (name === "content_length") return `${humanSize(value)} (${value} bytes)`;
+  if (name === "content_length") return `${humanSize(value)} (${counted(value, "byte")})`;
   if (name === "created_at") return h("span", null, String(value), " ", h("span", { class: "muted" }, "(", time(value), ")"));
   if (name === "execution_id") return h("a", { href: href("execution", String(value)) }, String(value));
   if (value !== null && typeof value === "object") return h("code", null, JSON.stringify(value));

@@ -3,7 +3,7 @@
 // after an explicit confirmation. Force is a separate box, offered only when the plan is
 // blocked or the execution is running, because forcing breaks someone else's lineage.
 import { api } from "./api.js";
-import { clear, errorBox, h, humanSize, time } from "./dom.js";
+import { clear, counted, errorBox, h, humanSize, time } from "./dom.js";
 import { href } from "./router.js";
 
 // The server's plan actions (factflow_storage.retention.plan).
@@ -50,7 +50,7 @@ function planFacts(row) {
   const fact = (name, label, value) => [h("dt", { class: "muted" }, label), h("dd", { dataset: { fact: name } }, value)];
   return h("dl", { class: "row", id: "plan-facts" },
     fact("objects", "Objects", String(row.objects)),
-    fact("bytes", "Size", `${humanSize(row.bytes)} (${row.bytes} bytes)`),
+    fact("bytes", "Size", `${humanSize(row.bytes)} (${counted(row.bytes, "byte")})`),
     fact("journal_markers", "Journal markers", String(row.journal_markers)),
     fact("archive_jobs", "Archive jobs", String(row.archive_jobs)),
     fact("action", "Action", row.action));
@@ -60,7 +60,7 @@ function deletedNote(record) {
   const gone = record.deleted || {};
   return h("p", { id: "deletion-record", dataset: { state: record.state } },
     record.state === "deleted" ? "Deleted " : "Deletion started ", time(record.finished_at || record.started_at),
-    ` by ${record.requested_by || "unknown"}: ${gone.objects ?? 0} objects, ${humanSize(gone.bytes ?? 0)}`,
+    ` by ${record.requested_by || "unknown"}: ${counted(gone.objects ?? 0, "object")}, ${humanSize(gone.bytes ?? 0)}`,
     record.forced ? " (forced)" : "", ".");
 }
 
@@ -97,7 +97,7 @@ export function retentionPanel(executionId, record, onDeleted) {
       const row = answer.executions.find((item) => item.execution_id === executionId) || answer.executions[0];
       const gone = row.deleted || { objects: 0, bytes: 0 };
       setState("deleted");
-      plan.append(h("p", { id: "retention-done" }, `Deleted ${gone.objects} objects, ${humanSize(gone.bytes)}. `,
+      plan.append(h("p", { id: "retention-done" }, `Deleted ${counted(gone.objects, "object")}, ${humanSize(gone.bytes)}. `,
         h("a", { href: href("executions") }, "Back to executions")));
       planButton.disabled = true;
       lineage.remove();
@@ -114,7 +114,9 @@ export function retentionPanel(executionId, record, onDeleted) {
     const parts = [planFacts(row)];
     if (row.dependants.length) {
       parts.push(h("h3", null, "What would break"), h("p", { class: "muted" },
-        `${row.dependants.length} objects of other executions name this execution's objects in their lineage.`),
+        row.dependants.length === 1
+          ? "1 object of another execution names this execution's objects in its lineage."
+          : `${row.dependants.length} objects of other executions name this execution's objects in their lineage.`),
       refTable("plan-dependants", row.dependants, false));
     }
     if (row.action === ALREADY) {
@@ -131,7 +133,7 @@ export function retentionPanel(executionId, record, onDeleted) {
         : "Blocked: other executions depend on it (above)."),
       h("label", { class: "force", for: "retention-force" }, force,
         row.action === RUNNING ? " Force: delete it although it is still running"
-          : ` Force: delete it anyway and break the lineage of ${row.dependants.length} objects`));
+          : ` Force: delete it anyway and break the lineage of ${counted(row.dependants.length, "object")}`));
       force.addEventListener("change", () => { deleteButton.disabled = !force.checked; });
     }
     const ask = h("div", { id: "retention-confirm", class: "confirm", hidden: true, role: "alertdialog",
@@ -144,7 +146,7 @@ export function retentionPanel(executionId, record, onDeleted) {
       yes.addEventListener("click", () => confirmed(forced));
       no.addEventListener("click", () => { ask.hidden = true; deleteButton.disabled = blocked && !force.checked;
         setState("planned"); deleteButton.focus(); });
-      clear(ask).append(h("p", { id: "retention-question" }, `Delete ${executionId} permanently: ${row.objects} objects, `
+      clear(ask).append(h("p", { id: "retention-question" }, `Delete ${executionId} permanently: ${counted(row.objects, "object")}, `
         + `${humanSize(row.bytes)}${forced ? ", breaking other executions' lineage" : ""}? This cannot be undone.`),
       h("div", { class: "row" }, yes, no));
       ask.hidden = false;
