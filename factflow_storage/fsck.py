@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from factflow_storage.errors import StorageError
+from factflow_storage.metadata import QUARANTINED
 
 DEFAULT_GRACE = 3600.0
 # Longer means the same as this, "nothing is old enough" (ten years); capped so that the
@@ -74,22 +75,47 @@ def report(findings: Iterable[Finding], *, prefix: str, repair: bool, grace: flo
             "bytes_reclaimed": reclaimed, "findings": listed, "findings_truncated": sum(found.values()) > len(listed)}
 
 
-def verify(provider, prefix: str) -> Iterator[Finding]:
+def verify(provider, prefix: str, *, repair: bool = False, accept: bool = False) -> Iterator[Finding]:
     """``--verify``: read every object under ``prefix`` and check its bytes against the
     checksum its metadata states (as ``restic check --read-data``), one chunk in memory
     at a time. Catches bytes another tool changed in place with the size and times kept,
-    which no stat can tell. A mismatch is reported, never blessed: nothing is rewritten."""
+    which no stat can tell. A mismatch is never blessed silently: ``repair`` quarantines
+    the object (reads refuse it), and only ``accept`` makes its new sha256 the checksum,
+    the old one kept as ``stale_checksum`` (``fs_quarantine``; a provider without
+    ``settle_changed`` only reports)."""
+    open_version = getattr(provider, "open_version", None)
+    settle = getattr(provider, "settle_changed", None)
     for info in provider.list(prefix):
         try:
-            stated = provider.metadata(info.key).get("checksum")
+            blob = provider.metadata(info.key)
+            stated = blob.get("checksum")
             if not isinstance(stated, str) or not stated.startswith("sha256:"):
                 continue  # no checksum claimed (already stale, or a foreign object)
             digest = hashlib.sha256()
-            with provider.open(info.key) as stream:
+            stream, version = open_version(info.key) if open_version else (provider.open(info.key), None)
+            with stream:
                 while chunk := stream.read(_CHUNK):
                     digest.update(chunk)
+            found = f"sha256:{digest.hexdigest()}"
+            if found == stream.metadata.get("checksum"):
+                continue
+            stated = stream.metadata.get("checksum")
+            if not isinstance(stated, str):
+                continue
+            done = (settle is not None and (repair or accept)
+                    and settle(info.key, inode=version, stated=stated, found=found, accept=accept))
         except StorageError:
             continue  # gone meanwhile, or unreadable: the provider's own pass reports that
-        if f"sha256:{digest.hexdigest()}" != stated:
-            yield Finding(CHANGED_BYTES, info.key, f"the bytes are not those the metadata's checksum {stated} "
-                          "describes: changed in place by another tool, or damaged")
+        if done and accept:
+            detail = f"accepted: its checksum is now {found}, the old {stated} kept as stale_checksum"
+        elif done:
+            detail = (f"quarantined: the bytes hash to {found}, not to the checksum {stated} the metadata "
+                      f"states; reads refuse it until 'fsck --verify --accept-changed {info.key}' keeps them")
+        else:
+            detail = (f"the bytes are not those the metadata's checksum {stated} describes: changed in place "
+                      "by another tool, or damaged")
+            if QUARANTINED in stream.metadata:
+                detail += f" (quarantined; 'fsck --verify --accept-changed {info.key}' keeps the new bytes)"
+            elif repair and settle is None:
+                detail += " (this store cannot quarantine an object: its metadata shows the checksum as stale)"
+        yield Finding(CHANGED_BYTES, info.key, detail, repaired=bool(done))
