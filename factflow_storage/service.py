@@ -19,7 +19,7 @@ import orjson
 
 from factflow_storage import executions
 from factflow_storage.execution_index import micros
-from factflow_storage.errors import BadRequest, Conflict, NotSupported
+from factflow_storage.errors import BadRequest, Conflict
 # narrow_prefix and split_extensions are imported from here by other modules too.
 from factflow_storage.keys import (
     execution_prefix,
@@ -365,7 +365,7 @@ class StorageService:
         if check is None:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
         if accept_changed and not hasattr(self.provider, "settle_changed"):
-            raise NotSupported("--accept-changed needs a filesystem store: on S3 an object whose bytes "
+            raise BadRequest("--accept-changed needs a filesystem store: on S3 an object whose bytes "
                                "changed already shows its old checksum as stale_checksum")
         verify = verify or accept_changed
         grace = fsck.DEFAULT_GRACE if grace is None else min(grace, fsck.MAX_GRACE)

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from factflow_storage.cli.main import cli
-from factflow_storage.errors import NotSupported, Quarantined
+from factflow_storage.errors import BadRequest, Quarantined
 from factflow_storage.service import StorageService
 from retention_support import write_execution
 from server_fixture import http_request, running_server
@@ -215,7 +215,7 @@ def test_verify_streams_a_large_object(file_storage):
 def test_s3_refuses_accepting_and_repair_leaves_reads_alone(s3):
     s3.write("a/b.txt", b"hello")
     service = StorageService(s3)
-    with pytest.raises(NotSupported, match="filesystem"):
+    with pytest.raises(BadRequest, match="filesystem"):
         service.fsck("a/", accept_changed=True)
     s3._client.put_object(bucket_name=s3.bucket, object_name="a/b.txt", data=io.BytesIO(b"HELLO"), length=5)
     report = service.fsck("a/", verify=True, repair=True)

@@ -35,7 +35,7 @@ OPENAPI: dict[str, Any] = {FSCK: {"post": {
                                              "bytes_reclaimed": {"type": "integer"},
                                              "findings": {"type": "array", "items": {"type": "object"}},
                                              "findings_truncated": {"type": "boolean"}}}}}},
-                  **errors(400, 501)},
+                  **errors(400)},
 }}}
 
 
