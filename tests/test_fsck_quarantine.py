@@ -131,9 +131,10 @@ def test_reads_over_http_answer_409_and_the_metadata_still_answers(changed):
         assert result.exit_code == 1 and "is quarantined" in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
 
-        accepted = http_request(url, "POST", "/api/v1/storage/fsck", headers={"Content-Type": "application/json"},
-                                body=orjson.dumps({"prefix": KEY, "accept_changed": True}))
-        assert accepted.status == 200 and accepted.json()["repaired"] == {"changed_bytes": 1}, accepted.body
+        accepted = CliRunner().invoke(cli, ["--api", url, "storage", "fsck", "--accept-changed", KEY, "-o", "json"],
+                                      env={"FACTFLOW_API_URL": None}, catch_exceptions=False)
+        assert accepted.exit_code == 0, (accepted.stdout, accepted.stderr)
+        assert orjson.loads(accepted.stdout)["repaired"] == {"changed_bytes": 1}, accepted.stdout
         served = http_request(url, "GET", f"/api/v1/storage/objects/{KEY}")
         assert served.status == 200 and served.body == b"TEXT 1", served
         bad = http_request(url, "POST", "/api/v1/storage/fsck", headers={"Content-Type": "application/json"},
