@@ -13,10 +13,8 @@ from factflow_storage.cli.render import JSON, emit_json, emit_lines
 
 @click.command("fsck", epilog="""\b
 Examples:
-  factflow storage fsck executions/run-42/
   factflow storage fsck --repair --grace 10m
-  factflow storage fsck --verify executions/run-42/
-  factflow storage fsck --verify --repair
+  factflow storage fsck --verify --repair executions/run-42/
   factflow storage fsck --verify --accept-changed executions/run-42/a.txt""")
 @click.argument("prefix", default="")
 @click.option("--repair", is_flag=True, help="Fix what is found (default: only report).")
