@@ -222,3 +222,19 @@ def test_s3_refuses_accepting_and_repair_leaves_reads_alone(s3):
     report = service.fsck("a/", verify=True, repair=True)
     assert "changed_bytes" not in report["found"], report  # the ETag already told: nothing claimed
     assert s3.read("a/b.txt") == b"HELLO"
+
+
+def test_bytes_restored_under_quarantine_are_released_by_repair(changed):
+    storage, provider, old = changed
+    assert run(storage, "storage", "fsck", "--verify", "--repair").exit_code == 0
+    change_in_place(provider, KEY, old)  # the backup put back
+    seen = run(storage, "storage", "fsck", "--verify", "-o", "json")
+    assert seen.exit_code == 1 and orjson.loads(seen.stdout)["found"] == {"restored_bytes": 1}, seen.stdout
+    with pytest.raises(Quarantined):
+        provider.read(KEY)  # still set aside until repair says so
+    released = run(storage, "storage", "fsck", "--verify", "--repair", "-o", "json")
+    assert released.exit_code == 0 and orjson.loads(released.stdout)["repaired"] == {"restored_bytes": 1}
+    assert provider.read(KEY) == old
+    blob = provider.metadata(KEY)
+    assert blob["checksum"] == sha(old) and "quarantined" not in blob and "stale_checksum" not in blob, blob
+    assert run(storage, "storage", "fsck", "--verify").exit_code == 0

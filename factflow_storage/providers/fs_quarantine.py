@@ -37,8 +37,9 @@ def refusal(key: str) -> Quarantined:
 
 
 def settle(provider: FilesystemProvider, key: str, *, inode: int, stated: str, found: str, accept: bool) -> bool:
-    """Quarantine the object at ``key`` (or with ``accept``, roll it forward to ``found``).
-    False when it is no longer the version whose bytes hashed to ``found``."""
+    """Quarantine the object at ``key`` (or with ``accept``, roll it forward to ``found``;
+    release it when ``found`` is ``stated`` again). False when it is no longer the version
+    whose bytes hashed to ``found``."""
     parents, name = provider._split(key)
     try:
         fds = fs_paths.open_chain(provider.root, parents)  # lockable descriptors, unlike a read's
@@ -59,7 +60,10 @@ def settle(provider: FilesystemProvider, key: str, *, inode: int, stated: str, f
             if current != inode or record is None or record.get(INODE_FIELD) not in (None, inode) \
                     or record.get("checksum") != stated:
                 return False
-            changed = _rolled_forward(record, stated, found) if accept else _quarantined(record, found)
+            if found == stated:  # restored: the quarantine has nothing left to guard
+                changed = _released(record)
+            else:
+                changed = _rolled_forward(record, stated, found) if accept else _quarantined(record, found)
             if changed is None:
                 return True  # already so
             temp = fs_write.write_small_temp(parent, orjson.dumps(changed), fsync=provider._fsync)
@@ -82,6 +86,12 @@ def _quarantined(record: dict[str, Any], found: str) -> dict[str, Any] | None:
         return None
     return {**record, QUARANTINED: {"reason": REASON, "expected_checksum": record["checksum"],
                                     "found_checksum": found, "since": now_rfc3339()}}
+
+
+def _released(record: dict[str, Any]) -> dict[str, Any] | None:
+    if QUARANTINED not in record:
+        return None
+    return {name: value for name, value in record.items() if name != QUARANTINED}
 
 
 def _rolled_forward(record: dict[str, Any], stated: str, found: str) -> dict[str, Any]:
