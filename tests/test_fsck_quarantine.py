@@ -23,6 +23,7 @@ from factflow_storage.errors import BadRequest, Quarantined
 from factflow_storage.service import StorageService
 from retention_support import write_execution
 from server_fixture import http_request, running_server
+from waiting import eventually
 
 KEY = "executions/P/route/parse/m0001.txt"
 OTHER = "executions/P/route/parse/m0000.txt"
@@ -238,3 +239,21 @@ def test_bytes_restored_under_quarantine_are_released_by_repair(changed):
     blob = provider.metadata(KEY)
     assert blob["checksum"] == sha(old) and "quarantined" not in blob and "stale_checksum" not in blob, blob
     assert run(storage, "storage", "fsck", "--verify").exit_code == 0
+
+
+def test_an_archive_holding_a_quarantined_object_fails_naming_it(changed):
+    storage, provider, old = changed
+    service = StorageService(provider)
+    assert service.fsck(verify=True, repair=True)["repaired"] == {"changed_bytes": 1}
+    with running_server(service) as url:
+        prepared = http_request(url, "POST", "/api/v1/content/archive/prepare",
+                                headers={"Content-Type": "application/json"}, body=orjson.dumps({"execution_id": "P"}))
+        assert prepared.status == 200, prepared.body
+        job = prepared.json()["job_id"]
+
+        def finished():
+            status = http_request(url, "GET", f"/api/v1/content/archive/{job}/status").json()
+            return status if status["status"] != "preparing" else None
+
+        status = eventually(finished, "the archive job to finish")
+        assert status["status"] == "failed" and "is quarantined" in status["error"], status
