@@ -371,10 +371,12 @@ class RemoteService:
                 return
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False) -> dict[str, Any]:
+             verify: bool = False, accept_changed: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"prefix": validate_prefix(prefix), "repair": repair}
         if verify:
             body["verify"] = True
+        if accept_changed:
+            body["accept_changed"] = True
         if grace is not None:
             body["grace_seconds"] = grace
         return self.api.send_json("POST", api_paths.FSCK, body)

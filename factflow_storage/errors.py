@@ -55,6 +55,14 @@ class PreconditionFailed(StorageError):
         self.etag = etag
 
 
+class Quarantined(StorageError):
+    """The object's bytes no longer match its checksum and ``fsck --verify --repair`` set
+    it aside: reads refuse it until an operator accepts the new bytes (or writes anew)."""
+
+    error_code = "quarantined"
+    status = 409
+
+
 class NotSupported(StorageError, NotImplementedError):
     """The backend cannot do what was asked safely (a conditional write it cannot make atomic)."""
 

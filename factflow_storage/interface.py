@@ -66,7 +66,7 @@ class Service(Protocol):
         """Every list row newest first, streamed page after page."""
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False) -> dict[str, Any]:
+             verify: bool = False, accept_changed: bool = False) -> dict[str, Any]:
         """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
         ...
 

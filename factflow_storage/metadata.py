@@ -26,6 +26,9 @@ PROVENANCE_FIELDS = ("execution_id", "route_id", "stage", "msg_id")
 MAX_METADATA_BYTES = 64 * 1024
 # Set on read when the bytes under a key are no longer those its checksum describes.
 STALE_CHECKSUM = "stale_checksum"
+# Set by ``fsck --verify --repair`` on an object whose bytes no longer match its checksum:
+# reads refuse it until ``--accept-changed`` (``factflow_storage.providers.fs_quarantine``).
+QUARANTINED = "quarantined"
 COPIED_FROM = "copied_from"
 CHANGE_CHECK = "change_check"
 CHECK_ETAG = "size+etag"

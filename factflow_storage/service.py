@@ -355,18 +355,23 @@ class StorageService:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False) -> dict[str, Any]:
-        """What crashes left under ``prefix``, repaired on request (see ``factflow_storage.fsck``)."""
+             verify: bool = False, accept_changed: bool = False) -> dict[str, Any]:
+        """What crashes left under ``prefix``, repaired on request (see ``factflow_storage.fsck``).
+        ``accept_changed`` (implies ``verify``) keeps the new bytes of objects changed in place."""
         from factflow_storage import fsck, lineage_index
 
         validate_prefix(prefix)
         check = getattr(self.provider, "fsck", None)
         if check is None:
             raise BadRequest(f"{type(self.provider).__name__} has no consistency check")
+        if accept_changed and not hasattr(self.provider, "settle_changed"):
+            raise BadRequest("--accept-changed needs a filesystem store: on S3 an object whose bytes "
+                               "changed already shows its old checksum as stale_checksum")
+        verify = verify or accept_changed
         grace = fsck.DEFAULT_GRACE if grace is None else min(grace, fsck.MAX_GRACE)
         findings = itertools.chain(check(prefix, repair=repair, grace=grace),
                                    lineage_index.check_index(self.provider, prefix, repair=repair),
-                                   fsck.verify(self.provider, prefix) if verify else ())
+                                   fsck.verify(self.provider, prefix, repair=repair, accept=accept_changed) if verify else ())
         if not prefix:  # the whole store: its execution index too
             from factflow_storage import execution_index_check
 

@@ -35,11 +35,11 @@ import orjson
 from factflow_storage.lineage_index import confirm_write, guard_write
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
-from factflow_storage.metadata import (HashingReader, build_metadata, check_blob_size, check_user_metadata,
+from factflow_storage.metadata import (QUARANTINED, HashingReader, build_metadata, check_blob_size, check_user_metadata,
                                        describe_stored, foreign_metadata)
 from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, WriteCondition, check_range,
                                        object_etag)
-from factflow_storage.providers import fs_paths, fs_write
+from factflow_storage.providers import fs_paths, fs_quarantine, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_sidecar_cache import SidecarCache
 from factflow_storage.providers.fs_write import INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version
@@ -125,6 +125,7 @@ class FilesystemProvider(BaseProvider):
         user_metadata = check_user_metadata(metadata)
         user_metadata.pop(INODE_FIELD, None)
         user_metadata.pop(PREVIOUS_FIELD, None)
+        user_metadata.pop(QUARANTINED, None)  # new bytes are not quarantined, whatever was copied
         guard_write(self, key, user_metadata)  # see lineage_index: the handshake with deletions
         fds = self._make_parent(key, parents)
         parent = fds[-1]
@@ -264,6 +265,15 @@ class FilesystemProvider(BaseProvider):
     # -- reads ---------------------------------------------------------------
 
     def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
+        stream, _inode = self.open_version(key, start=start, length=length)
+        if QUARANTINED in stream.metadata:
+            stream.close()
+            raise fs_quarantine.refusal(key)
+        return stream
+
+    def open_version(self, key: str, *, start: int = 0, length: int | None = None) -> tuple[ObjectStream, int]:
+        """``open`` of a quarantined object too (``fsck --verify`` reads it), with the inode
+        of the version opened (which ``settle_changed`` names)."""
         parents, name = self._split(key)
         fds = self._chain(key, parents)
         try:
@@ -280,7 +290,13 @@ class FilesystemProvider(BaseProvider):
             handle.close()
             raise
         remaining = info.size - start
-        return ObjectStream(info, blob, handle, start, remaining if length is None else min(length, remaining))
+        stream = ObjectStream(info, blob, handle, start, remaining if length is None else min(length, remaining))
+        return stream, st.st_ino
+
+    def settle_changed(self, key: str, *, inode: int, stated: str, found: str, accept: bool) -> bool:
+        """Quarantine, or with ``accept`` roll forward, an object whose bytes hash to
+        ``found`` rather than ``stated`` (see ``fs_quarantine``)."""
+        return fs_quarantine.settle(self, key, inode=inode, stated=stated, found=found, accept=accept)
 
     def _consistent(self, key: str, parent: int, name: str) -> tuple[BinaryIO, os.stat_result, dict[str, Any]]:
         began = time_now = time.monotonic()
@@ -321,7 +337,8 @@ class FilesystemProvider(BaseProvider):
         return pick_version(record, st, verify_with)
 
     def stat(self, key: str) -> ObjectInfo:
-        with self.open(key) as stream:
+        stream, _inode = self.open_version(key)  # a quarantined object's metadata still answers
+        with stream:
             return stream.info
 
     def metadata(self, key: str) -> dict[str, Any]:
@@ -371,7 +388,8 @@ class FilesystemProvider(BaseProvider):
         return None if blob is None else describe_stored(key, blob, size=st.st_size)
 
     def _full_metadata(self, key: str) -> dict[str, Any]:
-        with self.open(key) as stream:
+        stream, _inode = self.open_version(key)
+        with stream:
             return stream.metadata
 
     # -- listings ------------------------------------------------------------

@@ -63,7 +63,7 @@ _OBJECT_READ = {
     "parameters": [_VIEW, _RANGE, _IF_NONE_MATCH],
     "responses": {"200": _BYTES, "206": {**_BYTES, "description": "A byte range of the object"},
                   "304": {"description": "Not modified (If-None-Match matched the ETag)"},
-                  **errors(400, 404, 416)},
+                  **errors(400, 404, 409, 416)},
 }
 
 STORAGE_PATHS: dict[str, Any] = {
