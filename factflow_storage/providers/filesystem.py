@@ -165,12 +165,7 @@ class FilesystemProvider(BaseProvider):
         previous = self._current(key, parent, name)
         if previous is not None:
             record[PREVIOUS_FIELD] = previous
-        sidecar_tmp = fs_write.write_small_temp(parent, orjson.dumps(record), fsync=self._fsync)
-        try:
-            os.replace(sidecar_tmp, name + SIDECAR_SUFFIX, src_dir_fd=parent, dst_dir_fd=parent)
-        except BaseException:
-            fs_write.unlink_quietly(parent, sidecar_tmp)
-            raise
+        fs_write.replace_small(parent, name + SIDECAR_SUFFIX, orjson.dumps(record), fsync=self._fsync)
         fault("sidecar-renamed")
         try:
             os.replace(data_tmp, name, src_dir_fd=parent, dst_dir_fd=parent)

@@ -66,12 +66,7 @@ def settle(provider: FilesystemProvider, key: str, *, inode: int, stated: str, f
                 changed = _rolled_forward(record, stated, found) if accept else _quarantined(record, found)
             if changed is None:
                 return True  # already so
-            temp = fs_write.write_small_temp(parent, orjson.dumps(changed), fsync=provider._fsync)
-            try:
-                os.replace(temp, name + SIDECAR_SUFFIX, src_dir_fd=parent, dst_dir_fd=parent)
-            except BaseException:
-                fs_write.unlink_quietly(parent, temp)
-                raise
+            fs_write.replace_small(parent, name + SIDECAR_SUFFIX, orjson.dumps(changed), fsync=provider._fsync)
             provider.sidecars.forget(key)
             if provider._fsync:
                 fs_write.sync_dir(parent)

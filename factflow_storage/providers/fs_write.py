@@ -81,6 +81,16 @@ def write_small_temp(parent: int, data: bytes, *, fsync: bool) -> str:
     return name
 
 
+def replace_small(parent: int, name: str, data: bytes, *, fsync: bool) -> None:
+    """Put ``data`` at ``name`` whole, through a temp file renamed over it (removed on failure)."""
+    temp = write_small_temp(parent, data, fsync=fsync)
+    try:
+        os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+    except BaseException:
+        unlink_quietly(parent, temp)
+        raise
+
+
 def _create_temp(parent: int) -> tuple[str, int]:
     name = temp_name()
     return name, os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
