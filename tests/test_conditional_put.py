@@ -61,13 +61,18 @@ def test_racing_compare_and_swaps_let_exactly_one_through(url):
         start.wait()
         statuses.append(_put(url, "counter", str(number + 1).encode(), **{"If-Match": etag}).status)
 
-    threads = [threading.Thread(target=writer, args=(number,)) for number in range(8)]
+    _race(writer)
+    assert sorted(statuses) == [201] + [412] * 7
+    assert _read(url, "counter") in {str(n).encode() for n in range(1, 9)}
+
+
+def _race(writer, count: int = 8) -> None:
+    """``writer(0..count-1)`` in threads at once (each waits on its own barrier first)."""
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(statuses) == [201] + [412] * 7
-    assert _read(url, "counter") in {str(n).encode() for n in range(1, 9)}
 
 
 def test_racing_creates_let_exactly_one_through(url):
@@ -78,11 +83,7 @@ def test_racing_creates_let_exactly_one_through(url):
         start.wait()
         statuses.append(_put(url, "once", str(number).encode(), **{"If-None-Match": "*"}).status)
 
-    threads = [threading.Thread(target=writer, args=(number,)) for number in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _race(writer)
     assert sorted(statuses) == [201] + [412] * 7
 
 
