@@ -165,6 +165,12 @@ def test_binary_shows_as_a_hex_dump_and_an_image_inline(console, served, storage
     assert preview.get_attribute("data-kind") == "hex"
     assert preview.text.splitlines()[1].startswith("00000010  10 11 12 13")
     console.screenshot(f"object-hex-{storage.kind}", full=True)
+    one_byte = f"executions/{DEMO}/r/s/one.bin"
+    service.put(one_byte, b"\xff", None, content_type="application/octet-stream")
+    console.open("#/o/" + one_byte, view="object")
+    console.find("#preview-text")
+    notes = [p.text for p in console.driver.find_elements("css selector", "#preview p.muted")]
+    assert "binary: the first 1 byte as hex" in notes, notes
     image = f"executions/{DEMO}/r/s/chart.png"
     service.put(image, png(40, 30), None, content_type="image/png")
     console.open("#/o/" + image, view="object")

@@ -2,7 +2,7 @@
 // text nodes or an <img> (which runs no script, SVG included), so stored HTML and SVG show
 // as their source; the server additionally answers object reads with a sandbox policy.
 import { api, objectUrl } from "./api.js";
-import { h, humanSize } from "./dom.js";
+import { counted, h, humanSize } from "./dom.js";
 
 export const PREVIEW_BYTES = 256 * 1024;
 const GZIP_BYTES = 1024 * 1024;
@@ -127,7 +127,7 @@ export async function renderPreview(key, metadata) {
   if (!node) {
     kind = "hex";
     node = textPreview(hexDump(bytes.subarray(0, HEX_BYTES)), "hex");
-    notes.push(`binary: the first ${Math.min(bytes.length, HEX_BYTES)} bytes as hex`);
+    notes.push(`binary: the first ${counted(Math.min(bytes.length, HEX_BYTES), "byte")} as hex`);
   }
   return { kind, node, notes };
 }
