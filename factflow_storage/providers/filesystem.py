@@ -43,7 +43,7 @@ from factflow_storage.providers import fs_paths, fs_quarantine, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_sidecar_cache import SidecarCache
 from factflow_storage.providers.fs_write import INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version
-from factflow_storage.registry import StorageURI
+from factflow_storage.storage_uri import StorageURI
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 _CONSISTENT_READ_DEADLINE = 2.0

@@ -45,7 +45,7 @@ from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
 from factflow_storage.providers.s3_transfer import (PART_SIZE, SINGLE_PUT_LIMIT, Body, EmptyBody, Uploader, file_sha256,
                                                     http_client, read_head, split_endpoint)
-from factflow_storage.registry import StorageURI
+from factflow_storage.storage_uri import StorageURI
 
 DEFAULT_REGION = "us-east-1"
 _COMPANION_RETRIES = 20
