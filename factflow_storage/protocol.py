@@ -256,7 +256,7 @@ class BaseProvider:
 
     uri: str
     # Observers of committed writes (``object_written(key)``, ``execution_written(id,
-    # record)``), attached by whoever opens the provider (the registry: the S3 write journal).
+    # record)``): the S3 provider attaches its write journal to itself.
     write_hooks: tuple[WriteHook, ...] = ()
     # Metadata reads a listing runs at once: overlapping round trips pays on a network
     # store; a local filesystem answers from the page cache faster than a thread hand-off.
@@ -264,6 +264,10 @@ class BaseProvider:
 
     def add_write_hook(self, hook: WriteHook) -> None:
         self.write_hooks = (*self.write_hooks, hook)
+
+    def remove_write_hooks(self) -> None:
+        """For a copy of finished executions, which nobody follows live."""
+        self.write_hooks = ()
 
     def after_write(self, key: str) -> None:
         """Called by ``write`` once ``key`` is committed."""

@@ -27,13 +27,6 @@ PROVIDERS: dict[str, str] = {
 }
 assert sorted(PROVIDERS) == sorted(SCHEMES)
 
-# Write hooks each provider gets when opened here: S3 servers cannot push changes, so
-# watchers poll a journal the writers keep (``factflow_storage.watch.journal``).
-WRITE_HOOKS: dict[str, tuple[str, ...]] = {
-    "minio": ("factflow_storage.watch.s3_sources:journal_hook",),
-    "s3": ("factflow_storage.watch.s3_sources:journal_hook",),
-}
-
 
 def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
                             options: Mapping[str, Any] | None = None, *, hooks: bool = True) -> StorageProtocol:
@@ -48,8 +41,8 @@ def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
     if options is None:
         options = load_settings({"storage_uri": uri}).provider_options()
     provider = _load(PROVIDERS[parsed.scheme])(parsed, **dict(options))
-    for hook in WRITE_HOOKS.get(parsed.scheme, ()) if hooks else ():
-        provider.add_write_hook(_load(hook)(provider))
+    if not hooks:
+        provider.remove_write_hooks()
     return provider
 
 

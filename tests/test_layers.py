@@ -46,8 +46,6 @@ KNOWN_EXCEPTIONS: set[tuple[str, str]] = {
     ("factflow_storage.server.app", "factflow_storage.server.openapi"),
     # The SSE client's type of the API client that builds it: a circle through a type.
     ("factflow_storage.watch.sse_client", "factflow_storage.client"),
-    # The S3 write journal, attached by the registry from the watch layer.
-    ("factflow_storage.registry", "factflow_storage.watch.s3_sources"),
 }
 
 CORE = {"errors", "keys", "metadata", "protocol", "settings", "storage_uri", "executions", "execution_index",

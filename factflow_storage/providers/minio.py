@@ -42,6 +42,7 @@ from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_conditional import ConditionalWrites
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
+from factflow_storage.providers.s3_journal import journal_hook
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
 from factflow_storage.providers.s3_transfer import (PART_SIZE, SINGLE_PUT_LIMIT, Body, EmptyBody, Uploader, file_sha256,
                                                     http_client, read_head, split_endpoint)
@@ -82,6 +83,9 @@ class MinioProvider(BaseProvider):
         self._uploader = Uploader(self._client, self.bucket, self._call)
         self._conditional = ConditionalWrites(self._client, self.bucket, self._record_name, self._errors)
         self._bucket_seen = False
+        # S3 servers cannot push changes, so watchers poll a journal of writes: kept here,
+        # by every writer, not by whoever opened the provider.
+        self.add_write_hook(journal_hook(self))
 
     # -- names and errors ----------------------------------------------------
 

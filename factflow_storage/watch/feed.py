@@ -33,7 +33,7 @@ def source_for(provider: StorageProtocol) -> WatchSource:
         from factflow_storage.watch.fs_source import FilesystemSource
 
         return FilesystemSource(provider)
-    from factflow_storage.watch.s3_sources import listen_supported
+    from factflow_storage.providers.s3_listen import listen_supported
 
     if listen_supported(provider):
         from factflow_storage.watch.s3_sources import ListenSource
