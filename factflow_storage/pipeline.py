@@ -160,7 +160,7 @@ class PipelineStorage:
 
         Raises ``NotFound`` when there is no such object, ``InvalidKey``, ``Unavailable``.
         """
-        return self._service.provider.read(validate_key(key))
+        return self.provider.read(validate_key(key))
 
     def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
         """The object for streaming: ``.read(n)``, iteration by chunks, ``.info`` and
@@ -183,7 +183,7 @@ class PipelineStorage:
 
         Raises ``InvalidKey``, ``Unavailable``.
         """
-        return self._service.provider.exists(validate_key(key))
+        return self.provider.exists(validate_key(key))
 
     def list(self, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
              ) -> Iterator[ObjectInfo]:
@@ -196,7 +196,7 @@ class PipelineStorage:
         prefix and ``Unavailable``; a ``file://`` root that does not exist lists nothing.
         """
         validate_prefix(prefix)
-        return self._service.provider.list(prefix, start_after=start_after, limit=limit)
+        return self.provider.list(prefix, start_after=start_after, limit=limit)
 
     # -- executions ------------------------------------------------------------
 

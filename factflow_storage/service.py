@@ -443,12 +443,12 @@ class StorageService:
     def execution_graph(self, execution_id: str) -> dict[str, Any]:
         from factflow_storage.tools.graph import execution_graph
 
-        return execution_graph(self, execution_id)
+        return execution_graph(self, self.provider, execution_id)
 
     def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
         from factflow_storage.tools.lineage import DEFAULT_DEPTH, lineage
 
-        return lineage(self, key, depth=DEFAULT_DEPTH if depth is None else depth, children=children)
+        return lineage(self, self.provider, key, depth=DEFAULT_DEPTH if depth is None else depth, children=children)
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]:

@@ -46,11 +46,7 @@ def _open_destination(app: App, uri: str) -> StorageProtocol:
 
 
 def _source(app: App) -> StorageProtocol:
-    from factflow_storage.service import StorageService
-
-    service = app.service
-    assert isinstance(service, StorageService)
-    return service.provider
+    return app.provider
 
 
 def _run(app: App, dest: StorageProtocol, plans: list, warnings: list[str], dry_run: bool, jobs: int,

@@ -11,6 +11,7 @@ from factflow_storage.cli.render import FORMATS
 
 if TYPE_CHECKING:
     from factflow_storage.interface import Service
+    from factflow_storage.protocol import StorageProtocol
     from factflow_storage.service import StorageService
     from factflow_storage.settings import Settings
 
@@ -56,15 +57,25 @@ class App:
         return self.service if self.remote else self.local_service(guard_root=False)
 
     def local_service(self, *, guard_root: bool = True) -> StorageService:
-        from factflow_storage.registry import open_provider
         from factflow_storage.service import StorageService
+
+        return StorageService(self.provider if guard_root else self.local_provider(guard_root=False))
+
+    @cached_property
+    def provider(self) -> StorageProtocol:
+        """The storage in force, opened directly, once: the local service's, and a copy's
+        source (which reads records and objects the service does not offer)."""
+        return self.local_provider()
+
+    def local_provider(self, *, guard_root: bool = True) -> StorageProtocol:
+        from factflow_storage.registry import open_provider
 
         provider = open_provider(self.settings)
         if guard_root and hasattr(provider, "root"):
             from factflow_storage.cli.root_check import ExistingRoot
 
             provider = ExistingRoot(provider)
-        return StorageService(provider)
+        return provider
 
     def open_object(self, key: str):
         """``service.open(key)``; a whole S3 object in direct mode first tries one request
