@@ -46,7 +46,7 @@ class App:
 
     @cached_property
     def service(self) -> Service:
-        if self.remote:
+        if self.settings.api_url:
             from factflow_storage.client import RemoteService
 
             return RemoteService(self.settings.api_url, token=self.settings.api_token, timeout=self.timeout)
