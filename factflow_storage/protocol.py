@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Any, BinaryIO, Protocol, Self, runtime_checkable
 
 import orjson
 
@@ -251,8 +252,9 @@ class StorageProtocol(Protocol):
         """Release connections and descriptors."""
 
 
-class BaseProvider:
-    """Methods every provider derives the same way from its primitives."""
+class BaseProvider(ABC):
+    """Methods every provider derives the same way from its primitives; the primitives
+    they use are declared here, abstract, so a provider that lacks one cannot be built."""
 
     uri: str
     # Observers of committed writes (``object_written(key)``, ``execution_written(id,
@@ -261,6 +263,24 @@ class BaseProvider:
     # Metadata reads a listing runs at once: overlapping round trips pays on a network
     # store; a local filesystem answers from the page cache faster than a thread hand-off.
     metadata_readers: int = 16
+
+    @abstractmethod
+    def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def put_record(self, name: str, data: bytes | BinaryIO) -> None: ...
+
+    @abstractmethod
+    def open_record(self, name: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def delete_record(self, name: str) -> None: ...
 
     def add_write_hook(self, hook: WriteHook) -> None:
         self.write_hooks = (*self.write_hooks, hook)
@@ -277,22 +297,22 @@ class BaseProvider:
     def delete_records(self, names: Iterable[str]) -> None:
         """Delete many records; providers with a bulk delete override this."""
         for name in names:
-            self.delete_record(name)  # type: ignore[attr-defined]
+            self.delete_record(name)
 
     def read(self, key: str) -> bytes:
-        with self.open(key) as stream:  # type: ignore[attr-defined]
+        with self.open(key) as stream:
             return stream.read()
 
     def exists(self, key: str) -> bool:
         try:
-            self.stat(key)  # type: ignore[attr-defined]
+            self.stat(key)
         except NotFound:
             return False
         return True
 
     def get_record(self, name: str) -> bytes | None:
         try:
-            with self.open_record(name) as body:  # type: ignore[attr-defined]
+            with self.open_record(name) as body:
                 return body.read()
         except NotFound:
             return None
@@ -301,7 +321,7 @@ class BaseProvider:
         """Delete several objects with their metadata; missing keys are skipped. S3
         providers send them 1,000 names a request."""
         for key in keys:
-            self.delete(key)  # type: ignore[attr-defined]
+            self.delete(key)
 
     def read_execution(self, execution_id: str) -> dict[str, Any] | None:
         raw = self.get_record(f"executions/{execution_id}.json")
@@ -313,13 +333,14 @@ class BaseProvider:
         from factflow_storage.execution_index import after_write, before_write
 
         stale = before_write(self, execution_id, record)
-        self.put_record(f"executions/{execution_id}.json", orjson.dumps(dict(record)))  # type: ignore[attr-defined]
+        self.put_record(f"executions/{execution_id}.json", orjson.dumps(dict(record)))
         after_write(self, stale)
         for hook in self.write_hooks:
             hook.execution_written(execution_id, record)
 
     def check(self) -> None:
-        pass
+        """A store with nothing to reach is always reachable."""
+        return None
 
     def check_keys(self, keys: Iterable[str]) -> None:
         from factflow_storage.keys import validate_key
@@ -328,9 +349,10 @@ class BaseProvider:
             validate_key(key)
 
     def close(self) -> None:
-        pass
+        """Nothing held open by default."""
+        return None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -564,3 +564,16 @@ def test_list_executions_newest_first(provider):
                                                 "started_at": started})
     provider.put_record("jobs/not-an-execution.json", b"{}")
     assert [r["execution_id"] for r in executions.list_executions(provider)] == ["new", "mid", "old"]
+
+
+def test_a_provider_missing_a_primitive_cannot_be_built():
+    # The derived methods (read, exists, delete_many...) call these; a provider without
+    # one fails at construction, not on the first call that needs it.
+    from factflow_storage.protocol import BaseProvider
+
+    class Partial(BaseProvider):
+        def stat(self, key):
+            raise NotImplementedError
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial()  # type: ignore[abstract]
