@@ -26,6 +26,7 @@ from factflow_storage.keys import build_key, validate_key, validate_prefix
 from factflow_storage.protocol import ObjectInfo, ObjectStream, StorageProtocol
 from factflow_storage.registry import open_provider
 from factflow_storage.service import StorageService
+from factflow_storage.store import Store, as_store
 from factflow_storage.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ class PipelineStorage:
     backend's own exception. Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, provider: StorageProtocol):
-        self.provider = provider
+    def __init__(self, provider: StorageProtocol | Store):
+        self.provider = as_store(provider)
         self._service = StorageService(provider)
 
     @property

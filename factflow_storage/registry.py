@@ -9,10 +9,10 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from factflow_storage.protocol import StorageProtocol
 from factflow_storage.settings import DEFAULT_STORAGE_URI, load_settings
 # Re-exported: callers that open storage parse its URI through the registry.
 from factflow_storage.storage_uri import SCHEMES, StorageURI, check_bucket_name, parse_storage_uri
+from factflow_storage.store import Store
 
 __all__ = ["PROVIDERS", "StorageURI", "check_bucket_name", "create_storage_provider", "open_provider",
            "parse_storage_uri"]
@@ -29,8 +29,9 @@ assert sorted(PROVIDERS) == sorted(SCHEMES)
 
 
 def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
-                            options: Mapping[str, Any] | None = None, *, hooks: bool = True) -> StorageProtocol:
-    """Open the provider for ``uri``; ``options`` are provider settings (MinIO endpoint...).
+                            options: Mapping[str, Any] | None = None, *, hooks: bool = True) -> Store:
+    """Open the provider for ``uri`` (``options`` are its settings: MinIO endpoint...),
+    under the domain layer's ``Store``.
 
     Without ``options`` (a pipeline opening storage from Python) they come from the
     settings in force, ``FACTFLOW_*`` variables and the config file, as for the CLI.
@@ -43,10 +44,10 @@ def create_storage_provider(uri: str = DEFAULT_STORAGE_URI,
     provider = _load(PROVIDERS[parsed.scheme])(parsed, **dict(options))
     if not hooks:
         provider.remove_write_hooks()
-    return provider
+    return Store(provider)
 
 
-def open_provider(settings: Settings) -> StorageProtocol:
+def open_provider(settings: Settings) -> Store:
     """The provider for the storage URI in force: the one place the CLI, ``factflow serve``
     and ``factflow_storage.open_storage`` build one from settings."""
     return create_storage_provider(settings.storage_uri, settings.provider_options())

@@ -32,6 +32,7 @@ from factflow_storage.keys import (
 )
 from factflow_storage.metadata import format_time, is_json_type
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol, WriteCondition
+from factflow_storage.store import Store, as_store
 
 if TYPE_CHECKING:
     from factflow_storage.interface import RecordStore
@@ -160,8 +161,8 @@ def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]
 
 
 class StorageService:
-    def __init__(self, provider: StorageProtocol):
-        self.provider = provider
+    def __init__(self, provider: StorageProtocol | Store):
+        self.provider = as_store(provider)
 
     # -- listings ------------------------------------------------------------
 

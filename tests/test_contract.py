@@ -577,3 +577,23 @@ def test_a_provider_missing_a_primitive_cannot_be_built():
 
     with pytest.raises(TypeError, match="abstract"):
         Partial()  # type: ignore[abstract]
+
+
+def test_providers_keep_primitives_and_the_store_gives_them_meaning(storage):
+    # Execution records and the lineage index are the domain layer's: a provider's own
+    # write indexes nothing; the same write through the store the registry hands out does.
+    from factflow_storage.lineage_index import REFS
+
+    store = storage.open()
+    try:
+        primitives = store.primitives
+        assert not any(hasattr(primitives, name) for name in ("read_execution", "write_execution"))
+        parent = "executions/p/r/s/m1"
+        primitives.write("executions/c/r/s/raw", b"x", {"lineage": [parent]})
+        assert list(store.list_records(f"{REFS}p/")) == []
+        store.write("executions/c/r/s/kept", b"x", {"lineage": [parent]})
+        assert len(list(store.list_records(f"{REFS}p/c/"))) == 1
+        store.write_execution("c", {"execution_id": "c", "status": "running"})
+        assert store.read_execution("c") == {"execution_id": "c", "status": "running"}
+    finally:
+        store.close()

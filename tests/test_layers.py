@@ -4,11 +4,14 @@ dependency, and a circle through one is still a circle), ``importlib.import_modu
 module names held as strings (``"factflow_storage.x.y"`` or ``"factflow_storage.x.y:Name"``,
 as plug-in registries hold them), which load a module as surely as an import does.
 
-    core      errors, keys, metadata, protocol, settings, storage_uri, executions, api_paths,
-              lineage_index, faults (the crash-test hook), fsck (its report), kernel_copy
+    core      errors, keys, metadata, protocol, settings, storage_uri, api_paths, parallel,
+              faults (the crash-test hook), fsck (its report), kernel_copy
     zipformat zipformat.*                       -> core (the zip both sides of a download share)
-    providers providers.*                       -> core
-    registry  registry (URI scheme -> provider) -> core, providers
+    providers providers.*                       -> core (storage primitives only)
+    domain    store, executions, execution_index(_check), lineage_index, stage_graph
+                                                -> core (what stored objects mean, built on
+                                                   any provider's primitives)
+    registry  registry (URI scheme -> provider) -> core, providers, domain
     facade    the package's ``__init__``        -> what it re-exports, lazily
     service   service, interface, pipeline      -> core, providers? no: core and watch
     archive   archive.* (server-side jobs)      -> core, service, zipformat; not the client side
@@ -48,17 +51,19 @@ KNOWN_EXCEPTIONS: set[tuple[str, str]] = {
     ("factflow_storage.watch.sse_client", "factflow_storage.client"),
 }
 
-CORE = {"errors", "keys", "metadata", "protocol", "settings", "storage_uri", "executions", "execution_index",
-        "lineage_index", "execution_index_check", "stage_graph", "parallel", "api_paths", "faults", "fsck",
-        "kernel_copy"}
+CORE = {"errors", "keys", "metadata", "protocol", "settings", "storage_uri", "parallel", "api_paths", "faults",
+        "fsck", "kernel_copy"}
+DOMAIN = {"store", "executions", "execution_index", "execution_index_check", "lineage_index", "stage_graph"}
 FORBIDDEN = {
     # layer: layers it must not import
-    "core": {"providers", "registry", "service", "watch", "client", "server", "cli", "archive", "download",
-             "zipformat", "retention", "tools", "facade"},
-    "zipformat": {"providers", "registry", "service", "watch", "client", "server", "cli", "archive", "download",
+    "core": {"providers", "domain", "registry", "service", "watch", "client", "server", "cli", "archive",
+             "download", "zipformat", "retention", "tools", "facade"},
+    "zipformat": {"providers", "domain", "registry", "service", "watch", "client", "server", "cli", "archive", "download",
                   "retention", "tools"},
-    "providers": {"registry", "service", "watch", "client", "server", "cli", "archive", "download", "retention",
-                  "tools", "settings"},
+    "providers": {"domain", "registry", "service", "watch", "client", "server", "cli", "archive", "download",
+                  "retention", "tools", "settings"},
+    "domain": {"providers", "registry", "service", "watch", "client", "server", "cli", "archive", "download",
+               "zipformat", "retention", "tools", "copying", "settings"},
     "registry": {"service", "watch", "client", "server", "cli", "archive", "download", "retention", "tools",
                  "copying"},
     # The package's names for pipelines: what ``open_storage`` needs, never a front end.
@@ -86,6 +91,8 @@ def layer(module: str) -> str:
         return "facade"
     if head in CORE:
         return "core"
+    if head in DOMAIN:
+        return "domain"
     if head in ("service", "interface", "pipeline"):
         return "service"
     if head in ("client", "api_response"):

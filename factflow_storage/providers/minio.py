@@ -32,7 +32,6 @@ from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import (BadCredentials, BucketMissing, ConfigError, Conflict, InvalidKey, InvalidRange,
                                      NotFound, PreconditionFailed, StorageError)
-from factflow_storage.lineage_index import confirm_write, guard_write
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
@@ -149,7 +148,6 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
-        guard_write(self, key, user_metadata)  # see lineage_index: the handshake with deletions
         content_type = content_type or user_metadata.get("content_type") or None
         known_sha256 = file_sha256(data)
         head, rest = read_head(data)
@@ -172,7 +170,6 @@ class MinioProvider(BaseProvider):
             raise PreconditionFailed(f"{key!r} was changed by another write: its ETag is now {current[0]}"
                                      if current else f"{key!r} was deleted by another write",
                                      f'"{current[0]}"' if current else None) from err
-        confirm_write(self, key)
         self.after_write(key)
         return blob
 

@@ -37,11 +37,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from factflow_storage.errors import StorageError
-from factflow_storage.executions import TERMINAL_STATUSES
 from factflow_storage.keys import MAX_KEY_BYTES, execution_prefix, parse_key
 
 JOURNAL = "journal/"
@@ -113,9 +112,9 @@ class WriteJournal:
         if count % PRUNE_EVERY == 0:
             self.prune(parts.execution_id)
 
-    def execution_written(self, execution_id: str, record: Mapping[str, Any]) -> None:
+    def execution_finished(self, execution_id: str) -> None:
         """A finished execution's markers are of no more use to anyone."""
-        if record.get("status") not in TERMINAL_STATUSES or self.enabled is False:
+        if self.enabled is False:
             return
         with self._lock:
             self._writes.pop(execution_id, None)
