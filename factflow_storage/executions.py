@@ -4,7 +4,7 @@ CLI and every server replica sees the same lifecycle."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -13,9 +13,7 @@ from factflow_storage import metadata as clock
 from factflow_storage.errors import BadRequest, Conflict, Deleted, NotFound
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage.parallel import ordered_map
-
-if TYPE_CHECKING:  # the protocol module reaches this one through the lineage index
-    from factflow_storage.protocol import StorageProtocol
+from factflow_storage.protocol import StorageProtocol
 
 RUNNING = "running"
 DELETING = "deleting"  # set by factflow_storage.retention; not a status writers may set
@@ -29,11 +27,22 @@ UNKNOWN = "no execution {!r} (no record and no objects): start it first, or use 
 ALREADY_FINISHED = "execution {!r} is already {}: use --force to {}"
 
 
+class ExecutionStore(StorageProtocol, Protocol):
+    """A provider's primitives with execution records on top: ``factflow_storage.store.Store``
+    (which imports this module, so it is named here by its shape)."""
+
+    def read_execution(self, execution_id: str) -> dict[str, Any] | None:
+        """The execution's record, or None when it has none."""
+
+    def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None:
+        """Replace the execution's record whole and durably, keeping its index in step."""
+
+
 def is_terminal(record: dict[str, Any] | None) -> bool:
     return record is not None and record.get("status") in TERMINAL_STATUSES
 
 
-def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any]:
+def get_execution(provider: ExecutionStore, execution_id: str) -> dict[str, Any]:
     validate_execution_id(execution_id)
     record = provider.read_execution(execution_id)
     if record is None:
@@ -44,7 +53,7 @@ def get_execution(provider: StorageProtocol, execution_id: str) -> dict[str, Any
     return record
 
 
-def set_status(provider: StorageProtocol, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
+def set_status(provider: ExecutionStore, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
     """Start (``running``) or finish (a terminal status) an execution; returns the record.
 
     Writers may finish without starting. ``strict`` is for people at a prompt: finishing
@@ -71,7 +80,7 @@ def set_status(provider: StorageProtocol, execution_id: str, status: str, *, str
     return record
 
 
-def _check_transition(provider: StorageProtocol, execution_id: str, record: dict[str, Any] | None,
+def _check_transition(provider: ExecutionStore, execution_id: str, record: dict[str, Any] | None,
                       status: str) -> None:
     if record is None and status != RUNNING and not any(True for _ in provider.list(execution_prefix(execution_id), limit=1)):
         raise NotFound(UNKNOWN.format(execution_id))
@@ -80,12 +89,12 @@ def _check_transition(provider: StorageProtocol, execution_id: str, record: dict
         raise Conflict(ALREADY_FINISHED.format(execution_id, record["status"], action))
 
 
-def list_executions(provider: StorageProtocol, *, statuses: Collection[str] | None = None) -> list[dict[str, Any]]:
+def list_executions(provider: ExecutionStore, *, statuses: Collection[str] | None = None) -> list[dict[str, Any]]:
     """Every execution as a list row, newest first."""
     return [row for _place, row in iter_rows(provider, statuses=statuses)]
 
 
-def iter_rows(provider: StorageProtocol, *, after: str | None = None, statuses: Collection[str] | None = None,
+def iter_rows(provider: ExecutionStore, *, after: str | None = None, statuses: Collection[str] | None = None,
               since: int | None = None, until: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """List rows newest first, each with its place in that order (a cursor): those past
     ``after``, with a status in ``statuses``, started at or after ``since`` and before
@@ -103,7 +112,7 @@ def iter_rows(provider: StorageProtocol, *, after: str | None = None, statuses: 
             yield place, row
 
 
-def _indexed_rows(provider: StorageProtocol, start_after: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _indexed_rows(provider: ExecutionStore, start_after: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for group in index.indexed(provider, start_after):
         if len(group) == 1:
             yield group[0].position, group[0].row
@@ -114,7 +123,7 @@ def _indexed_rows(provider: StorageProtocol, start_after: str) -> Iterator[tuple
             yield group[0].position, index.summary(record)
 
 
-def _scanned_rows(provider: StorageProtocol, start_after: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _scanned_rows(provider: ExecutionStore, start_after: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """A store written before the index: every record, read concurrently, then sorted."""
     ids = [name[len(index.RECORDS):-len(".json")] for name in index.record_names(provider) if name.endswith(".json")]
     rows = []
@@ -127,7 +136,7 @@ def _scanned_rows(provider: StorageProtocol, start_after: str) -> Iterator[tuple
     yield from rows
 
 
-def delete_record(provider: StorageProtocol, execution_id: str, last: Mapping[str, Any] | None) -> None:
+def delete_record(provider: ExecutionStore, execution_id: str, last: Mapping[str, Any] | None) -> None:
     """Delete an execution's record, then its index entries: the one step retention takes
     to make an execution leave the list. ``last`` is the record as last read, if any."""
     provider.delete_records([f"executions/{execution_id}.json"])
@@ -154,7 +163,7 @@ def read_deletion(provider, execution_id: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def deletion_state(provider: StorageProtocol, execution_id: str) -> tuple[str | None, dict[str, Any] | None]:
+def deletion_state(provider: ExecutionStore, execution_id: str) -> tuple[str | None, dict[str, Any] | None]:
     """``deleting``, ``deleted`` or None (alive or unknown), with the deletion record when read.
 
     A deletion writes its record, then marks the execution record: when that record

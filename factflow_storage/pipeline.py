@@ -26,6 +26,7 @@ from factflow_storage.keys import build_key, validate_key, validate_prefix
 from factflow_storage.protocol import ObjectInfo, ObjectStream, StorageProtocol
 from factflow_storage.registry import open_provider
 from factflow_storage.service import StorageService
+from factflow_storage.store import Store, as_store
 from factflow_storage.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ class PipelineStorage:
     backend's own exception. Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, provider: StorageProtocol):
-        self.provider = provider
+    def __init__(self, provider: StorageProtocol | Store):
+        self.provider = as_store(provider)
         self._service = StorageService(provider)
 
     @property
@@ -160,7 +161,7 @@ class PipelineStorage:
 
         Raises ``NotFound`` when there is no such object, ``InvalidKey``, ``Unavailable``.
         """
-        return self._service.provider.read(validate_key(key))
+        return self.provider.read(validate_key(key))
 
     def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream:
         """The object for streaming: ``.read(n)``, iteration by chunks, ``.info`` and
@@ -183,7 +184,7 @@ class PipelineStorage:
 
         Raises ``InvalidKey``, ``Unavailable``.
         """
-        return self._service.provider.exists(validate_key(key))
+        return self.provider.exists(validate_key(key))
 
     def list(self, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
              ) -> Iterator[ObjectInfo]:
@@ -196,7 +197,7 @@ class PipelineStorage:
         prefix and ``Unavailable``; a ``file://`` root that does not exist lists nothing.
         """
         validate_prefix(prefix)
-        return self._service.provider.list(prefix, start_after=start_after, limit=limit)
+        return self.provider.list(prefix, start_after=start_after, limit=limit)
 
     # -- executions ------------------------------------------------------------
 

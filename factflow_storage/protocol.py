@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Any, BinaryIO, Protocol, Self, runtime_checkable
 
-import orjson
 
 from factflow_storage.errors import InvalidRange, NotFound, PreconditionFailed
 
@@ -144,12 +144,15 @@ class WriteHook(Protocol):
 
     def object_written(self, key: str) -> None: ...
 
-    def execution_written(self, execution_id: str, record: Mapping[str, Any]) -> None: ...
+    def execution_finished(self, execution_id: str) -> None: ...
 
 
 @runtime_checkable
 class StorageProtocol(Protocol):
-    """What every provider keeps; the module's docstring states the rules all share.
+    """What every provider keeps: storage primitives only; the module's docstring states
+    the rules all share. What stored objects mean (execution records, the lineage index)
+    is built on these by the domain layer (``factflow_storage.store.Store``), which the
+    registry puts over every provider it opens.
 
     Pipelines use ``factflow_storage.open_storage()`` (a ``PipelineStorage`` over one
     of these); the CLI and the server reach it through the service layer.
@@ -170,9 +173,9 @@ class StorageProtocol(Protocol):
         Atomic and linearizable per key: readers see the old version or the new one, each
         with its own blob; the last write to return wins. Durable once it returns
         (filesystem: data, sidecar and directory fsynced; S3: every request acknowledged).
-        Cross-execution ``lineage`` is indexed before the object is committed; committed
-        writes are told to the provider's write hooks (the S3 journal) afterwards. On
-        failure nothing new is visible under ``key``.
+        Committed writes are told to the provider's write hooks (the S3 journal)
+        afterwards. On failure nothing new is visible under ``key``. (``Store.write``
+        indexes cross-execution ``lineage`` around this.)
 
         Raises InvalidKey, BadRequest (metadata not a JSON object), TooLarge (blob over
         ``MAX_METADATA_BYTES``, before any byte moves), Conflict (filesystem: an object
@@ -234,11 +237,8 @@ class StorageProtocol(Protocol):
     def delete_records(self, names: Iterable[str]) -> None:
         """Delete several records; missing ones are skipped."""
 
-    def read_execution(self, execution_id: str) -> dict[str, Any] | None:
-        """The execution's record, or None when it has none."""
-
-    def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None:
-        """Replace the execution's record whole and durably, then tell the write hooks."""
+    def get_record(self, name: str) -> bytes | None:
+        """Record ``name``'s bytes, or None when there is none."""
 
     def check(self) -> None:
         """Raise Unavailable when the backend cannot be reached."""
@@ -251,19 +251,42 @@ class StorageProtocol(Protocol):
         """Release connections and descriptors."""
 
 
-class BaseProvider:
-    """Methods every provider derives the same way from its primitives."""
+class BaseProvider(ABC):
+    """Methods every provider derives the same way from its primitives; the primitives
+    they use are declared here, abstract, so a provider that lacks one cannot be built."""
 
     uri: str
-    # Observers of committed writes (``object_written(key)``, ``execution_written(id,
-    # record)``), attached by whoever opens the provider (the registry: the S3 write journal).
+    # Observers of committed writes (``object_written(key)``; ``execution_finished(id)``,
+    # told by the domain layer's ``Store``): the S3 provider attaches its write journal.
     write_hooks: tuple[WriteHook, ...] = ()
     # Metadata reads a listing runs at once: overlapping round trips pays on a network
     # store; a local filesystem answers from the page cache faster than a thread hand-off.
     metadata_readers: int = 16
 
+    @abstractmethod
+    def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def put_record(self, name: str, data: bytes | BinaryIO) -> None: ...
+
+    @abstractmethod
+    def open_record(self, name: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def delete_record(self, name: str) -> None: ...
+
     def add_write_hook(self, hook: WriteHook) -> None:
         self.write_hooks = (*self.write_hooks, hook)
+
+    def remove_write_hooks(self) -> None:
+        """For a copy of finished executions, which nobody follows live."""
+        self.write_hooks = ()
 
     def after_write(self, key: str) -> None:
         """Called by ``write`` once ``key`` is committed."""
@@ -273,22 +296,22 @@ class BaseProvider:
     def delete_records(self, names: Iterable[str]) -> None:
         """Delete many records; providers with a bulk delete override this."""
         for name in names:
-            self.delete_record(name)  # type: ignore[attr-defined]
+            self.delete_record(name)
 
     def read(self, key: str) -> bytes:
-        with self.open(key) as stream:  # type: ignore[attr-defined]
+        with self.open(key) as stream:
             return stream.read()
 
     def exists(self, key: str) -> bool:
         try:
-            self.stat(key)  # type: ignore[attr-defined]
+            self.stat(key)
         except NotFound:
             return False
         return True
 
     def get_record(self, name: str) -> bytes | None:
         try:
-            with self.open_record(name) as body:  # type: ignore[attr-defined]
+            with self.open_record(name) as body:
                 return body.read()
         except NotFound:
             return None
@@ -297,25 +320,11 @@ class BaseProvider:
         """Delete several objects with their metadata; missing keys are skipped. S3
         providers send them 1,000 names a request."""
         for key in keys:
-            self.delete(key)  # type: ignore[attr-defined]
-
-    def read_execution(self, execution_id: str) -> dict[str, Any] | None:
-        raw = self.get_record(f"executions/{execution_id}.json")
-        return None if raw is None else orjson.loads(raw)
-
-    def write_execution(self, execution_id: str, record: Mapping[str, Any]) -> None:
-        """Write the record and keep the execution index in step with it (its entry first,
-        so a kill in between leaves one entry too many, never none)."""
-        from factflow_storage.execution_index import after_write, before_write
-
-        stale = before_write(self, execution_id, record)
-        self.put_record(f"executions/{execution_id}.json", orjson.dumps(dict(record)))  # type: ignore[attr-defined]
-        after_write(self, stale)
-        for hook in self.write_hooks:
-            hook.execution_written(execution_id, record)
+            self.delete(key)
 
     def check(self) -> None:
-        pass
+        """A store with nothing to reach is always reachable."""
+        return None
 
     def check_keys(self, keys: Iterable[str]) -> None:
         from factflow_storage.keys import validate_key
@@ -324,9 +333,10 @@ class BaseProvider:
             validate_key(key)
 
     def close(self) -> None:
-        pass
+        """Nothing held open by default."""
+        return None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,6 +32,7 @@ from factflow_storage.keys import (
 )
 from factflow_storage.metadata import format_time, is_json_type
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol, WriteCondition
+from factflow_storage.store import Store, as_store
 
 if TYPE_CHECKING:
     from factflow_storage.interface import RecordStore
@@ -160,8 +161,8 @@ def make_document(key: str, data: bytes, blob: dict[str, Any]) -> dict[str, Any]
 
 
 class StorageService:
-    def __init__(self, provider: StorageProtocol):
-        self.provider = provider
+    def __init__(self, provider: StorageProtocol | Store):
+        self.provider = as_store(provider)
 
     # -- listings ------------------------------------------------------------
 
@@ -443,12 +444,12 @@ class StorageService:
     def execution_graph(self, execution_id: str) -> dict[str, Any]:
         from factflow_storage.tools.graph import execution_graph
 
-        return execution_graph(self, execution_id)
+        return execution_graph(self, self.provider, execution_id)
 
     def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
         from factflow_storage.tools.lineage import DEFAULT_DEPTH, lineage
 
-        return lineage(self, key, depth=DEFAULT_DEPTH if depth is None else depth, children=children)
+        return lineage(self, self.provider, key, depth=DEFAULT_DEPTH if depth is None else depth, children=children)
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]:

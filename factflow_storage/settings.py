@@ -7,7 +7,8 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any
 
@@ -38,57 +39,62 @@ class Field:
     toml_path: tuple[str, ...]
     default: Any = None
     secret: bool = False
+    # What the TOML file may give (a variable always gives text).
+    types: tuple[type, ...] = (str,)
 
 
-FIELDS = (
-    Field("storage_uri", "FACTFLOW_STORAGE_URI", ("storage_uri",), DEFAULT_STORAGE_URI),
-    Field("api_url", "FACTFLOW_API_URL", ("api_url",)),
-    Field("api_token", "FACTFLOW_API_TOKEN", ("api_token",), secret=True),
-    Field("api_cors_origins", "FACTFLOW_API_CORS_ORIGINS", ("api_cors_origins",)),
-    Field("archive_max_jobs", "FACTFLOW_ARCHIVE_MAX_JOBS", ("archive", "max_jobs")),
-    Field("archive_max_bytes", "FACTFLOW_ARCHIVE_MAX_BYTES", ("archive", "max_bytes")),
-    Field("archive_idle", "FACTFLOW_ARCHIVE_IDLE", ("archive", "idle")),
-    Field("minio_endpoint", "FACTFLOW_MINIO_ENDPOINT", ("minio", "endpoint")),
-    Field("minio_access_key", "FACTFLOW_MINIO_ACCESS_KEY", ("minio", "access_key")),
-    Field("minio_secret_key", "FACTFLOW_MINIO_SECRET_KEY", ("minio", "secret_key"), secret=True),
-    Field("minio_secure", "FACTFLOW_MINIO_SECURE", ("minio", "secure")),
-    Field("minio_region", "FACTFLOW_MINIO_REGION", ("minio", "region")),
-    Field("minio_create_bucket", "FACTFLOW_MINIO_CREATE_BUCKET", ("minio", "create_bucket")),
-    Field("archive_ttl", "FACTFLOW_ARCHIVE_TTL", ("archive", "ttl")),
+def _setting(env: str, toml_path: tuple[str, ...], default: Any = None, *, secret: bool = False,
+             types: tuple[type, ...] = (str,)) -> Any:
+    """A ``Settings`` field: where its value is read from, and whether it is shown masked."""
+    return field(default=default, metadata={"setting": (env, toml_path, default, secret, types)})
+
+
+# A value as its source gave it: text from a variable, any of ``types`` from TOML.
+Number = int | float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The settings in force; ``sources`` says where each came from (``config show``)."""
+
+    storage_uri: str = _setting("FACTFLOW_STORAGE_URI", ("storage_uri",), DEFAULT_STORAGE_URI)
+    api_url: str | None = _setting("FACTFLOW_API_URL", ("api_url",))
+    api_token: str | None = _setting("FACTFLOW_API_TOKEN", ("api_token",), secret=True)
+    api_cors_origins: str | list[str] | None = _setting("FACTFLOW_API_CORS_ORIGINS", ("api_cors_origins",),
+                                                        types=(str, list))
+    archive_max_jobs: str | int | None = _setting("FACTFLOW_ARCHIVE_MAX_JOBS", ("archive", "max_jobs"),
+                                                  types=(str, int))
+    archive_max_bytes: str | int | None = _setting("FACTFLOW_ARCHIVE_MAX_BYTES", ("archive", "max_bytes"),
+                                                   types=(str, int))
+    archive_idle: str | Number | None = _setting("FACTFLOW_ARCHIVE_IDLE", ("archive", "idle"),
+                                                 types=(str, int, float))
+    minio_endpoint: str | None = _setting("FACTFLOW_MINIO_ENDPOINT", ("minio", "endpoint"))
+    minio_access_key: str | None = _setting("FACTFLOW_MINIO_ACCESS_KEY", ("minio", "access_key"))
+    minio_secret_key: str | None = _setting("FACTFLOW_MINIO_SECRET_KEY", ("minio", "secret_key"), secret=True)
+    minio_secure: str | bool | None = _setting("FACTFLOW_MINIO_SECURE", ("minio", "secure"), types=(str, bool))
+    minio_region: str | None = _setting("FACTFLOW_MINIO_REGION", ("minio", "region"))
+    minio_create_bucket: str | bool | None = _setting("FACTFLOW_MINIO_CREATE_BUCKET", ("minio", "create_bucket"),
+                                                      types=(str, bool))
+    archive_ttl: str | Number | None = _setting("FACTFLOW_ARCHIVE_TTL", ("archive", "ttl"),
+                                                types=(str, int, float))
     # Where a server may copy executions to: NAME=URI pairs, comma-separated (or a TOML
     # table). Clients name one; they never send a URI.
-    Field("copy_destinations", "FACTFLOW_COPY_DESTINATIONS", ("copy", "destinations")),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Value:
-    value: Any
-    source: str
-
-
-class Settings:
-    def __init__(self, values: Mapping[str, Value], config_file: Path | None):
-        self._values = dict(values)
-        self.config_file = config_file
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name].value
-        except KeyError:
-            raise AttributeError(name) from None
+    copy_destinations: str | dict[str, str] | None = _setting("FACTFLOW_COPY_DESTINATIONS", ("copy", "destinations"),
+                                                              types=(str, dict))
+    config_file: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def source(self, name: str) -> str:
-        return self._values[name].source
+        return self.sources.get(name, "default")
 
     def shown(self) -> list[dict[str, Any]]:
         """Every setting with its source, secrets masked."""
         rows = []
-        for field in FIELDS:
-            value = self._values[field.name].value
-            if field.secret and value:
+        for setting in FIELDS:
+            value = getattr(self, setting.name)
+            if setting.secret and value:
                 value = "****"
-            rows.append({"name": field.name, "value": value, "source": self._values[field.name].source})
+            rows.append({"name": setting.name, "value": value, "source": self.source(setting.name)})
         return rows
 
     def provider_options(self, uri: str | None = None) -> dict[str, Any]:
@@ -137,6 +143,9 @@ class Settings:
         return value
 
 
+FIELDS = tuple(Field(item.name, *item.metadata["setting"]) for item in fields(Settings) if "setting" in item.metadata)
+
+
 def config_file_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
     """The config file in force and whether it was named (a named file must exist)."""
     if explicit:
@@ -157,17 +166,25 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, config: str | N
     table = _read_toml(path, named) if path else {}
     for dotted in unknown_keys(table):
         logger.warning("config file %s: unknown key %r ignored", path, dotted)
-    values = {}
-    for field in FIELDS:
-        if field.name in overrides:
-            values[field.name] = Value(overrides[field.name], "command line")
-        elif env.get(field.env):
-            values[field.name] = Value(env[field.env], f"env {field.env}")
-        elif (found := _lookup(table, field.toml_path)) is not None:
-            values[field.name] = Value(found, f"config {path}")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in FIELDS:
+        if setting.name in overrides:
+            values[setting.name], sources[setting.name] = overrides[setting.name], "command line"
+        elif env.get(setting.env):
+            values[setting.name], sources[setting.name] = env[setting.env], f"env {setting.env}"
+        elif (found := _lookup(table, setting.toml_path)) is not None:
+            if not isinstance(found, setting.types):
+                raise ConfigError(f"config file {path}: {'.'.join(setting.toml_path)} must be "
+                                  f"{' or '.join(_KINDS[kind] for kind in setting.types)}, not {found!r}")
+            values[setting.name], sources[setting.name] = found, f"config {path}"
         else:
-            values[field.name] = Value(field.default, "default")
-    return Settings(values, path)
+            sources[setting.name] = "default"
+    return Settings(**values, config_file=path, sources=MappingProxyType(sources))
+
+
+_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "an array",
+          dict: "a table"}
 
 
 def _read_toml(path: Path, named: bool) -> dict[str, Any]:
@@ -188,8 +205,8 @@ def _read_toml(path: Path, named: bool) -> dict[str, Any]:
 
 def unknown_keys(table: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[str]:
     """Dotted names in the TOML table that no setting reads (a typo is silent otherwise)."""
-    known = {field.toml_path for field in FIELDS}
-    sections = {field.toml_path[: i + 1] for field in FIELDS for i in range(len(field.toml_path) - 1)}
+    known = {setting.toml_path for setting in FIELDS}
+    sections = {setting.toml_path[: i + 1] for setting in FIELDS for i in range(len(setting.toml_path) - 1)}
     found = []
     for name, value in table.items():
         here = (*path, str(name))

@@ -564,3 +564,36 @@ def test_list_executions_newest_first(provider):
                                                 "started_at": started})
     provider.put_record("jobs/not-an-execution.json", b"{}")
     assert [r["execution_id"] for r in executions.list_executions(provider)] == ["new", "mid", "old"]
+
+
+def test_a_provider_missing_a_primitive_cannot_be_built():
+    # The derived methods (read, exists, delete_many...) call these; a provider without
+    # one fails at construction, not on the first call that needs it.
+    from factflow_storage.protocol import BaseProvider
+
+    class Partial(BaseProvider):
+        def stat(self, key):
+            raise NotImplementedError
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial()  # type: ignore[abstract]
+
+
+def test_providers_keep_primitives_and_the_store_gives_them_meaning(storage):
+    # Execution records and the lineage index are the domain layer's: a provider's own
+    # write indexes nothing; the same write through the store the registry hands out does.
+    from factflow_storage.lineage_index import REFS
+
+    store = storage.open()
+    try:
+        primitives = store.primitives
+        assert not any(hasattr(primitives, name) for name in ("read_execution", "write_execution"))
+        parent = "executions/p/r/s/m1"
+        primitives.write("executions/c/r/s/raw", b"x", {"lineage": [parent]})
+        assert list(store.list_records(f"{REFS}p/")) == []
+        store.write("executions/c/r/s/kept", b"x", {"lineage": [parent]})
+        assert len(list(store.list_records(f"{REFS}p/c/"))) == 1
+        store.write_execution("c", {"execution_id": "c", "status": "running"})
+        assert store.read_execution("c") == {"execution_id": "c", "status": "running"}
+    finally:
+        store.close()

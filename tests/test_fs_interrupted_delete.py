@@ -13,6 +13,7 @@ import factflow_storage
 from factflow_storage.faults import FAULT_ENV
 from factflow_storage.providers.filesystem import FilesystemProvider
 from factflow_storage.registry import parse_storage_uri
+from factflow_storage.store import Store
 from retention_support import raw_dirs, raw_names, write_execution
 
 
@@ -28,7 +29,7 @@ def factflow(root, *args: str, fault: str | None = None) -> subprocess.Completed
 
 def test_execution_delete_killed_between_object_and_sidecar_is_finished_by_a_rerun(tmp_path):
     root = tmp_path / "root"
-    provider = FilesystemProvider(parse_storage_uri(f"file://{root}"), fsync=False)
+    provider = Store(FilesystemProvider(parse_storage_uri(f"file://{root}"), fsync=False))
     write_execution(provider, "keep", count=2)
     before = raw_names(provider)
     write_execution(provider, "X", count=3)

@@ -19,6 +19,7 @@ from factflow_storage.faults import FAULT_ENV
 from factflow_storage.providers.fs_write import FAULT_POINTS
 from factflow_storage.registry import parse_storage_uri
 from factflow_storage.service import StorageService
+from factflow_storage.store import Store
 from server_fixture import running_server
 
 
@@ -53,7 +54,7 @@ def readable(store: FilesystemProvider, key: str) -> bytes:
 
 @pytest.fixture
 def store(tmp_path):
-    return FilesystemProvider(parse_storage_uri(f"file://{tmp_path / 'root'}"))
+    return Store(FilesystemProvider(parse_storage_uri(f"file://{tmp_path / 'root'}")))
 
 
 def test_a_healthy_store_is_left_untouched(store, tmp_path):

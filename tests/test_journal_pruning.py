@@ -14,7 +14,7 @@ import pytest
 
 from factflow_storage import create_storage_provider
 from factflow_storage.executions import set_status
-from factflow_storage.watch import journal
+from factflow_storage.providers import s3_journal as journal
 
 pytestmark = pytest.mark.s3
 

@@ -196,3 +196,71 @@ def test_archive_ttl_is_a_setting_config_show_lists_with_its_source(tmp_path):
     assert load_settings(config=str(path), env={}).archive_ttl_seconds() == 7200
     assert load_settings(config=str(path), env={"FACTFLOW_ARCHIVE_TTL": "90s"}).archive_ttl_seconds() == 90
 
+
+
+EVERY_KIND_TOML = """
+storage_uri = "file:///from/file"
+api_token = "file-token"
+api_cors_origins = ["http://a:1"]
+[minio]
+endpoint = "file-host:9000"
+access_key = "file-access"
+secret_key = "file-secret"
+secure = true
+region = "eu-west-1"
+[archive]
+ttl = "2h"
+max_jobs = 3
+idle = 30
+[copy]
+destinations = {prod = "minio://prod"}
+"""
+
+
+def test_config_show_keeps_each_value_as_its_source_gave_it(tmp_path):
+    # TOML numbers, booleans, arrays and tables stay what they are; variables stay text.
+    from click.testing import CliRunner
+
+    from factflow_storage.cli.main import cli
+
+    path = write_toml(tmp_path / "conf.toml", EVERY_KIND_TOML)
+    env = {"FACTFLOW_CONFIG": None, "FACTFLOW_MINIO_REGION": "us-x", "FACTFLOW_ARCHIVE_MAX_BYTES": "5G",
+           **{field.env: None for field in FIELDS if field.env not in ("FACTFLOW_MINIO_REGION",
+                                                                        "FACTFLOW_ARCHIVE_MAX_BYTES")}}
+    result = CliRunner().invoke(cli, ["--config", str(path), "-o", "json", "config", "show"], env=env)
+    assert result.exit_code == 0, result.output
+    config = f"config {path}"
+    assert __import__("orjson").loads(result.stdout) == {"config_file": str(path), "settings": [
+        {"name": "storage_uri", "value": "file:///from/file", "source": config},
+        {"name": "api_url", "value": None, "source": "default"},
+        {"name": "api_token", "value": "****", "source": config},
+        {"name": "api_cors_origins", "value": ["http://a:1"], "source": config},
+        {"name": "archive_max_jobs", "value": 3, "source": config},
+        {"name": "archive_max_bytes", "value": "5G", "source": "env FACTFLOW_ARCHIVE_MAX_BYTES"},
+        {"name": "archive_idle", "value": 30, "source": config},
+        {"name": "minio_endpoint", "value": "file-host:9000", "source": config},
+        {"name": "minio_access_key", "value": "file-access", "source": config},
+        {"name": "minio_secret_key", "value": "****", "source": config},
+        {"name": "minio_secure", "value": True, "source": config},
+        {"name": "minio_region", "value": "us-x", "source": "env FACTFLOW_MINIO_REGION"},
+        {"name": "minio_create_bucket", "value": None, "source": "default"},
+        {"name": "archive_ttl", "value": "2h", "source": config},
+        {"name": "copy_destinations", "value": {"prod": "minio://prod"}, "source": config},
+    ]}
+
+
+def test_settings_are_frozen_and_typed(tmp_path):
+    import dataclasses
+
+    settings = load_settings(env={"FACTFLOW_MINIO_REGION": "r1"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.minio_region = "r2"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        settings.minio_regoin  # type: ignore[attr-defined]  # noqa: B018
+    assert {f.name for f in dataclasses.fields(settings)} == {f.name for f in FIELDS} | {"config_file", "sources"}
+
+
+def test_a_toml_value_of_the_wrong_kind_is_a_config_error(tmp_path):
+    path = write_toml(tmp_path / "conf.toml", "[minio]\nregion = 5\n")
+    with pytest.raises(ConfigError, match=r"conf.toml: minio.region must be text, not 5"):
+        load_settings(config=str(path), env={})

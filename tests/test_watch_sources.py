@@ -11,8 +11,9 @@ import pytest
 
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX
 from factflow_storage.watch.fs_source import FilesystemSource
-from factflow_storage.watch.journal import journal_of, journal_prefix, marker_name
-from factflow_storage.watch.s3_sources import JournalSource, ListenSource, listen_supported
+from factflow_storage.providers.s3_journal import journal_of, journal_prefix, marker_name
+from factflow_storage.providers.s3_listen import listen_supported
+from factflow_storage.watch.s3_sources import JournalSource, ListenSource
 from factflow_storage.watch.feed import source_for
 from listen_standin import ListenStandIn
 from waiting import eventually

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from factflow_storage.errors import ConfigError
-from factflow_storage.settings import parse_duration
+from factflow_storage.settings import Settings, parse_duration
 
 MAX_JOBS_ENV = "FACTFLOW_ARCHIVE_MAX_JOBS"
 MAX_BYTES_ENV = "FACTFLOW_ARCHIVE_MAX_BYTES"
@@ -37,11 +37,10 @@ class ArchiveLimits:
 
 
     @classmethod
-    def from_settings(cls, settings: object) -> ArchiveLimits:
-        """From ``settings.Settings`` (command line, environment, config file)."""
-        values = {MAX_JOBS_ENV: getattr(settings, "archive_max_jobs", None),
-                  MAX_BYTES_ENV: getattr(settings, "archive_max_bytes", None),
-                  IDLE_ENV: getattr(settings, "archive_idle", None)}
+    def from_settings(cls, settings: Settings) -> ArchiveLimits:
+        """From the settings in force (command line, environment, config file)."""
+        values = {MAX_JOBS_ENV: settings.archive_max_jobs, MAX_BYTES_ENV: settings.archive_max_bytes,
+                  IDLE_ENV: settings.archive_idle}
         return cls.from_env({name: str(value) for name, value in values.items() if value is not None})
 
 

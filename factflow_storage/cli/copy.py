@@ -15,7 +15,7 @@ from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines
 
 if TYPE_CHECKING:
-    from factflow_storage.protocol import StorageProtocol
+    from factflow_storage.store import Store
 
 DEFAULT_JOBS = 32
 EXIT_INTERRUPTED = 130
@@ -38,22 +38,18 @@ def copy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return output_option(command)
 
 
-def _open_destination(app: App, uri: str) -> StorageProtocol:
+def _open_destination(app: App, uri: str) -> Store:
     from factflow_storage.registry import create_storage_provider
 
     # No write journal: nobody follows a copy live, and it would double the requests.
     return create_storage_provider(uri, app.settings.provider_options(uri), hooks=False)
 
 
-def _source(app: App) -> StorageProtocol:
-    from factflow_storage.service import StorageService
-
-    service = app.service
-    assert isinstance(service, StorageService)
-    return service.provider
+def _source(app: App) -> Store:
+    return app.provider
 
 
-def _run(app: App, dest: StorageProtocol, plans: list, warnings: list[str], dry_run: bool, jobs: int,
+def _run(app: App, dest: Store, plans: list, warnings: list[str], dry_run: bool, jobs: int,
          quiet: bool, output: str | None) -> None:
     from factflow_storage.cli.progress import ProgressBar
     from factflow_storage.copying.run import run_plans, summary

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -11,6 +11,7 @@ from factflow_storage.cli.render import FORMATS
 
 if TYPE_CHECKING:
     from factflow_storage.interface import Service
+    from factflow_storage.store import Store
     from factflow_storage.service import StorageService
     from factflow_storage.settings import Settings
 
@@ -45,7 +46,7 @@ class App:
 
     @cached_property
     def service(self) -> Service:
-        if self.remote:
+        if self.settings.api_url:
             from factflow_storage.client import RemoteService
 
             return RemoteService(self.settings.api_url, token=self.settings.api_token, timeout=self.timeout)
@@ -56,15 +57,26 @@ class App:
         return self.service if self.remote else self.local_service(guard_root=False)
 
     def local_service(self, *, guard_root: bool = True) -> StorageService:
-        from factflow_storage.registry import open_provider
         from factflow_storage.service import StorageService
 
-        provider = open_provider(self.settings)
-        if guard_root and hasattr(provider, "root"):
+        return StorageService(self.provider if guard_root else self.local_provider(guard_root=False))
+
+    @cached_property
+    def provider(self) -> Store:
+        """The storage in force, opened directly, once: the local service's, and a copy's
+        source (which reads records and objects the service does not offer)."""
+        return self.local_provider()
+
+    def local_provider(self, *, guard_root: bool = True) -> Store:
+        from factflow_storage.registry import open_provider
+
+        store = open_provider(self.settings)
+        if guard_root and hasattr(store, "root"):
             from factflow_storage.cli.root_check import ExistingRoot
 
-            provider = ExistingRoot(provider)
-        return StorageService(provider)
+            # Over the store: what a command reads is guarded, not what a write reads.
+            return cast("Store", ExistingRoot(store))
+        return store
 
     def open_object(self, key: str):
         """``service.open(key)``; a whole S3 object in direct mode first tries one request

@@ -60,7 +60,7 @@ def _open(key: str) -> ObjectStream | None:
         from factflow_storage.providers.s3_quick import quick_open
 
         return quick_open(uri, settings.provider_options(), key)
-    from factflow_storage.registry import create_storage_provider
+    from factflow_storage.registry import open_provider
     from factflow_storage.service import StorageService
 
-    return StorageService(create_storage_provider(settings.storage_uri, settings.provider_options())).open(key)
+    return StorageService(open_provider(settings)).open(key)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from factflow_storage.errors import BadRequest, NotFound
-from factflow_storage.protocol import StorageProtocol
+from factflow_storage.store import Store
 
 MAX_JOBS = 256
 DEFAULT_JOBS = 32
@@ -47,7 +47,7 @@ def parse_request(request: Any) -> dict[str, Any]:
             **{name: _flag(request, name) for name in ("dry_run", "force", "with_parents")}}
 
 
-def open_named(name: str) -> StorageProtocol:
+def open_named(name: str) -> Store:
     """The destination the settings in force call ``name``."""
     from factflow_storage.registry import create_storage_provider
     from factflow_storage.settings import load_settings
@@ -61,7 +61,7 @@ def open_named(name: str) -> StorageProtocol:
     return create_storage_provider(uris[name], settings.provider_options(uris[name]), hooks=False)
 
 
-def copy_named(source: StorageProtocol, request: Any) -> dict[str, Any]:
+def copy_named(source: Store, request: Any) -> dict[str, Any]:
     """Carry out a client's copy request; the summary, with the destination by name."""
     from factflow_storage.copying.plan import plan_prefix
     from factflow_storage.copying.run import SAME_STORE, plan_executions, run_plans, summary

@@ -16,7 +16,8 @@ from factflow_storage.executions import refuse_deleting
 from factflow_storage.keys import execution_prefix, validate_execution_id, validate_prefix
 from factflow_storage.lineage_index import foreign_parents
 from factflow_storage.metadata import STALE_CHECKSUM
-from factflow_storage.protocol import ObjectInfo, StorageProtocol
+from factflow_storage.protocol import ObjectInfo
+from factflow_storage.store import Store
 
 OTHER_RUN = ("execution {id!r} already exists in {dest} with other content ({why}): refusing to merge "
              "two runs; use --force to replace it")
@@ -65,7 +66,7 @@ def manifest_name(prefix: str) -> str:
     return f"copies/{hashlib.sha256(prefix.encode()).hexdigest()}.json"
 
 
-def read_manifest(dest: StorageProtocol, prefix: str) -> dict[str, list[str]]:
+def read_manifest(dest: Store, prefix: str) -> dict[str, list[str]]:
     raw = dest.get_record(manifest_name(prefix))  # type: ignore[attr-defined]
     try:
         found = orjson.loads(raw) if raw else {}
@@ -75,7 +76,7 @@ def read_manifest(dest: StorageProtocol, prefix: str) -> dict[str, list[str]]:
     return objects if isinstance(objects, dict) else {}
 
 
-def write_manifest(dest: StorageProtocol, plan: Plan) -> None:
+def write_manifest(dest: Store, plan: Plan) -> None:
     """After the plan's objects are all in place: their ETags (where the store has them)."""
     checksums = {item.key: item.checksum for item in plan.items if item.checksum}
     objects = {info.key: [info.etag, checksums[info.key]] for info in dest.list(plan.prefix)
@@ -88,7 +89,7 @@ def _checksum(blob: dict[str, Any]) -> str | None:
     return None if STALE_CHECKSUM in blob else blob.get("checksum")
 
 
-def _blobs(provider: StorageProtocol, infos: Iterable[ObjectInfo], jobs: int) -> Iterator[tuple[ObjectInfo, dict]]:
+def _blobs(provider: Store, infos: Iterable[ObjectInfo], jobs: int) -> Iterator[tuple[ObjectInfo, dict]]:
     """Each object's metadata, read ``jobs`` at a time, in order."""
     with ThreadPoolExecutor(jobs) as pool:
         futures = [(info, pool.submit(provider.metadata, info.key)) for info in infos]
@@ -99,7 +100,7 @@ def _blobs(provider: StorageProtocol, infos: Iterable[ObjectInfo], jobs: int) ->
                 continue  # deleted since it was listed
 
 
-def source_exists(source: StorageProtocol, execution_id: str) -> dict[str, Any] | None:
+def source_exists(source: Store, execution_id: str) -> dict[str, Any] | None:
     """The source's record; NotFound when the execution names nothing there."""
     validate_execution_id(execution_id)
     record = source.read_execution(execution_id)
@@ -109,7 +110,7 @@ def source_exists(source: StorageProtocol, execution_id: str) -> dict[str, Any] 
     return record
 
 
-def plan_prefix(source: StorageProtocol, dest: StorageProtocol, prefix: str, *, jobs: int,
+def plan_prefix(source: Store, dest: Store, prefix: str, *, jobs: int,
                 execution_id: str | None = None, record: dict[str, Any] | None = None,
                 force: bool = False) -> Plan:
     validate_prefix(prefix)
@@ -140,7 +141,7 @@ def plan_prefix(source: StorageProtocol, dest: StorageProtocol, prefix: str, *, 
     return plan
 
 
-def _check_same_run(plan: Plan, dest: StorageProtocol, force: bool) -> None:
+def _check_same_run(plan: Plan, dest: Store, force: bool) -> None:
     """An id the destination holds for another run is refused (unless ``force``): its
     record started at another time, or it holds objects the source does not."""
     assert plan.execution_id is not None

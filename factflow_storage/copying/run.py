@@ -17,7 +17,7 @@ from factflow_storage.errors import BadRequest, NotFound, StorageError
 from factflow_storage.executions import TERMINAL_STATUSES
 from factflow_storage.keys import execution_prefix
 from factflow_storage.metadata import CHANGE_CHECK, COMPUTED_FIELDS, COPIED_FROM, STALE_CHECKSUM
-from factflow_storage.protocol import StorageProtocol
+from factflow_storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _carried(blob: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in blob.items() if name not in _NOT_CARRIED}
 
 
-def copy_object(source: StorageProtocol, dest: StorageProtocol, key: str) -> int:
+def copy_object(source: Store, dest: Store, key: str) -> int:
     """Copy one object with its metadata; the bytes copied."""
     with source.open(key) as stream:
         blob = stream.metadata
@@ -59,7 +59,7 @@ def copy_object(source: StorageProtocol, dest: StorageProtocol, key: str) -> int
     return int(stored.get("content_length") or 0)
 
 
-def _copy_items(source: StorageProtocol, dest: StorageProtocol, items: Sequence[Item], jobs: int,
+def _copy_items(source: Store, dest: Store, items: Sequence[Item], jobs: int,
                 advance: Advance | None) -> None:
     """Copy ``items``; the first failure stops the rest and is raised."""
     with ThreadPoolExecutor(jobs) as pool:
@@ -84,7 +84,7 @@ def _settle(done, pending, advance: Advance | None) -> None:
             advance(1, future.result())
 
 
-def plan_executions(source: StorageProtocol, dest: StorageProtocol, execution_ids: Sequence[str], *,
+def plan_executions(source: Store, dest: Store, execution_ids: Sequence[str], *,
                     jobs: int, force: bool = False, with_parents: bool = False) -> tuple[list[Plan], list[str]]:
     """Plans for every execution asked for (parents first with ``with_parents``), and the
     warnings about lineage parents the destination will still lack."""
@@ -110,7 +110,7 @@ def plan_executions(source: StorageProtocol, dest: StorageProtocol, execution_id
     return ordered, running + _missing_parents(dest, ordered)
 
 
-def _at_source(source: StorageProtocol, execution_id: str) -> bool:
+def _at_source(source: Store, execution_id: str) -> bool:
     try:
         source_exists(source, execution_id)
     except NotFound:
@@ -138,7 +138,7 @@ def _parents_first(plans: list[Plan]) -> list[Plan]:
     return ordered
 
 
-def _missing_parents(dest: StorageProtocol, plans: Sequence[Plan]) -> list[str]:
+def _missing_parents(dest: Store, plans: Sequence[Plan]) -> list[str]:
     coming = {item.key for plan in plans for item in plan.items}
     held: dict[str, set[str]] = {}  # one listing per parent execution, not a request per key
     warnings = []
@@ -152,7 +152,7 @@ def _missing_parents(dest: StorageProtocol, plans: Sequence[Plan]) -> list[str]:
     return warnings
 
 
-def run_plans(source: StorageProtocol, dest: StorageProtocol, plans: Sequence[Plan], *, jobs: int,
+def run_plans(source: Store, dest: Store, plans: Sequence[Plan], *, jobs: int,
               start: Start | None = None, advance: Advance | None = None) -> None:
     """Copy what ``plans`` say is missing; each execution's record goes last."""
     if start:
@@ -172,7 +172,7 @@ def run_plans(source: StorageProtocol, dest: StorageProtocol, plans: Sequence[Pl
             dest.write_execution(plan.execution_id, plan.record)  # type: ignore[arg-type]
 
 
-def summary(source: StorageProtocol, dest: StorageProtocol, plans: Sequence[Plan], warnings: Sequence[str],
+def summary(source: Store, dest: Store, plans: Sequence[Plan], warnings: Sequence[str],
             *, dry_run: bool) -> dict[str, Any]:
     """The JSON summary: what was (or, in a dry run, would be) copied."""
     rows = []

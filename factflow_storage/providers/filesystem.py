@@ -32,7 +32,6 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from factflow_storage.lineage_index import confirm_write, guard_write
 from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
 from factflow_storage.metadata import (QUARANTINED, HashingReader, build_metadata, check_blob_size, check_user_metadata,
@@ -43,7 +42,7 @@ from factflow_storage.providers import fs_paths, fs_quarantine, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_sidecar_cache import SidecarCache
 from factflow_storage.providers.fs_write import INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version
-from factflow_storage.registry import StorageURI
+from factflow_storage.storage_uri import StorageURI
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 _CONSISTENT_READ_DEADLINE = 2.0
@@ -115,7 +114,6 @@ class FilesystemProvider(BaseProvider):
             raise
         except OSError as err:  # a full disk, a read-only mount, lost permissions
             raise Unavailable(f"cannot write {key!r} under {self.root}: {err.strerror or err}") from err
-        confirm_write(self, key)
         return blob
 
     def _write(self, key: str, data: bytes | BinaryIO, metadata: Mapping[str, Any] | None,
@@ -126,7 +124,6 @@ class FilesystemProvider(BaseProvider):
         user_metadata.pop(INODE_FIELD, None)
         user_metadata.pop(PREVIOUS_FIELD, None)
         user_metadata.pop(QUARANTINED, None)  # new bytes are not quarantined, whatever was copied
-        guard_write(self, key, user_metadata)  # see lineage_index: the handshake with deletions
         fds = self._make_parent(key, parents)
         parent = fds[-1]
         try:

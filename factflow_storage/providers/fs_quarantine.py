@@ -15,7 +15,7 @@ the object meanwhile is left alone.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,10 +23,18 @@ from factflow_storage.errors import NotFound, Quarantined
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.metadata import QUARANTINED, STALE_CHECKSUM, now_rfc3339
 from factflow_storage.providers import fs_paths, fs_write
+from factflow_storage.providers.fs_sidecar_cache import SidecarCache
 from factflow_storage.providers.fs_write import INODE_FIELD
 
-if TYPE_CHECKING:
-    from factflow_storage.providers.filesystem import FilesystemProvider
+
+class FilesystemStore(Protocol):
+    """What a settle needs of the filesystem provider (which imports this module)."""
+
+    root: str
+    sidecars: SidecarCache
+    _fsync: bool
+
+    def _split(self, key: str) -> tuple[list[str], str]: ...
 
 REASON = "its bytes no longer match its checksum (found by fsck --verify)"
 
@@ -36,7 +44,7 @@ def refusal(key: str) -> Quarantined:
                        f"'factflow storage fsck --verify --accept-changed {key}' to keep the new bytes")
 
 
-def settle(provider: FilesystemProvider, key: str, *, inode: int, stated: str, found: str, accept: bool) -> bool:
+def settle(provider: FilesystemStore, key: str, *, inode: int, stated: str, found: str, accept: bool) -> bool:
     """Quarantine the object at ``key`` (or with ``accept``, roll it forward to ``found``;
     release it when ``found`` is ``stated`` again). False when it is no longer the version
     whose bytes hashed to ``found``."""

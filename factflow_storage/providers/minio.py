@@ -32,7 +32,6 @@ from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import (BadCredentials, BucketMissing, ConfigError, Conflict, InvalidKey, InvalidRange,
                                      NotFound, PreconditionFailed, StorageError)
-from factflow_storage.lineage_index import confirm_write, guard_write
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
@@ -42,10 +41,11 @@ from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_conditional import ConditionalWrites
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
+from factflow_storage.providers.s3_journal import journal_hook
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
 from factflow_storage.providers.s3_transfer import (PART_SIZE, SINGLE_PUT_LIMIT, Body, EmptyBody, Uploader, file_sha256,
                                                     http_client, read_head, split_endpoint)
-from factflow_storage.registry import StorageURI
+from factflow_storage.storage_uri import StorageURI
 
 DEFAULT_REGION = "us-east-1"
 _COMPANION_RETRIES = 20
@@ -82,6 +82,9 @@ class MinioProvider(BaseProvider):
         self._uploader = Uploader(self._client, self.bucket, self._call)
         self._conditional = ConditionalWrites(self._client, self.bucket, self._record_name, self._errors)
         self._bucket_seen = False
+        # S3 servers cannot push changes, so watchers poll a journal of writes: kept here,
+        # by every writer, not by whoever opened the provider.
+        self.add_write_hook(journal_hook(self))
 
     # -- names and errors ----------------------------------------------------
 
@@ -145,7 +148,6 @@ class MinioProvider(BaseProvider):
               *, content_type: str | None = None, condition: WriteCondition | None = None) -> dict[str, Any]:
         name = self._name(key)
         user_metadata = check_user_metadata(metadata)
-        guard_write(self, key, user_metadata)  # see lineage_index: the handshake with deletions
         content_type = content_type or user_metadata.get("content_type") or None
         known_sha256 = file_sha256(data)
         head, rest = read_head(data)
@@ -168,7 +170,6 @@ class MinioProvider(BaseProvider):
             raise PreconditionFailed(f"{key!r} was changed by another write: its ETag is now {current[0]}"
                                      if current else f"{key!r} was deleted by another write",
                                      f'"{current[0]}"' if current else None) from err
-        confirm_write(self, key)
         self.after_write(key)
         return blob
 

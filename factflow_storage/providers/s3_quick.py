@@ -24,7 +24,7 @@ from factflow_storage.keys import MAX_KEY_BYTES, validate_key
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_endpoint import split_endpoint
-from factflow_storage.registry import StorageURI
+from factflow_storage.storage_uri import StorageURI
 
 DEFAULT_REGION = "us-east-1"
 TIMEOUT = 6.0  # s3_errors.READ_TIMEOUT: an endpoint that accepts and never answers

@@ -43,7 +43,7 @@ from factflow_storage.lineage_index import Reference
 from factflow_storage.parallel import ordered_map
 from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETE, DELETING, REFUSED_RUNNING, RESUME,
                                              ExecutionPlan, dependants_line, plan_execution)
-from factflow_storage.watch.journal import journal_prefix
+from factflow_storage.providers.s3_journal import journal_prefix
 
 log = logging.getLogger(__name__)
 CHUNK = 1000

@@ -21,7 +21,7 @@ from factflow_storage.executions import DELETING, RUNNING, read_deletion
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage import lineage_index
 from factflow_storage.lineage_index import Reference
-from factflow_storage.watch.journal import journal_prefix
+from factflow_storage.providers.s3_journal import journal_prefix
 
 # Shown in a plan's "action": what a confirmed run does with this execution.
 DELETE, RESUME, BLOCKED, REFUSED_RUNNING, ALREADY_DELETED = (

@@ -9,19 +9,23 @@ while the execution runs and its newest object is at most ``RECEIVING_SECONDS`` 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factflow_storage import stage_graph
 from factflow_storage.errors import NotFound
 from factflow_storage.keys import execution_prefix
 from factflow_storage.metadata import format_time
 
+if TYPE_CHECKING:
+    from factflow_storage.protocol import StorageProtocol
+
 RECEIVING_SECONDS = 30.0
 
 
-def execution_graph(service: Any, execution_id: str) -> dict[str, Any]:
+def execution_graph(service: Any, store: StorageProtocol, execution_id: str) -> dict[str, Any]:
     """``{"execution_id", "status", "nodes": [{"id", "route_id", "stage", "objects", "bytes",
-    "last_modified", "receiving"}], "edges": [{"from", "to"[, "from_execution"]}]}``."""
+    "last_modified", "receiving"}], "edges": [{"from", "to"[, "from_execution"]}]}``; edges
+    from ``store``'s stage records."""
     prefix = execution_prefix(execution_id)
     try:
         record = service.execution(execution_id)
@@ -39,7 +43,7 @@ def execution_graph(service: Any, execution_id: str) -> dict[str, Any]:
     if record is None and not stages:
         raise NotFound(f"no execution {execution_id!r}")
     status = record.get("status") if record else None
-    edges = stage_graph.edges(service.provider, execution_id)
+    edges = stage_graph.edges(store, execution_id)
     now = datetime.now(timezone.utc)
     nodes = []
     for name, (objects, size, newest) in sorted(stages.items()):

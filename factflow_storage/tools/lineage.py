@@ -9,10 +9,13 @@ executions the cross-execution reference index records (``indexed_children``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factflow_storage.errors import BadRequest, InvalidKey, NotFound
 from factflow_storage.keys import execution_prefix, parse_key, validate_key
+
+if TYPE_CHECKING:
+    from factflow_storage.protocol import StorageProtocol
 
 DEFAULT_DEPTH = 10
 MAX_DEPTH = 100
@@ -54,12 +57,13 @@ def _node(service: Any, ref: str, depth: int, path: frozenset[str]) -> dict[str,
     return node
 
 
-def indexed_children(service: Any, key: str) -> list[str]:
+def indexed_children(store: StorageProtocol, key: str) -> list[str]:
     """Objects of other executions whose lineage names ``key``, per the cross-execution
-    reference index (cost follows the references to ``key``'s execution, not the store)."""
+    reference index in ``store`` (cost follows the references to ``key``'s execution, not
+    the store)."""
     from factflow_storage.lineage_index import children_of
 
-    return sorted(set(children_of(service.provider, key)))
+    return sorted(set(children_of(store, key)))
 
 
 def same_execution_children(service: Any, key: str) -> Iterable[str]:
@@ -71,10 +75,11 @@ def same_execution_children(service: Any, key: str) -> Iterable[str]:
             if row["key"] != key and key in parent_refs(row["metadata"])]
 
 
-def lineage(service: Any, key: str, *, depth: int = DEFAULT_DEPTH, children: bool = False) -> dict[str, Any]:
+def lineage(service: Any, store: StorageProtocol, key: str, *, depth: int = DEFAULT_DEPTH,
+            children: bool = False) -> dict[str, Any]:
     """``{"key", "parents": [node...]}`` (each node a ``{"key", "parents"}`` tree; flags
     ``missing``, ``cycle``, ``reference``, ``truncated`` say why a branch stops), plus
-    ``"children": [key...]`` when asked."""
+    ``"children": [key...]`` when asked (from ``store``'s reference index too)."""
     validate_key(key)
     if not 0 <= depth <= MAX_DEPTH:
         raise BadRequest(f"depth must be between 0 and {MAX_DEPTH}")
@@ -84,7 +89,7 @@ def lineage(service: Any, key: str, *, depth: int = DEFAULT_DEPTH, children: boo
     tree.setdefault("parents", [])
     if children:
         found = set(same_execution_children(service, key))
-        found.update(indexed_children(service, key) or ())
+        found.update(indexed_children(store, key) or ())
         tree["children"] = sorted(found)
     return tree
 

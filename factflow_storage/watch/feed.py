@@ -16,7 +16,8 @@ from typing import Any
 
 from factflow_storage.errors import StorageError
 from factflow_storage.keys import execution_prefix
-from factflow_storage.protocol import ObjectInfo, StorageProtocol
+from factflow_storage.protocol import ObjectInfo
+from factflow_storage.store import Store
 from factflow_storage.watch.source import WatchSource
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,14 @@ LINGER = 10.0
 _RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-def source_for(provider: StorageProtocol) -> WatchSource:
+def source_for(provider: Store) -> WatchSource:
     """The best source the provider's backend supports (here, not beside ``WatchSource``:
     the sources import that module, so choosing among them there would close a cycle)."""
     if provider.uri.startswith("file://"):
         from factflow_storage.watch.fs_source import FilesystemSource
 
         return FilesystemSource(provider)
-    from factflow_storage.watch.s3_sources import listen_supported
+    from factflow_storage.providers.s3_listen import listen_supported
 
     if listen_supported(provider):
         from factflow_storage.watch.s3_sources import ListenSource
@@ -53,7 +54,7 @@ class StatusChange:
 
 
 class Feed:
-    def __init__(self, provider: StorageProtocol, execution_id: str, source: WatchSource):
+    def __init__(self, provider: Store, execution_id: str, source: WatchSource):
         self.provider = provider
         self.execution_id = execution_id
         self.source = source
@@ -142,7 +143,7 @@ class Hub:
         self._kinds: dict[int, type] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, provider: StorageProtocol, execution_id: str) -> Feed:
+    def acquire(self, provider: Store, execution_id: str) -> Feed:
         slot = (id(provider), execution_id)
         with self._lock:
             if slot in self._feeds:
@@ -160,7 +161,7 @@ class Hub:
             self._feeds[slot] = [feed, 1]
             return feed
 
-    def release(self, provider: StorageProtocol, execution_id: str) -> None:
+    def release(self, provider: Store, execution_id: str) -> None:
         slot = (id(provider), execution_id)
         with self._lock:
             entry = self._feeds.get(slot)

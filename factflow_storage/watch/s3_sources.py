@@ -1,11 +1,7 @@
 """Watch sources for S3: MinIO's listen extension where the server has it, else the
-write journal (``factflow_storage.watch.journal``).
+write journal the S3 provider keeps (``factflow_storage.providers.s3_journal``).
 
-MinIO answers ``GET /BUCKET?events=...`` with a stream of JSON lines. AWS and radosgw
-treat the same request as a plain bucket listing, and minio-py's
-``listen_bucket_notification`` then re-sends it forever, taking each XML answer for a
-dropped stream. So the request is made once here and its answer inspected: an XML
-listing (or any error) means "no listen API", decided in one round trip.
+Whether a server has the listen API is asked once (``providers.s3_listen``).
 
 Both sources re-list the execution after a reconnect (an S3 or MinIO restart), so writes
 made while the connection was down are reported too.
@@ -15,75 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from urllib.parse import unquote_plus
 
 import orjson
 
 from factflow_storage.errors import NotFound, StorageError, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX
-from factflow_storage.watch.journal import LOOKBACK_S, WriteJournal, journal_prefix, parse_marker
+from factflow_storage.providers.s3_journal import LOOKBACK_S, journal_prefix, parse_marker
+from factflow_storage.providers.s3_listen import client_of, open_listen
 from factflow_storage.watch.source import Report
 
-CREATED = "s3:ObjectCreated:*"
-_PROBE_PREFIX = RESERVED_PREFIX + "probe/"
 _CHUNK = 64 * 1024
-
-
-def _client(provider):
-    # The provider's own client: same endpoint, credentials, region and TLS settings.
-    return provider._client
-
-
-# minio-py's public listen call cannot tell a listing from a stream (see above), so the
-# request it would make is made through the client's request executor directly.
-
-
-def _open_listen(provider, prefix: str):
-    """The raw listen response, or None when the server has no listen API."""
-    import urllib3
-
-    try:
-        from factflow_storage.providers import s3_client
-
-        response = s3_client.signed_get(_client(provider), provider.bucket, {
-            "prefix": provider.prefix + prefix, "suffix": "", "events": [CREATED]}, stream=True)
-    except ValueError:
-        return None  # minio-py refuses outright on AWS hosts
-    except (OSError, urllib3.exceptions.HTTPError) as err:
-        raise Unavailable(f"cannot reach S3 at {provider.endpoint}: {err}") from err
-    except Exception as err:  # S3Error: the server refused the request, so it has no such API
-        if type(err).__name__ == "S3Error":
-            return None
-        raise
-    content_type = (response.headers.get("Content-Type") or "").lower()
-    if response.status != 200 or "xml" in content_type:
-        response.close()
-        response.release_conn()
-        return None
-    return response
-
-
-_listen_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def listen_supported(provider) -> bool:
-    """Whether the provider's server streams bucket notifications (probed once per provider)."""
-    known = _listen_known.get(provider)
-    if known is None:
-        response = _open_listen(provider, _PROBE_PREFIX)
-        known = response is not None
-        if response is not None:
-            response.close()
-            response.release_conn()
-        _listen_known[provider] = known
-    return known
-
-
-def journal_hook(provider) -> WriteJournal:
-    """The write hook the registry gives S3 providers: a journal, kept only where the
-    server has no listen API (probed on the first write)."""
-    return WriteJournal(provider, needed=lambda: not listen_supported(provider))
 
 
 class _S3Source:
@@ -118,7 +56,7 @@ class ListenSource(_S3Source):
     def run(self, prefix: str, report: Report, armed: threading.Event, stop: threading.Event) -> None:
         import urllib3
 
-        response = _open_listen(self.provider, prefix)
+        response = open_listen(self.provider, prefix)
         if response is None:
             raise Unavailable("the S3 server stopped offering the listen API")
         try:
@@ -198,7 +136,7 @@ class JournalSource(_S3Source):
         import urllib3
 
         try:
-            yield from _client(self.provider).list_objects(bucket_name=self.provider.bucket, prefix=prefix,
+            yield from client_of(self.provider).list_objects(bucket_name=self.provider.bucket, prefix=prefix,
                                                            recursive=True, start_after=start_after)
         except (OSError, urllib3.exceptions.HTTPError) as err:
             raise Unavailable(f"cannot reach S3 at {self.provider.endpoint}: {err}") from err

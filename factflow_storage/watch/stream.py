@@ -22,7 +22,8 @@ from collections.abc import Iterator, Sequence
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import is_terminal
 from factflow_storage.keys import execution_prefix, key_matches, narrow_prefix, split_extensions, validate_segment
-from factflow_storage.protocol import ObjectInfo, StorageProtocol
+from factflow_storage.protocol import ObjectInfo
+from factflow_storage.store import Store
 from factflow_storage.watch.events import CompletedEvent, Cursor, Event, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
 
@@ -47,7 +48,7 @@ class Filters:
         return key_matches(info.key, self._routes, self._stages, self._extensions)
 
 
-def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, route_id: str | None = None,
+def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str | None = None,
                  stage: str | None = None, extension: str | Sequence[str] | None = None,
                  last_event_id: str | None = None, timeout: float | None = None, tick: float = TICK,
                  hub: Hub = HUB) -> Iterator[Event | None]:
@@ -109,7 +110,7 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
             hub.release(provider, feed.execution_id)
 
 
-def _catch_up(provider: StorageProtocol, execution_ids: Sequence[str], filters: Filters,
+def _catch_up(provider: Store, execution_ids: Sequence[str], filters: Filters,
               cursor: Cursor) -> Iterator[Event]:
     """Deliver, oldest first, every listed object the cursor has not delivered."""
     pending = []

@@ -24,9 +24,10 @@ marker count bounded by the write rate times ``KEEP_MS``, not by the execution's
 When an execution record is written with a terminal status, the execution's markers are
 removed at once: its watchers end on that record with a final listing.
 
-``WriteJournal`` is the one owner of all this: the registry attaches it to S3 providers
-as a write hook (``BaseProvider.add_write_hook``, built by ``s3_sources.journal_hook``),
-and it asks on the first write whether the server's listen API makes it unnecessary.
+``WriteJournal`` is the one owner of all this: the S3 provider attaches it to itself as
+a write hook (``journal_hook``), so every write through it keeps the journal whoever
+opened it, and it asks on the first write whether the server's listen API makes it
+unnecessary. The watchers' side is ``factflow_storage.watch.s3_sources``.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from factflow_storage.errors import StorageError
-from factflow_storage.executions import TERMINAL_STATUSES
 from factflow_storage.keys import MAX_KEY_BYTES, execution_prefix, parse_key
 
 JOURNAL = "journal/"
@@ -112,9 +112,9 @@ class WriteJournal:
         if count % PRUNE_EVERY == 0:
             self.prune(parts.execution_id)
 
-    def execution_written(self, execution_id: str, record: Mapping[str, Any]) -> None:
+    def execution_finished(self, execution_id: str) -> None:
         """A finished execution's markers are of no more use to anyone."""
-        if record.get("status") not in TERMINAL_STATUSES or self.enabled is False:
+        if self.enabled is False:
             return
         with self._lock:
             self._writes.pop(execution_id, None)
@@ -152,6 +152,14 @@ class WriteJournal:
         return self.enabled is not False
 
 
+def journal_hook(provider: Any) -> WriteJournal:
+    """An S3 provider's journal, kept only where the server has no listen API (probed on
+    the first write)."""
+    from factflow_storage.providers.s3_listen import listen_supported
+
+    return WriteJournal(provider, needed=lambda: not listen_supported(provider))
+
+
 def journal_of(provider: Any) -> WriteJournal | None:
-    """The journal hook the registry attached to ``provider``, if any."""
+    """The journal hook attached to ``provider``, if any."""
     return next((hook for hook in getattr(provider, "write_hooks", ()) if isinstance(hook, WriteJournal)), None)
