@@ -57,8 +57,8 @@ def test_a_reference_made_after_the_plan_keeps_its_parent(storage, provider):
     put_record = provider.put_record
     wrote = []
 
-    def writer_meanwhile(name, data):
-        put_record(name, data)
+    def writer_meanwhile(name, data, **conditions):
+        put_record(name, data, **conditions)
         if name.startswith("deletions/") and not wrote:  # prune has planned and begun
             wrote.append(provider.write("executions/E/route/use/late.txt", b"late",
                                         {"lineage": ["executions/B/route/fetch/m0000.json"]}))

@@ -41,6 +41,7 @@ from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
 from factflow_storage import lineage_index, stage_graph
 from factflow_storage.lineage_index import Reference
 from factflow_storage.parallel import ordered_map
+from factflow_storage.retention.deletion_claims import Busy, Claims, TakenOver
 from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETE, DELETING, REFUSED_RUNNING, RESUME,
                                              ExecutionPlan, dependants_line, plan_execution)
 from factflow_storage.watch.journal import journal_prefix
@@ -90,10 +91,15 @@ def delete_executions(provider, execution_ids: Sequence[str], *, confirm: bool =
     if not ids:
         raise BadRequest("no execution id given")
     plans = [plan_execution(provider, execution_id, ids) for execution_id in ids]
-    rows = [plan.row(force) for plan in plans]
-    if confirm:
-        check_allowed(plans, force)
-        todo = [plan for plan, row in zip(plans, rows, strict=True) if row["action"] != ALREADY_DELETED]
+    if not confirm:
+        rows = [plan.row(force) for plan in plans]
+        return {"dry_run": True, "executions": rows, "totals": totals(rows)}
+    check_allowed(plans, force)
+    with Claims(provider) as claims:
+        plans, busy = take_claims(provider, claims, plans, ids)
+        check_allowed(plans, force)  # as planned again under the claims
+        rows = [plan.row(force) for plan in plans]
+        todo = [plan for plan in plans if plan.action(force) != ALREADY_DELETED]
         claimed, blocked = claim(provider, todo, force=force)
         if blocked:
             for plan, _record in claimed:
@@ -102,11 +108,39 @@ def delete_executions(provider, execution_ids: Sequence[str], *, confirm: bool =
             plan.dependants = refs
             raise Conflict(f"execution {plan.execution_id} is named in the lineage of executions you keep: "
                            f"{dependants_line(plan)}; nothing deleted; use --force to delete it anyway")
-        done = {plan.execution_id: finish_deletion(provider, plan, record)["deleted"] for plan, record in claimed}
-        for row in rows:
-            if row["execution_id"] in done:
-                row["deleted"] = done[row["execution_id"]]
-    return {"dry_run": not confirm, "executions": rows, "totals": totals(rows)}
+        carry_out(provider, claims, claimed, rows)
+    rows += [{**plan.row(force), "action": found.line()} for plan, found in busy]
+    order = {execution_id: n for n, execution_id in enumerate(ids)}
+    rows.sort(key=lambda row: order[row["execution_id"]])
+    return {"dry_run": False, "executions": rows, "totals": totals(rows)}
+
+
+def take_claims(provider, claims: Claims, plans: Sequence[ExecutionPlan], together: Sequence[str]
+                ) -> tuple[list[ExecutionPlan], list[tuple[ExecutionPlan, Busy]]]:
+    """Claim each plan's execution, and plan it again once claimed: another deleter may
+    have finished or advanced it since. Returns (the new plans, those held by others)."""
+    mine, busy = [], []
+    for plan in plans:
+        found = claims.take(plan.execution_id)
+        if found is None:
+            mine.append(plan_execution(provider, plan.execution_id, together))
+        else:
+            busy.append((plan, found))
+    return mine, busy
+
+
+def carry_out(provider, claims: Claims, claimed: Sequence[tuple[ExecutionPlan, dict[str, Any]]],
+              rows: list[dict[str, Any]]) -> None:
+    """Finish each claimed deletion, giving its claim up once done; a row tells what went."""
+    by_id = {row["execution_id"]: row for row in rows}
+    for plan, record in claimed:
+        row = by_id[plan.execution_id]
+        try:
+            row["deleted"] = finish_deletion(provider, plan, record, claims)["deleted"]
+        except TakenOver as err:
+            row["action"] = f"taken over: {err}"
+            continue
+        claims.drop(plan.execution_id)
 
 
 def _save(provider, record: dict[str, Any]) -> None:
@@ -183,20 +217,12 @@ def release(provider, execution_id: str) -> None:
     provider.delete_records([deletion_name(execution_id)])
 
 
-def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any]:
-    """Delete one execution entirely (marks, lineage check, the rest); its final deletion record."""
-    claimed, blocked = claim(provider, [plan], force=force)
-    if blocked:
-        plan.dependants = blocked[0][1]
-        raise Conflict(f"execution {plan.execution_id} is named in the lineage of executions you keep: "
-                       f"{dependants_line(plan)}; nothing deleted; use --force to delete it anyway")
-    return finish_deletion(provider, plan, claimed[0][1])
-
-
-def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> dict[str, Any]:
-    """Steps 2 to 5, once the execution is marked and its lineage check passed."""
+def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any], claims: Claims) -> dict[str, Any]:
+    """Steps 2 to 5, once the execution is marked and its lineage check passed; stops
+    (TakenOver) if another deleter took the claim over."""
     execution_id = plan.execution_id
     counts = record["deleted"]
+    claims.check(execution_id)
     for job_id in plan.archive_jobs:
         _cancel_archive_job(provider, job_id)
         counts["archive_jobs"] += 1
@@ -204,6 +230,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
     for _pass in range(PASSES):
         deleted = 0
         for chunk in _chunks(provider.list(execution_prefix(execution_id))):
+            claims.check(execution_id)
             provider.delete_many([info.key for info in chunk])
             counts["objects"] += len(chunk)
             counts["bytes"] += sum(info.size for info in chunk)
@@ -211,6 +238,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
             _save(provider, record)
         if not deleted:
             break
+    claims.check(execution_id)
     _sweep_orphan_metadata(provider, execution_prefix(execution_id))
     purge = getattr(provider, "purge_prefix", None)
     if purge is not None:  # what the listing hides: links, FIFOs, keys other tools wrote
