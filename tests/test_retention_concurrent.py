@@ -1,15 +1,18 @@
 """Two deleters of the same executions at once (every provider; real radosgw for S3):
 prunes and deletes in separate processes, one held between its mark and its deletion
 while the other runs; a claimed deleter killed with SIGKILL and the deleter that takes
-over from it."""
+over from it; the claim's create-only record; and writers racing two prunes for a minute."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import datetime, timedelta
 
 import orjson
@@ -17,6 +20,7 @@ import pytest
 
 import factflow_storage
 from factflow_storage import metadata
+from factflow_storage.errors import Conflict
 from factflow_storage.retention.delete import list_deletions
 from retention_support import raw_names, write_execution
 from waiting import eventually
@@ -198,3 +202,133 @@ def test_a_deleter_on_another_host_is_taken_over_once_its_lease_expires(storage,
     taken = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert taken.exit_code == 0, taken.stderr
     finished_once(provider, before, orjson.loads(taken.stdout))
+
+
+def test_a_claim_record_is_created_by_exactly_one_of_racing_creators(provider):
+    from factflow_storage.errors import PreconditionFailed
+    from factflow_storage.protocol import CREATE_ONLY
+
+    won, lost = [], []
+    ready = threading.Barrier(8)
+
+    def create(n: int) -> None:
+        ready.wait(60)
+        try:
+            provider.put_record("deletion-claims/R/0000000001.json", b"%d" % n, condition=CREATE_ONLY)
+            won.append(n)
+        except PreconditionFailed:
+            lost.append(n)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(won) == 1 and len(lost) == 7, (won, lost)
+    assert provider.get_record("deletion-claims/R/0000000001.json") == b"%d" % won[0]
+    assert list(provider.list_records("deletion-claims/R/")) == ["deletion-claims/R/0000000001.json"]
+
+
+# A prune run again and again until told to stop; one JSON line per run.
+PRUNER = textwrap.dedent("""
+    import os, pathlib, sys
+    import orjson
+    from factflow_storage import create_storage_provider
+    from factflow_storage.retention.prune import prune
+
+    stop = pathlib.Path(sys.argv[1])
+    provider = create_storage_provider(os.environ["FACTFLOW_STORAGE_URI"])
+    while not stop.exists():
+        result = prune(provider, older_than=0, statuses="completed", confirm=True)
+        done = {row["execution_id"]: row["deleted"]["objects"] for row in result["executions"] if "deleted" in row}
+        busy = [row["execution_id"] for row in result["skipped"] if "being deleted by" in row["reason"]]
+        sys.stdout.write(orjson.dumps({"deleted": done, "busy": busy}).decode() + "\\n")
+        sys.stdout.flush()
+""")
+RACE_SECONDS = 30
+
+
+def test_writers_and_two_prunes_together_lose_nothing_a_kept_execution_names(storage, provider, tmp_path):
+    """For RACE_SECONDS per provider (a minute in all over the two: the suite runs each
+    provider, and a minute each would double the retention tests' time for no new
+    interleaving kind): executions finish, writers of running executions name their
+    objects, and two prune processes delete finished ones. Afterwards every lineage parent
+    a stored object names is still there, each refused write said why, and each
+    execution was deleted once, whole, by one of the two. Nothing asserts on time: on a
+    busy machine the race just runs fewer rounds."""
+    stop = threading.Event()
+    finished: list[str] = []
+    counts = {"written": 0, "refused": 0}
+    failures: list[BaseException] = []
+
+    def guarded(work):
+        def body():
+            try:
+                work()
+            except BaseException as err:  # reported by the test thread
+                failures.append(err)
+                stop.set()
+        return body
+
+    def producer():
+        own = storage.open()
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            write_execution(own, f"C{n:04d}", count=2)
+            finished.append(f"C{n:04d}")
+
+    def writer(name):
+        def work():
+            own = storage.open()
+            chooser = random.Random(name)
+            for n in itertools.count():
+                if stop.is_set():
+                    return
+                if not finished or chooser.random() < 0.7:  # most writes name nothing: prune has work
+                    own.write(f"executions/{name}/route/own/m{n:05d}.txt", b"x")
+                    counts["written"] += 1
+                    continue
+                parent = f"executions/{chooser.choice(finished[-10:])}/route/fetch/m0000.json"
+                if not own.exists(parent):  # only names what it has just seen: a loss is a prune's
+                    continue
+                try:
+                    own.write(f"executions/{name}/route/use/m{n:05d}.txt", b"x", {"lineage": [parent]})
+                    counts["written"] += 1
+                except Conflict as err:
+                    assert "being deleted" in str(err) or "was deleted" in str(err), err
+                    counts["refused"] += 1
+        return work
+
+    for name in ("W1", "W2"):
+        write_execution(provider, name, count=0, status="running")
+    told = tmp_path / "stop"
+    pruners = [subprocess.Popen([sys.executable, "-c", PRUNER, str(told)], env=child_env(storage),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    threads = [threading.Thread(target=guarded(work)) for work in (producer, writer("W1"), writer("W2"))]
+    try:
+        for thread in threads:
+            thread.start()
+        stop.wait(RACE_SECONDS)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(120)
+        told.write_text("stop")
+        outputs = [pruner.communicate(timeout=300) for pruner in pruners]
+    assert not failures, failures
+    for pruner, (_out, err) in zip(pruners, outputs, strict=True):
+        assert pruner.returncode == 0 and b"Traceback" not in err, err.decode()[-3000:]
+
+    runs = [[orjson.loads(line) for line in out.splitlines()] for out, _err in outputs]
+    by_pruner = [{eid: objects for run in each for eid, objects in run["deleted"].items()} for each in runs]
+    assert not set(by_pruner[0]) & set(by_pruner[1]), "an execution deleted by both prunes"
+    reported = {**by_pruner[0], **by_pruner[1]}
+    records = {record["execution_id"]: record for record in list_deletions(provider)}
+    assert sorted(records) == sorted(reported)
+    assert all(record["state"] == "deleted" and record["deleted"]["objects"] == 4 == reported[eid]
+               for eid, record in records.items()), records
+    assert missing_parents(provider) == []
+    assert not any("claims" in name or name.startswith(tuple(f"executions/{eid}/" for eid in records))
+                   for name in raw_names(provider))
+    assert counts["written"] > 20 and reported, (counts, len(reported))

@@ -3,6 +3,9 @@
 Order of a deletion, each step idempotent so a re-run after a kill at any point finishes
 the job:
 
+0. the deletion claim (``deletion_claims``): one deleter per execution at a time; one
+   that finds another's live claim leaves the execution alone and says who holds it.
+   Once claimed, the execution is planned again (the other may have finished it);
 1. the deletion record ``_factflow/deletions/<id>.json`` (who, when, the dry-run
    summary) is written with state ``deleting``, and the execution record's status becomes
    ``deleting`` (``execution list`` shows it; ``watch`` and ``download`` refuse it;
@@ -15,7 +18,9 @@ the job:
    streamed listing (memory stays flat; one S3 multi-object delete per chunk), the
    record's counts checkpointed after each chunk;
 4. journal markers, then the lineage index entries that mention the execution;
-5. the execution record, and last the deletion record's state becomes ``deleted``.
+5. the execution record, and last the deletion record's state becomes ``deleted``; the
+   claim is given up. Before each step that removes something, the claim must still be
+   ours and the execution still marked (``TakenOver`` stops it otherwise).
 
 An execution found ``deleting`` is finished without asking again once its lineage check
 has passed (``lineage_checked_at``): part of it may already be gone.
@@ -23,6 +28,7 @@ has passed (``lineage_checked_at``): part of it may already be gone.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import itertools
 import logging
@@ -100,10 +106,11 @@ def delete_executions(provider, execution_ids: Sequence[str], *, confirm: bool =
         check_allowed(plans, force)  # as planned again under the claims
         rows = [plan.row(force) for plan in plans]
         todo = [plan for plan in plans if plan.action(force) != ALREADY_DELETED]
-        claimed, blocked = claim(provider, todo, force=force)
+        claimed, blocked = mark_and_check(provider, claims, todo, force=force)
         if blocked:
             for plan, _record in claimed:
-                release(provider, plan.execution_id)
+                with contextlib.suppress(TakenOver):  # its new holder decides for itself
+                    release(provider, claims, plan.execution_id)
             plan, refs = blocked[0]
             plan.dependants = refs
             raise Conflict(f"execution {plan.execution_id} is named in the lineage of executions you keep: "
@@ -138,7 +145,7 @@ def carry_out(provider, claims: Claims, claimed: Sequence[tuple[ExecutionPlan, d
         try:
             row["deleted"] = finish_deletion(provider, plan, record, claims)["deleted"]
         except TakenOver as err:
-            row["action"] = f"taken over: {err}"
+            row["action"] = f"stopped: {err}"
             continue
         claims.drop(plan.execution_id)
 
@@ -175,8 +182,8 @@ def _checked(record: dict[str, Any]) -> bool:
                 or ("lineage_checked_at" not in record and record["deleted"]["objects"]))
 
 
-def claim(provider, plans: Sequence[ExecutionPlan], *, force: bool
-          ) -> tuple[list[tuple[ExecutionPlan, dict[str, Any]]], list[tuple[ExecutionPlan, list[Reference]]]]:
+def mark_and_check(provider, claims: Claims, plans: Sequence[ExecutionPlan], *, force: bool
+                   ) -> tuple[list[tuple[ExecutionPlan, dict[str, Any]]], list[tuple[ExecutionPlan, list[Reference]]]]:
     """Mark every plan's execution ``deleting``, then check the lineage index again, with
     all marks in place: the ones a kept execution names are released (their status
     restored) until the rest is stable. Returns (claimed, blocked with their references)."""
@@ -195,7 +202,10 @@ def claim(provider, plans: Sequence[ExecutionPlan], *, force: bool
         if not newly:
             break
         for plan, refs in newly:
-            release(provider, plan.execution_id)
+            try:
+                release(provider, claims, plan.execution_id)
+            except TakenOver:  # its new holder checks the references itself
+                pass
             del claimed[plan.execution_id]
             blocked.append((plan, refs))
     now = clock.now_rfc3339()
@@ -206,9 +216,11 @@ def claim(provider, plans: Sequence[ExecutionPlan], *, force: bool
     return list(claimed.values()), blocked
 
 
-def release(provider, execution_id: str) -> None:
+def release(provider, claims: Claims, execution_id: str) -> None:
     """Undo step 1 of a deletion that has not deleted anything: the execution record gets
-    its former status back, and the deletion record goes (its state says so meanwhile)."""
+    its former status back, and the deletion record goes (its state says so meanwhile).
+    Only while the claim is still ours (TakenOver otherwise)."""
+    claims.check(execution_id)
     execution = provider.read_execution(execution_id)
     if execution is not None and execution.get("status") == DELETING:
         execution["status"] = execution.pop("status_before", None) or "completed"
@@ -222,7 +234,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any], claim
     (TakenOver) if another deleter took the claim over."""
     execution_id = plan.execution_id
     counts = record["deleted"]
-    claims.check(execution_id)
+    _still_ours(provider, claims, execution_id)
     for job_id in plan.archive_jobs:
         _cancel_archive_job(provider, job_id)
         counts["archive_jobs"] += 1
@@ -230,7 +242,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any], claim
     for _pass in range(PASSES):
         deleted = 0
         for chunk in _chunks(provider.list(execution_prefix(execution_id))):
-            claims.check(execution_id)
+            _still_ours(provider, claims, execution_id)
             provider.delete_many([info.key for info in chunk])
             counts["objects"] += len(chunk)
             counts["bytes"] += sum(info.size for info in chunk)
@@ -238,7 +250,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any], claim
             _save(provider, record)
         if not deleted:
             break
-    claims.check(execution_id)
+    _still_ours(provider, claims, execution_id)
     _sweep_orphan_metadata(provider, execution_prefix(execution_id))
     purge = getattr(provider, "purge_prefix", None)
     if purge is not None:  # what the listing hides: links, FIFOs, keys other tools wrote
@@ -258,6 +270,17 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any], claim
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])
     return record
+
+
+def _still_ours(provider, claims: Claims, execution_id: str) -> None:
+    """Before each step that removes something: the claim is still this deleter's, and the
+    execution still marked (a record put back to another status means someone released it
+    or wrote over the mark: deleting on could remove what a writer has named since)."""
+    claims.check(execution_id)
+    record = provider.read_execution(execution_id)
+    if record is not None and record.get("status") != DELETING:
+        raise TakenOver(f"execution {execution_id} is {record.get('status')} again, no longer deleting; "
+                        "run the command again to delete it")
 
 
 def _cancel_archive_job(provider, job_id: str) -> None:

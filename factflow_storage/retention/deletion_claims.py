@@ -50,7 +50,8 @@ WIDTH = 10  # generations sort as names
 
 
 class TakenOver(Exception):
-    """This deleter's claim was taken over by another (it was paused past its lease)."""
+    """A deletion stops: its claim was taken over (it was paused past its lease), or its
+    execution is no longer marked ``deleting``."""
 
 
 @dataclass(frozen=True, slots=True)

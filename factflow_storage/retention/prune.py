@@ -19,7 +19,7 @@ from factflow_storage.executions import DELETING, TERMINAL_STATUSES, list_execut
 from factflow_storage import lineage_index
 from factflow_storage.parallel import ordered_map
 from factflow_storage.retention.deletion_claims import Claims
-from factflow_storage.retention.delete import carry_out, claim, list_deletions, take_claims, totals
+from factflow_storage.retention.delete import carry_out, list_deletions, mark_and_check, take_claims, totals
 from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, ExecutionPlan, dependants_line, plan_execution
 
 
@@ -106,7 +106,7 @@ def _carry_out(provider, plans: Sequence[ExecutionPlan], candidates: Sequence[st
                 skipped.append({"execution_id": plan.execution_id, "reason": plan.action(False), "dependants": []})
         named = [plan for plan in fresh if plan.action(False) == BLOCKED]  # named since the first plan
         todo = [plan for plan in fresh if plan.action(False) in (DELETE, RESUME)]
-        claimed, named_meanwhile = claim(provider, todo, force=False)
+        claimed, named_meanwhile = mark_and_check(provider, claims, todo, force=False)
         named += [plan for plan, _refs in named_meanwhile]
         for plan, refs in named_meanwhile:
             plan.dependants = refs
