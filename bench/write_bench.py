@@ -1,7 +1,7 @@
 """Write benchmark: a pipeline's small writes through ``open_storage().write`` against a bare
 loop doing the same durable work, in one process, in one run.
 
-    python3 bench/write_bench.py [--writes 500] [--size 2048] [--repeat 3] [--skip-s3]
+    python3 bench/write_bench.py [--writes 500] [--size 2048] [--repeat 3] [--skip-s3] [--upstream]
 
 Each write stores ``--size`` bytes under ``executions/<id>/route/stage/msg-N.json`` with
 ``lineage`` (the previous message's key, in the same execution, as a stage's output names
@@ -17,11 +17,11 @@ one after the other from one thread, as a stage writes.
 - s3-write-small: the S3 provider (metadata headers, the write journal's marker on servers
   without bucket notifications) vs a bare ``put_object`` of the same bytes with minio-py,
   on the server ``tests/s3server.py`` starts.
-- fs-write-upstream, s3-write-upstream: as fs-write-small and s3-write-small, but each
-  write's lineage also names an object of an upstream execution (a replay reusing an
-  upstream stage's output), so every write pays the whole deletion handshake of
-  ``factflow_storage.lineage_index``: a reference and a marker put, and the upstream
-  execution's state read, before the commit. Same bare loops.
+- fs-write-upstream, s3-write-upstream (with ``--upstream``): as fs-write-small and
+  s3-write-small, but each write's lineage also names an object of an upstream execution
+  (a replay reusing an upstream stage's output), so every write pays the whole deletion
+  handshake of ``factflow_storage.lineage_index``: a reference and a marker put, and the
+  upstream execution's state read, before the commit. Same bare loops.
 
 Every write also reads its own execution's state after the commit (the handshake's other
 side); deletion claims cost writers nothing (only deleters take them).
@@ -50,7 +50,9 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from harness import REPEAT, Row, alternate, print_rows, wanted  # noqa: E402
 
-ROWS = ("fs-write-small", "fs-write-batch", "s3-write-small", "fs-write-upstream", "s3-write-upstream")
+ROWS = ("fs-write-small", "fs-write-batch", "s3-write-small")
+# Only from this script (``--upstream``): not rows of the performance table.
+UPSTREAM_ROWS = ("fs-write-upstream", "s3-write-upstream")
 TARGET = 1.5
 CONFIG_HASH = "sha256:" + "ab" * 32
 
@@ -190,7 +192,7 @@ def s3_row(writes: int, size: int, repeat: int, *, upstream: bool = False) -> Ro
 
 def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT,
          writes: int | None = None, size: int = 2048) -> list[Row]:
-    ids = wanted(ROWS, only)
+    ids = wanted(ROWS + UPSTREAM_ROWS if only is not None else ROWS, only)
     writes = writes or (50 if quick else 500)
     result = []
     if "fs-write-small" in ids:
@@ -212,8 +214,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=2048, help="bytes per object")
     parser.add_argument("--repeat", type=int, default=REPEAT)
     parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--upstream", action="store_true", help="also the rows naming an upstream execution")
     args = parser.parse_args()
-    only = {"fs-write-small", "fs-write-batch", "fs-write-upstream"} if args.skip_s3 else None
+    only = set(ROWS + UPSTREAM_ROWS if args.upstream else ROWS)
+    if args.skip_s3:
+        only = {row for row in only if not row.startswith("s3-")}
     print_rows(rows(only, repeat=args.repeat, writes=args.writes, size=args.size))
     return 0
 
