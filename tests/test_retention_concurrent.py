@@ -332,3 +332,37 @@ def test_writers_and_two_prunes_together_lose_nothing_a_kept_execution_names(sto
     assert not any("claims" in name or name.startswith(tuple(f"executions/{eid}/" for eid in records))
                    for name in raw_names(provider))
     assert counts["written"] > 20 and reported, (counts, len(reported))
+
+
+def test_the_console_says_who_is_deleting_an_execution_it_was_asked_to_delete(storage, tmp_path):
+    from console_support import Console, open_browser, serve_demo, temp_dirs
+
+    demo = "demo-console"
+    marked, go = tmp_path / "marked", tmp_path / "go"
+    with serve_demo(storage, demo) as (url, service):
+        downloads, profile = temp_dirs(tmp_path)
+        (tmp_path / "shots").mkdir()
+        console = Console(open_browser(downloads, profile), url, tmp_path / "shots", downloads)
+        held = None
+        try:
+            console.open(f"#/e/{demo}", view="execution")
+            console.find("#retention-plan").click()
+            console.wait_for(lambda: console.find("#retention").get_attribute("data-state") == "planned")
+            held = subprocess.Popen([sys.executable, "-c", HELD_CLI, str(marked), str(go), "execution", "delete",
+                                     demo, "--yes", "-o", "json"], env=child_env(storage),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            eventually(lambda: marked.exists() or held.poll() is not None, "the other deleter's mark")
+            console.find("#retention-delete").click()
+            console.find("#retention-confirm-yes").click()
+            console.wait_for(lambda: console.find("#retention").get_attribute("data-state") == "refused")
+            said = console.find("#retention-busy").text
+            assert said.startswith("Not deleted: being deleted by ") and f"(pid {held.pid})" in said, said
+        finally:
+            go.write_text("go")
+            if held is not None:
+                out, err = held.communicate(timeout=300)
+            console.driver.quit()
+        assert held.returncode == 0, err.decode()
+        [row] = orjson.loads(out)["executions"]
+        assert row["deleted"]["objects"] == 16, row
+        assert list(service.provider.list(f"executions/{demo}/")) == []

@@ -64,7 +64,7 @@ class Busy:
     def line(self) -> str:
         claim = self.claim
         return (f"being deleted by {claim.get('holder') or '?'} (pid {claim.get('pid') or '?'}) since "
-                f"{claim.get('claimed_at') or '?'}; run the command again once that has finished")
+                f"{claim.get('claimed_at') or '?'}; try again once that has finished")
 
 
 def claim_prefix(execution_id: str) -> str:
