@@ -1,7 +1,7 @@
 """Write benchmark: a pipeline's small writes through ``open_storage().write`` against a bare
 loop doing the same durable work, in one process, in one run.
 
-    python3 bench/write_bench.py [--writes 500] [--size 2048] [--repeat 3] [--skip-s3]
+    python3 bench/write_bench.py [--writes 500] [--size 2048] [--repeat 3] [--skip-s3] [--upstream]
 
 Each write stores ``--size`` bytes under ``executions/<id>/route/stage/msg-N.json`` with
 ``lineage`` (the previous message's key, in the same execution, as a stage's output names
@@ -17,6 +17,14 @@ one after the other from one thread, as a stage writes.
 - s3-write-small: the S3 provider (metadata headers, the write journal's marker on servers
   without bucket notifications) vs a bare ``put_object`` of the same bytes with minio-py,
   on the server ``tests/s3server.py`` starts.
+- fs-write-upstream, s3-write-upstream (with ``--upstream``): as fs-write-small and
+  s3-write-small, but each write's lineage also names an object of an upstream execution
+  (a replay reusing an upstream stage's output), so every write pays the whole deletion
+  handshake of ``factflow_storage.lineage_index``: a reference and a marker put, and the
+  upstream execution's state read, before the commit. Same bare loops.
+
+Every write also reads its own execution's state after the commit (the handshake's other
+side); deletion claims cost writers nothing (only deleters take them).
 
 Sides alternate, each into a fresh directory or prefix; figures are medians of the whole
 loop's wall time. Target: at most 1.5x the bare loop.
@@ -43,6 +51,8 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from harness import REPEAT, Row, alternate, print_rows, wanted  # noqa: E402
 
 ROWS = ("fs-write-small", "fs-write-batch", "s3-write-small")
+# Only from this script (``--upstream``): not rows of the performance table.
+UPSTREAM_ROWS = ("fs-write-upstream", "s3-write-upstream")
 TARGET = 1.5
 CONFIG_HASH = "sha256:" + "ab" * 32
 
@@ -51,12 +61,18 @@ def payloads(writes: int, size: int) -> list[bytes]:
     return [(b'{"n": %d, "text": "' % n).ljust(size - 2, b"x") + b'"}' for n in range(writes)]
 
 
-def factflow_loop(uri: str, execution_id: str, data: list[bytes], *, batch: bool = False) -> float:
-    """Wall seconds of the writes through the public API (opened before the clock starts)."""
+def factflow_loop(uri: str, execution_id: str, data: list[bytes], *, batch: bool = False,
+                  upstream: bool = False) -> float:
+    """Wall seconds of the writes through the public API (opened before the clock starts);
+    with ``upstream``, each write also names an object of another execution."""
     from factflow_storage import open_storage
 
     with open_storage(uri) as storage:
         keys = [f"executions/{execution_id}/route/stage/msg-{n:06d}.json" for n in range(len(data))]
+        foreign = []
+        if upstream:
+            foreign = [f"executions/up-{execution_id}/route/fetch/msg-000000.json"]
+            storage.write(foreign[0], b"{}", lineage=[], config_hash=CONFIG_HASH)
         started = time.perf_counter()
         if batch:
             with storage.batch() as writer:
@@ -64,8 +80,12 @@ def factflow_loop(uri: str, execution_id: str, data: list[bytes], *, batch: bool
                     writer.write(key, body, lineage=[keys[n - 1]] if n else [], config_hash=CONFIG_HASH)
         else:
             for n, (key, body) in enumerate(zip(keys, data, strict=True)):
-                storage.write(key, body, lineage=[keys[n - 1]] if n else [], config_hash=CONFIG_HASH)
+                storage.write(key, body, lineage=([keys[n - 1]] if n else []) + foreign, config_hash=CONFIG_HASH)
         return time.perf_counter() - started
+
+
+def factflow_upstream_loop(uri: str, execution_id: str, data: list[bytes]) -> float:
+    return factflow_loop(uri, execution_id, data, upstream=True)
 
 
 def factflow_batch_loop(uri: str, execution_id: str, data: list[bytes]) -> float:
@@ -110,7 +130,7 @@ def bare_fs_batch_loop(root: str, execution_id: str, data: list[bytes]) -> float
     return bare_fs_loop(root, execution_id, data, batch=True)
 
 
-def fs_row(writes: int, size: int, repeat: int, *, batch: bool = False) -> Row:
+def fs_row(writes: int, size: int, repeat: int, *, batch: bool = False, upstream: bool = False) -> Row:
     data = payloads(writes, size)
     scratch = tempfile.mkdtemp(prefix="factflow-write-bench-")
     runs = iter(range(10_000))
@@ -124,11 +144,15 @@ def fs_row(writes: int, size: int, repeat: int, *, batch: bool = False) -> Row:
                     shutil.rmtree(root, ignore_errors=True)
             return run
 
-        ours_loop, bare_loop = (factflow_batch_loop, bare_fs_batch_loop) if batch else (factflow_loop, bare_fs_loop)
+        ours_loop, bare_loop = (factflow_batch_loop, bare_fs_batch_loop) if batch else (
+            factflow_upstream_loop if upstream else factflow_loop, bare_fs_loop)
         fresh(ours_loop, True)()  # imports and first directory creation, unmeasured
         ours, theirs = alternate(repeat, fresh(ours_loop, True), fresh(bare_loop, False))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if upstream:
+        return Row("fs-write-upstream", f"{writes} writes of {size // 1024} KiB + lineage into another execution, fs",
+                   "bare temp+fsync+rename x2, dir fsync", ours, theirs, "<=", TARGET, runs=repeat)
     if batch:
         return Row("fs-write-batch", f"{writes} writes of {size // 1024} KiB + lineage, fs, one batch",
                    "bare temp+fsync+rename x2, one dir fsync", ours, theirs, "<=", TARGET, runs=repeat)
@@ -136,7 +160,7 @@ def fs_row(writes: int, size: int, repeat: int, *, batch: bool = False) -> Row:
                "bare temp+fsync+rename x2, dir fsync", ours, theirs, "<=", TARGET, runs=repeat)
 
 
-def s3_row(writes: int, size: int, repeat: int) -> Row:
+def s3_row(writes: int, size: int, repeat: int, *, upstream: bool = False) -> Row:
     import s3server
 
     data = payloads(writes, size)
@@ -147,7 +171,7 @@ def s3_row(writes: int, size: int, repeat: int) -> Row:
         client = server.client()
 
         def ours() -> float:
-            return factflow_loop(f"minio://{bucket}", f"bench-{next(runs)}", data)
+            return factflow_loop(f"minio://{bucket}", f"bench-{next(runs)}", data, upstream=upstream)
 
         def bare() -> float:
             prefix = f"bare-{next(runs)}/"
@@ -159,13 +183,16 @@ def s3_row(writes: int, size: int, repeat: int) -> Row:
 
         ours(), bare()  # connections, imports, the server's first requests: unmeasured
         mine, theirs = alternate(repeat, ours, bare)
+    if upstream:
+        return Row("s3-write-upstream", f"{writes} writes of {size // 1024} KiB + lineage into another execution, S3",
+                   "bare minio put_object", mine, theirs, "<=", TARGET, runs=repeat)
     return Row("s3-write-small", f"{writes} writes of {size // 1024} KiB + lineage, S3",
                "bare minio put_object", mine, theirs, "<=", TARGET, runs=repeat)
 
 
 def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT,
          writes: int | None = None, size: int = 2048) -> list[Row]:
-    ids = wanted(ROWS, only)
+    ids = wanted(ROWS + UPSTREAM_ROWS if only is not None else ROWS, only)
     writes = writes or (50 if quick else 500)
     result = []
     if "fs-write-small" in ids:
@@ -174,6 +201,10 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
         result.append(fs_row(writes, size, repeat, batch=True))
     if "s3-write-small" in ids:
         result.append(s3_row(writes, size, repeat))
+    if "fs-write-upstream" in ids:
+        result.append(fs_row(writes, size, repeat, upstream=True))
+    if "s3-write-upstream" in ids:
+        result.append(s3_row(writes, size, repeat, upstream=True))
     return result
 
 
@@ -183,8 +214,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=2048, help="bytes per object")
     parser.add_argument("--repeat", type=int, default=REPEAT)
     parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--upstream", action="store_true", help="also the rows naming an upstream execution")
     args = parser.parse_args()
-    only = {"fs-write-small", "fs-write-batch"} if args.skip_s3 else None
+    only = set(ROWS + UPSTREAM_ROWS if args.upstream else ROWS)
+    if args.skip_s3:
+        only = {row for row in only if not row.startswith("s3-")}
     print_rows(rows(only, repeat=args.repeat, writes=args.writes, size=args.size))
     return 0
 

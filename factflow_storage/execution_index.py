@@ -11,7 +11,7 @@ count, either ``-`` when unknown. The '/' after the id keeps one execution's ent
 together whatever characters its id holds ('/' is the one it cannot hold). So a page of
 the list, and its status and start-time filters, cost LIST requests only.
 
-Writers keep it (``BaseProvider.write_execution``, ``executions.delete_record``): the
+Writers keep it (``Store.write_execution``, ``executions.delete_record``): the
 new entry is put before the record is written and the old one deleted after, so a writer
 killed in between leaves two entries for the execution, never none; a reader that meets
 two reads the record to settle them, and ``fsck --repair`` drops the stale one.

@@ -21,8 +21,10 @@ intent before reading the other's:
 * a writer puts its reference records, then reads each parent execution's state, and
   refuses (Conflict, nothing committed) if P is ``deleting``, or deleted and the named
   key is gone;
-* a deletion marks P ``deleting`` (deletion record, then execution record) and only then
-  lists P's references; any live one stops it and P goes back to its former status.
+* a deletion first claims P (``retention.deletion_claims``: a create-only record, so one
+  deleter at a time), then marks P ``deleting`` (deletion record, then execution record)
+  and only then lists P's references; any live one stops it and P goes back to its
+  former status.
 
 Storage is read-after-write consistent (a filesystem; S3 since 2020, radosgw), so one of
 the two reads sees the other's write: either the writer sees ``deleting``, or the
@@ -39,13 +41,30 @@ than ``PENDING_GRACE`` between putting its reference and committing can lose its
 parent; and a write into P that commits as P's deletion finishes (after the last
 listing, before its own check reads the final state) leaves one stray object in the
 deleted execution: it names nothing kept, and ``execution delete`` again removes it.
-Two deletions of the same execution at once are not coordinated: if one releases it
-(a reference found) while the other had passed its check before that reference was
-written, the second deletes on. Run one prune at a time; a lock is future work.
+Two deleters of one execution (two prunes, a prune and a delete) do not interleave: the
+claim lets one of them mark, check, release or delete it, and the other leaves it alone
+and says who holds it. (Without it, one could release P, a reference found and P
+``completed`` again, while the other, past its check, deleted on: a writer then naming P
+lost its parent.) A claim whose holder was killed is taken over at once on the same
+host (its pid is gone) and after its lease elsewhere; the taker finishes the deletion as
+a re-run does. Before each step that removes something a deleter checks that the claim
+is still its own and that P is still marked ``deleting``, else it stops.
+
+What remains there: a holder paused for longer than its lease (five minutes: a stopped
+process, a partition) exactly between such a check and its next write can take that one
+step after being taken over. Deleting P's keys or recording counts is a step the new
+holder takes too (at worst a count is off). A release in that window needs the paused
+holder to have found a reference the new holder did not see (one whose writer has since
+been refused), and then puts P back to ``completed`` while the new holder deletes: a
+writer naming P before the new holder's next check (within one chunk) could lose its
+parent. That takes a pause of minutes at one instruction and a refused writer at once;
+the lease makes it rarer than any other failure, not impossible.
 
 Cost to a write: one read of the execution record after the commit (two when the
 execution has no record: the deletion record too); with cross-execution lineage, per
 parent execution two small puts (reference and marker) and one record read before it.
+The claim adds nothing to a write: only deleters take it (one listing, one create-only
+put and one delete per execution, and a renewal every quarter lease).
 
 Lineage values that are not conventional keys (a lineage row id) name no execution and
 are not indexed; neither are children outside ``executions/``. Lineage that arrives

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from typing import Any, BinaryIO, Protocol, Self, runtime_checkable
 
 
-from factflow_storage.errors import InvalidRange, NotFound, PreconditionFailed
+from factflow_storage.errors import InvalidRange, NotFound, NotSupported, PreconditionFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,18 @@ class WriteCondition:
                 and ("*" in self.if_none_match or current in self.if_none_match):
             return PreconditionFailed(f"{key!r} already exists (ETag {current})", f'"{current}"')
         return None
+
+
+CREATE_ONLY = WriteCondition(if_none_match=("*",))
+
+
+def record_create_only(name: str, condition: WriteCondition | None) -> bool:
+    """Whether a record write must create (``CREATE_ONLY``); records take no other condition."""
+    if condition is None:
+        return False
+    if condition == CREATE_ONLY:
+        return True
+    raise NotSupported(f"record {name!r}: the only condition a record write takes is If-None-Match: *")
 
 
 class ObjectStream:
@@ -219,8 +231,11 @@ class StorageProtocol(Protocol):
         """One level under ``prefix`` with '/' as delimiter, in S3 order, as a stream."""
 
     # Internal records under ``_factflow/`` (execution records, jobs, spilled metadata).
-    def put_record(self, name: str, data: bytes | BinaryIO) -> None:
-        """Replace record ``name`` whole and durably (readers see old or new)."""
+    def put_record(self, name: str, data: bytes | BinaryIO, *, condition: WriteCondition | None = None) -> None:
+        """Replace record ``name`` whole and durably (readers see old or new). With
+        ``condition=CREATE_ONLY`` (bytes only), create it or raise PreconditionFailed if it
+        exists, atomically: of two such writes one wins (filesystem: a hard link, which
+        fails on an existing name; S3: ``If-None-Match: *``). A claim is taken this way."""
 
     def open_record(self, name: str) -> BinaryIO:
         """Record ``name`` for reading; close it. Raises NotFound."""
@@ -273,7 +288,7 @@ class BaseProvider(ABC):
     def delete(self, key: str) -> None: ...
 
     @abstractmethod
-    def put_record(self, name: str, data: bytes | BinaryIO) -> None: ...
+    def put_record(self, name: str, data: bytes | BinaryIO, *, condition: WriteCondition | None = None) -> None: ...
 
     @abstractmethod
     def open_record(self, name: str) -> BinaryIO: ...

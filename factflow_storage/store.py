@@ -109,8 +109,8 @@ class Store:
     def browse(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo | PrefixInfo]:
         return self.primitives.browse(prefix, start_after=start_after)
 
-    def put_record(self, name: str, data: bytes | BinaryIO) -> None:
-        self.primitives.put_record(name, data)
+    def put_record(self, name: str, data: bytes | BinaryIO, *, condition: WriteCondition | None = None) -> None:
+        self.primitives.put_record(name, data, condition=condition)
 
     def open_record(self, name: str) -> BinaryIO:
         return self.primitives.open_record(name)

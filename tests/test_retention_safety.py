@@ -1,18 +1,16 @@
 """Retention against what happens around a deletion (every provider; real radosgw for S3):
-writers naming a candidate while a prune runs, writes into an execution being deleted,
+writers naming a candidate while a prune runs (``test_retention_concurrent``: for a minute,
+beside a second prune), writes into an execution being deleted,
 a prune killed with SIGKILL and run again, odd execution ids, a deleted execution
 waited for, and the lineage index kept by a long-lived provider."""
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 
 import orjson
 import pytest
@@ -40,15 +38,6 @@ def one_line_error(result, *says: str) -> None:
         assert text in result.stderr, result.stderr
 
 
-def missing_parents(provider) -> list[str]:
-    """Lineage parents named by a stored object that are no longer there."""
-    gone = []
-    for info in provider.list("executions/"):
-        lineage = provider.metadata(info.key).get("lineage") or []
-        gone += [parent for parent in lineage if not provider.exists(parent)]
-    return gone
-
-
 def test_a_reference_made_after_the_plan_keeps_its_parent(storage, provider):
     """A running execution names B's object once prune has planned to delete A and B."""
     write_execution(provider, "A", count=2)
@@ -57,8 +46,8 @@ def test_a_reference_made_after_the_plan_keeps_its_parent(storage, provider):
     put_record = provider.put_record
     wrote = []
 
-    def writer_meanwhile(name, data):
-        put_record(name, data)
+    def writer_meanwhile(name, data, **conditions):
+        put_record(name, data, **conditions)
         if name.startswith("deletions/") and not wrote:  # prune has planned and begun
             wrote.append(provider.write("executions/E/route/use/late.txt", b"late",
                                         {"lineage": ["executions/B/route/fetch/m0000.json"]}))
@@ -194,73 +183,6 @@ def test_deps_remembers_an_execution_written_again_after_its_deletion(storage, p
     assert [ref["parent"] for ref in dependencies(provider, "E")["depends_on"]] == ["executions/P/route/fetch/m0000.json"]
     delete_executions(provider, ["E"], confirm=True)
     assert not any(name.startswith("_factflow/lineage/") for name in raw_names(provider))
-
-
-def test_writers_and_prunes_together_lose_nothing_a_kept_execution_names(storage, provider):
-    """For a bounded while: executions finish, writers of running executions name their
-    objects, and prune deletes finished ones. Afterwards every lineage parent a stored
-    object names is still there, and each refused write said why."""
-    stop = threading.Event()
-    finished: list[str] = []
-    counts = {"written": 0, "refused": 0, "pruned": 0}
-    failures: list[BaseException] = []
-
-    def guarded(work):
-        def body():
-            try:
-                work()
-            except BaseException as err:  # reported by the test thread
-                failures.append(err)
-                stop.set()
-        return body
-
-    def producer():
-        own = storage.open()
-        for n in itertools.count():
-            if stop.is_set():
-                return
-            write_execution(own, f"C{n:04d}", count=2)
-            finished.append(f"C{n:04d}")
-
-    def writer(name):
-        def work():
-            own = storage.open()
-            chooser = random.Random(name)
-            for n in itertools.count():
-                if stop.is_set():
-                    return
-                if not finished or chooser.random() < 0.7:  # most writes name nothing: prune has work
-                    own.write(f"executions/{name}/route/own/m{n:05d}.txt", b"x")
-                    counts["written"] += 1
-                    continue
-                parent = f"executions/{chooser.choice(finished[-10:])}/route/fetch/m0000.json"
-                if not own.exists(parent):  # only names what it has just seen: a loss is the prune's
-                    continue
-                try:
-                    own.write(f"executions/{name}/route/use/m{n:05d}.txt", b"x", {"lineage": [parent]})
-                    counts["written"] += 1
-                except Conflict as err:
-                    assert "being deleted" in str(err) or "was deleted" in str(err), err
-                    counts["refused"] += 1
-        return work
-
-    def pruner():
-        own = storage.open()
-        while not stop.is_set():
-            counts["pruned"] += len(prune(own, older_than=0, statuses="completed", confirm=True)["executions"])
-
-    for name in ("W1", "W2"):
-        write_execution(provider, name, count=0, status="running")
-    threads = [threading.Thread(target=guarded(work)) for work in (producer, writer("W1"), writer("W2"), pruner)]
-    for thread in threads:
-        thread.start()
-    stop.wait(15)
-    stop.set()
-    for thread in threads:
-        thread.join(60)
-    assert not failures, failures
-    assert counts["written"] > 20 and counts["pruned"] > 0, counts
-
 
 
 def copy_with_metadata(storage, provider, source: str, target: str) -> None:

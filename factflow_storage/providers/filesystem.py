@@ -32,12 +32,13 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from factflow_storage.errors import Conflict, InvalidKey, NotFound, StorageError, Unavailable
+from factflow_storage.errors import (Conflict, InvalidKey, NotFound, NotSupported, PreconditionFailed, StorageError,
+                                     Unavailable)
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_key, validate_prefix
 from factflow_storage.metadata import (QUARANTINED, HashingReader, build_metadata, check_blob_size, check_user_metadata,
                                        describe_stored, foreign_metadata)
 from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, WriteCondition, check_range,
-                                       object_etag)
+                                       object_etag, record_create_only)
 from factflow_storage.providers import fs_paths, fs_quarantine, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_sidecar_cache import SidecarCache
@@ -511,17 +512,20 @@ class FilesystemProvider(BaseProvider):
         finally:
             fs_paths.close_all(fds)
 
-    def put_record(self, name: str, data: bytes | BinaryIO) -> None:
+    def put_record(self, name: str, data: bytes | BinaryIO, *, condition: WriteCondition | None = None) -> None:
         validate_prefix(name)
+        create = record_create_only(name, condition)
+        if create and not isinstance(data, bytes):
+            raise NotSupported(f"record {name!r}: a create-only record write takes bytes")
         # A deletion removes directories it empties: one that goes between our opening it
         # and our rename takes the record with it, so the write is made again (small
         # records only: a stream, an archive, is read once).
         attempts = RECORD_ATTEMPTS if isinstance(data, bytes) else 1
         for attempt in range(attempts):
-            if self._put_record_once(name, data) or attempt == attempts - 1:
+            if self._put_record_once(name, data, create) or attempt == attempts - 1:
                 return
 
-    def _put_record_once(self, name: str, data: bytes | BinaryIO) -> bool:
+    def _put_record_once(self, name: str, data: bytes | BinaryIO, create: bool = False) -> bool:
         """Write the record; False if its directory was removed meanwhile."""
         *parents, base = [RESERVED_DIR, *name.split("/")]
         try:
@@ -540,7 +544,15 @@ class FilesystemProvider(BaseProvider):
         try:
             tmp, tmp_fd = fs_write.write_temp(fd, HashingReader(data).chunks(), fsync=self._fsync)
             try:  # the temp file stays locked until renamed, so fsck leaves it alone
-                os.replace(tmp, base, src_dir_fd=fd, dst_dir_fd=fd)
+                if create:  # a link, unlike a rename, fails on an existing name: one creator wins
+                    try:
+                        os.link(tmp, base, src_dir_fd=fd, dst_dir_fd=fd)
+                    except FileExistsError:
+                        raise PreconditionFailed(f"record {name!r} already exists") from None
+                    finally:
+                        fs_write.unlink_quietly(fd, tmp)
+                else:
+                    os.replace(tmp, base, src_dir_fd=fd, dst_dir_fd=fd)
             except BaseException:
                 fs_write.unlink_quietly(fd, tmp)
                 raise

@@ -31,12 +31,12 @@ from minio.error import S3Error
 from minio.helpers import check_bucket_name
 
 from factflow_storage.errors import (BadCredentials, BucketMissing, ConfigError, Conflict, InvalidKey, InvalidRange,
-                                     NotFound, PreconditionFailed, StorageError)
+                                     NotFound, NotSupported, PreconditionFailed, StorageError)
 from factflow_storage.faults import fault
 from factflow_storage.keys import MAX_KEY_BYTES, RESERVED_PREFIX, validate_key, validate_prefix
 from factflow_storage.metadata import build_metadata, check_user_metadata, guess_content_type, provenance
 from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, WriteCondition, check_range,
-                                       object_etag)
+                                       object_etag, record_create_only)
 from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_conditional import ConditionalWrites
@@ -493,10 +493,16 @@ class MinioProvider(BaseProvider):
 
     # -- internal records ----------------------------------------------------
 
-    def put_record(self, name: str, data: bytes | BinaryIO) -> None:
+    def put_record(self, name: str, data: bytes | BinaryIO, *, condition: WriteCondition | None = None) -> None:
         object_name = self._record_name(name)
+        create = record_create_only(name, condition)
         head, rest = read_head(data)
-        if rest is None:
+        if create:
+            if rest is not None or not self._with_bucket(self._conditional.support, name).put:
+                raise NotSupported(f"record {name!r}: the S3 server at {self._errors.endpoint} cannot create "
+                                   "it conditionally (If-None-Match: * on one PutObject)")
+            self._uploader.put(object_name, head, "application/octet-stream", {}, {"If-None-Match": "*"})
+        elif rest is None:
             self._with_bucket(lambda: self._uploader.put(object_name, head, "application/octet-stream", {}), name)
         else:
             self._with_bucket(lambda: self._uploader.multipart(object_name, head, rest, "application/octet-stream",

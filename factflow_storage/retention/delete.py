@@ -3,6 +3,9 @@
 Order of a deletion, each step idempotent so a re-run after a kill at any point finishes
 the job:
 
+0. the deletion claim (``deletion_claims``): one deleter per execution at a time; one
+   that finds another's live claim leaves the execution alone and says who holds it.
+   Once claimed, the execution is planned again (the other may have finished it);
 1. the deletion record ``_factflow/deletions/<id>.json`` (who, when, the dry-run
    summary) is written with state ``deleting``, and the execution record's status becomes
    ``deleting`` (``execution list`` shows it; ``watch`` and ``download`` refuse it;
@@ -15,7 +18,9 @@ the job:
    streamed listing (memory stays flat; one S3 multi-object delete per chunk), the
    record's counts checkpointed after each chunk;
 4. journal markers, then the lineage index entries that mention the execution;
-5. the execution record, and last the deletion record's state becomes ``deleted``.
+5. the execution record, and last the deletion record's state becomes ``deleted``; the
+   claim is given up. Before each step that removes something, the claim must still be
+   ours and the execution still marked (``TakenOver`` stops it otherwise).
 
 An execution found ``deleting`` is finished without asking again once its lineage check
 has passed (``lineage_checked_at``): part of it may already be gone.
@@ -23,6 +28,7 @@ has passed (``lineage_checked_at``): part of it may already be gone.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import itertools
 import logging
@@ -41,6 +47,7 @@ from factflow_storage.keys import SIDECAR_SUFFIX, execution_prefix
 from factflow_storage import lineage_index, stage_graph
 from factflow_storage.lineage_index import Reference
 from factflow_storage.parallel import ordered_map
+from factflow_storage.retention.deletion_claims import Busy, Claims, TakenOver
 from factflow_storage.retention.plan import (ALREADY_DELETED, BLOCKED, DELETE, DELETING, REFUSED_RUNNING, RESUME,
                                              ExecutionPlan, dependants_line, plan_execution)
 from factflow_storage.providers.s3_journal import journal_prefix
@@ -90,23 +97,57 @@ def delete_executions(provider, execution_ids: Sequence[str], *, confirm: bool =
     if not ids:
         raise BadRequest("no execution id given")
     plans = [plan_execution(provider, execution_id, ids) for execution_id in ids]
-    rows = [plan.row(force) for plan in plans]
-    if confirm:
-        check_allowed(plans, force)
-        todo = [plan for plan, row in zip(plans, rows, strict=True) if row["action"] != ALREADY_DELETED]
-        claimed, blocked = claim(provider, todo, force=force)
+    if not confirm:
+        rows = [plan.row(force) for plan in plans]
+        return {"dry_run": True, "executions": rows, "totals": totals(rows)}
+    check_allowed(plans, force)
+    with Claims(provider) as claims:
+        plans, busy = take_claims(provider, claims, plans, ids)
+        check_allowed(plans, force)  # as planned again under the claims
+        rows = [plan.row(force) for plan in plans]
+        todo = [plan for plan in plans if plan.action(force) != ALREADY_DELETED]
+        claimed, blocked = mark_and_check(provider, claims, todo, force=force)
         if blocked:
             for plan, _record in claimed:
-                release(provider, plan.execution_id)
+                with contextlib.suppress(TakenOver):  # its new holder decides for itself
+                    release(provider, claims, plan.execution_id)
             plan, refs = blocked[0]
             plan.dependants = refs
             raise Conflict(f"execution {plan.execution_id} is named in the lineage of executions you keep: "
                            f"{dependants_line(plan)}; nothing deleted; use --force to delete it anyway")
-        done = {plan.execution_id: finish_deletion(provider, plan, record)["deleted"] for plan, record in claimed}
-        for row in rows:
-            if row["execution_id"] in done:
-                row["deleted"] = done[row["execution_id"]]
-    return {"dry_run": not confirm, "executions": rows, "totals": totals(rows)}
+        carry_out(provider, claims, claimed, rows)
+    rows += [{**plan.row(force), "action": found.line()} for plan, found in busy]
+    order = {execution_id: n for n, execution_id in enumerate(ids)}
+    rows.sort(key=lambda row: order[row["execution_id"]])
+    return {"dry_run": False, "executions": rows, "totals": totals(rows)}
+
+
+def take_claims(provider, claims: Claims, plans: Sequence[ExecutionPlan], together: Sequence[str]
+                ) -> tuple[list[ExecutionPlan], list[tuple[ExecutionPlan, Busy]]]:
+    """Claim each plan's execution, and plan it again once claimed: another deleter may
+    have finished or advanced it since. Returns (the new plans, those held by others)."""
+    mine, busy = [], []
+    for plan in plans:
+        found = claims.take(plan.execution_id)
+        if found is None:
+            mine.append(plan_execution(provider, plan.execution_id, together))
+        else:
+            busy.append((plan, found))
+    return mine, busy
+
+
+def carry_out(provider, claims: Claims, claimed: Sequence[tuple[ExecutionPlan, dict[str, Any]]],
+              rows: list[dict[str, Any]]) -> None:
+    """Finish each claimed deletion, giving its claim up once done; a row tells what went."""
+    by_id = {row["execution_id"]: row for row in rows}
+    for plan, record in claimed:
+        row = by_id[plan.execution_id]
+        try:
+            row["deleted"] = finish_deletion(provider, plan, record, claims)["deleted"]
+        except TakenOver as err:
+            row["action"] = f"stopped: {err}"
+            continue
+        claims.drop(plan.execution_id)
 
 
 def _save(provider, record: dict[str, Any]) -> None:
@@ -141,8 +182,8 @@ def _checked(record: dict[str, Any]) -> bool:
                 or ("lineage_checked_at" not in record and record["deleted"]["objects"]))
 
 
-def claim(provider, plans: Sequence[ExecutionPlan], *, force: bool
-          ) -> tuple[list[tuple[ExecutionPlan, dict[str, Any]]], list[tuple[ExecutionPlan, list[Reference]]]]:
+def mark_and_check(provider, claims: Claims, plans: Sequence[ExecutionPlan], *, force: bool
+                   ) -> tuple[list[tuple[ExecutionPlan, dict[str, Any]]], list[tuple[ExecutionPlan, list[Reference]]]]:
     """Mark every plan's execution ``deleting``, then check the lineage index again, with
     all marks in place: the ones a kept execution names are released (their status
     restored) until the rest is stable. Returns (claimed, blocked with their references)."""
@@ -161,7 +202,10 @@ def claim(provider, plans: Sequence[ExecutionPlan], *, force: bool
         if not newly:
             break
         for plan, refs in newly:
-            release(provider, plan.execution_id)
+            try:
+                release(provider, claims, plan.execution_id)
+            except TakenOver:  # its new holder checks the references itself
+                pass
             del claimed[plan.execution_id]
             blocked.append((plan, refs))
     now = clock.now_rfc3339()
@@ -172,9 +216,11 @@ def claim(provider, plans: Sequence[ExecutionPlan], *, force: bool
     return list(claimed.values()), blocked
 
 
-def release(provider, execution_id: str) -> None:
+def release(provider, claims: Claims, execution_id: str) -> None:
     """Undo step 1 of a deletion that has not deleted anything: the execution record gets
-    its former status back, and the deletion record goes (its state says so meanwhile)."""
+    its former status back, and the deletion record goes (its state says so meanwhile).
+    Only while the claim is still ours (TakenOver otherwise)."""
+    claims.check(execution_id)
     execution = provider.read_execution(execution_id)
     if execution is not None and execution.get("status") == DELETING:
         execution["status"] = execution.pop("status_before", None) or "completed"
@@ -183,20 +229,12 @@ def release(provider, execution_id: str) -> None:
     provider.delete_records([deletion_name(execution_id)])
 
 
-def run_deletion(provider, plan: ExecutionPlan, *, force: bool) -> dict[str, Any]:
-    """Delete one execution entirely (marks, lineage check, the rest); its final deletion record."""
-    claimed, blocked = claim(provider, [plan], force=force)
-    if blocked:
-        plan.dependants = blocked[0][1]
-        raise Conflict(f"execution {plan.execution_id} is named in the lineage of executions you keep: "
-                       f"{dependants_line(plan)}; nothing deleted; use --force to delete it anyway")
-    return finish_deletion(provider, plan, claimed[0][1])
-
-
-def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> dict[str, Any]:
-    """Steps 2 to 5, once the execution is marked and its lineage check passed."""
+def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any], claims: Claims) -> dict[str, Any]:
+    """Steps 2 to 5, once the execution is marked and its lineage check passed; stops
+    (TakenOver) if another deleter took the claim over."""
     execution_id = plan.execution_id
     counts = record["deleted"]
+    _still_ours(provider, claims, execution_id)
     for job_id in plan.archive_jobs:
         _cancel_archive_job(provider, job_id)
         counts["archive_jobs"] += 1
@@ -204,6 +242,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
     for _pass in range(PASSES):
         deleted = 0
         for chunk in _chunks(provider.list(execution_prefix(execution_id))):
+            _still_ours(provider, claims, execution_id)
             provider.delete_many([info.key for info in chunk])
             counts["objects"] += len(chunk)
             counts["bytes"] += sum(info.size for info in chunk)
@@ -211,6 +250,7 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
             _save(provider, record)
         if not deleted:
             break
+    _still_ours(provider, claims, execution_id)
     _sweep_orphan_metadata(provider, execution_prefix(execution_id))
     purge = getattr(provider, "purge_prefix", None)
     if purge is not None:  # what the listing hides: links, FIFOs, keys other tools wrote
@@ -230,6 +270,17 @@ def finish_deletion(provider, plan: ExecutionPlan, record: dict[str, Any]) -> di
     _save(provider, record)
     log.info("deleted execution %s: %d objects, %d bytes", execution_id, counts["objects"], counts["bytes"])
     return record
+
+
+def _still_ours(provider, claims: Claims, execution_id: str) -> None:
+    """Before each step that removes something: the claim is still this deleter's, and the
+    execution still marked (a record put back to another status means someone released it
+    or wrote over the mark: deleting on could remove what a writer has named since)."""
+    claims.check(execution_id)
+    record = provider.read_execution(execution_id)
+    if record is not None and record.get("status") != DELETING:
+        raise TakenOver(f"execution {execution_id} is {record.get('status')} again, no longer deleting; "
+                        "run the command again to delete it")
 
 
 def _cancel_archive_job(provider, job_id: str) -> None:

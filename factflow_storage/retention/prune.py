@@ -18,8 +18,9 @@ from factflow_storage.errors import BadRequest
 from factflow_storage.executions import DELETING, TERMINAL_STATUSES, list_executions
 from factflow_storage import lineage_index
 from factflow_storage.parallel import ordered_map
-from factflow_storage.retention.delete import claim, finish_deletion, list_deletions, totals
-from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, dependants_line, plan_execution
+from factflow_storage.retention.deletion_claims import Claims
+from factflow_storage.retention.delete import carry_out, list_deletions, mark_and_check, take_claims, totals
+from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, ExecutionPlan, dependants_line, plan_execution
 
 
 def _moment(value: str) -> datetime:
@@ -83,23 +84,39 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
                             "dependants": [ref.row() for ref in plan.dependants]})
         gone = {plan.execution_id for plan in blocked}
         candidates = [execution_id for execution_id in candidates if execution_id not in gone]
-    rows = [plan.row(False) for plan in plans]
     if confirm:
-        todo = [plan for plan, row in zip(plans, rows, strict=True) if row["action"] in (DELETE, RESUME)]
-        claimed, named_meanwhile = claim(provider, todo, force=False)
-        for plan, refs in named_meanwhile:  # a writer named it after the plan was made
-            plan.dependants = refs
-            skipped.append({"execution_id": plan.execution_id,
-                            "reason": f"needed by kept executions: {dependants_line(plan)}",
-                            "dependants": [ref.row() for ref in refs]})
-        gone = {plan.execution_id for plan, _refs in named_meanwhile}
-        rows = [row for row in rows if row["execution_id"] not in gone]
-        done = {plan.execution_id: finish_deletion(provider, plan, record)["deleted"] for plan, record in claimed}
-        for row in rows:
-            if row["execution_id"] in done:
-                row["deleted"] = done[row["execution_id"]]
+        rows = _carry_out(provider, plans, candidates, skipped)
+    else:
+        rows = [plan.row(False) for plan in plans]
     return {"dry_run": not confirm, "older_than": older_than, "statuses": chosen, "keep": keep,
             "executions": rows, "skipped": skipped, "totals": totals(rows)}
+
+
+def _carry_out(provider, plans: Sequence[ExecutionPlan], candidates: Sequence[str],
+               skipped: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Claim, plan again, mark and check, delete: the rows of what went (``skipped`` gets
+    what another deleter holds, and what a writer named after the plan was made)."""
+    todo = [plan for plan in plans if plan.action(False) in (DELETE, RESUME)]
+    with Claims(provider) as claims:
+        fresh, busy = take_claims(provider, claims, todo, candidates)
+        for plan, found in busy:
+            skipped.append({"execution_id": plan.execution_id, "reason": found.line(), "dependants": []})
+        for plan in fresh:  # deleted by another deleter, or set running, since the first plan
+            if plan.action(False) not in (DELETE, RESUME, BLOCKED):
+                skipped.append({"execution_id": plan.execution_id, "reason": plan.action(False), "dependants": []})
+        named = [plan for plan in fresh if plan.action(False) == BLOCKED]  # named since the first plan
+        todo = [plan for plan in fresh if plan.action(False) in (DELETE, RESUME)]
+        claimed, named_meanwhile = mark_and_check(provider, claims, todo, force=False)
+        named += [plan for plan, _refs in named_meanwhile]
+        for plan, refs in named_meanwhile:
+            plan.dependants = refs
+        for plan in named:
+            skipped.append({"execution_id": plan.execution_id,
+                            "reason": f"needed by kept executions: {dependants_line(plan)}",
+                            "dependants": [ref.row() for ref in plan.dependants]})
+        rows = [plan.row(False) for plan, _record in claimed]
+        carry_out(provider, claims, claimed, rows)
+    return rows
 
 
 def dependencies(provider, execution_id: str) -> dict[str, Any]:

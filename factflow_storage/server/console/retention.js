@@ -95,7 +95,13 @@ export function retentionPanel(executionId, record, onDeleted) {
     try {
       const answer = await api.deleteExecution(executionId, { confirm: true, force });
       const row = answer.executions.find((item) => item.execution_id === executionId) || answer.executions[0];
-      const gone = row.deleted || { objects: 0, bytes: 0 };
+      if (!row.deleted) {  // another deleter holds it (the row says who), or it was gone already
+        setState("refused");
+        planButton.disabled = false;
+        plan.append(h("p", { id: "retention-busy", class: "error" }, `Not deleted: ${row.action}.`));
+        return;
+      }
+      const gone = row.deleted;
       setState("deleted");
       plan.append(h("p", { id: "retention-done" }, `Deleted ${counted(gone.objects, "object")}, ${humanSize(gone.bytes)}. `,
         h("a", { href: href("executions") }, "Back to executions")));
