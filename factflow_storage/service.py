@@ -35,7 +35,7 @@ from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, Stor
 
 if TYPE_CHECKING:
     from factflow_storage.interface import RecordStore
-    from factflow_storage.watch.events import Event
+    from factflow_storage.watch.events import CountsEvent, Event
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -420,11 +420,11 @@ class StorageService:
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
               extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
-              timeout: float | None = None) -> Iterator[Event | None]:
+              timeout: float | None = None, replay: str = "events") -> Iterator[Event | CountsEvent | None]:
         from factflow_storage.watch.stream import watch_events
 
         return watch_events(self.provider, execution_ids, route_id=route_id, stage=stage, extension=extension,
-                            last_event_id=last_event_id, timeout=timeout)
+                            last_event_id=last_event_id, timeout=timeout, replay=replay)
 
     # -- for server-side jobs --------------------------------------------------
 

@@ -35,6 +35,7 @@ from factflow_storage.metadata import format_time
 from factflow_storage.protocol import ObjectInfo
 
 OBJECT_CREATED = "storage.object.created"
+COUNTS = "storage.counts"
 EXECUTION_COMPLETED = "execution.completed"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -83,6 +84,19 @@ class CompletedEvent:
 
     def row(self) -> dict[str, Any]:
         return {"event": EXECUTION_COMPLETED, **self.data()}
+
+
+@dataclass(frozen=True, slots=True)
+class CountsEvent:
+    """What an execution held when the stream started, in place of one event per object:
+    ``routes`` holds (route_id, stage, objects, bytes) rows, by route then stage."""
+    id: str
+    routes: tuple[tuple[str | None, str | None, int, int], ...]
+
+    def data(self) -> dict[str, Any]:
+        return {"objects": sum(row[2] for row in self.routes), "bytes": sum(row[3] for row in self.routes),
+                "routes": [{"route_id": route_id, "stage": stage, "objects": objects, "bytes": size}
+                           for route_id, stage, objects, size in self.routes]}
 
 
 Event = ObjectEvent | CompletedEvent

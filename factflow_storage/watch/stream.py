@@ -10,6 +10,14 @@ Order of work, chosen so that nothing falls between replay and live reports:
    every object), then one ``execution.completed`` per execution, and stop.
 
 With a ``last_event_id`` the replay skips what that id says was delivered.
+
+``replay="counts"`` (for a view that follows an execution from now) delivers step 2 as
+one ``CountsEvent``: the listing's objects counted per route and stage, every one of them
+marked delivered in the cursor. So the counts and the live events add up exactly: a write
+the listing saw is dropped when its live report arrives (the cursor has it), and a write
+it missed landed after the subscription of step 1, so its report arrives and is sent.
+The counts event's id is the cursor after the listing; a reconnect with it (or any later
+id) replays what was missed as events, as always.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from factflow_storage.errors import BadRequest
 from factflow_storage.executions import is_terminal
 from factflow_storage.keys import execution_prefix, key_matches, narrow_prefix, split_extensions, validate_segment
 from factflow_storage.protocol import ObjectInfo, StorageProtocol
-from factflow_storage.watch.events import CompletedEvent, Cursor, Event, stamp_ms
+from factflow_storage.watch.events import CompletedEvent, CountsEvent, Cursor, Event, ObjectEvent, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,7 @@ TICK = 0.5
 # Logged once the replay is delivered: from here on every write arrives as it lands
 # (``-v`` shows it; scripts and tests wait for it instead of guessing a delay).
 LIVE = "replayed; following execution %s live"
+REPLAYS = ("events", "counts")
 
 
 class Filters:
@@ -50,12 +59,14 @@ class Filters:
 def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, route_id: str | None = None,
                  stage: str | None = None, extension: str | Sequence[str] | None = None,
                  last_event_id: str | None = None, timeout: float | None = None, tick: float = TICK,
-                 hub: Hub = HUB) -> Iterator[Event | None]:
+                 hub: Hub = HUB, replay: str = "events") -> Iterator[Event | CountsEvent | None]:
     """Yield events; ``None`` after each ``tick`` of quiet (a chance for a heartbeat).
 
     Ends after the ``execution.completed`` events, or silently when ``timeout`` passes.
     """
     execution_ids = list(dict.fromkeys(execution_ids))
+    if replay not in REPLAYS:
+        raise BadRequest(f"replay must be one of {', '.join(REPLAYS)}, not {replay!r}")
     if not execution_ids:
         raise BadRequest("watch at least one execution")
     for execution_id in execution_ids:
@@ -80,7 +91,10 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
         # Writers finish writing before they mark the end, so for an execution that had
         # already ended, the replay's listing is the final one.
         listed_after_end = all(is_terminal(feed.record) for feed in feeds)
-        yield from _catch_up(provider, execution_ids, filters, cursor)
+        if replay == "counts" and not last_event_id:
+            yield _counted(provider, execution_ids, filters, cursor)
+        else:
+            yield from _catch_up(provider, execution_ids, filters, cursor)
         log.info(LIVE, ", ".join(execution_ids))
         while True:
             if all(is_terminal(feed.record) for feed in feeds):
@@ -109,8 +123,20 @@ def watch_events(provider: StorageProtocol, execution_ids: Sequence[str], *, rou
             hub.release(provider, feed.execution_id)
 
 
+def _counted(provider: StorageProtocol, execution_ids: Sequence[str], filters: Filters,
+             cursor: Cursor) -> CountsEvent:
+    """The replay of ``_catch_up`` delivered as counts per route and stage."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for event in _catch_up(provider, execution_ids, filters, cursor):
+        row = counts.setdefault((event.route_id or "", event.stage or ""), [0, 0])
+        row[0] += 1
+        row[1] += event.size
+    return CountsEvent(cursor.event_id(), tuple((route or None, stage or None, objects, size)
+                                                for (route, stage), (objects, size) in sorted(counts.items())))
+
+
 def _catch_up(provider: StorageProtocol, execution_ids: Sequence[str], filters: Filters,
-              cursor: Cursor) -> Iterator[Event]:
+              cursor: Cursor) -> Iterator[ObjectEvent]:
     """Deliver, oldest first, every listed object the cursor has not delivered."""
     pending = []
     for execution_id in execution_ids:
