@@ -420,11 +420,21 @@ class StorageService:
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
               extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
-              timeout: float | None = None, replay: str = "events") -> Iterator[Event | CountsEvent | None]:
+              timeout: float | None = None) -> Iterator[Event | None]:
         from factflow_storage.watch.stream import watch_events
 
         return watch_events(self.provider, execution_ids, route_id=route_id, stage=stage, extension=extension,
-                            last_event_id=last_event_id, timeout=timeout, replay=replay)
+                            last_event_id=last_event_id, timeout=timeout)  # type: ignore[return-value]  # no counts: replay="events"
+
+    def watch_counted(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
+                      extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
+                      timeout: float | None = None) -> Iterator[Event | CountsEvent | None]:
+        """``watch`` from the current state: what the executions hold as one ``CountsEvent``,
+        then only new writes (a ``last_event_id`` resumes as ``watch`` does)."""
+        from factflow_storage.watch.stream import watch_events
+
+        return watch_events(self.provider, execution_ids, route_id=route_id, stage=stage, extension=extension,
+                            last_event_id=last_event_id, timeout=timeout, replay="counts")
 
     # -- for server-side jobs --------------------------------------------------
 

@@ -160,9 +160,9 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
                 and not _missed(service, execution_ids, filters, last_event_id):
             return bottle.HTTPResponse(status=204)
         release = slots.take()
-        stream = service.watch(execution_ids, route_id=filters.route_id, stage=filters.stage,
-                               extension=filters.extension, last_event_id=last_event_id, timeout=timeout,
-                               replay=replay)
+        watch = service.watch_counted if replay == "counts" else service.watch
+        stream = watch(execution_ids, route_id=filters.route_id, stage=filters.stage,
+                       extension=filters.extension, last_event_id=last_event_id, timeout=timeout)
         disconnected = bottle.request.environ.get("waitress.client_disconnected", lambda: False)
         response = bottle.HTTPResponse(body=EventBody(_frames(stream, disconnected), release), status=200)
         response.set_header("Content-Type", "text/event-stream; charset=utf-8")
