@@ -29,7 +29,8 @@ from collections.abc import Iterator, Sequence
 
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import is_terminal
-from factflow_storage.keys import execution_prefix, key_matches, narrow_prefix, split_extensions, validate_segment
+from factflow_storage.keys import (execution_prefix, key_matches, narrow_prefix, parse_key, split_extensions,
+                                   validate_segment)
 from factflow_storage.protocol import ObjectInfo, StorageProtocol
 from factflow_storage.watch.events import CompletedEvent, CountsEvent, Cursor, Event, ObjectEvent, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
@@ -127,10 +128,12 @@ def _counted(provider: StorageProtocol, execution_ids: Sequence[str], filters: F
              cursor: Cursor) -> CountsEvent:
     """The replay of ``_catch_up`` delivered as counts per route and stage."""
     counts: dict[tuple[str, str], list[int]] = {}
-    for event in _catch_up(provider, execution_ids, filters, cursor):
-        row = counts.setdefault((event.route_id or "", event.stage or ""), [0, 0])
-        row[0] += 1
-        row[1] += event.size
+    for info in _listed(provider, execution_ids, filters):
+        if cursor.take(info):
+            parts = parse_key(info.key)
+            row = counts.setdefault((parts.route_id or "", parts.stage or "") if parts else ("", ""), [0, 0])
+            row[0] += 1
+            row[1] += info.size
     return CountsEvent(cursor.event_id(), tuple((route or None, stage or None, objects, size)
                                                 for (route, stage), (objects, size) in sorted(counts.items())))
 
@@ -138,6 +141,14 @@ def _counted(provider: StorageProtocol, execution_ids: Sequence[str], filters: F
 def _catch_up(provider: StorageProtocol, execution_ids: Sequence[str], filters: Filters,
               cursor: Cursor) -> Iterator[ObjectEvent]:
     """Deliver, oldest first, every listed object the cursor has not delivered."""
+    for info in _listed(provider, execution_ids, filters):
+        event = cursor.deliver(info)
+        if event is not None:
+            yield event
+
+
+def _listed(provider: StorageProtocol, execution_ids: Sequence[str], filters: Filters) -> list[ObjectInfo]:
+    """What the executions hold (filtered), oldest first: the order a cursor advances in."""
     pending = []
     for execution_id in execution_ids:
         prefix = narrow_prefix(execution_prefix(execution_id), filters.route_id, filters.stage)
@@ -145,10 +156,7 @@ def _catch_up(provider: StorageProtocol, execution_ids: Sequence[str], filters: 
             if filters.match(info):
                 pending.append((stamp_ms(info.last_modified), info.key, info))
     pending.sort(key=lambda row: (row[0], row[1]))
-    for _, _, info in pending:
-        event = cursor.deliver(info)
-        if event is not None:
-            yield event
+    return [info for _, _, info in pending]
 
 
 def _expired(deadline: float | None) -> bool:
