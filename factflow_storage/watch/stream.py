@@ -31,7 +31,8 @@ from factflow_storage.errors import BadRequest
 from factflow_storage.executions import is_terminal
 from factflow_storage.keys import (execution_prefix, key_matches, narrow_prefix, parse_key, split_extensions,
                                    validate_segment)
-from factflow_storage.protocol import ObjectInfo, StorageProtocol
+from factflow_storage.parallel import ordered_map
+from factflow_storage.protocol import ObjectInfo, PrefixInfo, StorageProtocol
 from factflow_storage.watch.events import CompletedEvent, CountsEvent, Cursor, Event, ObjectEvent, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
 
@@ -42,6 +43,7 @@ TICK = 0.5
 # (``-v`` shows it; scripts and tests wait for it instead of guessing a delay).
 LIVE = "replayed; following execution %s live"
 REPLAYS = ("events", "counts")
+STAGE_DEPTH = 4  # slashes in "executions/<id>/<route>/<stage>/"
 
 
 class Filters:
@@ -152,11 +154,32 @@ def _listed(provider: StorageProtocol, execution_ids: Sequence[str], filters: Fi
     pending = []
     for execution_id in execution_ids:
         prefix = narrow_prefix(execution_prefix(execution_id), filters.route_id, filters.stage)
-        for info in provider.list(prefix):
+        for info in _list_by_stage(provider, prefix):
             if filters.match(info):
                 pending.append((stamp_ms(info.last_modified), info.key, info))
     pending.sort(key=lambda row: (row[0], row[1]))
     return [info for _, _, info in pending]
+
+
+def _list_by_stage(provider: StorageProtocol, prefix: str) -> list[ObjectInfo]:
+    """Everything under ``prefix``, its stages listed concurrently: one S3 listing reads
+    1,000 keys a request, one after the other, so a big execution is read stage by stage
+    at once (found by one-level listings of the execution and of its routes)."""
+    levels = max(0, STAGE_DEPTH - prefix.count("/"))
+    objects: list[ObjectInfo] = []
+    prefixes = [prefix]
+    for _ in range(levels):
+        below = []
+        for entries in ordered_map(lambda under: list(provider.browse(under)), prefixes):
+            for entry in entries:
+                if isinstance(entry, PrefixInfo):
+                    below.append(entry.prefix)
+                else:
+                    objects.append(entry)
+        prefixes = below
+    for infos in ordered_map(lambda under: list(provider.list(under)), prefixes):
+        objects.extend(infos)
+    return objects
 
 
 def _expired(deadline: float | None) -> bool:
