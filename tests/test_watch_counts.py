@@ -75,3 +75,12 @@ def test_an_unknown_replay_is_a_bad_request_in_the_error_shape(served):
     assert reply.status == 400
     assert "replay must be one of events, counts" in reply.json()["detail"]
     assert set(reply.json()) >= {"detail", "error_code", "timestamp"}
+
+
+def test_the_openapi_document_describes_replay(served):
+    _, url = served
+    document = http_request(url, "GET", "/api/v1/openapi.json").json()
+    operation = document["paths"]["/api/v1/storage/events"]["get"]
+    replay = [param for param in operation["parameters"] if param["name"] == "replay"]
+    assert replay and replay[0]["schema"]["enum"] == ["events", "counts"]
+    assert "storage.counts" in operation["description"]
