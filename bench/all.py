@@ -27,7 +27,7 @@ MODULES = ("s3_bench", "startup_bench", "list_bench", "get_bench", "download_ben
 ORDER = ("s3-get-4k", "help-installed", "help-pyz", "fs-list", "fs-get-pipe", "fs-get-file",
          "s3-download-small", "api-download-large", "serve-mix", "serve-p99", "s3-list", "fs-write-small",
          "fs-write-batch", "s3-write-small", "exec-page-cli", "exec-page-http", "exec-list-all", "exec-prune-plan",
-         "copy-fs-s3", "copy-rerun")
+         "exec-console-home", "exec-live-open", "copy-fs-s3", "copy-rerun")
 
 
 def run(only: set[str] | None, quick: bool, repeat: int) -> list[Row]:

@@ -1,6 +1,6 @@
 """Execution history benchmark on S3: a page costs a page, the whole history keeps up with rclone.
 
-    python3 bench/executions_bench.py [--executions 5000] [--repeat 3] [--quick]
+    python3 bench/executions_bench.py [--executions 5000] [--objects 100000] [--repeat 3] [--quick] [--only ID,...]
 
 Starts its own S3 server (``tests/s3server.py``), writes ``--executions`` finished
 executions the way writers do (record plus index entry; the first one alone, so it marks
@@ -14,14 +14,22 @@ alternating runs:
 - ``exec-list-all``: ``factflow execution list --output json`` (every execution) vs
   ``rclone copy --transfers 32`` of the records; target <= 1.0x;
 - ``exec-prune-plan``: ``factflow storage prune --older-than 0s`` (the dry run plans every
-  execution) vs the same rclone copy; target <= 2.0x.
+  execution) vs the same rclone copy; target <= 2.0x;
+- ``exec-console-home``: the console's home (executions) in headless Chromium, from
+  navigation to the table shown, at N executions vs at 50; target: within 2x;
+- ``exec-live-open``: the live panel's stream (``/api/v1/storage/events?replay=counts``)
+  of a running execution of ``--objects`` objects (100,000), until its counts arrive, vs
+  ``GET /api/v1/storage/du`` of the same execution (one listing); target under 1 s.
 
-``--quick`` writes 200. Compare ratios from one run, never seconds across runs.
+``--quick`` writes 200 executions and 2,000 objects. Compare ratios from one run, never
+seconds across runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import io
 import os
 import shutil
 import sys
@@ -30,6 +38,8 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
@@ -41,8 +51,10 @@ from harness import REPEAT, Row, alternate, clean_env, print_rows, timed, wanted
 from factflow_storage import create_storage_provider  # noqa: E402
 
 FACTFLOW = [sys.executable, "-m", "factflow_storage"]
-ROWS = ("exec-page-cli", "exec-page-http", "exec-list-all", "exec-prune-plan")
+ROWS = ("exec-page-cli", "exec-page-http", "exec-list-all", "exec-prune-plan", "exec-console-home", "exec-live-open")
 SMALL = 50
+OBJECTS = 100_000
+LIVE_EXECUTION = "big-run"
 
 
 def fill(provider, count: int) -> float:
@@ -71,6 +83,57 @@ def serve(provider):
     return f"http://127.0.0.1:{server.effective_port}", lambda: stop_server(server)
 
 
+def fill_objects(server, bucket: str, count: int) -> float:
+    """One running execution of ``count`` small objects, put straight to S3 (a writer's
+    journal markers would double the puts and tell the bench nothing)."""
+    provider = create_storage_provider(f"minio://{bucket}", server.options())
+    begun = time.perf_counter()
+    provider.write_execution(LIVE_EXECUTION, {"execution_id": LIVE_EXECUTION, "status": "running",
+                                              "started_at": "2026-06-01T00:00:00.000Z"})
+    client = server.client()
+    routes = ("fetch/page", "parse/chunk", "parse/embed", "index/vector")
+
+    def put(n: int) -> None:
+        key = f"executions/{LIVE_EXECUTION}/{routes[n % len(routes)]}/m{n:06d}.json"
+        client.put_object(bucket_name=bucket, object_name=key, data=io.BytesIO(b"{}"), length=2)
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(put, range(count)))
+    provider.close()
+    return time.perf_counter() - begun
+
+
+def live_open_seconds(url: str) -> float:
+    """From the request to the stream's counts event."""
+    begun = time.perf_counter()
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=300)
+    try:
+        connection.request("GET", f"/api/v1/storage/events?execution_id={LIVE_EXECUTION}&replay=counts")
+        response = connection.getresponse()
+        while True:
+            line = response.readline()
+            if not line:
+                raise SystemExit("the event stream ended before its counts")
+            if line.startswith(b"event: storage.counts"):
+                return time.perf_counter() - begun
+    finally:
+        connection.close()
+
+
+def du_seconds(url: str) -> float:
+    begun = time.perf_counter()
+    with urllib.request.urlopen(f"{url}/api/v1/storage/du?execution_id={LIVE_EXECUTION}", timeout=300) as reply:
+        reply.read()
+    return time.perf_counter() - begun
+
+
+def console_home_seconds(console) -> float:
+    console.driver.get("about:blank")
+    begun = time.perf_counter()
+    console.open("#/", view="executions", timeout=300)
+    return time.perf_counter() - begun
+
+
 def http_seconds(url: str) -> float:
     begun = time.perf_counter()
     with urllib.request.urlopen(url + "/api/v1/executions?limit=50", timeout=120) as reply:
@@ -79,17 +142,19 @@ def http_seconds(url: str) -> float:
 
 
 def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT,
-         executions: int | None = None) -> list[Row]:
+         executions: int | None = None, objects: int | None = None) -> list[Row]:
     ids = wanted(ROWS, only)
     if not ids:
         return []
     count = executions or (200 if quick else 5000)
+    objects = objects or (2000 if quick else OBJECTS)
     result = []
     with s3server.start() as server:
         big, small = server.new_bucket(), server.new_bucket()
         providers = [create_storage_provider(f"minio://{bucket}", server.options()) for bucket in (big, small)]
-        print(f"filled {count} executions in {fill(providers[0], count):.1f} s", file=sys.stderr, flush=True)
-        fill(providers[1], SMALL)
+        if set(ids) - {"exec-live-open"}:
+            print(f"filled {count} executions in {fill(providers[0], count):.1f} s", file=sys.stderr, flush=True)
+            fill(providers[1], SMALL)
         env_big = clean_env(**server.env(), FACTFLOW_STORAGE_URI=f"minio://{big}")
         env_small = clean_env(**server.env(), FACTFLOW_STORAGE_URI=f"minio://{small}")
         page = [*FACTFLOW, "execution", "list", "--limit", "50", "--output", "json"]
@@ -131,18 +196,60 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
                                   "`rclone copy --transfers 32`", ours, theirs, "<=", 2.0, runs=repeat))
         finally:
             shutil.rmtree(copy_dir, ignore_errors=True)
-            for provider in providers:
+        if "exec-console-home" in ids:
+            result.append(console_home_row(providers, count, repeat))
+        if "exec-live-open" in ids:
+            live = server.new_bucket()
+            print(f"filled {objects:,} objects in {fill_objects(server, live, objects):.1f} s", file=sys.stderr,
+                  flush=True)
+            provider = create_storage_provider(f"minio://{live}", server.options())
+            url, stop = serve(provider)
+            try:
+                live_open_seconds(url), du_seconds(url)
+                ours, theirs = alternate(repeat, lambda: live_open_seconds(url), lambda: du_seconds(url))
+            finally:
+                stop()
                 provider.close()
+            result.append(Row("exec-live-open", f"live panel open on {objects:,} objects (counts)",
+                              "GET du of the execution", ours, theirs, "<=", 1.0, runs=repeat, on_ratio=False))
+        for provider in providers:
+            provider.close()
     return result
+
+
+def console_home_row(providers, count: int, repeat: int) -> Row:
+    """The console's home over N executions vs over 50, in one headless Chromium."""
+    from console_support import Console, open_browser, temp_dirs
+
+    scratch = tempfile.mkdtemp(prefix="ff-exec-console-")
+    downloads, profile = temp_dirs(Path(scratch))
+    (Path(scratch) / "shots").mkdir()
+    driver = open_browser(downloads, profile)
+    url_big, stop_big = serve(providers[0])
+    url_small, stop_small = serve(providers[1])
+    try:
+        big = Console(driver, url_big, Path(scratch) / "shots", downloads)
+        small = Console(driver, url_small, Path(scratch) / "shots", downloads)
+        console_home_seconds(big), console_home_seconds(small)
+        ours, theirs = alternate(repeat, lambda: console_home_seconds(big), lambda: console_home_seconds(small))
+    finally:
+        driver.quit()
+        stop_big(), stop_small()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Row("exec-console-home", f"console home of {count:,} executions (Chromium)", f"the same of {SMALL}",
+               ours, theirs, "<=", 2.0, runs=repeat)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executions", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=REPEAT)
+    parser.add_argument("--objects", type=int, default=None)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default=None, help="comma-separated row ids")
     args = parser.parse_args()
-    print_rows(rows(quick=args.quick, repeat=args.repeat, executions=args.executions))
+    only = set(args.only.split(",")) if args.only else None
+    print_rows(rows(only, quick=args.quick, repeat=args.repeat, executions=args.executions, objects=args.objects))
     return 0
 
 

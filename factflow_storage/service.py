@@ -36,7 +36,7 @@ from factflow_storage.store import Store, as_store
 
 if TYPE_CHECKING:
     from factflow_storage.interface import RecordStore
-    from factflow_storage.watch.events import Event
+    from factflow_storage.watch.events import CountsEvent, Event
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -425,7 +425,17 @@ class StorageService:
         from factflow_storage.watch.stream import watch_events
 
         return watch_events(self.provider, execution_ids, route_id=route_id, stage=stage, extension=extension,
-                            last_event_id=last_event_id, timeout=timeout)
+                            last_event_id=last_event_id, timeout=timeout)  # type: ignore[return-value]  # no counts: replay="events"
+
+    def watch_counted(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
+                      extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
+                      timeout: float | None = None) -> Iterator[Event | CountsEvent | None]:
+        """``watch`` from the current state: what the executions hold as one ``CountsEvent``,
+        then only new writes (a ``last_event_id`` resumes as ``watch`` does)."""
+        from factflow_storage.watch.stream import watch_events
+
+        return watch_events(self.provider, execution_ids, route_id=route_id, stage=stage, extension=extension,
+                            last_event_id=last_event_id, timeout=timeout, replay="counts")
 
     # -- for server-side jobs --------------------------------------------------
 

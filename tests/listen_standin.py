@@ -8,7 +8,8 @@ Host header is kept, so SigV4 signatures still verify) and, for each object-crea
 request that succeeds through it (PUT, copy, completed multipart upload), sends MinIO's
 event record to the listeners whose filters match. It is only as good as what passes
 through it: writes made directly to the real server are not seen, as with a MinIO
-behind a proxy.
+behind a proxy. ``requests`` lists (method, path) of every request it forwarded, so a
+test can count what a command asked of S3.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer"
 class ListenStandIn:
     def __init__(self, upstream: str, port: int = 0):
         self.upstream = upstream  # host:port of the real S3 server
+        self.requests: list[tuple[str, str]] = []
         self._listeners: list[tuple[str, str, str, tuple[str, ...], queue.SimpleQueue]] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -147,6 +149,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _forward(self) -> None:
+        self.standin.requests.append((self.command, self.path))
         body = self._body()
         headers = {name: value for name, value in self.headers.items() if name.lower() not in _HOP_HEADERS}
         if body or self.command in ("PUT", "POST"):

@@ -1,33 +1,54 @@
 """The console's executions list in a real headless Chromium: it asks for one page,
-newest first, and pages on with "Older executions"."""
+newest first, pages on with "Older executions", and refreshes only what can change."""
 
 from __future__ import annotations
 
+import contextlib
+
+import orjson
 import pytest
 from console_support import Console, open_browser, temp_dirs
 from server_fixture import running_server
 
+from factflow_storage import executions
 from factflow_storage.service import StorageService
 
 COUNT = 120
 
 
-@pytest.fixture
-def console(file_storage, tmp_path):
-    with file_storage.open() as provider:
+@contextlib.contextmanager
+def browsing(storage, tmp_path, *, running: bool = False):
+    """A console over ``COUNT`` finished executions (and, if ``running``, a newer one
+    still running): (Console, provider)."""
+    with storage.open() as provider:
         for n in range(COUNT):
             minute = f"{n // 60:02d}:{n % 60:02d}"
             provider.write_execution(f"run-{n:03d}", {
                 "execution_id": f"run-{n:03d}", "status": "completed", "started_at": f"2026-03-01T{minute}:00.000Z",
                 "finished_at": f"2026-03-01T{minute}:30.000Z", "object_count": n})
+        if running:
+            provider.write_execution("live-run", {"execution_id": "live-run", "status": "running",
+                                                  "started_at": "2026-03-02T08:00:00.000Z"})
         with running_server(StorageService(provider), threads=8) as url:
             downloads, profile = temp_dirs(tmp_path)
             (tmp_path / "shots").mkdir()
             driver = open_browser(downloads, profile)
             try:
-                yield Console(driver, url, tmp_path / "shots", downloads)
+                yield Console(driver, url, tmp_path / "shots", downloads), provider
             finally:
                 driver.quit()
+
+
+@pytest.fixture
+def console(file_storage, tmp_path):
+    with browsing(file_storage, tmp_path) as (console, _provider):
+        yield console
+
+
+@pytest.fixture
+def console_with_running(file_storage, tmp_path):
+    with browsing(file_storage, tmp_path, running=True) as opened:
+        yield opened
 
 
 def shown(console) -> list[str]:
@@ -46,3 +67,45 @@ def test_the_home_page_asks_for_one_page_and_pages_on(console):
     console.wait_for(lambda: len(shown(console)) == COUNT)
     assert shown(console)[-1] == "run-000"
     assert not console.find("#more-executions").is_displayed()
+
+
+def executions_answers(console) -> list[tuple[str, int]]:
+    """(URL, rows in the answer) of every execution list the page fetched since the last call."""
+    answers = []
+    for entry in console.driver.get_log("performance"):
+        message = orjson.loads(entry["message"])["message"]
+        if message["method"] != "Network.responseReceived":
+            continue
+        url = message["params"]["response"]["url"]
+        if "/api/v1/executions?" not in url:
+            continue
+        body = console.driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": message["params"]["requestId"]})
+        answers.append((url, len(orjson.loads(body["body"])["executions"])))
+    return answers
+
+
+def status_of(console, execution_id: str) -> str | None:
+    return console.find(f'tr[data-execution="{execution_id}"] .badge').get_attribute("data-status")
+
+
+def test_the_refresh_while_one_runs_asks_only_for_what_changed(console_with_running):
+    console, provider = console_with_running
+    console.open("#/", view="executions")
+    assert shown(console)[0] == "live-run" and status_of(console, "live-run") == "running"
+    first = executions_answers(console)
+    assert [rows for _url, rows in first] == [50], first
+    # Wait for two refreshes: each asks for the executions started since the running one.
+    refreshes = console.wait_for(lambda: (executions_answers(console) or None), timeout=60)
+    refreshes += console.wait_for(lambda: (executions_answers(console) or None), timeout=60)
+    for url, rows in refreshes:
+        assert "since=" in url and rows == 1, refreshes
+    executions.set_status(provider, "live-run", "completed")
+    console.wait_for(lambda: status_of(console, "live-run") == "completed")
+    assert len(shown(console)) == 50 and shown(console)[1] == f"run-{COUNT - 1:03d}"
+    # Nothing runs now: the idle refresh asks for what started since the newest row.
+    provider.write_execution("next-run", {"execution_id": "next-run", "status": "running",
+                                          "started_at": "2026-03-02T09:00:00.000Z"})
+    console.wait_for(lambda: shown(console)[0] == "next-run", timeout=60)
+    assert shown(console)[1:3] == ["live-run", f"run-{COUNT - 1:03d}"] and len(shown(console)) == 51
+    later = executions_answers(console)
+    assert later and all("since=" in url and rows <= 2 for url, rows in later), later

@@ -4,7 +4,8 @@ A plan streams the execution's listing once (counts and bytes, nothing kept per 
 counts its journal markers and archive jobs, and asks the lineage index
 (``lineage_index``) who still depends on it: one listing of the references to it plus
 one metadata read per reference, never a scan of the store. References from executions
-deleted together do not count.
+deleted together do not count. Many plans at once share what a census
+(``retention.census``) read once.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from factflow_storage.archive.jobs import JOBS
 from factflow_storage.errors import NotFound
 from factflow_storage.executions import DELETING, RUNNING, read_deletion
 from factflow_storage.keys import execution_prefix, validate_execution_id
 from factflow_storage import lineage_index
 from factflow_storage.lineage_index import Reference
 from factflow_storage.providers.s3_journal import journal_prefix
+from factflow_storage.retention.census import MISSING, Census, archive_jobs
 
 # Shown in a plan's "action": what a confirmed run does with this execution.
 DELETE, RESUME, BLOCKED, REFUSED_RUNNING, ALREADY_DELETED = (
@@ -31,19 +30,7 @@ DELETE, RESUME, BLOCKED, REFUSED_RUNNING, ALREADY_DELETED = (
 def archive_jobs_of(provider, execution_id: str) -> list[str]:
     """Job ids packing ``execution_id``. Jobs expire within hours, so they are few; each
     status record names its execution."""
-    found = []
-    for name in provider.list_records(JOBS):
-        job = name[len(JOBS):]
-        if "/" in job or not job.endswith(".json") or job.endswith(".request.json"):
-            continue
-        raw = provider.get_record(name)
-        try:
-            record = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("execution_id") == execution_id:
-            found.append(job.removesuffix(".json"))
-    return found
+    return archive_jobs(provider).get(execution_id, [])
 
 
 def _count(items: Iterable[Any]) -> int:
@@ -85,27 +72,42 @@ def _ref_order(ref: Reference) -> tuple[str, str, str]:
     return ref.execution_id, ref.key, ref.parent
 
 
-def plan_execution(provider, execution_id: str, together: Iterable[str] = ()) -> ExecutionPlan:
-    """The plan for one execution; ``together`` are executions deleted with it."""
+def plan_execution(provider, execution_id: str, together: Iterable[str] = (), census: Census | None = None) -> ExecutionPlan:
+    """The plan for one execution; ``together`` are executions deleted with it. With a
+    ``census`` (many plans at once) what it knows is not read again."""
     validate_execution_id(execution_id)
-    record = provider.read_execution(execution_id)
-    deletion = read_deletion(provider, execution_id)
-    plan = ExecutionPlan(execution_id, record.get("status") if record else None)
+    listed = MISSING if census is None else census.status(execution_id)
+    if listed is MISSING:
+        record = provider.read_execution(execution_id)
+        status, exists = (record.get("status") if record else None), record is not None
+    else:
+        status, exists = listed, True
+    known_deletion = census is None or execution_id in census.deletions
+    deletion = read_deletion(provider, execution_id) if known_deletion else None
+    plan = ExecutionPlan(execution_id, status)
     for info in provider.list(execution_prefix(execution_id)):
         plan.objects += 1
         plan.bytes += info.size
-    plan.journal_markers = _count(provider.list_records(journal_prefix(execution_id)))
-    plan.archive_jobs = archive_jobs_of(provider, execution_id)
+    if census is None:
+        plan.journal_markers = _count(provider.list_records(journal_prefix(execution_id)))
+        plan.archive_jobs = archive_jobs_of(provider, execution_id)
+    else:
+        plan.journal_markers = census.markers[execution_id]
+        plan.archive_jobs = list(census.jobs.get(execution_id, ()))
     plan.in_progress = plan.status == DELETING or bool(deletion and deletion.get("state") == DELETING)
-    if record is None and not plan.in_progress and not plan.objects and not plan.journal_markers:
+    if not exists and not plan.in_progress and not plan.objects and not plan.journal_markers:
         if deletion is None:
             raise NotFound(f"no execution {execution_id!r}")
         plan.already_deleted = True
         return plan
-    plan.depends_on = lineage_index.parents_used(provider, execution_id)
-    kept = set(together) | {execution_id}
-    plan.dependants = sorted((ref for ref in lineage_index.live_references(provider, execution_id)
-                              if ref.execution_id not in kept), key=_ref_order)
+    if census is None:
+        plan.depends_on = lineage_index.parents_used(provider, execution_id)
+    else:
+        plan.depends_on = list(census.uses.get(execution_id, ()))
+    if census is None or execution_id in census.used:
+        kept = set(together) | {execution_id}
+        plan.dependants = sorted((ref for ref in lineage_index.live_references(provider, execution_id)
+                                  if ref.execution_id not in kept), key=_ref_order)
     return plan
 
 

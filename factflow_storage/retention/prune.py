@@ -18,6 +18,7 @@ from factflow_storage.errors import BadRequest
 from factflow_storage.executions import DELETING, TERMINAL_STATUSES, list_executions
 from factflow_storage import lineage_index
 from factflow_storage.parallel import ordered_map
+from factflow_storage.retention.census import Census, take_census
 from factflow_storage.retention.deletion_claims import Claims
 from factflow_storage.retention.delete import carry_out, list_deletions, mark_and_check, take_claims, totals
 from factflow_storage.retention.plan import BLOCKED, DELETE, RESUME, ExecutionPlan, dependants_line, plan_execution
@@ -37,10 +38,13 @@ def parse_statuses(statuses: str | Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> tuple[list[str], list[dict]]:
-    """Ids old enough to go, and the ones ``keep`` spares (the newest matching ones)."""
+def select(provider, older_than: float, statuses: Sequence[str], keep: int,
+           listed: list[dict[str, Any]] | None = None) -> tuple[list[str], list[dict]]:
+    """Ids old enough to go, and the ones ``keep`` spares (the newest matching ones);
+    ``listed``: every execution's row, if already listed."""
     now = _moment(clock.now_rfc3339())
-    matching = list_executions(provider, statuses=statuses)
+    listed = list_executions(provider) if listed is None else listed
+    matching = [record for record in listed if record.get("status") in statuses]
     selected, skipped = [], []
     for position, record in enumerate(matching):
         moment = record.get("finished_at") or record.get("started_at")
@@ -51,20 +55,21 @@ def select(provider, older_than: float, statuses: Sequence[str], keep: int) -> t
                             "dependants": []})
             continue
         selected.append(record["execution_id"])
-    return selected + [e for e in unfinished(provider) if e not in selected], skipped
+    return selected + [e for e in unfinished(provider, listed) if e not in selected], skipped
 
 
-def unfinished(provider) -> list[str]:
+def unfinished(provider, listed: list[dict[str, Any]] | None = None) -> list[str]:
     """Executions an interrupted deletion left ``deleting``: every prune finishes them,
     whatever its age and status filters, as the deletion's own re-run would."""
-    found = [record["execution_id"] for record in list_executions(provider) if record.get("status") == DELETING]
+    listed = list_executions(provider) if listed is None else listed
+    found = [record["execution_id"] for record in listed if record.get("status") == DELETING]
     found += [record["execution_id"] for record in list_deletions(provider)
               if record.get("state") == DELETING and record.get("execution_id") not in found]
     return found
 
 
-def _plan(provider, execution_id: str, *, together: tuple[str, ...]):
-    return plan_execution(provider, execution_id, together)
+def _plan(provider, execution_id: str, *, together: tuple[str, ...], census: Census):
+    return plan_execution(provider, execution_id, together, census)
 
 
 def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
@@ -72,9 +77,16 @@ def prune(provider, *, older_than: float, statuses: str | Sequence[str] | None =
     if older_than < 0 or keep < 0:
         raise BadRequest("older_than and keep must not be negative")
     chosen = parse_statuses(statuses)
-    candidates, skipped = select(provider, older_than, chosen, keep)
+    listed = list_executions(provider)
+    candidates, skipped = select(provider, older_than, chosen, keep, listed)
+    census = take_census(provider, listed)
+    planned: dict[str, ExecutionPlan] = {}
     while True:
-        plans = list(ordered_map(functools.partial(_plan, provider, together=tuple(candidates)), candidates))
+        # Keeping an execution back changes only the plans of those it uses: the rest stand.
+        again = [execution_id for execution_id in candidates if execution_id not in planned or execution_id in census.used]
+        for plan in ordered_map(functools.partial(_plan, provider, together=tuple(candidates), census=census), again):
+            planned[plan.execution_id] = plan
+        plans = [planned[execution_id] for execution_id in candidates]
         blocked = [plan for plan in plans if plan.action(False) == BLOCKED]
         if not blocked:
             break

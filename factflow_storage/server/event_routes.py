@@ -15,6 +15,13 @@ default): past it the answer is 503 with ``Retry-After``, and the API always has
 left. The completion event's id ends in ``~end``; a reconnect with it (EventSource does
 reconnect after a stream ends) is answered 204, which makes EventSource stop.
 Storage is read before the stream is opened, so an outage is a 503 in the error shape.
+
+``replay=counts`` starts a view from the current state: instead of one event per object
+already written, one ``storage.counts`` event (objects and bytes per route and stage, from
+the same listing the replay reads) and then only new writes. The listing is taken after
+the stream subscribed to the execution's writes and marks everything it counted as sent,
+so a write racing the start is counted once: in the counts if the listing saw it, else as
+a live event (``factflow_storage.watch.stream``).
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ from factflow_storage.server.errors import Busy
 from factflow_storage.server.http import query, query_all, query_int
 from factflow_storage.server.openapi_paths import EVENT_PATHS
 from factflow_storage.service import StorageService
-from factflow_storage.watch.events import OBJECT_CREATED, Cursor, ObjectEvent, parse_event_id, stamp_ms
-from factflow_storage.watch.stream import Filters
+from factflow_storage.watch.events import COUNTS, OBJECT_CREATED, CountsEvent, Cursor, ObjectEvent, parse_event_id, stamp_ms
+from factflow_storage.watch.stream import REPLAYS, Filters
 
 HEARTBEAT_SECONDS = 15.0
 DEFAULT_TIMEOUT = 300
@@ -46,11 +53,19 @@ BUSY_RETRY_AFTER = 5
 
 # The path's parameters and responses are described with the other paths; the event
 # types are said here, beside the code that sends them.
+_REPLAY = {"name": "replay", "in": "query", "required": False,
+           "schema": {"type": "string", "enum": list(REPLAYS), "default": "events"},
+           "description": "`counts`: send what the execution already holds as one `storage.counts` event, "
+                          "not one event per object (ignored when resuming with Last-Event-ID)"}
 OPENAPI = {EVENTS: {"get": {
     **EVENT_PATHS[EVENTS]["get"],
+    "parameters": [*EVENT_PATHS[EVENTS]["get"]["parameters"], _REPLAY],
     "description": "Events `storage.object.created` (data: key, size, route_id, stage, created_at), then "
                    "one `execution.completed` (data: execution_id, status) per execution once all are "
-                   "terminal; then the stream closes. Every event has an `id` (under 512 bytes); reconnecting "
+                   "terminal; then the stream closes. With `replay=counts` the objects already written "
+                   "come as one `storage.counts` event first (data: objects, bytes, routes: [{route_id, "
+                   "stage, objects, bytes}]), counted exactly once with the live events that follow. "
+                   "Every event has an `id` (under 512 bytes); reconnecting "
                    "with `Last-Event-ID` replays everything missed, and after a burst perhaps a few "
                    "events already sent (same key and created_at). A comment heartbeat every 15 s.",
 }}}
@@ -126,6 +141,9 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         for execution_id in execution_ids:
             execution_prefix(execution_id)
         filters = Filters(query("route_id") or None, query("stage") or None, query("extension") or None)
+        replay = query("replay") or "events"
+        if replay not in REPLAYS:
+            raise BadRequest(f"replay must be one of {', '.join(REPLAYS)}, not {replay!r}")
         timeout = query_int("timeout", DEFAULT_TIMEOUT)
         if not 1 <= timeout <= MAX_TIMEOUT:
             raise BadRequest(f"timeout must be between 1 and {MAX_TIMEOUT} seconds")
@@ -142,8 +160,9 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
                 and not _missed(service, execution_ids, filters, last_event_id):
             return bottle.HTTPResponse(status=204)
         release = slots.take()
-        stream = service.watch(execution_ids, route_id=filters.route_id, stage=filters.stage,
-                               extension=filters.extension, last_event_id=last_event_id, timeout=timeout)
+        watch = service.watch_counted if replay == "counts" else service.watch
+        stream = watch(execution_ids, route_id=filters.route_id, stage=filters.stage,
+                       extension=filters.extension, last_event_id=last_event_id, timeout=timeout)
         disconnected = bottle.request.environ.get("waitress.client_disconnected", lambda: False)
         response = bottle.HTTPResponse(body=EventBody(_frames(stream, disconnected), release), status=200)
         response.set_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -183,6 +202,8 @@ def _frames(stream, disconnected) -> Iterator[bytes]:
                 continue
             if isinstance(event, ObjectEvent):
                 yield frame(event.id, OBJECT_CREATED, event.data())
+            elif isinstance(event, CountsEvent):
+                yield frame(event.id, COUNTS, event.data())
             else:
                 yield frame(event.id + END_MARK, "execution.completed", event.data())
             last_sent = time.monotonic()

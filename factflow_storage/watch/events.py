@@ -35,6 +35,7 @@ from factflow_storage.metadata import format_time
 from factflow_storage.protocol import ObjectInfo
 
 OBJECT_CREATED = "storage.object.created"
+COUNTS = "storage.counts"
 EXECUTION_COMPLETED = "execution.completed"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -85,6 +86,19 @@ class CompletedEvent:
         return {"event": EXECUTION_COMPLETED, **self.data()}
 
 
+@dataclass(frozen=True, slots=True)
+class CountsEvent:
+    """What an execution held when the stream started, in place of one event per object:
+    ``routes`` holds (route_id, stage, objects, bytes) rows, by route then stage."""
+    id: str
+    routes: tuple[tuple[str | None, str | None, int, int], ...]
+
+    def data(self) -> dict[str, Any]:
+        return {"objects": sum(row[2] for row in self.routes), "bytes": sum(row[3] for row in self.routes),
+                "routes": [{"route_id": route_id, "stage": stage, "objects": objects, "bytes": size}
+                           for route_id, stage, objects, size in self.routes]}
+
+
 Event = ObjectEvent | CompletedEvent
 
 
@@ -100,6 +114,7 @@ class Cursor:
             self.recent = {h: self.floor + 1 for h in hashes}
         self._resume_floor = self.floor
         self._newest = self.floor
+        self._kept = len(self.recent)
         # Every hash delivered on this connection: a late report (slower than ``settle``)
         # is still delivered once, just never counted in the floor.
         self._delivered: set[str] = set(self.recent)
@@ -109,13 +124,22 @@ class Cursor:
 
     def deliver(self, info: ObjectInfo) -> ObjectEvent | None:
         """The event for ``info`` if this stream has not delivered that write yet."""
+        if not self.take(info):
+            return None
+        parts = parse_key(info.key)
+        return ObjectEvent(self.event_id(), info.key, info.size, parts.route_id if parts else None,
+                           parts.stage if parts else None, format_time(info.last_modified))
+
+    def take(self, info: ObjectInfo) -> bool:
+        """Mark the write of ``info`` delivered; False if it already was. (Without an
+        event: counting thousands of objects must not build an id for each.)"""
         stamp = stamp_ms(info.last_modified)
         digest = write_hash(info.key, stamp)
         if digest in self.recent:
             # Ids carry hashes only; the listing tells their stamps back.
             self.recent[digest] = stamp
         if not self.is_new(info.key, stamp):
-            return None
+            return False
         self._delivered.add(digest)
         if stamp > self.floor:
             self.recent[digest] = stamp
@@ -124,13 +148,15 @@ class Cursor:
             floor = stamp - self.settle_ms
             if floor > self.floor:
                 self.floor = floor
-                self.recent = {h: s for h, s in self.recent.items() if s > floor}
-        parts = parse_key(info.key)
-        return ObjectEvent(self.event_id(), info.key, info.size, parts.route_id if parts else None,
-                           parts.stage if parts else None, format_time(info.last_modified))
+                # Dropping what fell below the floor only once the map doubled keeps a
+                # catch-up of N objects linear (event_id skips the stale ones meanwhile).
+                if len(self.recent) > 2 * self._kept + MAX_ID_HASHES:
+                    self.recent = {h: s for h, s in self.recent.items() if s > floor}
+                    self._kept = len(self.recent)
+        return True
 
     def event_id(self) -> str:
-        named = self.recent
+        named = {h: s for h, s in self.recent.items() if s > self.floor}
         if len(named) > MAX_ID_HASHES:
             newest = sorted(named.items(), key=lambda item: item[1])[-MAX_ID_HASHES:]
             named = dict(newest)

@@ -10,6 +10,14 @@ Order of work, chosen so that nothing falls between replay and live reports:
    every object), then one ``execution.completed`` per execution, and stop.
 
 With a ``last_event_id`` the replay skips what that id says was delivered.
+
+``replay="counts"`` (for a view that follows an execution from now) delivers step 2 as
+one ``CountsEvent``: the listing's objects counted per route and stage, every one of them
+marked delivered in the cursor. So the counts and the live events add up exactly: a write
+the listing saw is dropped when its live report arrives (the cursor has it), and a write
+it missed landed after the subscription of step 1, so its report arrives and is sent.
+The counts event's id is the cursor after the listing; a reconnect with it (or any later
+id) replays what was missed as events, as always.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from collections.abc import Iterator, Sequence
 
 from factflow_storage.errors import BadRequest
 from factflow_storage.executions import is_terminal
-from factflow_storage.keys import execution_prefix, key_matches, narrow_prefix, split_extensions, validate_segment
-from factflow_storage.protocol import ObjectInfo
+from factflow_storage.keys import (execution_prefix, key_matches, narrow_prefix, parse_key, split_extensions,
+                                   validate_segment)
+from factflow_storage.parallel import ordered_map
+from factflow_storage.protocol import ObjectInfo, PrefixInfo
 from factflow_storage.store import Store
-from factflow_storage.watch.events import CompletedEvent, Cursor, Event, stamp_ms
+from factflow_storage.watch.events import CompletedEvent, CountsEvent, Cursor, Event, ObjectEvent, stamp_ms
 from factflow_storage.watch.feed import HUB, Hub, StatusChange
 
 log = logging.getLogger(__name__)
@@ -33,6 +43,8 @@ TICK = 0.5
 # Logged once the replay is delivered: from here on every write arrives as it lands
 # (``-v`` shows it; scripts and tests wait for it instead of guessing a delay).
 LIVE = "replayed; following execution %s live"
+REPLAYS = ("events", "counts")
+STAGE_DEPTH = 4  # slashes in "executions/<id>/<route>/<stage>/"
 
 
 class Filters:
@@ -51,12 +63,14 @@ class Filters:
 def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str | None = None,
                  stage: str | None = None, extension: str | Sequence[str] | None = None,
                  last_event_id: str | None = None, timeout: float | None = None, tick: float = TICK,
-                 hub: Hub = HUB) -> Iterator[Event | None]:
+                 hub: Hub = HUB, replay: str = "events") -> Iterator[Event | CountsEvent | None]:
     """Yield events; ``None`` after each ``tick`` of quiet (a chance for a heartbeat).
 
     Ends after the ``execution.completed`` events, or silently when ``timeout`` passes.
     """
     execution_ids = list(dict.fromkeys(execution_ids))
+    if replay not in REPLAYS:
+        raise BadRequest(f"replay must be one of {', '.join(REPLAYS)}, not {replay!r}")
     if not execution_ids:
         raise BadRequest("watch at least one execution")
     for execution_id in execution_ids:
@@ -81,7 +95,10 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
         # Writers finish writing before they mark the end, so for an execution that had
         # already ended, the replay's listing is the final one.
         listed_after_end = all(is_terminal(feed.record) for feed in feeds)
-        yield from _catch_up(provider, execution_ids, filters, cursor)
+        if replay == "counts" and not last_event_id:
+            yield _counted(provider, execution_ids, filters, cursor)
+        else:
+            yield from _catch_up(provider, execution_ids, filters, cursor)
         log.info(LIVE, ", ".join(execution_ids))
         while True:
             if all(is_terminal(feed.record) for feed in feeds):
@@ -110,20 +127,60 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
             hub.release(provider, feed.execution_id)
 
 
+def _counted(provider: Store, execution_ids: Sequence[str], filters: Filters,
+             cursor: Cursor) -> CountsEvent:
+    """The replay of ``_catch_up`` delivered as counts per route and stage."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for info in _listed(provider, execution_ids, filters):
+        if cursor.take(info):
+            parts = parse_key(info.key)
+            row = counts.setdefault((parts.route_id or "", parts.stage or "") if parts else ("", ""), [0, 0])
+            row[0] += 1
+            row[1] += info.size
+    return CountsEvent(cursor.event_id(), tuple((route or None, stage or None, objects, size)
+                                                for (route, stage), (objects, size) in sorted(counts.items())))
+
+
 def _catch_up(provider: Store, execution_ids: Sequence[str], filters: Filters,
-              cursor: Cursor) -> Iterator[Event]:
+              cursor: Cursor) -> Iterator[ObjectEvent]:
     """Deliver, oldest first, every listed object the cursor has not delivered."""
-    pending = []
-    for execution_id in execution_ids:
-        prefix = narrow_prefix(execution_prefix(execution_id), filters.route_id, filters.stage)
-        for info in provider.list(prefix):
-            if filters.match(info):
-                pending.append((stamp_ms(info.last_modified), info.key, info))
-    pending.sort(key=lambda row: (row[0], row[1]))
-    for _, _, info in pending:
+    for info in _listed(provider, execution_ids, filters):
         event = cursor.deliver(info)
         if event is not None:
             yield event
+
+
+def _listed(provider: Store, execution_ids: Sequence[str], filters: Filters) -> list[ObjectInfo]:
+    """What the executions hold (filtered), oldest first: the order a cursor advances in."""
+    pending = []
+    for execution_id in execution_ids:
+        prefix = narrow_prefix(execution_prefix(execution_id), filters.route_id, filters.stage)
+        for info in _list_by_stage(provider, prefix):
+            if filters.match(info):
+                pending.append((stamp_ms(info.last_modified), info.key, info))
+    pending.sort(key=lambda row: (row[0], row[1]))
+    return [info for _, _, info in pending]
+
+
+def _list_by_stage(provider: Store, prefix: str) -> list[ObjectInfo]:
+    """Everything under ``prefix``, its stages listed concurrently: one S3 listing reads
+    1,000 keys a request, one after the other, so a big execution is read stage by stage
+    at once (found by one-level listings of the execution and of its routes)."""
+    levels = max(0, STAGE_DEPTH - prefix.count("/"))
+    objects: list[ObjectInfo] = []
+    prefixes = [prefix]
+    for _ in range(levels):
+        below = []
+        for entries in ordered_map(lambda under: list(provider.browse(under)), prefixes):
+            for entry in entries:
+                if isinstance(entry, PrefixInfo):
+                    below.append(entry.prefix)
+                else:
+                    objects.append(entry)
+        prefixes = below
+    for infos in ordered_map(lambda under: list(provider.list(under)), prefixes):
+        objects.extend(infos)
+    return objects
 
 
 def _expired(deadline: float | None) -> bool:

@@ -52,14 +52,26 @@ export async function renderExecution(main, route, ctx) {
     cleanups.push(live.cleanup);
     parts.push(live.node);
     pipeline.setRunning(true);
+    const showTotal = () => {
+      const total = pipeline.totalObjects();
+      if (total !== null) countCell.replaceChildren(String(total));
+    };
+    // From the current state: the counts, then only new writes (a big execution opens at once).
     cleanups.push(openStream(id, {
+      replay: "counts",
       onState: live.onState,
+      onCounts: (data) => {
+        live.onCounts(data);
+        pipeline.onCounts(data);
+        // A route begun between the listing above and the stream's start shows too.
+        for (const row of data.routes) if (row.route_id) listing.addObject({ key: `${prefix}${row.route_id}/`, size: 0 });
+        showTotal();
+      },
       onObject: (event) => {
         live.onObject(event);
         pipeline.onObject(event);
         listing.addObject(event);
-        const total = pipeline.totalObjects();
-        if (total !== null) countCell.replaceChildren(String(total));
+        showTotal();
       },
       onCompleted: (data) => { live.onCompleted(data); onFinished(data.status); },
     }));

@@ -1,7 +1,7 @@
 // The execution's pipeline panel: the graph and its stage table, kept current from the
-// view's event stream. The stream replays every object of the execution, then follows,
-// so per stage it knows each key and its size: counts shown are the larger of the graph
-// API's (listed when the view opened) and the stream's, exact once the replay is in. A
+// view's event stream. The stream starts with the counts per stage when it opened, then
+// sends each new write: counts shown are the larger of the graph API's (listed when the
+// view opened, again after new writes) and the stream's (its counts plus the new keys). A
 // stage the graph does not know yet (or a new edge) fetches the graph again.
 import { api } from "./api.js";
 import { clear, errorBox, h, humanSize } from "./dom.js";
@@ -15,7 +15,8 @@ export function pipelinePanel(executionId) {
   const table = h("div", { id: "stage-table" });
   const node = h("section", { id: "pipeline", "aria-label": "Pipeline", "aria-busy": "true" },
     h("h2", null, "Pipeline"), holder, h("h2", null, "Stages"), table);
-  const seen = new Map(); // stage id -> Map(key -> size)
+  const base = new Map(); // stage id -> { objects, bytes } when the stream opened
+  const seen = new Map(); // stage id -> Map(key -> size) of the writes since
   const lastWrite = new Map(); // stage id -> ms of its newest write seen live
   let graph = null;
   let running = false;
@@ -23,14 +24,19 @@ export function pipelinePanel(executionId) {
   let ticker = null;
   let stopped = false;
 
+  const streamed = (id) => {
+    const keys = seen.get(id) || new Map();
+    const start = base.get(id) || { objects: 0, bytes: 0 };
+    return { objects: start.objects + keys.size,
+      bytes: start.bytes + [...keys.values()].reduce((sum, size) => sum + size, 0) };
+  };
   const merged = () => ({
     ...graph,
     nodes: graph.nodes.map((one) => {
-      const keys = seen.get(one.id);
-      if (!keys) return { ...one, receiving: running && one.receiving };
-      const bytes = [...keys.values()].reduce((sum, size) => sum + size, 0);
+      if (!seen.has(one.id) && !base.has(one.id)) return { ...one, receiving: running && one.receiving };
+      const { objects, bytes } = streamed(one.id);
       const recent = Date.now() - (lastWrite.get(one.id) || 0) < RECEIVING_MS;
-      return { ...one, objects: Math.max(one.objects, keys.size), bytes: keys.size >= one.objects ? bytes : one.bytes,
+      return { ...one, objects: Math.max(one.objects, objects), bytes: objects >= one.objects ? bytes : one.bytes,
         receiving: running && (recent || one.receiving) };
     }),
   });
@@ -70,6 +76,15 @@ export function pipelinePanel(executionId) {
       ticker = value ? setInterval(draw, RECEIVING_MS / 3) : null;
       draw();
     },
+    onCounts: (data) => {
+      for (const row of data.routes) {
+        if (!row.route_id || !row.stage) continue;
+        const id = `${row.route_id}/${row.stage}`;
+        base.set(id, { objects: row.objects, bytes: row.bytes });
+        if (graph && !graph.nodes.some((one) => one.id === id)) soon();
+      }
+      later();
+    },
     onObject: (event) => {
       const id = `${event.route_id}/${event.stage}`;
       if (!event.route_id || !event.stage) return;
@@ -86,7 +101,8 @@ export function pipelinePanel(executionId) {
       if (!graph) return null;
       const shown = merged().nodes.reduce((sum, one) => sum + one.objects, 0);
       const known = new Set(graph.nodes.map((one) => one.id));
-      return shown + [...seen].reduce((sum, [id, keys]) => sum + (known.has(id) ? 0 : keys.size), 0);
+      const ids = new Set([...base.keys(), ...seen.keys()].filter((id) => !known.has(id)));
+      return shown + [...ids].reduce((sum, id) => sum + streamed(id).objects, 0);
     },
     cleanup: () => { stopped = true; clearTimeout(refetch); clearTimeout(redraw); clearInterval(ticker); },
   };

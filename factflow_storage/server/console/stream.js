@@ -2,7 +2,9 @@
 // EventSource, because EventSource gives up for good after a refusal (the server answers
 // 503 once its streams are all taken) and never shows the Retry-After it was sent. Here a
 // refused or dropped stream waits what the server asks, else a growing backoff, and
-// resumes with Last-Event-ID, so the server sends exactly what was missed.
+// resumes with Last-Event-ID, so the server sends exactly what was missed. With
+// replay "counts" the stream starts from the current state: one storage.counts event
+// (objects per route and stage), then only new writes, counted once between the two.
 import { api } from "./api.js";
 
 const FIRST_BACKOFF_MS = 1000;
@@ -29,8 +31,9 @@ function parseBlock(block) {
   return event;
 }
 
-// Listeners: onObject(data), onCompleted(data), onState(name, detail). Returns close().
-export function openStream(executionId, { onObject, onCompleted, onState, filters }) {
+// Listeners: onCounts(data), onObject(data), onCompleted(data), onState(name, detail).
+// replay: "events" (every object already written, then new ones) or "counts". Returns close().
+export function openStream(executionId, { onCounts, onObject, onCompleted, onState, filters, replay = "events" }) {
   let lastId = null;
   let stopped = false;
   let timer = null;
@@ -50,7 +53,7 @@ export function openStream(executionId, { onObject, onCompleted, onState, filter
     controller = new AbortController();
     let response;
     try {
-      response = await fetch(api.eventsUrl(executionId, filters), { credentials: "same-origin", cache: "no-store",
+      response = await fetch(api.eventsUrl(executionId, { ...filters, replay: replay === "events" ? null : replay }), { credentials: "same-origin", cache: "no-store",
         headers: lastId ? { "Last-Event-ID": lastId } : {}, signal: controller.signal });
     } catch (_) {
       again("reconnecting", nextBackoff());
@@ -87,6 +90,7 @@ export function openStream(executionId, { onObject, onCompleted, onState, filter
           const event = parseBlock(block);
           if (event.id !== null) lastId = event.id;
           if (event.type === "storage.object.created") onObject?.(JSON.parse(event.data));
+          else if (event.type === "storage.counts") onCounts?.(JSON.parse(event.data));
           else if (event.type === "execution.completed") {
             stopped = true;
             controller.abort();
