@@ -8,15 +8,26 @@ interface and prints the same bytes in both modes; the type checker holds both t
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, Protocol, TypeVar
 
+from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Dependencies, DiskUsage,
+                                                 Execution, ExecutionGraph, ExecutionPage, FsckReport, Health,
+                                                 LineageNode, PrunePlan)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 
 if TYPE_CHECKING:
+    from factflow_storage.operations import Operation
     from factflow_storage.watch.events import Event
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Service(Protocol):
+    def call(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """A declared operation (``factflow_storage.operations``), in process or over HTTP."""
+        ...
+
     # -- listings ------------------------------------------------------------
 
     def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
@@ -52,13 +63,13 @@ class Service(Protocol):
 
     # -- executions ----------------------------------------------------------
 
-    def execution(self, execution_id: str) -> dict[str, Any]: ...
+    def execution(self, execution_id: str) -> Execution: ...
 
-    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]: ...
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> Execution: ...
 
     def executions(self, *, limit: int | None = None, cursor: str | None = None,
                    status: str | Sequence[str] | None = None, since: str | None = None,
-                   until: str | None = None) -> dict[str, Any]:
+                   until: str | None = None) -> ExecutionPage:
         """A page of list rows newest first, ``{"executions", "next_cursor"}``; all without ``limit``."""
 
     def iter_executions(self, *, cursor: str | None = None, status: str | Sequence[str] | None = None,
@@ -66,35 +77,34 @@ class Service(Protocol):
         """Every list row newest first, streamed page after page."""
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False, accept_changed: bool = False) -> dict[str, Any]:
+             verify: bool = False, accept_changed: bool = False) -> FsckReport:
         """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
         ...
 
     # -- operator tools ------------------------------------------------------
 
-    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None
-           ) -> dict[str, Any]: ...
+    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> DiskUsage: ...
 
-    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]: ...
+    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> LineageNode: ...
 
-    def execution_graph(self, execution_id: str) -> dict[str, Any]: ...
+    def execution_graph(self, execution_id: str) -> ExecutionGraph: ...
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]: ...
 
-    def copy(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def copy(self, request: Mapping[str, Any]) -> CopySummary:
         """Copy ``execution_ids`` (or a ``prefix``) to the operator's named ``destination``."""
         ...
 
     # -- retention -----------------------------------------------------------
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
-                          force: bool = False) -> dict[str, Any]: ...
+                          force: bool = False) -> DeletionPlan: ...
 
     def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
-              confirm: bool = False) -> dict[str, Any]: ...
+              confirm: bool = False) -> PrunePlan: ...
 
-    def execution_deps(self, execution_id: str) -> dict[str, Any]: ...
+    def execution_deps(self, execution_id: str) -> Dependencies: ...
 
     def deletions(self) -> list[dict[str, Any]]: ...
 
@@ -107,11 +117,11 @@ class Service(Protocol):
 
     # -- archive jobs (``download --api``) --------------------------------------
 
-    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare_archive(self, request: Mapping[str, Any]) -> ArchiveJob:
         """Start packing an archive of what ``request`` selects; the new job."""
         ...
 
-    def archive_status(self, job_id: str) -> dict[str, Any]: ...
+    def archive_status(self, job_id: str) -> ArchiveJob: ...
 
     def open_archive(self, job_id: str) -> BinaryIO:
         """The finished zip as a stream (close it, or use it in ``with``)."""
@@ -119,7 +129,7 @@ class Service(Protocol):
 
     def delete_archive(self, job_id: str) -> None: ...
 
-    def health(self) -> dict[str, Any]: ...
+    def health(self) -> Health: ...
 
     def close(self) -> None: ...
 

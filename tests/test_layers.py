@@ -5,7 +5,7 @@ only ``if TYPE_CHECKING:`` blocks are left out, as they never run).
               lineage_index, faults (the crash-test hook), fsck (its report), kernel_copy
     zipformat zipformat.*                       -> core (the zip both sides of a download share)
     providers providers.*                       -> core
-    service   service, interface, pipeline      -> core, providers? no: core and watch
+    service   service, interface, pipeline, operations.* -> core, providers? no: core and watch
     archive   archive.* (server-side jobs)      -> core, service, zipformat; not the client side
     download  download.* (client-side)          -> core, service interface, zipformat; not the server
     watch     watch.*                           -> core, service
@@ -64,7 +64,7 @@ def layer(module: str) -> str:
     head = parts[0]
     if head in CORE:
         return "core"
-    if head in ("service", "interface", "pipeline"):
+    if head in ("service", "interface", "pipeline", "operations"):
         return "service"
     if head in ("client", "api_response"):
         return "client"

@@ -6,7 +6,7 @@ is a dry run unless given ``--yes``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -36,7 +36,7 @@ def _done_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _show_result(result: dict[str, Any], as_json: bool, extra: Sequence[str] = ()) -> None:
+def _show_result(result: Mapping[str, Any], as_json: bool, extra: Sequence[str] = ()) -> None:
     if as_json:
         emit_json(result)
         return

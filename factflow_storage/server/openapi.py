@@ -41,7 +41,7 @@ def document(route_modules: list[str]) -> dict[str, Any]:
     }
 
 
-def install(app: bottle.Bottle, service: object) -> None:
+def install(app: bottle.Bottle, context: object) -> None:
     from factflow_storage.server.app import ROUTE_MODULES
 
     body = document(list(ROUTE_MODULES))

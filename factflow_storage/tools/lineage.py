@@ -8,7 +8,7 @@ executions the cross-execution reference index records (``indexed_children``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from factflow_storage.errors import BadRequest, InvalidKey, NotFound
@@ -89,7 +89,7 @@ def lineage(service: Any, key: str, *, depth: int = DEFAULT_DEPTH, children: boo
     return tree
 
 
-def tree_lines(tree: dict[str, Any]) -> list[str]:
+def tree_lines(tree: Mapping[str, Any]) -> list[str]:
     """The ancestors as an indented tree, the object first, in the style of ``tree``."""
     lines = [tree["key"]]
 
