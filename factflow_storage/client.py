@@ -25,12 +25,11 @@ from factflow_storage import api_paths, errors
 from factflow_storage.api_paths import OBJECTS
 from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
-from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
+from factflow_storage.keys import execution_prefix, validate_key, validate_segment
 from factflow_storage.metadata import check_metadata_size
 from factflow_storage.operations import Operation, catalog
-from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Dependencies, DiskUsage, Execution,
-                                                 ExecutionGraph, ExecutionPage, FsckReport, Health, LineageNode,
-                                                 PrunePlan)
+from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Execution,
+                                                 ExecutionPage, Health)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
 
@@ -401,11 +400,6 @@ class RemoteService:
             if not cursor:
                 return
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False, accept_changed: bool = False) -> FsckReport:
-        return self.call(catalog.FSCK, validate_prefix(prefix), repair=repair, grace=grace, verify=verify,
-                         accept_changed=accept_changed)
-
     # -- retention -------------------------------------------------------------
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
@@ -413,15 +407,8 @@ class RemoteService:
         first, *together = [_segment(e) for e in execution_ids]
         return self.call(catalog.DELETE_EXECUTIONS, first, together, confirm=confirm, force=force)
 
-    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
-              confirm: bool = False) -> PrunePlan:
-        return self.call(catalog.PRUNE, older_than=older_than, statuses=statuses, keep=keep, confirm=confirm)
-
     def copy(self, request: Mapping[str, Any]) -> CopySummary:
         return self.call(catalog.COPY, dict(request))
-
-    def execution_deps(self, execution_id: str) -> Dependencies:
-        return self.call(catalog.EXECUTION_DEPS, _segment(execution_id))
 
     def deletions(self) -> list[dict[str, Any]]:
         return self.call(catalog.DELETIONS)["deletions"]
@@ -437,15 +424,6 @@ class RemoteService:
                       timeout=timeout, last_event_id=last_event_id)
 
     # -- operator tools ------------------------------------------------------
-
-    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> DiskUsage:
-        return self.call(catalog.DU, prefix, execution_id=execution_id, depth=depth)
-
-    def execution_graph(self, execution_id: str) -> ExecutionGraph:
-        return self.call(catalog.EXECUTION_GRAPH, _segment(execution_id))
-
-    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> LineageNode:
-        return self.call(catalog.LINEAGE, validate_key(key), depth=depth, children=children)
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, Protocol, TypeVar
 
-from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Dependencies, DiskUsage,
-                                                 Execution, ExecutionGraph, ExecutionPage, FsckReport, Health,
-                                                 LineageNode, PrunePlan)
+from factflow_storage.operations.results import ArchiveJob, CopySummary, DeletionPlan, Execution, ExecutionPage, Health
 from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 
 if TYPE_CHECKING:
@@ -25,7 +23,8 @@ R = TypeVar("R")
 
 class Service(Protocol):
     def call(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """A declared operation (``factflow_storage.operations``), in process or over HTTP."""
+        """A declared operation (``factflow_storage.operations``), in process or over HTTP:
+        du, lineage, the pipeline graph, fsck, prune and dependencies are called this way."""
         ...
 
     # -- listings ------------------------------------------------------------
@@ -76,18 +75,7 @@ class Service(Protocol):
                         since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
         """Every list row newest first, streamed page after page."""
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False, accept_changed: bool = False) -> FsckReport:
-        """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
-        ...
-
-    # -- operator tools ------------------------------------------------------
-
-    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> DiskUsage: ...
-
-    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> LineageNode: ...
-
-    def execution_graph(self, execution_id: str) -> ExecutionGraph: ...
+    # -- operator tools (du, lineage, graph, fsck: declared operations, see ``call``)
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]: ...
@@ -100,11 +88,6 @@ class Service(Protocol):
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
                           force: bool = False) -> DeletionPlan: ...
-
-    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
-              confirm: bool = False) -> PrunePlan: ...
-
-    def execution_deps(self, execution_id: str) -> Dependencies: ...
 
     def deletions(self) -> list[dict[str, Any]]: ...
 

@@ -31,7 +31,7 @@ from factflow_storage.keys import (
     validate_prefix,
 )
 from factflow_storage.metadata import format_time, is_json_type
-from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Dependencies, DiskUsage,
+from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Dependencies,
                                                  Execution, ExecutionGraph, ExecutionPage, FsckReport, Health,
                                                  LineageNode, PrunePlan)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol, WriteCondition
@@ -448,11 +448,6 @@ class StorageService:
         return self.provider
 
     # -- operator tools (factflow_storage.tools) --------------------------------
-
-    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> DiskUsage:
-        from factflow_storage.tools.du import disk_usage
-
-        return cast(DiskUsage, disk_usage(self, prefix, execution_id=execution_id, depth=depth))
 
     def execution_graph(self, execution_id: str) -> ExecutionGraph:
         from factflow_storage.tools.graph import execution_graph

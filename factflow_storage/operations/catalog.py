@@ -21,6 +21,7 @@ from factflow_storage.operations import ERROR, SEGMENT_PATTERN, Operation, Param
 from factflow_storage.operations.results import ArchiveJob, DeletionPlan, Deletions
 from factflow_storage.service import StorageService
 from factflow_storage.settings import parse_duration
+from factflow_storage.tools.du import DU
 
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
 _TERMINAL = "|".join(TERMINAL_STATUSES)
@@ -184,22 +185,6 @@ DELETIONS = Operation(
     "listDeletions", "GET", api_paths.DELETIONS, deletions,
     summary="Deletion records: who deleted which execution, when, and what went",
     result_description="The records, newest first", result_schema=_OBJECT, errors=errors())
-
-_GROUP = {"type": "object", "required": ["prefix", "objects", "bytes"],
-          "properties": {"prefix": {"type": "string"}, "objects": {"type": "integer"}, "bytes": {"type": "integer"}}}
-DU = Operation(
-    "storageDu", "GET", api_paths.DU, StorageService.du, params=(
-        Param("prefix", str, default="", schema={"type": "string"}, help="Key prefix (not with execution_id)"),
-        Param("execution_id", str, schema={"type": "string"}, help="One execution's objects"),
-        Param("depth", int, schema={"type": "integer", "minimum": 1, "maximum": 16},
-              help="Prefix levels per group (2 under an execution, 1 elsewhere)")),
-    summary="Objects and bytes per route and stage (or per prefix level), with totals",
-    result_description="Sizes", result_schema={
-        "type": "object", "required": ["prefix", "depth", "groups", "objects", "bytes"],
-        "properties": {"prefix": {"type": "string"}, "depth": {"type": "integer"},
-                       "groups": {"type": "array", "items": _GROUP},
-                       "objects": {"type": "integer"}, "bytes": {"type": "integer"}}},
-    errors=errors(400, 404))
 
 _NODE_PROPERTIES = {"key": {"type": "string"}, "parents": {"type": "array", "items": {"type": "object"}},
                     "missing": {"type": "boolean"}, "cycle": {"type": "boolean"},
