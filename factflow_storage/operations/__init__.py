@@ -17,16 +17,16 @@ first (or the server's archive jobs, ``on="archive_jobs"``). The rest follows fr
 Byte streams, ranges, conditional requests, server-sent events and NDJSON keep their
 hand-written routes, as rclone serves file bytes beside its ``rc`` calls.
 
-Adding a JSON operation touches four files:
+Adding a JSON operation touches four files (``storage du`` is the worked example):
 
-1. its logic: a function ``def my_op(service: StorageService, name: str, *, flag: bool
-   = False) -> MyResult`` (``MyResult`` a TypedDict) in the module it belongs to;
-2. its declaration, with the logic: ``MY_OP = Operation("myOp", "GET", api_paths.API +
-   "/my-op", my_op, params=(Param("name", str, required=True, help=...), ...),
-   summary=..., result_schema=...)``, added to ``OPERATIONS`` in
-   ``operations.catalog`` (one line, the list the server serves);
-3. its CLI command: ``app.service.call(MY_OP, name, flag=flag)``, the same in ``--api``
-   mode;
+1. its logic and, beside it, its declaration: ``tools/du.py`` holds ``disk_usage(service,
+   prefix, *, execution_id, depth) -> DiskUsage`` (a TypedDict) and ``DU = Operation(
+   "storageDu", "GET", api_paths.DU, disk_usage, params=(Param("prefix", str, ...), ...),
+   summary=..., result_schema=...)``;
+2. ``operations.catalog``: one import and one entry in ``OPERATIONS``, the list the
+   server serves and documents;
+3. its CLI command: ``app.service.call(DU, prefix, execution_id=..., depth=...)``, the
+   same line in direct and ``--api`` mode (``cli/tools.py``);
 4. its test, which runs the command in both modes (``tests/cli_support.modes``).
 """
 
