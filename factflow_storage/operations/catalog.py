@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from factflow_storage import api_paths
 from factflow_storage.api_paths import ARCHIVE, EXECUTIONS
@@ -83,25 +83,26 @@ def deletions(service: StorageService) -> Deletions:
 
 
 class ArchiveJobsApi(Protocol):
-    """What the server's archive jobs (``archive.service.ArchiveJobs``) answer."""
+    """What the server's archive jobs (``archive.service.ArchiveJobs``) answer: records
+    in the shape of ``ArchiveJob``."""
 
-    def prepare(self, body: Any) -> ArchiveJob: ...
+    def prepare(self, body: Any) -> dict[str, Any]: ...
 
-    def status(self, job_id: str) -> ArchiveJob: ...
+    def status(self, job_id: str) -> dict[str, Any]: ...
 
-    def delete(self, job_id: str) -> ArchiveJob: ...
+    def delete(self, job_id: str) -> dict[str, Any]: ...
 
 
 def prepare_archive(jobs: ArchiveJobsApi, request: Mapping[str, Any]) -> ArchiveJob:
-    return jobs.prepare(request)
+    return cast(ArchiveJob, jobs.prepare(request))
 
 
 def archive_status(jobs: ArchiveJobsApi, job_id: str) -> ArchiveJob:
-    return jobs.status(job_id)
+    return cast(ArchiveJob, jobs.status(job_id))
 
 
 def delete_archive(jobs: ArchiveJobsApi, job_id: str) -> ArchiveJob:
-    return jobs.delete(job_id)
+    return cast(ArchiveJob, jobs.delete(job_id))
 
 
 # -- the declarations -------------------------------------------------------------------------
