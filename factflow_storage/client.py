@@ -28,8 +28,8 @@ from factflow_storage.errors import ConfigError, StorageError, Unavailable
 from factflow_storage.keys import execution_prefix, validate_key, validate_segment
 from factflow_storage.metadata import check_metadata_size
 from factflow_storage.operations import Operation, catalog
-from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Execution,
-                                                 ExecutionPage, Health)
+from factflow_storage.operations.results import (ArchiveJob, Browse, CopySummary, DeletionPlan, Execution,
+                                                 ExecutionPage, Health, ListPage)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
 
@@ -241,7 +241,7 @@ class RemoteService:
                   stage: str | None = None, extension: str | Sequence[str] | None = None,
                   include_metadata: bool = True, limit: int = DEFAULT_PAGE, cursor: str | None = None,
                   offset: int = 0, start_after: str | None = None, contains: str | None = None,
-                  match: str | None = None) -> dict[str, Any]:
+                  match: str | None = None) -> ListPage:
         if extension is not None and not isinstance(extension, str):
             extension = ",".join(extension)
         return self.api.get_json(OBJECTS, {
@@ -281,7 +281,7 @@ class RemoteService:
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
-    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]:
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> Browse:
         common_prefixes, objects = [], []
         for row in self._rows(prefix, None, False, delimiter="/", start_after=start_after):
             if "prefix" in row:

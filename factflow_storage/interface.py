@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, Protocol, TypeVar
 
-from factflow_storage.operations.results import ArchiveJob, CopySummary, DeletionPlan, Execution, ExecutionPage, Health
+from factflow_storage.operations.results import (ArchiveJob, Browse, CopySummary, DeletionPlan, Execution,
+                                                 ExecutionPage, Health, ListPage)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class Service(Protocol):
     def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
                   stage: str | None = None, extension: str | None = None, include_metadata: bool = True,
                   limit: int = ..., cursor: str | None = None, offset: int = 0, start_after: str | None = None,
-                  contains: str | None = None, match: str | None = None) -> dict[str, Any]: ...
+                  contains: str | None = None, match: str | None = None) -> ListPage: ...
 
     def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
                   **filters: Any) -> Iterator[dict[str, Any]]: ...
@@ -43,7 +44,7 @@ class Service(Protocol):
 
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]: ...
 
-    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]: ...
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> Browse: ...
 
     # -- objects -------------------------------------------------------------
 

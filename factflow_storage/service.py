@@ -31,9 +31,9 @@ from factflow_storage.keys import (
     validate_prefix,
 )
 from factflow_storage.metadata import format_time, is_json_type
-from factflow_storage.operations.results import (ArchiveJob, CopySummary, DeletionPlan, Dependencies,
+from factflow_storage.operations.results import (ArchiveJob, Browse, CopySummary, DeletionPlan, Dependencies,
                                                  Execution, ExecutionGraph, ExecutionPage, FsckReport, Health,
-                                                 LineageNode, PrunePlan)
+                                                 LineageNode, ListPage, PrunePlan)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol, WriteCondition
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class StorageService:
                   stage: str | None = None, extension: str | None = None, include_metadata: bool = True,
                   limit: int = DEFAULT_PAGE, cursor: str | None = None, offset: int = 0,
                   start_after: str | None = None, contains: str | None = None,
-                  match: str | None = None) -> dict[str, Any]:
+                  match: str | None = None) -> ListPage:
         """One page of the list API: ``{"objects", "common_prefixes", "next_cursor"}``.
 
         ``contains`` and ``match`` (a glob) filter on an entry's name, its key past the
@@ -261,7 +261,7 @@ class StorageService:
                 continue
             yield entry
 
-    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]:
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> Browse:
         """One level under ``prefix``: ``{"prefix", "common_prefixes", "objects"}``."""
         common_prefixes, objects = [], []
         for entry in self._browse_entries(prefix, start_after, None, None, None):

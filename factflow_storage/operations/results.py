@@ -10,6 +10,21 @@ from __future__ import annotations
 from typing import Any, NotRequired, TypedDict
 
 
+class ListPage(TypedDict):
+    """One page of ``GET /api/v1/storage/objects`` (its route is hand-written beside the
+    object reads, but its answer is typed here with the rest)."""
+
+    objects: list[dict[str, Any]]
+    common_prefixes: list[str]
+    next_cursor: str | None
+
+
+class Browse(TypedDict):
+    prefix: str
+    common_prefixes: list[str]
+    objects: list[dict[str, Any]]
+
+
 class Health(TypedDict):
     status: str
     storage: NotRequired[str]
