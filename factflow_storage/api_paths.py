@@ -25,7 +25,10 @@ _SUB_RESOURCE_METHODS = {"prune": "POST", "deps": "GET", "graph": "GET"}
 
 
 def allowed_on(path: str) -> str | None:
-    """The methods a sub-resource path takes (``/executions/prune``, ``.../ID/deps``)."""
+    """The methods a sub-resource path takes (``/executions/prune``, ``.../ID/deps``,
+    ``/content/archive/prepare``)."""
+    if path == ARCHIVE + "/prepare":
+        return "POST"
     if not path.startswith(EXECUTIONS + "/"):
         return None
     rest = path[len(EXECUTIONS) + 1:]

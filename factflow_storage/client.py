@@ -8,24 +8,28 @@ of it, which is how every command prints the same bytes in both modes.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import ssl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 import urllib3
 
 from factflow_storage import api_paths, errors
-from factflow_storage.api_paths import EXECUTIONS, OBJECTS
+from factflow_storage.api_paths import OBJECTS
 from factflow_storage.api_response import ApiResponse
 from factflow_storage.errors import ConfigError, StorageError, Unavailable
-from factflow_storage.keys import execution_prefix, validate_key, validate_prefix, validate_segment
+from factflow_storage.keys import execution_prefix, validate_key, validate_segment
 from factflow_storage.metadata import check_metadata_size
+from factflow_storage.operations import Operation, catalog
+from factflow_storage.operations.results import (ArchiveJob, Browse, CopySummary, DeletionPlan, Execution,
+                                                 ExecutionPage, Health, ListPage)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 from factflow_storage.service import DEFAULT_PAGE, MAX_PAGE, encode_cursor, make_document
 
@@ -55,6 +59,8 @@ TOKEN_MISSING = "set FACTFLOW_API_TOKEN (or api_token in the config file) to the
 TOKEN_WRONG = "FACTFLOW_API_TOKEN (or api_token in the config file) is not the server's token"
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _error_class(error_code: str | None, status: int) -> type[StorageError]:
@@ -81,6 +87,10 @@ def _query(params: Params) -> str:
             value = "true" if value else "false"
         shown.append((name, str(value)))
     return urlencode(shown)
+
+
+def _segment(execution_id: str) -> str:
+    return validate_segment(execution_id, "execution id")
 
 
 def object_path(key: str) -> str:
@@ -219,9 +229,6 @@ def _content_range(value: str | None) -> tuple[int, int] | None:
     return int(span.partition("-")[0]), int(size)
 
 
-COPY_TIMEOUT = 3600.0
-
-
 class RemoteService:
     """``StorageService`` over HTTP; ``.api`` for features with endpoints of their own."""
 
@@ -234,7 +241,7 @@ class RemoteService:
                   stage: str | None = None, extension: str | Sequence[str] | None = None,
                   include_metadata: bool = True, limit: int = DEFAULT_PAGE, cursor: str | None = None,
                   offset: int = 0, start_after: str | None = None, contains: str | None = None,
-                  match: str | None = None) -> dict[str, Any]:
+                  match: str | None = None) -> ListPage:
         if extension is not None and not isinstance(extension, str):
             extension = ",".join(extension)
         return self.api.get_json(OBJECTS, {
@@ -274,7 +281,7 @@ class RemoteService:
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
-    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]:
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> Browse:
         common_prefixes, objects = [], []
         for row in self._rows(prefix, None, False, delimiter="/", start_after=start_after):
             if "prefix" in row:
@@ -342,24 +349,47 @@ class RemoteService:
         response.close()
         return (response.getheader("X-Factflow-Deleted") or "true").lower() != "false"
 
+    # -- declared operations (``factflow_storage.operations``) --------------------
+
+    def call(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Send ``operation`` with the arguments its ``run`` takes; its result, as typed there."""
+        given = inspect.signature(operation.run).bind(None, *args, **kwargs).arguments
+        path, body = operation.path, None
+        query: list[tuple[str, Any]] = []
+        fields: dict[str, Any] = {}
+        for param in operation.params:
+            value = given.get(param.keyword)
+            if param.where == "path":
+                path = path.replace(f"{{{param.name}}}", quote(str(value), safe=""))
+            elif value is None or (value == param.default and not param.required):
+                continue  # the server's default is the same
+            elif param.where == "query":
+                query.extend((param.name, item) for item in (value if param.type is list else [value]))
+            elif param.where == "body":
+                fields[param.name] = value
+            else:
+                body = value
+        if operation.where("body"):
+            body = fields
+        api = self.api
+        if operation.timeout is not None:
+            api = api.with_timeout(max(api.timeout, operation.timeout))
+        return cast(R, api.read_json(api.request(operation.method, path, params=query, json=body)))
+
     # -- executions ----------------------------------------------------------
 
-    def _execution_path(self, execution_id: str) -> str:
-        return f"{EXECUTIONS}/{quote(validate_segment(execution_id, 'execution id'), safe='')}"
+    def execution(self, execution_id: str) -> Execution:
+        return self.call(catalog.GET_EXECUTION, _segment(execution_id))
 
-    def execution(self, execution_id: str) -> dict[str, Any]:
-        return self.api.get_json(self._execution_path(execution_id))
-
-    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": status, "strict": True} if strict else {"status": status}
-        return self.api.send_json("PUT", self._execution_path(execution_id), body)
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> Execution:
+        return self.call(catalog.SET_EXECUTION_STATUS, _segment(execution_id), status, strict=strict)
 
     def executions(self, *, limit: int | None = None, cursor: str | None = None,
                    status: str | Sequence[str] | None = None, since: str | None = None,
-                   until: str | None = None) -> dict[str, Any]:
+                   until: str | None = None) -> ExecutionPage:
         joined = status if isinstance(status, str) or status is None else ",".join(status)
-        return self.api.get_json(EXECUTIONS, {"limit": limit, "cursor": cursor, "status": joined or None,
-                                              "since": since, "until": until})
+        return self.call(catalog.LIST_EXECUTIONS, limit=limit, cursor=cursor, status=joined or None,
+                         since=since, until=until)
 
     def iter_executions(self, *, cursor: str | None = None, status: str | Sequence[str] | None = None,
                         since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
@@ -370,40 +400,18 @@ class RemoteService:
             if not cursor:
                 return
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False, accept_changed: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"prefix": validate_prefix(prefix), "repair": repair}
-        if verify:
-            body["verify"] = True
-        if accept_changed:
-            body["accept_changed"] = True
-        if grace is not None:
-            body["grace_seconds"] = grace
-        return self.api.send_json("POST", api_paths.FSCK, body)
-
     # -- retention -------------------------------------------------------------
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
-                          force: bool = False) -> dict[str, Any]:
-        first, *together = [validate_segment(e, "execution id") for e in execution_ids]
-        params = [("confirm", confirm), ("force", force), *(("with", e) for e in together)]
-        return self.api.read_json(self.api.request("DELETE", self._execution_path(first), params=params))
+                          force: bool = False) -> DeletionPlan:
+        first, *together = [_segment(e) for e in execution_ids]
+        return self.call(catalog.DELETE_EXECUTIONS, first, together, confirm=confirm, force=force)
 
-    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
-              confirm: bool = False) -> dict[str, Any]:
-        return self.api.send_json("POST", f"{EXECUTIONS}/prune", {
-            "older_than": older_than, "statuses": statuses, "keep": keep, "confirm": confirm})
-
-    def copy(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        # The server answers when the copy is done: allow it far longer than a request.
-        api = self.api.with_timeout(max(self.api.timeout, COPY_TIMEOUT))
-        return api.send_json("POST", api_paths.COPIES, dict(request))
-
-    def execution_deps(self, execution_id: str) -> dict[str, Any]:
-        return self.api.get_json(self._execution_path(execution_id) + "/deps")
+    def copy(self, request: Mapping[str, Any]) -> CopySummary:
+        return self.call(catalog.COPY, dict(request))
 
     def deletions(self) -> list[dict[str, Any]]:
-        return self.api.get_json(api_paths.DELETIONS)["deletions"]
+        return self.call(catalog.DELETIONS)["deletions"]
 
     def watch(self, execution_ids: Sequence[str], *, route_id: str | None = None, stage: str | None = None,
               extension: str | Sequence[str] | None = None, last_event_id: str | None = None,
@@ -416,17 +424,6 @@ class RemoteService:
                       timeout=timeout, last_event_id=last_event_id)
 
     # -- operator tools ------------------------------------------------------
-
-    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> dict[str, Any]:
-        return self.api.get_json(api_paths.DU, {"prefix": prefix or None, "execution_id": execution_id,
-                                                "depth": depth})
-
-    def execution_graph(self, execution_id: str) -> dict[str, Any]:
-        return self.api.get_json(self._execution_path(execution_id) + "/graph")
-
-    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
-        return self.api.get_json(api_paths.LINEAGE, {"key": validate_key(key), "depth": depth,
-                                                     "children": children or None})
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]:
@@ -444,23 +441,21 @@ class RemoteService:
                     raise _error_class(error.get("error_code"), 500)(str(error.get("detail")))
                 yield row
 
-    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        return self.api.send_json("POST", f"{api_paths.ARCHIVE}/prepare", dict(request))
+    def prepare_archive(self, request: Mapping[str, Any]) -> ArchiveJob:
+        return self.call(catalog.PREPARE_ARCHIVE, dict(request))
 
-    def _archive_path(self, job_id: str) -> str:
-        return f"{api_paths.ARCHIVE}/{quote(job_id, safe='')}"
-
-    def archive_status(self, job_id: str) -> dict[str, Any]:
-        return self.api.get_json(f"{self._archive_path(job_id)}/status")
+    def archive_status(self, job_id: str) -> ArchiveJob:
+        return self.call(catalog.ARCHIVE_STATUS, job_id)
 
     def open_archive(self, job_id: str) -> BinaryIO:
-        return cast(BinaryIO, self.api.request("GET", f"{self._archive_path(job_id)}/download"))
+        path = f"{api_paths.ARCHIVE}/{quote(job_id, safe='')}/download"
+        return cast(BinaryIO, self.api.request("GET", path))
 
     def delete_archive(self, job_id: str) -> None:
-        self.api.request("DELETE", self._archive_path(job_id)).close()
+        self.call(catalog.DELETE_ARCHIVE, job_id)
 
-    def health(self) -> dict[str, Any]:
-        return self.api.get_json(api_paths.HEALTH)
+    def health(self) -> Health:
+        return self.call(catalog.HEALTH)
 
     def close(self) -> None:
         self.api.close()

@@ -8,21 +8,32 @@ interface and prints the same bytes in both modes; the type checker holds both t
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, Protocol, TypeVar
 
+from factflow_storage.operations.results import (ArchiveJob, Browse, CopySummary, DeletionPlan, Execution,
+                                                 ExecutionPage, Health, ListPage)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, WriteCondition
 
 if TYPE_CHECKING:
+    from factflow_storage.operations import Operation
     from factflow_storage.watch.events import Event
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Service(Protocol):
+    def call(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """A declared operation (``factflow_storage.operations``), in process or over HTTP:
+        du, lineage, the pipeline graph, fsck, prune and dependencies are called this way."""
+        ...
+
     # -- listings ------------------------------------------------------------
 
     def list_page(self, prefix: str = "", *, delimiter: str | None = None, route_id: str | None = None,
                   stage: str | None = None, extension: str | None = None, include_metadata: bool = True,
                   limit: int = ..., cursor: str | None = None, offset: int = 0, start_after: str | None = None,
-                  contains: str | None = None, match: str | None = None) -> dict[str, Any]: ...
+                  contains: str | None = None, match: str | None = None) -> ListPage: ...
 
     def list_rows(self, prefix: str = "", *, limit: int | None = None, with_metadata: bool = False,
                   **filters: Any) -> Iterator[dict[str, Any]]: ...
@@ -33,7 +44,7 @@ class Service(Protocol):
 
     def execution_objects(self, execution_id: str, **filters: Any) -> Iterator[ObjectInfo]: ...
 
-    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]: ...
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> Browse: ...
 
     # -- objects -------------------------------------------------------------
 
@@ -52,49 +63,32 @@ class Service(Protocol):
 
     # -- executions ----------------------------------------------------------
 
-    def execution(self, execution_id: str) -> dict[str, Any]: ...
+    def execution(self, execution_id: str) -> Execution: ...
 
-    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]: ...
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> Execution: ...
 
     def executions(self, *, limit: int | None = None, cursor: str | None = None,
                    status: str | Sequence[str] | None = None, since: str | None = None,
-                   until: str | None = None) -> dict[str, Any]:
+                   until: str | None = None) -> ExecutionPage:
         """A page of list rows newest first, ``{"executions", "next_cursor"}``; all without ``limit``."""
 
     def iter_executions(self, *, cursor: str | None = None, status: str | Sequence[str] | None = None,
                         since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
         """Every list row newest first, streamed page after page."""
 
-    def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False, accept_changed: bool = False) -> dict[str, Any]:
-        """Find (and with ``repair`` fix) what crashed writers left; see ``factflow_storage.fsck``."""
-        ...
-
-    # -- operator tools ------------------------------------------------------
-
-    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None
-           ) -> dict[str, Any]: ...
-
-    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]: ...
-
-    def execution_graph(self, execution_id: str) -> dict[str, Any]: ...
+    # -- operator tools (du, lineage, graph, fsck: declared operations, see ``call``)
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]: ...
 
-    def copy(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def copy(self, request: Mapping[str, Any]) -> CopySummary:
         """Copy ``execution_ids`` (or a ``prefix``) to the operator's named ``destination``."""
         ...
 
     # -- retention -----------------------------------------------------------
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
-                          force: bool = False) -> dict[str, Any]: ...
-
-    def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
-              confirm: bool = False) -> dict[str, Any]: ...
-
-    def execution_deps(self, execution_id: str) -> dict[str, Any]: ...
+                          force: bool = False) -> DeletionPlan: ...
 
     def deletions(self) -> list[dict[str, Any]]: ...
 
@@ -107,11 +101,11 @@ class Service(Protocol):
 
     # -- archive jobs (``download --api``) --------------------------------------
 
-    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare_archive(self, request: Mapping[str, Any]) -> ArchiveJob:
         """Start packing an archive of what ``request`` selects; the new job."""
         ...
 
-    def archive_status(self, job_id: str) -> dict[str, Any]: ...
+    def archive_status(self, job_id: str) -> ArchiveJob: ...
 
     def open_archive(self, job_id: str) -> BinaryIO:
         """The finished zip as a stream (close it, or use it in ``with``)."""
@@ -119,7 +113,7 @@ class Service(Protocol):
 
     def delete_archive(self, job_id: str) -> None: ...
 
-    def health(self) -> dict[str, Any]: ...
+    def health(self) -> Health: ...
 
     def close(self) -> None: ...
 

@@ -13,7 +13,7 @@ import itertools
 import fnmatch
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar, cast
 
 import orjson
 
@@ -31,12 +31,19 @@ from factflow_storage.keys import (
     validate_prefix,
 )
 from factflow_storage.metadata import format_time, is_json_type
+from factflow_storage.operations.results import (ArchiveJob, Browse, CopySummary, DeletionPlan, Dependencies,
+                                                 Execution, ExecutionGraph, ExecutionPage, FsckReport, Health,
+                                                 LineageNode, ListPage, PrunePlan)
 from factflow_storage.protocol import ObjectInfo, ObjectStream, PrefixInfo, StorageProtocol, WriteCondition
 from factflow_storage.store import Store, as_store
 
 if TYPE_CHECKING:
     from factflow_storage.interface import RecordStore
+    from factflow_storage.operations import Operation
     from factflow_storage.watch.events import CountsEvent, Event
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -164,6 +171,12 @@ class StorageService:
     def __init__(self, provider: StorageProtocol | Store):
         self.provider = as_store(provider)
 
+    def call(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a declared operation in process (``RemoteService.call`` sends it over HTTP)."""
+        if operation.on != "service":
+            raise BadRequest(_NO_ARCHIVES)
+        return operation.invoke(self, *args, **kwargs)
+
     # -- listings ------------------------------------------------------------
 
     def iter_objects(self, prefix: str = "", *, start_after: str | None = None,
@@ -195,7 +208,7 @@ class StorageService:
                   stage: str | None = None, extension: str | None = None, include_metadata: bool = True,
                   limit: int = DEFAULT_PAGE, cursor: str | None = None, offset: int = 0,
                   start_after: str | None = None, contains: str | None = None,
-                  match: str | None = None) -> dict[str, Any]:
+                  match: str | None = None) -> ListPage:
         """One page of the list API: ``{"objects", "common_prefixes", "next_cursor"}``.
 
         ``contains`` and ``match`` (a glob) filter on an entry's name, its key past the
@@ -249,7 +262,7 @@ class StorageService:
                 continue
             yield entry
 
-    def browse(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, Any]:
+    def browse(self, prefix: str = "", *, start_after: str | None = None) -> Browse:
         """One level under ``prefix``: ``{"prefix", "common_prefixes", "objects"}``."""
         common_prefixes, objects = [], []
         for entry in self._browse_entries(prefix, start_after, None, None, None):
@@ -324,15 +337,15 @@ class StorageService:
 
     # -- executions ----------------------------------------------------------
 
-    def execution(self, execution_id: str) -> dict[str, Any]:
+    def execution(self, execution_id: str) -> Execution:
         return executions.get_execution(self.provider, execution_id)
 
-    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> dict[str, Any]:
+    def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> Execution:
         return executions.set_status(self.provider, execution_id, status, strict=strict)
 
     def executions(self, *, limit: int | None = None, cursor: str | None = None,
                    status: str | Sequence[str] | None = None, since: str | None = None,
-                   until: str | None = None) -> dict[str, Any]:
+                   until: str | None = None) -> ExecutionPage:
         """A page of executions, newest first: ``{"executions": [rows], "next_cursor"}``;
         without ``limit``, every one (``next_cursor`` null)."""
         if limit is not None and not 1 <= limit <= MAX_PAGE:
@@ -356,7 +369,7 @@ class StorageService:
         return self.iter_objects(execution_prefix(execution_id), **filters)
 
     def fsck(self, prefix: str = "", *, repair: bool = False, grace: float | None = None,
-             verify: bool = False, accept_changed: bool = False) -> dict[str, Any]:
+             verify: bool = False, accept_changed: bool = False) -> FsckReport:
         """What crashes left under ``prefix``, repaired on request (see ``factflow_storage.fsck``).
         ``accept_changed`` (implies ``verify``) keeps the new bytes of objects changed in place."""
         from factflow_storage import fsck, lineage_index
@@ -377,26 +390,27 @@ class StorageService:
             from factflow_storage import execution_index_check
 
             findings = itertools.chain(findings, execution_index_check.check(self.provider, repair=repair, grace=grace))
-        return fsck.report(findings, prefix=prefix, repair=repair, grace=grace)
+        return cast(FsckReport, fsck.report(findings, prefix=prefix, repair=repair, grace=grace))
 
     # -- retention (factflow_storage.retention) ------------------------------
 
     def delete_executions(self, execution_ids: Sequence[str], *, confirm: bool = False,
-                          force: bool = False) -> dict[str, Any]:
+                          force: bool = False) -> DeletionPlan:
         from factflow_storage.retention.delete import delete_executions
 
-        return delete_executions(self.provider, execution_ids, confirm=confirm, force=force)
+        return cast(DeletionPlan, delete_executions(self.provider, execution_ids, confirm=confirm, force=force))
 
     def prune(self, *, older_than: float, statuses: str | Sequence[str] | None = None, keep: int = 0,
-              confirm: bool = False) -> dict[str, Any]:
+              confirm: bool = False) -> PrunePlan:
         from factflow_storage.retention.prune import prune
 
-        return prune(self.provider, older_than=older_than, statuses=statuses, keep=keep, confirm=confirm)
+        return cast(PrunePlan, prune(self.provider, older_than=older_than, statuses=statuses, keep=keep,
+                                     confirm=confirm))
 
-    def execution_deps(self, execution_id: str) -> dict[str, Any]:
+    def execution_deps(self, execution_id: str) -> Dependencies:
         from factflow_storage.retention.prune import dependencies
 
-        return dependencies(self.provider, execution_id)
+        return cast(Dependencies, dependencies(self.provider, execution_id))
 
     def deletions(self) -> list[dict[str, Any]]:
         from factflow_storage.retention.delete import list_deletions
@@ -411,11 +425,11 @@ class StorageService:
 
     # -- copies (factflow_storage.copying) ---------------------------------------
 
-    def copy(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def copy(self, request: Mapping[str, Any]) -> CopySummary:
         """Copy executions (or a prefix) to a destination the operator named in the settings."""
         from factflow_storage.copying.named import copy_named
 
-        return copy_named(self.provider, request)
+        return cast(CopySummary, copy_named(self.provider, request))
 
     # -- watch -----------------------------------------------------------------
 
@@ -446,20 +460,16 @@ class StorageService:
 
     # -- operator tools (factflow_storage.tools) --------------------------------
 
-    def du(self, prefix: str = "", *, execution_id: str | None = None, depth: int | None = None) -> dict[str, Any]:
-        from factflow_storage.tools.du import disk_usage
-
-        return disk_usage(self, prefix, execution_id=execution_id, depth=depth)
-
-    def execution_graph(self, execution_id: str) -> dict[str, Any]:
+    def execution_graph(self, execution_id: str) -> ExecutionGraph:
         from factflow_storage.tools.graph import execution_graph
 
-        return execution_graph(self, self.provider, execution_id)
+        return cast(ExecutionGraph, execution_graph(self, self.provider, execution_id))
 
-    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> dict[str, Any]:
+    def lineage(self, key: str, *, depth: int | None = None, children: bool = False) -> LineageNode:
         from factflow_storage.tools.lineage import DEFAULT_DEPTH, lineage
 
-        return lineage(self, self.provider, key, depth=DEFAULT_DEPTH if depth is None else depth, children=children)
+        tree = lineage(self, self.provider, key, depth=DEFAULT_DEPTH if depth is None else depth, children=children)
+        return cast(LineageNode, tree)
 
     def diff(self, execution_a: str, execution_b: str, *, route_id: str | None = None,
              content: bool = False) -> Iterator[dict[str, Any]]:
@@ -469,10 +479,10 @@ class StorageService:
 
     # Archive jobs live in the server (``factflow serve``), which owns their packers and
     # limits; in process, ``download`` copies objects directly and never asks for one.
-    def prepare_archive(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare_archive(self, request: Mapping[str, Any]) -> ArchiveJob:
         raise BadRequest(_NO_ARCHIVES)
 
-    def archive_status(self, job_id: str) -> dict[str, Any]:
+    def archive_status(self, job_id: str) -> ArchiveJob:
         raise BadRequest(_NO_ARCHIVES)
 
     def open_archive(self, job_id: str) -> BinaryIO:
@@ -481,7 +491,7 @@ class StorageService:
     def delete_archive(self, job_id: str) -> None:
         raise BadRequest(_NO_ARCHIVES)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         self.provider.check()
         return {"status": "ok", "storage": self.provider.uri}
 

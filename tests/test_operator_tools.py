@@ -12,6 +12,7 @@ import sys
 import orjson
 
 from cli_support import EXEC, HTML, MARKDOWN, SITEMAP, on_a_terminal
+from factflow_storage.tools.du import DU
 
 CHUNK = f"executions/{EXEC}/markdown_processor/chunker/msg-0001.json"
 WEB = [f"executions/{EXEC}/sitemap_scraper/web_scraper/msg-{n:04d}.html.gz" for n in range(1, 6)]
@@ -290,10 +291,10 @@ def test_du_and_diff_memory_stays_flat_as_objects_grow(tmp_path):
     for size in ("500", "5000"):
         fill(f"a{size}", int(size))
         fill(f"b{size}", int(size))
-    assert service.du(execution_id="a5000")["objects"] == 5000
+    assert service.call(DU, execution_id="a5000")["objects"] == 5000
     held = growth(lambda size: list(provider.list(f"executions/a{size}/")))
     assert held > 500 * 1024, held  # what keeping one listing adds: large, so shares of it are clear
-    du = growth(lambda size: service.du(execution_id=f"a{size}"))
+    du = growth(lambda size: service.call(DU, execution_id=f"a{size}"))
     assert du < held // 4, (du, held)
     diff = growth(lambda size: sum(1 for _ in service.diff(f"a{size}", f"b{size}")))
     assert diff < held, (diff, held)  # diff would hold two listings: 2 x held

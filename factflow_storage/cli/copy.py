@@ -6,7 +6,7 @@ one of the destinations its operator configured: a server never opens a client's
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -80,7 +80,7 @@ def _remote(app: App, request: dict[str, Any], output: str | None) -> None:
     _show(app, result, output)
 
 
-def _show(app: App, result: dict[str, Any], output: str | None) -> None:
+def _show(app: App, result: Mapping[str, Any], output: str | None) -> None:
     from factflow_storage.cli.progress import human_bytes
 
     dry_run = result["dry_run"]

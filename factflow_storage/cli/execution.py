@@ -193,7 +193,10 @@ def graph(app: App, execution_id: str, output: str | None) -> None:
     from factflow_storage.cli.progress import human_bytes
     from factflow_storage.tools.graph import graph_dot, graph_lines
 
-    result = app.service.execution_graph(execution_id)
+    from factflow_storage.keys import validate_segment
+    from factflow_storage.operations.catalog import EXECUTION_GRAPH
+
+    result = app.service.call(EXECUTION_GRAPH, validate_segment(execution_id, "execution id"))
     fmt = app.fmt(output)
     if fmt == JSON:
         emit_json(result)

@@ -33,8 +33,11 @@ def command(app: App, prefix: str, repair: bool, grace: float | None, verify: bo
     """Check the store under PREFIX: orphan temp files, sidecars that do not describe their
     bytes, companion records nobody references, stale multipart uploads. Exits 1 when it
     found something it did not repair."""
-    report = app.service.fsck(prefix, repair=repair, grace=grace, verify=verify,
-                               accept_changed=accept_changed)
+    from factflow_storage.keys import validate_prefix
+    from factflow_storage.operations.catalog import FSCK
+
+    report = app.service.call(FSCK, validate_prefix(prefix), repair=repair, grace=grace, verify=verify,
+                              accept_changed=accept_changed)
     if app.fmt(output) == JSON:
         emit_json(report)
     else:

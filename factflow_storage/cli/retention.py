@@ -6,7 +6,7 @@ is a dry run unless given ``--yes``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -36,7 +36,7 @@ def _done_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _show_result(result: dict[str, Any], as_json: bool, extra: Sequence[str] = ()) -> None:
+def _show_result(result: Mapping[str, Any], as_json: bool, extra: Sequence[str] = ()) -> None:
     if as_json:
         emit_json(result)
         return
@@ -75,7 +75,10 @@ Examples:
 @pass_app
 def deps(app: App, execution_id: str, output: str | None) -> None:
     """Who depends on an execution (lineage), and what it depends on."""
-    result = app.service.execution_deps(execution_id)
+    from factflow_storage.keys import validate_segment
+    from factflow_storage.operations.catalog import EXECUTION_DEPS
+
+    result = app.service.call(EXECUTION_DEPS, validate_segment(execution_id, "execution id"))
     if app.fmt(output) == JSON:
         emit_json(result)
         return
@@ -100,7 +103,9 @@ Examples:
 @pass_app
 def prune(app: App, older_than: float, statuses: str | None, keep: int, confirm: bool, output: str | None) -> None:
     """Delete old finished executions, skipping any a kept execution depends on."""
-    result = app.service.prune(older_than=older_than, statuses=statuses, keep=keep, confirm=confirm)
+    from factflow_storage.operations.catalog import PRUNE
+
+    result = app.service.call(PRUNE, older_than=older_than, statuses=statuses, keep=keep, confirm=confirm)
     skipped = [f"skipped {row['execution_id']}: {row['reason']}" for row in result["skipped"]]
     _show_result(result, app.fmt(output) == JSON, skipped)
 

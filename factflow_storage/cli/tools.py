@@ -38,7 +38,9 @@ def du(app: App, prefix: str, execution_id: str | None, depth: int | None, raw_b
         from factflow_storage.tools.diff import require_execution
 
         require_execution(app.service, execution_id)
-    usage = app.service.du(prefix, execution_id=execution_id, depth=depth)
+    from factflow_storage.tools.du import DU
+
+    usage = app.service.call(DU, prefix, execution_id=execution_id, depth=depth)
     if app.fmt(output) == JSON:
         emit_json(usage)
         return
@@ -59,9 +61,11 @@ Examples:
 @pass_app
 def lineage(app: App, key: str, depth: int | None, children: bool, output: str | None) -> None:
     """The object's ancestors (its lineage metadata, followed upwards) as a tree."""
+    from factflow_storage.keys import validate_key
+    from factflow_storage.operations.catalog import LINEAGE
     from factflow_storage.tools.lineage import tree_lines
 
-    tree = app.service.lineage(key, depth=depth, children=children)
+    tree = app.service.call(LINEAGE, validate_key(key), depth=depth, children=children)
     if app.fmt(output) == JSON:
         emit_json(tree)
     else:

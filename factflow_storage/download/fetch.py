@@ -18,7 +18,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -342,7 +342,7 @@ class Download:
             except StorageError:
                 pass
 
-    def _wait(self, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    def _wait(self, job_id: str, job: Mapping[str, Any]) -> Mapping[str, Any]:
         self.progress.start("packing", job.get("total") or 0, 0)
         delay = _POLL_START
         status = job

@@ -1,7 +1,9 @@
 """The app factory and the waitress runner behind ``factflow serve``.
 
-Each module of ``ROUTE_MODULES`` has ``install(app, service)``, which adds its routes to
-the app, and may have ``OPENAPI`` (the OpenAPI ``paths`` it serves, see ``openapi``).
+Each module of ``ROUTE_MODULES`` has ``install(app, context)``, which adds its routes to
+the app given the ``AppContext``, and may have ``OPENAPI`` (the OpenAPI ``paths`` it
+serves, see ``openapi``). The JSON operations are declared in ``operations.catalog`` and
+installed by ``operation_routes``; the other modules hold what streams bytes or events.
 """
 
 from __future__ import annotations
@@ -17,24 +19,25 @@ from typing import Any
 
 import bottle
 
+from factflow_storage.archive.limits import ArchiveLimits
+from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
 from factflow_storage.errors import ConfigError
 from factflow_storage.server.auth import Guard, check_bind, make_auth_hook
+from factflow_storage.server.context import AppContext
 from factflow_storage.server.http import ErrorPlugin, error_handler, refuse_bad_paths
 from factflow_storage.server.origin import OriginPolicy
 from factflow_storage.server.revocations import Revocations
 from factflow_storage.service import StorageService
+from factflow_storage.settings import load_settings
 
 log = logging.getLogger(__name__)
 
 ROUTE_MODULES: list[str] = [
+    "factflow_storage.server.operation_routes",
     "factflow_storage.server.storage_routes",
-    "factflow_storage.server.retention_routes",  # before execution_routes: see its docstring
-    "factflow_storage.server.execution_routes",
     "factflow_storage.server.event_routes",
     "factflow_storage.server.archive_routes",
     "factflow_storage.server.tool_routes",
-    "factflow_storage.server.fsck_routes",
-    "factflow_storage.server.copy_routes",
     "factflow_storage.server.openapi",
     "factflow_storage.server.console_routes",
 ]
@@ -57,24 +60,31 @@ CLEANUP_INTERVAL = 5
 REQUEST_LOOKAHEAD = 1
 
 
-def make_app(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
-             cors_origins: Iterable[str] = (), max_streams: int | None = None,
-             archive_limits: Any = None, archive_ttl: float | None = None) -> bottle.Bottle:
+def make_context(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
+                 cors_origins: Iterable[str] = (), max_streams: int | None = None,
+                 archive_limits: ArchiveLimits | None = None, archive_ttl: float | None = None) -> AppContext:
+    """What the routes are given; ``archive_limits`` and ``archive_ttl`` default to the
+    settings in force."""
+    guard = Guard(token, OriginPolicy(cors_origins), revocations=Revocations(service.records))
+    jobs = ArchiveJobs(service, ttl=archive_ttl or ttl_from_env(),
+                       limits=archive_limits or ArchiveLimits.from_settings(load_settings()))
+    return AppContext(service, guard, jobs, token=token, max_body=max_body, max_streams=max_streams)
+
+
+def make_app(service: StorageService, **options: Any) -> bottle.Bottle:
+    """The app over ``service``; ``options`` are those of ``make_context``."""
+    return app_for(make_context(service, **options))
+
+
+def app_for(context: AppContext) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # JSON is orjson bytes, from http.json_response
-    app.config["factflow.max_body"] = max_body
-    app.config["factflow.archive_ttl"] = archive_ttl  # None: from the settings in force
-    app.config["factflow.token"] = token  # for the console's login (console_routes)
-    app.config["factflow.max_streams"] = max_streams
-    app.config["factflow.archive_limits"] = archive_limits  # None: from the environment
-    guard = Guard(token, OriginPolicy(cors_origins), revocations=Revocations(service.provider))
-    app.config["factflow.guard"] = guard
     app.default_error_handler = error_handler  # type: ignore[method-assign]
     app.install(ErrorPlugin())
-    app.add_hook("before_request", make_auth_hook(token, guard))
+    app.add_hook("before_request", make_auth_hook(context.token, context.guard))
     app.add_hook("before_request", refuse_bad_paths)
     for name in ROUTE_MODULES:
-        importlib.import_module(name).install(app, service)
+        importlib.import_module(name).install(app, context)
     return app
 
 
@@ -88,9 +98,9 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
 
     check_bind(host, token)
     app_options.setdefault("max_streams", default_max_streams(threads))
-    app = make_app(service, token=token, **app_options)
-    max_body = app.config["factflow.max_body"]
-    guard: Guard = app.config["factflow.guard"]
+    context = make_context(service, token=token, **app_options)
+    app = app_for(context)
+    max_body, guard = context.max_body, context.guard
     try:
         # waitress refuses oversized bodies with a text page of its own; leave it headroom
         # so the app's 413 (JSON) answers first for any body that declares its length.

@@ -1,9 +1,10 @@
-"""``/api/v1/content/archive``: bulk download as archive jobs (``factflow_storage.archive``).
+"""``GET /api/v1/content/archive/{job}/download``: the finished zip of an archive job
+(``factflow_storage.archive``), streamed.
 
-``POST .../prepare`` answers at once with the new job; ``GET .../{job}/status`` reports
-its progress; ``GET .../{job}/download`` streams the finished zip; ``DELETE .../{job}``
-cancels a job still preparing, or removes a finished one. Jobs live in storage, so any
-replica over the same storage answers for any job.
+The job's JSON calls (``POST .../prepare`` answers at once with the new job, ``GET
+.../{job}/status`` its progress, ``DELETE .../{job}`` cancels a job still preparing or
+removes a finished one) are declared operations (``operations.catalog``). Jobs live in
+storage, so any replica over the same storage answers for any job.
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ from urllib.parse import quote
 import bottle
 
 from factflow_storage.api_paths import ARCHIVE
-from factflow_storage.archive.limits import ArchiveLimits
-from factflow_storage.archive.service import ArchiveJobs, ttl_from_env
-from factflow_storage.server.errors import MethodNotAllowed
-from factflow_storage.server.http import check_raw_path, json_response, read_json_body
-from factflow_storage.service import StorageService
-from factflow_storage.settings import load_settings
+from factflow_storage.server.context import AppContext
+from factflow_storage.server.http import check_raw_path
+from factflow_storage.server.openapi_paths import ARCHIVE_PATHS
 
-MAX_REQUEST_BYTES = 256 * 1024 * 1024  # a request may list the keys to pack
 CHUNK = 1024 * 1024
 
 
@@ -51,18 +48,8 @@ def _disposition(filename: str) -> str:
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def install(app: bottle.Bottle, service: StorageService) -> None:
-    limits = app.config.get("factflow.archive_limits") or ArchiveLimits.from_settings(load_settings())
-    jobs = ArchiveJobs(service, ttl=app.config.get("factflow.archive_ttl") or ttl_from_env(), limits=limits)
-
-    @app.post(ARCHIVE + "/prepare")
-    def prepare():
-        return json_response(jobs.prepare(read_json_body(MAX_REQUEST_BYTES)))
-
-    @app.get(ARCHIVE + "/<job_id>/status")
-    def status(job_id: str):
-        check_raw_path()
-        return json_response(jobs.status(job_id))
+def install(app: bottle.Bottle, context: AppContext) -> None:
+    jobs = context.archive_jobs
 
     @app.get(ARCHIVE + "/<job_id>/download")
     def download(job_id: str):
@@ -75,9 +62,5 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         response.set_header("Content-Disposition", _disposition(record["filename"]))
         return response
 
-    @app.delete(ARCHIVE + "/<job_id>")
-    def delete(job_id: str):
-        if job_id == "prepare":  # the path of POST, not a job
-            raise MethodNotAllowed(f"{ARCHIVE}/prepare only takes POST", allow="POST")
-        check_raw_path()
-        return json_response(jobs.delete(job_id))
+
+OPENAPI = ARCHIVE_PATHS

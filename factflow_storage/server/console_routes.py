@@ -20,9 +20,10 @@ import bottle
 
 from factflow_storage.api_paths import SESSION
 from factflow_storage.errors import BadRequest, NotFound, Unauthorized
-from factflow_storage.server.auth import PUBLIC_BODY_LIMIT, Guard, session_cookie
+from factflow_storage.server.auth import PUBLIC_BODY_LIMIT, session_cookie
+from factflow_storage.server.context import AppContext
 from factflow_storage.server.http import JSON_TYPE, json_response, read_json_body
-from factflow_storage.server.openapi_paths import ERROR
+from factflow_storage.operations import ERROR
 from factflow_storage.server.session import cookie_header, new_session, parse_session
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,9 @@ def _file_response(files: dict[str, tuple[bytes, str, str]], name: str) -> bottl
     return response
 
 
-def install(app: bottle.Bottle, service: object) -> None:
+def install(app: bottle.Bottle, context: AppContext) -> None:
     files = _load_files()
-    token: str | None = app.config.get("factflow.token")
+    token, guard = context.token, context.guard
 
     @app.route("/", ["GET", "HEAD"])
     def index():
@@ -133,7 +134,6 @@ def install(app: bottle.Bottle, service: object) -> None:
 
     @app.delete(SESSION)
     def logout():
-        guard: Guard = app.config["factflow.guard"]
         session = parse_session(session_cookie(bottle.request.environ), token.encode()) if token else None
         if session is not None and guard.revocations is not None:
             guard.revocations.revoke(*session)

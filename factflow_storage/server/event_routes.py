@@ -37,6 +37,7 @@ from factflow_storage.api_paths import EVENTS
 from factflow_storage.errors import BadRequest, NotFound
 from factflow_storage.executions import is_terminal
 from factflow_storage.keys import execution_prefix
+from factflow_storage.server.context import AppContext
 from factflow_storage.server.errors import Busy
 from factflow_storage.server.http import query, query_all, query_int
 from factflow_storage.server.openapi_paths import EVENT_PATHS
@@ -130,8 +131,9 @@ class EventBody:
             self._release()
 
 
-def install(app: bottle.Bottle, service: StorageService) -> None:
-    slots = StreamSlots(app.config.get("factflow.max_streams"))
+def install(app: bottle.Bottle, context: AppContext) -> None:
+    service = context.service
+    slots = StreamSlots(context.max_streams)
 
     @app.get(EVENTS)
     def events():

@@ -1,7 +1,8 @@
 """``GET /api/v1/openapi.json``: the API described from the route modules themselves.
 
-Each module of ``ROUTE_MODULES`` may carry ``OPENAPI`` (OpenAPI ``paths``); the document
-is their union, so it lists what the app serves, and a test checks both directions.
+Each module that installs routes may carry ``OPENAPI`` (OpenAPI ``paths``); the document
+is their union, read from the app's own routes, so it lists what the app serves, and a
+test checks both directions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import bottle
 
 from factflow_storage.server.http import json_response
-from factflow_storage.server.openapi_paths import COMPONENTS, KNOWN_PATHS, OPENAPI_PATH
+from factflow_storage.server.openapi_paths import COMPONENTS, OPENAPI_PATH
 
 OPENAPI = {OPENAPI_PATH: {"get": {
     "summary": "This document",
@@ -24,12 +25,12 @@ OPENAPI = {OPENAPI_PATH: {"get": {
 
 
 def document(route_modules: list[str]) -> dict[str, Any]:
+    """The document of ``route_modules`` (module names)."""
     from factflow_storage import __version__
 
     paths: dict[str, Any] = {}
     for name in route_modules:
-        module = importlib.import_module(name)
-        for path, operations in (getattr(module, "OPENAPI", None) or KNOWN_PATHS.get(name, {})).items():
+        for path, operations in getattr(importlib.import_module(name), "OPENAPI", {}).items():
             paths.setdefault(path, {}).update(operations)
     return {
         "openapi": "3.0.3",
@@ -41,11 +42,13 @@ def document(route_modules: list[str]) -> dict[str, Any]:
     }
 
 
-def install(app: bottle.Bottle, service: object) -> None:
-    from factflow_storage.server.app import ROUTE_MODULES
-
-    body = document(list(ROUTE_MODULES))
+def install(app: bottle.Bottle, context: object) -> None:
+    built: list[dict[str, Any]] = []
 
     @app.get(OPENAPI_PATH)
     def openapi():
-        return json_response(body)
+        # Built at the first request, once every module has installed its routes.
+        if not built:
+            installed = dict.fromkeys(route.callback.__module__ for route in app.routes)
+            built.append(document(list(installed)))
+        return json_response(built[0])

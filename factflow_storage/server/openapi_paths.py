@@ -1,4 +1,6 @@
-"""The OpenAPI ``paths`` of each route module, and the shared ``components``.
+"""The OpenAPI ``paths`` of the hand-written route modules (bytes, events, the archive
+download), and the shared ``components``. The declared JSON operations describe
+themselves (``factflow_storage.operations``).
 
 A route module that carries its own ``OPENAPI`` attribute overrides its entry here.
 """
@@ -10,31 +12,13 @@ from typing import Any
 from factflow_storage import api_paths
 from factflow_storage.archive.jobs import CANCELLED, FAILED, PREPARING, READY
 from factflow_storage.executions import LISTED_STATUSES, STATUSES
+from factflow_storage.operations import errors, json_answer, query_param
+from factflow_storage.operations import ref as _ref
 from factflow_storage.service import SCAN_LIMIT
 from factflow_storage.api_paths import OBJECTS
 
 OPENAPI_PATH = api_paths.OPENAPI
-
-# The helpers every route module describes its paths with.
-ERROR = {"$ref": "#/components/responses/Error"}
 _JSON = "application/json"
-
-
-def errors(*codes: int) -> dict[str, Any]:
-    """The error answers of an operation: ``codes`` plus what any request may get."""
-    return {str(code): ERROR for code in (*codes, 401, 403, 503)} | {"default": ERROR}
-
-
-def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": schema}}}
-
-
-def query_param(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 # The key rules of ``keys.py`` as patterns: no control characters or backslashes, no
@@ -43,12 +27,9 @@ def _ref(name: str) -> dict[str, str]:
 # pattern on characters cannot express.
 _KEY_PATTERN = (r"^(?!_factflow(/|$))(?!/)(?!.*//)(?!.*/$)(?!(.*/)?\.\.?(/|$))(?!.*\.meta\.json(/|$))"
                 r"[^\x00-\x1f\x7f-\x9f\\]+$")
-SEGMENT_PATTERN = r"^(?!_factflow$)(?!\.\.?$)(?!.*\.meta(\.json)?$)[^\x00-\x1f\x7f-\x9f\\/]+$"
 _KEY = {"name": "key", "in": "path", "required": True,
         "schema": {"type": "string", "minLength": 1, "pattern": _KEY_PATTERN},
         "description": "The object key, percent-encoded; '/' may be sent as is."}
-_EXECUTION_ID = {"name": "execution_id", "in": "path", "required": True,
-                 "schema": {"type": "string", "minLength": 1, "pattern": SEGMENT_PATTERN}}
 _VIEW = query_param("view", {"type": "string", "enum": ["metadata", "content"]},
                "metadata: the metadata blob of KEY; content: the bytes of KEY, never a blob")
 _RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
@@ -67,11 +48,6 @@ _OBJECT_READ = {
 }
 
 STORAGE_PATHS: dict[str, Any] = {
-    api_paths.HEALTH: {"get": {
-        "summary": "Whether the storage provider is reachable (needs no token)",
-        "operationId": "health", "security": [{}],
-        "responses": {"200": json_answer("Reachable", _ref("Health")), "503": ERROR, "default": ERROR},
-    }},
     OBJECTS: {"get": {
         "summary": "List objects, one page at a time",
         "operationId": "listObjects",
@@ -131,37 +107,6 @@ STORAGE_PATHS: dict[str, Any] = {
     },
 }
 
-EXECUTION_PATHS: dict[str, Any] = {
-    api_paths.EXECUTIONS: {"get": {
-        "summary": "Executions newest first, one page at a time (every one without limit)",
-        "operationId": "listExecutions",
-        "parameters": [
-            query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
-                        "Page size; without it, every execution"),
-            query_param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}, "next_cursor of the previous page"),
-            query_param("status", {"type": "string"}, "Comma-separated statuses, e.g. failed,cancelled"),
-            query_param("since", {"type": "string", "format": "date-time"}, "Only executions started at or after"),
-            query_param("until", {"type": "string", "format": "date-time"}, "Only executions started before"),
-        ],
-        "responses": {"200": json_answer("One page", {"type": "object", "required": ["executions", "next_cursor"],
-                                                      "properties": {
-            "executions": {"type": "array", "items": _ref("ExecutionRow")},
-            "next_cursor": {"type": "string", "nullable": True}}}), **errors(400)},
-    }},
-    api_paths.EXECUTIONS + "/{execution_id}": {
-        "get": {"summary": "One execution record", "operationId": "getExecution", "parameters": [_EXECUTION_ID],
-                "responses": {"200": json_answer("The record", _ref("Execution")), **errors(400, 404)}},
-        "put": {"summary": "Start (running) or finish (a terminal status) an execution",
-                "operationId": "putExecution", "parameters": [_EXECUTION_ID],
-                "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                    "type": "object", "required": ["status"],
-                    "properties": {"status": {"type": "string", "enum": list(STATUSES)},
-                        "strict": {"type": "boolean", "default": False, "description":
-                                   "Refuse finishing an unknown id (404) and changing a terminal status (409)"}}}}}},
-                "responses": {"200": json_answer("The record", _ref("Execution")), **errors(400, 404, 409, 413)}},
-    },
-}
-
 EVENT_PATHS: dict[str, Any] = {
     api_paths.EVENTS: {"get": {
         "summary": "Server-Sent Events: objects written to executions, then their completion",
@@ -184,42 +129,12 @@ EVENT_PATHS: dict[str, Any] = {
 
 _JOB = {"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}
 ARCHIVE_PATHS: dict[str, Any] = {
-    api_paths.ARCHIVE + "/prepare": {"post": {
-        "summary": "Start packing an execution's objects into a zip", "operationId": "prepareArchive",
-        "requestBody": {"required": True, "content": {_JSON: {"schema": {
-            "type": "object", "required": ["execution_id"], "properties": {
-                "execution_id": {"type": "string"}, "domain": {"type": "string"}, "stage": {"type": "string"},
-                "path": {"type": "string"}, "extension": {"type": "string"},
-                "routes": {"type": "array", "items": {"type": "string"}},
-                "stages": {"type": "array", "items": {"type": "string"}},
-                "include_metadata": {"type": "boolean", "default": True},
-                "keys": {"type": "array", "items": {"type": "string"},
-                         "description": "Only these keys of the execution (used to resume a download)"}}}}}},
-        "responses": {"200": json_answer("The job", _ref("ArchiveJob")), "202": json_answer("The job", _ref("ArchiveJob")),
-                      **errors(400, 404)},
-    }},
-    api_paths.ARCHIVE + "/{job}/status": {"get": {
-        "summary": "An archive job's progress", "operationId": "archiveStatus", "parameters": [_JOB],
-        "responses": {"200": json_answer("The job", _ref("ArchiveJob")), **errors(404)},
-    }},
     api_paths.ARCHIVE + "/{job}/download": {"get": {
         "summary": "The finished zip", "operationId": "archiveDownload", "parameters": [_JOB],
         "responses": {"200": {"description": "The zip",
                               "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
                       **errors(404, 409)},
     }},
-    api_paths.ARCHIVE + "/{job}": {"delete": {
-        "summary": "Cancel a job and remove its archive", "operationId": "archiveCancel", "parameters": [_JOB],
-        "responses": {"200": json_answer("The job", _ref("ArchiveJob")), "204": {"description": "Cancelled"},
-                      **errors(404)},
-    }},
-}
-
-KNOWN_PATHS: dict[str, dict[str, Any]] = {
-    "factflow_storage.server.storage_routes": STORAGE_PATHS,
-    "factflow_storage.server.execution_routes": EXECUTION_PATHS,
-    "factflow_storage.server.event_routes": EVENT_PATHS,
-    "factflow_storage.server.archive_routes": ARCHIVE_PATHS,
 }
 
 _TIME = {"type": "string"}

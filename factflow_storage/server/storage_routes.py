@@ -1,5 +1,5 @@
-"""``/api/v1/storage/objects``: the list API, object bytes, metadata, writes, deletes;
-and ``/api/v1/health``. Routes parse, call ``StorageService``, render."""
+"""``/api/v1/storage/objects``: the list API, object bytes, metadata, writes, deletes.
+Routes parse, call ``StorageService``, render."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from urllib.parse import quote
 import bottle
 import orjson
 
-from factflow_storage import api_paths
 from factflow_storage.api_paths import OBJECTS
 from factflow_storage.errors import BadRequest, NotFound, TooLarge
 from factflow_storage.server import conditional
-from factflow_storage.server.auth import AUTHENTICATED
 from factflow_storage.server.errors import LengthRequired, MethodNotAllowed, PreconditionFailed
 from factflow_storage.server.http import (header_bytes, json_response, query, query_bool, query_int,
                                           route_key)
+from factflow_storage.server.context import AppContext
 from factflow_storage.server.objects import SANDBOX_HEADERS, object_response
+from factflow_storage.server.openapi_paths import STORAGE_PATHS
 from factflow_storage.service import DEFAULT_PAGE, StorageService, json_bytes
 
 METADATA_HEADER = "X-Factflow-Metadata"
@@ -119,16 +119,8 @@ def _reads_as_metadata(service: StorageService, key: str) -> bool:
     return False
 
 
-def install(app: bottle.Bottle, service: StorageService) -> None:
-    max_body: int = app.config.get("factflow.max_body", 5 * 1024**3)
-
-    @app.get(api_paths.HEALTH)
-    def health():
-        report = service.health()
-        if not bottle.request.environ.get(AUTHENTICATED, True):
-            # Public with a token in force: whether it is up, not what it serves.
-            report = {"status": report["status"]}
-        return json_response(report)
+def install(app: bottle.Bottle, context: AppContext) -> None:
+    service, max_body = context.service, context.max_body
 
     @app.get(OBJECTS)
     def list_objects():
@@ -198,3 +190,6 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         deleted = service.delete(route_key(key))
         # 204 either way, as on S3; the header tells the CLI whether there was an object.
         return bottle.HTTPResponse(status=204, headers={DELETED_HEADER: "true" if deleted else "false"})
+
+
+OPENAPI = STORAGE_PATHS

@@ -1,5 +1,6 @@
-"""``/api/v1/storage/du``, ``/lineage`` and ``/diff``: the operator tools over HTTP, so
-``--api`` mode prints what direct mode prints. ``diff`` streams NDJSON, one row a line."""
+"""``/api/v1/storage/diff``: two executions compared over HTTP, streamed as NDJSON (one
+row a line), so ``--api`` mode prints what direct mode prints. The other operator tools
+are declared operations (``factflow_storage.operations.catalog``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,13 @@ from typing import Any
 import bottle
 import orjson
 
-from factflow_storage.api_paths import DIFF, DU, LINEAGE
+from factflow_storage.api_paths import DIFF
 from factflow_storage.errors import BadRequest, StorageError
-from factflow_storage.server.http import error_body, json_response, query, query_bool, query_int
-from factflow_storage.server.openapi_paths import errors, query_param
-from factflow_storage.service import StorageService
+from factflow_storage.operations import errors, query_param
+from factflow_storage.server.context import AppContext
+from factflow_storage.server.http import error_body, query, query_bool
 
 NDJSON_TYPE = "application/x-ndjson"
-
-
-def _optional_int(name: str) -> int | None:
-    return None if query(name) is None else query_int(name, 0)
 
 
 def _required(name: str) -> str:
@@ -40,21 +37,11 @@ def _ndjson(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
                            option=option)
 
 
-def install(app: bottle.Bottle, service: StorageService) -> None:
-    @app.get(DU)
-    def du():
-        return json_response(service.du(query("prefix", "") or "", execution_id=query("execution_id") or None,
-                                        depth=_optional_int("depth")))
-
-    @app.get(LINEAGE)
-    def lineage():
-        return json_response(service.lineage(_required("key"), depth=_optional_int("depth"),
-                                             children=query_bool("children", False)))
-
+def install(app: bottle.Bottle, context: AppContext) -> None:
     @app.get(DIFF)
     def diff():
-        rows = service.diff(_required("a"), _required("b"), route_id=query("route_id") or None,
-                            content=query_bool("content", False))
+        rows = context.service.diff(_required("a"), _required("b"), route_id=query("route_id") or None,
+                                    content=query_bool("content", False))
         bottle.response.set_header("Content-Type", NDJSON_TYPE)
         return _ndjson(rows)
 
@@ -62,39 +49,7 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
 _ERRORS = errors(400, 404)
 
 
-_GROUP = {"type": "object", "required": ["prefix", "objects", "bytes"],
-          "properties": {"prefix": {"type": "string"}, "objects": {"type": "integer"}, "bytes": {"type": "integer"}}}
-_NODE: dict[str, Any] = {"type": "object", "required": ["key"], "additionalProperties": True,
-         "properties": {"key": {"type": "string"}, "parents": {"type": "array", "items": {"type": "object"}},
-                        "missing": {"type": "boolean"}, "cycle": {"type": "boolean"},
-                        "reference": {"type": "boolean"}, "truncated": {"type": "boolean"}}}
-
 OPENAPI: dict[str, Any] = {
-    DU: {"get": {
-        "summary": "Objects and bytes per route and stage (or per prefix level), with totals",
-        "operationId": "storageDu",
-        "parameters": [query_param("prefix", {"type": "string"}, "Key prefix (not with execution_id)"),
-                       query_param("execution_id", {"type": "string"}, "One execution's objects"),
-                       query_param("depth", {"type": "integer", "minimum": 1, "maximum": 16},
-                              "Prefix levels per group (2 under an execution, 1 elsewhere)")],
-        "responses": {"200": {"description": "Sizes", "content": {"application/json": {"schema": {
-            "type": "object", "required": ["prefix", "depth", "groups", "objects", "bytes"],
-            "properties": {"prefix": {"type": "string"}, "depth": {"type": "integer"},
-                           "groups": {"type": "array", "items": _GROUP},
-                           "objects": {"type": "integer"}, "bytes": {"type": "integer"}}}}}},
-                      **_ERRORS},
-    }},
-    LINEAGE: {"get": {
-        "summary": "An object's ancestors from its lineage metadata, and optionally its children",
-        "operationId": "storageLineage",
-        "parameters": [query_param("key", {"type": "string", "minLength": 1}, "The object key", True),
-                       query_param("depth", {"type": "integer", "minimum": 0, "maximum": 100}, "Levels of ancestors"),
-                       query_param("children", {"type": "boolean"}, "Also the objects that name KEY")],
-        "responses": {"200": {"description": "The lineage tree", "content": {"application/json": {"schema": {
-            **_NODE, "properties": {**_NODE["properties"],
-                                    "children": {"type": "array", "items": {"type": "string"}}}}}}},
-                      **_ERRORS},
-    }},
     DIFF: {"get": {
         "summary": "Compare two executions key by key (NDJSON rows, then a summary line)",
         "operationId": "storageDiff",

@@ -9,6 +9,7 @@ while the execution runs and its newest object is at most ``RECEIVING_SECONDS`` 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from factflow_storage import stage_graph
@@ -71,7 +72,7 @@ def execution_graph(service: Any, store: StorageProtocol, execution_id: str) -> 
     return {"execution_id": execution_id, "status": status, "nodes": nodes, "edges": edges}
 
 
-def graph_lines(graph: dict[str, Any], human) -> list[str]:
+def graph_lines(graph: Mapping[str, Any], human) -> list[str]:
     """The text form: one line per stage, then one per edge."""
     lines = [f"execution {graph['execution_id']} ({graph['status'] or 'no record'}): "
              f"{len(graph['nodes'])} stages, {len(graph['edges'])} edges"]
@@ -84,7 +85,7 @@ def graph_lines(graph: dict[str, Any], human) -> list[str]:
     return lines
 
 
-def graph_dot(graph: dict[str, Any]) -> str:
+def graph_dot(graph: Mapping[str, Any]) -> str:
     """Graphviz DOT: a node per stage labelled with its counts, an edge per stage pair."""
     def quoted(text: str) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

@@ -8,7 +8,7 @@ executions the cross-execution reference index records (``indexed_children``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from factflow_storage.errors import BadRequest, InvalidKey, NotFound
@@ -94,7 +94,7 @@ def lineage(service: Any, store: StorageProtocol, key: str, *, depth: int = DEFA
     return tree
 
 
-def tree_lines(tree: dict[str, Any]) -> list[str]:
+def tree_lines(tree: Mapping[str, Any]) -> list[str]:
     """The ancestors as an indented tree, the object first, in the style of ``tree``."""
     lines = [tree["key"]]
 

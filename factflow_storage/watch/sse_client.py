@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,15 +31,28 @@ from factflow_storage.watch.events import (
     write_hash,
 )
 
-if TYPE_CHECKING:
-    from factflow_storage.client import ApiClient
-
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 45.0
 STREAM_TIMEOUT = 300
 _BACKOFF = (0.2, 0.5, 1.0, 2.0)
 RECONNECTING = "connection to the factflow API lost; reconnecting"
+
+
+class Answer(Protocol):
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class EventSource(Protocol):
+    """What ``follow`` sends its requests through: the CLI's ``client.ApiClient``, named
+    by its shape so this side of watch needs nothing of the client."""
+
+    def with_timeout(self, timeout: float) -> EventSource: ...
+
+    def request(self, method: str, path: str, *, params: Any = None,
+                headers: Mapping[str, str] | None = None) -> Answer: ...
 
 
 def parse_stream(lines) -> Iterator[tuple[str | None, str, str]]:
@@ -90,7 +103,7 @@ class Repeats:
         return True
 
 
-def follow(api: ApiClient, execution_ids: Sequence[str], *, route_id: str | None = None,
+def follow(api: EventSource, execution_ids: Sequence[str], *, route_id: str | None = None,
            stage: str | None = None, extension: str | None = None, timeout: float | None = None,
            last_event_id: str | None = None) -> Iterator[Event]:
     """Events until every execution completed; returns early (no completion) at ``timeout``."""
