@@ -456,6 +456,11 @@ class RemoteService:
     def open_archive(self, job_id: str) -> BinaryIO:
         return cast(BinaryIO, self.api.request("GET", f"{self._archive_path(job_id)}/download"))
 
+    def open_archive_stream(self, request: Mapping[str, Any]) -> BinaryIO:
+        """The zip of ``request`` (a prepare request), sent by the server as it packs it.
+        Read it to its end records: a stream the server could not finish is cut off."""
+        return cast(BinaryIO, self.api.request("POST", f"{api_paths.ARCHIVE}/stream", json=dict(request)))
+
     def delete_archive(self, job_id: str) -> None:
         self.api.request("DELETE", self._archive_path(job_id)).close()
 

@@ -3,7 +3,8 @@
 ``POST .../prepare`` answers at once with the new job; ``GET .../{job}/status`` reports
 its progress; ``GET .../{job}/download`` streams the finished zip; ``DELETE .../{job}``
 cancels a job still preparing, or removes a finished one. Jobs live in storage, so any
-replica over the same storage answers for any job.
+replica over the same storage answers for any job. ``POST .../stream`` takes a prepare
+request and answers with the zip as it is packed, storing nothing.
 """
 
 from __future__ import annotations
@@ -75,9 +76,18 @@ def install(app: bottle.Bottle, service: StorageService) -> None:
         response.set_header("Content-Disposition", _disposition(record["filename"]))
         return response
 
+    @app.post(ARCHIVE + "/stream")
+    def stream():
+        # Chunked: the size is known only once the last member is packed.
+        body = jobs.open_stream(read_json_body(MAX_REQUEST_BYTES))
+        response = bottle.HTTPResponse(body=body, status=200)
+        response.set_header("Content-Type", "application/zip")
+        response.set_header("Content-Disposition", _disposition(body.filename))
+        return response
+
     @app.delete(ARCHIVE + "/<job_id>")
     def delete(job_id: str):
-        if job_id == "prepare":  # the path of POST, not a job
-            raise MethodNotAllowed(f"{ARCHIVE}/prepare only takes POST", allow="POST")
+        if job_id in ("prepare", "stream"):  # the paths of POST, not jobs
+            raise MethodNotAllowed(f"{ARCHIVE}/{job_id} only takes POST", allow="POST")
         check_raw_path()
         return json_response(jobs.delete(job_id))

@@ -215,6 +215,18 @@ ARCHIVE_PATHS: dict[str, Any] = {
     }},
 }
 
+# The hand-written byte route beside the jobs: the same request, the zip as the answer.
+ARCHIVE_PATHS[api_paths.ARCHIVE + "/stream"] = {"post": {
+    "summary": "An execution's objects as a zip, sent while it is packed (nothing is stored)",
+    "description": "Takes the body of prepare; the answer is chunked and has no length. A zip the "
+                   "server cannot finish is cut off before its end records: read them before trusting it.",
+    "operationId": "streamArchive",
+    "requestBody": ARCHIVE_PATHS[api_paths.ARCHIVE + "/prepare"]["post"]["requestBody"],
+    "responses": {"200": {"description": "The zip",
+                          "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                  **errors(400, 404, 409)},
+}}
+
 KNOWN_PATHS: dict[str, dict[str, Any]] = {
     "factflow_storage.server.storage_routes": STORAGE_PATHS,
     "factflow_storage.server.execution_routes": EXECUTION_PATHS,

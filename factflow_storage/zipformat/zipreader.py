@@ -16,12 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from factflow_storage.zipformat.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_SIG, END_SIG,
-                                                FIELD_ID, FLAG_DESCRIPTOR, LIMIT32, LOCAL_HEADER, LOCAL_SIG,
+from factflow_storage.zipformat.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_RECORD,
+                                                END64_SIG, END_RECORD, END_SIG, FIELD_ID, FLAG_DESCRIPTOR,
+                                                LIMIT32, LOCAL_HEADER, LOCAL_SIG, LOCATOR64, LOCATOR64_SIG,
                                                 STORED, ZIP64_ID)
 from factflow_storage.errors import StorageError
 
 CHUNK = 1024 * 1024
+# A stream cut off anywhere, even between two records, reads as this: an archive counts
+# as whole only once its end records are read.
+INCOMPLETE = "the archive is incomplete"
 _ENCRYPTED = 0x0001
 
 
@@ -94,7 +98,7 @@ class ZipStreamReader:
         while have < size:
             chunk = self._stream.read(min(size - have, CHUNK) if size - have > 0 else CHUNK)
             if not chunk:
-                raise UnsafeArchive("the archive ends in the middle of a record")
+                raise UnsafeArchive(f"{INCOMPLETE}: it ends in the middle of a record")
             parts.append(chunk)
             have += len(chunk)
         return b"".join(parts)
@@ -186,4 +190,18 @@ class ZipStreamReader:
             entries.append(CentralEntry(name, made_by, external_attr))
         if [entry.name for entry in entries] != self.names:
             raise UnsafeArchive("the archive's central directory disagrees with its members")
+        self._end_records(signature)
         return entries
+
+    def _end_records(self, signature: int) -> None:
+        if signature == END64_SIG:
+            self._read_exact(END64_RECORD.size - 4)
+            (signature,) = struct.unpack("<I", self._read_exact(4))
+            if signature != LOCATOR64_SIG:
+                raise UnsafeArchive(f"unexpected record 0x{signature:08x} after the ZIP64 end record")
+            self._read_exact(LOCATOR64.size - 4)
+            (signature,) = struct.unpack("<I", self._read_exact(4))
+        if signature != END_SIG:
+            raise UnsafeArchive(f"unexpected record 0x{signature:08x} after the central directory")
+        end = END_RECORD.unpack(struct.pack("<I", END_SIG) + self._read_exact(END_RECORD.size - 4))
+        self._read_exact(end[-1])  # the archive's comment
