@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from factflow_storage import metadata as clock
+from factflow_storage.archive.read_ahead import ReadAhead
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.zipformat.layout import MANIFEST_NAME, sidecar_bytes
 from factflow_storage.zipformat.zipwriter import ZipStreamWriter
@@ -31,6 +32,7 @@ FETCH_THREADS = 32
 SMALL_OBJECT = 4 * 1024 * 1024
 AHEAD_BYTES = 64 * 1024 * 1024
 AHEAD_COUNT = 256
+LARGE_AHEAD = 4  # large objects read at once (``read_ahead``)
 CHUNK = 1024 * 1024
 
 
@@ -70,10 +72,17 @@ def _checksum_hex(blob: dict[str, Any]) -> str | None:
 
 
 class Packer:
-    def __init__(self, service: StorageService, request: ArchiveRequest, progress: Progress):
+    """``verify_large=False`` leaves the sha256 of a large object with a recorded one to
+    the reader: the zip carries the recorded sha256 in the member's header, and the
+    download client refuses a member that does not match it. A stored archive may have
+    other readers, so jobs verify everything."""
+
+    def __init__(self, service: StorageService, request: ArchiveRequest, progress: Progress, *,
+                 verify_large: bool = True):
         self.service = service
         self.request = request
         self.progress = progress
+        self.verify_large = verify_large
 
     def _spool_listing(self):
         spool = tempfile.TemporaryFile()
@@ -98,29 +107,41 @@ class Packer:
         with stream:
             return stream, stream.read()
 
+    def _fetch_ahead(self, key: str, size: int) -> tuple[ObjectStream | ReadAhead, bytes | None] | None:
+        fetched = self._fetch(key, size)
+        if fetched is None or fetched[1] is not None:
+            return fetched
+        return ReadAhead(fetched[0]), None
+
     def pack(self, writer: ZipStreamWriter) -> None:
         manifest = tempfile.TemporaryFile()
         stats = {"count": 0, "bytes": 0}
         with self._spool_listing() as spool, ThreadPoolExecutor(FETCH_THREADS) as pool:
-            window: deque[tuple[str, int, Future | None]] = deque()
-            ahead = 0
-            for line in spool:
-                key, size = orjson.loads(line)
-                small = size <= SMALL_OBJECT
-                window.append((key, size, pool.submit(self._fetch, key, size) if small else None))
-                ahead += size if small else 0
-                while window and (len(window) > AHEAD_COUNT or ahead > AHEAD_BYTES or not small):
-                    key_, size_, future = window.popleft()
-                    ahead -= size_ if future is not None else 0
-                    self._add(writer, key_, size_, future, manifest, stats)
-            while window:
-                self._add(writer, *window.popleft(), manifest, stats)
+            window: deque[tuple[str, int, Future]] = deque()
+            ahead = large = 0
+            try:
+                for line in spool:
+                    key, size = orjson.loads(line)
+                    small = size <= SMALL_OBJECT
+                    window.append((key, size, pool.submit(self._fetch if small else self._fetch_ahead, key, size)))
+                    ahead += size if small else 0
+                    large += 0 if small else 1
+                    while window and (len(window) > AHEAD_COUNT or ahead > AHEAD_BYTES or large > LARGE_AHEAD):
+                        key_, size_, future = window.popleft()
+                        ahead -= size_ if size_ <= SMALL_OBJECT else 0
+                        large -= 0 if size_ <= SMALL_OBJECT else 1
+                        self._add(writer, key_, size_, future, manifest, stats)
+                while window:
+                    self._add(writer, *window.popleft(), manifest, stats)
+            finally:
+                for _, _, future in window:  # a failure leaves no reader running
+                    future.add_done_callback(_close_read_ahead)
         self._add_manifest(writer, manifest, stats)
 
-    def _add(self, writer: ZipStreamWriter, key: str, size: int, future: Future | None,
+    def _add(self, writer: ZipStreamWriter, key: str, size: int, future: Future,
              manifest, stats: dict[str, int]) -> None:
         self.progress.check()
-        fetched = future.result() if future is not None else self._fetch(key, size)
+        fetched = future.result()
         self.progress.processed += 1
         if fetched is None:
             return
@@ -135,11 +156,11 @@ class Packer:
             writer.add_bytes(key, data, modified=modified, sha256_hex=actual)
             self.progress.bytes_packed += len(data)
         else:
+            digest = hashlib.sha256() if self.verify_large or not expected else None
             with stream:
-                digest = hashlib.sha256()
                 writer.add_stream(key, stream.length, self._chunks(stream, digest),
                                   modified=modified, sha256_hex=expected)
-            actual = digest.hexdigest()
+            actual = digest.hexdigest() if digest is not None else str(expected)
             if expected and actual != expected:
                 raise StorageError(f"{key!r} does not match its checksum; storage may be damaged")
         if self.request.include_metadata:
@@ -149,10 +170,11 @@ class Packer:
         stats["count"] += 1
         stats["bytes"] += stream.length
 
-    def _chunks(self, stream: ObjectStream, digest) -> Iterator[bytes]:
+    def _chunks(self, stream: ObjectStream | ReadAhead, digest) -> Iterator[bytes]:
         for chunk in stream:
             self.progress.check()
-            digest.update(chunk)
+            if digest is not None:
+                digest.update(chunk)
             self.progress.bytes_packed += len(chunk)
             yield chunk
 
@@ -174,12 +196,18 @@ class Packer:
             writer.add_stream(MANIFEST_NAME, len(head) + body_size + len(tail), chunks())
 
 
+def _close_read_ahead(future: Future) -> None:
+    fetched = None if future.cancelled() or future.exception() else future.result()
+    if fetched is not None and isinstance(fetched[0], ReadAhead):
+        fetched[0].close()
+
+
 def run_packer(service: StorageService, request: ArchiveRequest, progress: Progress,
-               sink: Callable[[bytes], object]) -> int:
+               sink: Callable[[bytes], object], *, verify_large: bool = True) -> int:
     """Write the whole archive to ``sink``; returns its size."""
     writer = ZipStreamWriter(sink)
     try:
-        Packer(service, request, progress).pack(writer)
+        Packer(service, request, progress, verify_large=verify_large).pack(writer)
         writer.close()
     except BaseException:
         writer.abort()
