@@ -264,3 +264,27 @@ def test_a_hostile_archive_is_refused_and_nothing_lands_outside(file_storage, tm
             path = os.path.join(directory, entry)
             assert not os.path.islink(path)
             assert open(path, "rb").read() != str(tmp_path / "evil-link").encode()
+
+
+def test_ctrl_c_in_direct_mode_stops_every_worker(file_storage, tmp_path):
+    from factflow_storage.cli.download import INTERRUPTED
+
+    service = StorageService(file_storage.open())
+    objects = populate(service, count=300, size=96 * 1024)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "factflow_storage", "storage", "download", "E1",
+                                "--output-dir", str(out), "--jobs", "2", "--quiet"],
+                               env=file_storage.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while sum(1 for name in tree_names(out) if not name.endswith(".meta.json")) < 5:
+        assert process.poll() is None, "the download ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.decode().strip() == INTERRUPTED
+    kept = {name: data for name, data in files_under(out).items() if not name.startswith(STAGING_DIR)}
+    assert 5 <= len([name for name in kept if not name.endswith(".meta.json")]) < len(objects)
+    for name, data in kept.items():  # nothing under a final name is half-written
+        assert data == (objects[name] if name in objects else sidecar_bytes(service.metadata(name[:-10])))

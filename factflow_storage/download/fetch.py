@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -224,20 +224,44 @@ class Download:
         return self.summary
 
     def _direct(self, wanted: list[tuple[str, int]]) -> None:
-        pool = ThreadPoolExecutor(self.jobs)
+        """``jobs`` threads, each taking the next key until none is left: one loop per
+        thread rather than a future per object, whose bookkeeping cost, for small objects,
+        about what fetching them did."""
+        keys = iter([key for key, _ in wanted])
+        take = threading.Lock()
+        crashed: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                while not self._stop.is_set():
+                    with take:
+                        key = next(keys, None)
+                    if key is None:
+                        return
+                    key, error = self._copy_one(key)
+                    if error:
+                        with self._lock:
+                            self.summary.failed.append({"key": key, "error": error})
+            except BaseException as err:  # noqa: BLE001 - raised again by the main thread
+                crashed.append(err)
+                self._stop.set()
+
+        threads = [threading.Thread(target=work, name=f"download-{n}", daemon=True)
+                   for n in range(min(self.jobs, len(wanted)))]
+        for thread in threads:
+            thread.start()
         try:
-            futures = [pool.submit(self._copy_one, key) for key, _ in wanted]
-            for future in as_completed(futures):
-                key, error = future.result()
-                if error:
-                    self.summary.failed.append({"key": key, "error": error})
+            for thread in threads:
+                thread.join()
         except BaseException:
-            # Ctrl+C: drop what has not started, and stop the copies under way at their
-            # next chunk (their temp files go; finished files stay for the next run).
+            # Ctrl+C: stop the copies under way at their next chunk (their temp files go;
+            # finished files stay for the next run), and take no new key.
             self._stop.set()
+            for thread in threads:
+                thread.join()
             raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if crashed:
+            raise crashed[0]
 
     def _copy_one(self, key: str) -> tuple[str, str | None]:
         try:
