@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 
 from factflow_storage import metadata as clock
-from factflow_storage.archive.read_ahead import ReadAhead
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.zipformat.layout import MANIFEST_NAME, sidecar_bytes
 from factflow_storage.zipformat.zipwriter import ZipStreamWriter
@@ -32,7 +31,6 @@ FETCH_THREADS = 32
 SMALL_OBJECT = 4 * 1024 * 1024
 AHEAD_BYTES = 64 * 1024 * 1024
 AHEAD_COUNT = 256
-LARGE_AHEAD = 4  # large objects read at once (``read_ahead``)
 CHUNK = 1024 * 1024
 
 
@@ -107,41 +105,29 @@ class Packer:
         with stream:
             return stream, stream.read()
 
-    def _fetch_ahead(self, key: str, size: int) -> tuple[ObjectStream | ReadAhead, bytes | None] | None:
-        fetched = self._fetch(key, size)
-        if fetched is None or fetched[1] is not None:
-            return fetched
-        return ReadAhead(fetched[0]), None
-
     def pack(self, writer: ZipStreamWriter) -> None:
         manifest = tempfile.TemporaryFile()
         stats = {"count": 0, "bytes": 0}
         with self._spool_listing() as spool, ThreadPoolExecutor(FETCH_THREADS) as pool:
-            window: deque[tuple[str, int, Future]] = deque()
-            ahead = large = 0
-            try:
-                for line in spool:
-                    key, size = orjson.loads(line)
-                    small = size <= SMALL_OBJECT
-                    window.append((key, size, pool.submit(self._fetch if small else self._fetch_ahead, key, size)))
-                    ahead += size if small else 0
-                    large += 0 if small else 1
-                    while window and (len(window) > AHEAD_COUNT or ahead > AHEAD_BYTES or large > LARGE_AHEAD):
-                        key_, size_, future = window.popleft()
-                        ahead -= size_ if size_ <= SMALL_OBJECT else 0
-                        large -= 0 if size_ <= SMALL_OBJECT else 1
-                        self._add(writer, key_, size_, future, manifest, stats)
-                while window:
-                    self._add(writer, *window.popleft(), manifest, stats)
-            finally:
-                for _, _, future in window:  # a failure leaves no reader running
-                    future.add_done_callback(_close_read_ahead)
+            window: deque[tuple[str, int, Future | None]] = deque()
+            ahead = 0
+            for line in spool:
+                key, size = orjson.loads(line)
+                small = size <= SMALL_OBJECT
+                window.append((key, size, pool.submit(self._fetch, key, size) if small else None))
+                ahead += size if small else 0
+                while window and (len(window) > AHEAD_COUNT or ahead > AHEAD_BYTES or not small):
+                    key_, size_, future = window.popleft()
+                    ahead -= size_ if future is not None else 0
+                    self._add(writer, key_, size_, future, manifest, stats)
+            while window:
+                self._add(writer, *window.popleft(), manifest, stats)
         self._add_manifest(writer, manifest, stats)
 
-    def _add(self, writer: ZipStreamWriter, key: str, size: int, future: Future,
+    def _add(self, writer: ZipStreamWriter, key: str, size: int, future: Future | None,
              manifest, stats: dict[str, int]) -> None:
         self.progress.check()
-        fetched = future.result()
+        fetched = future.result() if future is not None else self._fetch(key, size)
         self.progress.processed += 1
         if fetched is None:
             return
@@ -170,7 +156,7 @@ class Packer:
         stats["count"] += 1
         stats["bytes"] += stream.length
 
-    def _chunks(self, stream: ObjectStream | ReadAhead, digest) -> Iterator[bytes]:
+    def _chunks(self, stream: ObjectStream, digest) -> Iterator[bytes]:
         for chunk in stream:
             self.progress.check()
             if digest is not None:
@@ -194,12 +180,6 @@ class Packer:
 
         with manifest:
             writer.add_stream(MANIFEST_NAME, len(head) + body_size + len(tail), chunks())
-
-
-def _close_read_ahead(future: Future) -> None:
-    fetched = None if future.cancelled() or future.exception() else future.result()
-    if fetched is not None and isinstance(fetched[0], ReadAhead):
-        fetched[0].close()
 
 
 def run_packer(service: StorageService, request: ArchiveRequest, progress: Progress,
