@@ -24,7 +24,7 @@ from harness import REPEAT, Row, table  # noqa: E402
 # The table order; each script reports the rows it names in its ROWS.
 MODULES = ("s3_bench", "startup_bench", "list_bench", "get_bench", "download_bench", "serve_bench", "write_bench",
            "executions_bench", "copy_bench")
-ORDER = ("s3-get-4k", "help-installed", "help-pyz", "fs-list", "fs-get-pipe", "fs-get-file",
+ORDER = ("s3-get-4k", "help-installed", "help-pyz", "list-pyz", "fs-list", "fs-get-pipe", "fs-get-file",
          "s3-download-small", "api-download-large", "serve-mix", "serve-p99", "s3-list", "fs-write-small",
          "fs-write-batch", "s3-write-small", "exec-page-cli", "exec-page-http", "exec-list-all", "exec-prune-plan",
          "exec-console-home", "exec-live-open", "copy-fs-s3", "copy-rerun")
@@ -39,8 +39,11 @@ def run(only: set[str] | None, quick: bool, repeat: int) -> list[Row]:
         started = time.perf_counter()
         print(f"{name}: {', '.join(r for r in module.ROWS if only is None or r in only)} ...",
               file=sys.stderr, flush=True)
-        rows.extend(module.rows(only=only, quick=quick, repeat=repeat))
+        done = module.rows(only=only, quick=quick, repeat=repeat)
+        rows.extend(done)
         print(f"{name}: done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        # Each script's rows as they come: a run cut short still leaves its figures.
+        print(table(done, title=f"{name} (partial)"), file=sys.stderr, flush=True)
     return sorted(rows, key=lambda row: ORDER.index(row.id))
 
 

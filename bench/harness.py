@@ -68,9 +68,11 @@ def _figure(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
-# Not a user's defaults: unbuffered stdout makes a write per output line, and without
-# bytecode caches every run of a source checkout compiles the package again.
-NOT_DEFAULT = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+# Not a user's default: unbuffered stdout makes a write per output line.
+# PYTHONDONTWRITEBYTECODE stays as the machine sets it: hosts and containers that set it
+# are what the pyz rows measure (a source checkout still reads the caches it has; compile
+# them once before a run, ``python3 -m compileall -q factflow_storage``).
+NOT_DEFAULT = ("PYTHONUNBUFFERED",)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -26,8 +26,8 @@ _SUB_RESOURCE_METHODS = {"prune": "POST", "deps": "GET", "graph": "GET"}
 
 def allowed_on(path: str) -> str | None:
     """The methods a sub-resource path takes (``/executions/prune``, ``.../ID/deps``,
-    ``/content/archive/prepare``)."""
-    if path == ARCHIVE + "/prepare":
+    ``/content/archive/prepare`` and ``/stream``)."""
+    if path in (ARCHIVE + "/prepare", ARCHIVE + "/stream"):
         return "POST"
     if not path.startswith(EXECUTIONS + "/"):
         return None

@@ -41,6 +41,13 @@ class ApiResponse:
         except (urllib3.exceptions.HTTPError, OSError) as err:
             raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
 
+    def read1(self, size: int = -1) -> bytes:
+        """What has arrived, up to ``size`` bytes, without joining transfer chunks."""
+        try:
+            return self._raw.read1(None if size is None or size < 0 else size)
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
+
     def readable(self) -> bool:
         return True
 

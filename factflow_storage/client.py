@@ -451,6 +451,11 @@ class RemoteService:
         path = f"{api_paths.ARCHIVE}/{quote(job_id, safe='')}/download"
         return cast(BinaryIO, self.api.request("GET", path))
 
+    def open_archive_stream(self, request: Mapping[str, Any]) -> BinaryIO:
+        """The zip of ``request`` (a prepare request), sent by the server as it packs it.
+        Read it to its end records: a stream the server could not finish is cut off."""
+        return cast(BinaryIO, self.api.request("POST", f"{api_paths.ARCHIVE}/stream", json=dict(request)))
+
     def delete_archive(self, job_id: str) -> None:
         self.call(catalog.DELETE_ARCHIVE, job_id)
 

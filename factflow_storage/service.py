@@ -491,6 +491,9 @@ class StorageService:
     def delete_archive(self, job_id: str) -> None:
         raise BadRequest(_NO_ARCHIVES)
 
+    def open_archive_stream(self, request: Mapping[str, Any]) -> BinaryIO:
+        raise BadRequest(_NO_ARCHIVES)
+
     def health(self) -> Health:
         self.provider.check()
         return {"status": "ok", "storage": self.provider.uri}

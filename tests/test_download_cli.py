@@ -19,7 +19,6 @@ import pytest
 
 from factflow_storage.download.tree import STAGING_DIR
 from factflow_storage.zipformat.layout import sidecar_bytes
-from factflow_storage.cli.download import INTERRUPTED
 from factflow_storage.server.app import stop_server
 from factflow_storage.service import StorageService
 from server_fixture import running_server
@@ -212,35 +211,6 @@ def test_progress_bar_only_on_a_terminal(file_storage, tmp_path):
         assert (b"12/12 objects" in seen and b"/s" in seen) is shown, seen
 
 
-def test_ctrl_c_in_api_mode_cancels_the_archive_job(storage, tmp_path):
-    service = StorageService(storage.open())
-    service.set_execution_status("BIG", "running")
-    for n in range(60):
-        service.put(f"executions/BIG/r/s/{n:03d}.bin", bytes([n]) * (2 * 1024 * 1024))
-    with running_server(service) as url:
-        env = {**storage.cli_env(), "FACTFLOW_API_URL": url}
-        process = subprocess.Popen([sys.executable, "-m", "factflow_storage", "storage", "download", "BIG",
-                                    "--output-dir", str(tmp_path / "out")], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while not any(name.endswith(".request.json") for name in service.provider.list_records("jobs/")):
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 130, err
-        assert err.decode().strip() == INTERRUPTED
-        deadline = time.monotonic() + 30
-        while True:  # cancelled: the job is gone, or its record says so and it has no archive
-            names = list(service.provider.list_records("jobs/"))
-            records = [orjson.loads(service.provider.get_record(n)) for n in names
-                       if n.endswith(".json") and not n.endswith(".request.json")]
-            if not any(n.endswith(".zip") for n in names) and all(r["status"] == "cancelled" for r in records):
-                break
-            assert time.monotonic() < deadline, (names, records)
-            time.sleep(0.1)
-
-
 def test_a_hostile_archive_is_refused_and_nothing_lands_outside(file_storage, tmp_path):
     """A server that answers the download with a crafted zip (a real waitress, real app
     for every other route)."""
@@ -268,7 +238,7 @@ def test_a_hostile_archive_is_refused_and_nothing_lands_outside(file_storage, tm
         app = make_app(service)
 
         def hostile(environ, start_response, app=app, crafted=crafted):
-            if environ["PATH_INFO"].endswith("/download"):
+            if environ["PATH_INFO"].endswith("/stream"):
                 start_response("200 OK", [("Content-Type", "application/zip"),
                                           ("Content-Length", str(len(crafted)))])
                 return [crafted]
@@ -294,3 +264,27 @@ def test_a_hostile_archive_is_refused_and_nothing_lands_outside(file_storage, tm
             path = os.path.join(directory, entry)
             assert not os.path.islink(path)
             assert open(path, "rb").read() != str(tmp_path / "evil-link").encode()
+
+
+def test_ctrl_c_in_direct_mode_stops_every_worker(file_storage, tmp_path):
+    from factflow_storage.cli.download import INTERRUPTED
+
+    service = StorageService(file_storage.open())
+    objects = populate(service, count=300, size=96 * 1024)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "factflow_storage", "storage", "download", "E1",
+                                "--output-dir", str(out), "--jobs", "2", "--quiet"],
+                               env=file_storage.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while sum(1 for name in tree_names(out) if not name.endswith(".meta.json")) < 5:
+        assert process.poll() is None, "the download ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.decode().strip() == INTERRUPTED
+    kept = {name: data for name, data in files_under(out).items() if not name.startswith(STAGING_DIR)}
+    assert 5 <= len([name for name in kept if not name.endswith(".meta.json")]) < len(objects)
+    for name, data in kept.items():  # nothing under a final name is half-written
+        assert data == (objects[name] if name in objects else sidecar_bytes(service.metadata(name[:-10])))

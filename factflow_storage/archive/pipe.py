@@ -35,6 +35,14 @@ class Pipe:
     # -- the writing end -----------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        if len(data) >= self._chunk:
+            # A chunk as large as the pipe's own goes through whole: gathering it would
+            # copy every byte of an archive of large objects twice more.
+            if self._buffer:
+                self._put(bytes(self._buffer))
+                self._buffer.clear()
+            self._put(bytes(data))
+            return
         self._buffer += data
         while len(self._buffer) >= self._chunk:
             self._put(bytes(self._buffer[:self._chunk]))

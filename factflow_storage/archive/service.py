@@ -1,4 +1,4 @@
-"""Archive jobs: prepare, status, download, delete. What the HTTP routes call.
+"""Archive jobs: prepare, status, download, delete, and streams. What the HTTP routes call.
 
 A prepared job is packed by a thread of the replica that accepted it; its state lives in
 storage (``jobs``), so any replica answers status, download and delete. A job's thread
@@ -21,6 +21,7 @@ from factflow_storage.archive.jobs import (CANCELLED, FAILED, PREPARING, READY, 
 from factflow_storage.archive.limits import ArchiveLimits
 from factflow_storage.archive.pipe import Pipe
 from factflow_storage.archive.request import ArchiveRequest
+from factflow_storage.archive.stream import ArchiveStream
 from factflow_storage.archive.worker import Cancelled, Progress, run_packer
 from factflow_storage.errors import Busy, Conflict, Deleted, NotFound, StorageError, TooLarge
 from factflow_storage.executions import refuse_deleting
@@ -48,6 +49,7 @@ class ArchiveJobs:
         self.limits = limits or ArchiveLimits()
         self._heartbeat = heartbeat
         self._running: dict[str, Progress] = {}
+        self._streams = 0  # archives packed straight into an answer (``archive.stream``)
         self._lock = threading.Lock()
         self._last_sweep = 0.0
         # What this replica made and serves (see ``archive.limits``).
@@ -59,9 +61,9 @@ class ArchiveJobs:
 
     # -- the four operations -------------------------------------------------
 
-    def prepare(self, body: Any) -> dict[str, Any]:
+    def _parse(self, body: Any) -> ArchiveRequest:
+        """The request, of an execution that exists and is not being deleted."""
         request = ArchiveRequest.parse(body)
-        self._sweep_now_and_then()
         try:
             record = self.service.execution(request.execution_id)
         except NotFound:
@@ -69,13 +71,21 @@ class ArchiveJobs:
         refuse_deleting(record, request.execution_id)
         if record is None and not self.service.execution_exists(request.execution_id):
             raise NotFound(f"no execution {request.execution_id!r}")
+        return request
+
+    def _packing(self) -> int:
+        return len(self._running) + self._streams
+
+    def prepare(self, body: Any) -> dict[str, Any]:
+        request = self._parse(body)
+        self._sweep_now_and_then()
         fingerprint = orjson.dumps(request.to_json(), option=orjson.OPT_SORT_KEYS)
         with self._lock:
             shared = self._shared_job(fingerprint)
             if shared is not None:
                 return shared
-            if len(self._running) >= self.limits.max_jobs:
-                raise Busy(f"{len(self._running)} archive jobs are packing, the limit; retry later")
+            if self._packing() >= self.limits.max_jobs:
+                raise Busy(f"{self._packing()} archive jobs are packing, the limit; retry later")
             if self._held_bytes() >= self.limits.max_bytes:
                 raise Busy("the archives held reach the limit of "
                            f"{self.limits.max_bytes} bytes; retry once some are downloaded or expire")
@@ -116,6 +126,20 @@ class ArchiveJobs:
         threading.Thread(target=self._run, args=(record, request, progress), daemon=True,
                          name=f"archive-{job_id[:8]}").start()
         return status_view(record)
+
+    def open_stream(self, body: Any) -> ArchiveStream:
+        """The archive of ``body`` (a prepare request) packed as it is read; it takes a
+        packing slot until closed."""
+        request = self._parse(body)
+        with self._lock:
+            if self._packing() >= self.limits.max_jobs:
+                raise Busy(f"{self._packing()} archive jobs are packing, the limit; retry later")
+            self._streams += 1
+        return ArchiveStream(self.service, request, on_close=self._stream_done)
+
+    def _stream_done(self) -> None:
+        with self._lock:
+            self._streams -= 1
 
     def status(self, job_id: str) -> dict[str, Any]:
         record = self.store.load(job_id)

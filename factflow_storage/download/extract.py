@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -69,6 +69,7 @@ class _Writers:
                  on_object: Callable[[str, int], None]):
         self.tree, self.done, self.hashes, self.on_object = tree, done, hashes, on_object
         self._pool = ThreadPoolExecutor(WRITERS)
+        self._through = ThreadPoolExecutor(1)
         self._window: deque[Future] = deque()
         self._ahead = 0
 
@@ -99,6 +100,25 @@ class _Writers:
         self.done.bytes += size
         self.on_object(name, size)
 
+    def write_through(self, staged: Staged, body: Iterator[bytes], on_bytes: Callable[[int], None]) -> None:
+        """A large member: its chunks are hashed and written by one thread, in order,
+        while this one reads the next (both wait outside the GIL)."""
+        pending: deque[tuple[Future, int]] = deque()
+        ahead = 0
+        try:
+            for chunk in body:
+                pending.append((self._through.submit(staged.write, chunk), len(chunk)))
+                ahead += len(chunk)
+                on_bytes(len(chunk))
+                while ahead > WRITE_AHEAD_BYTES:
+                    future, size = pending.popleft()
+                    future.result()
+                    ahead -= size
+            for future, _ in pending:
+                future.result()
+        finally:
+            wait([future for future, _ in pending])  # none may write after a failure returns
+
     def finish(self) -> None:
         while self._window:
             self._settle(self._window.popleft())
@@ -108,6 +128,7 @@ class _Writers:
         for future in self._window:
             future.cancel()
         self._pool.shutdown(wait=True)
+        self._through.shutdown(wait=True)
 
 
 def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], bool], *,
@@ -145,9 +166,7 @@ def extract_archive(stream: BinaryIO, tree: OutputTree, accept: Callable[[str], 
                 continue
             staged = tree.stage()
             try:
-                for chunk in body:
-                    staged.write(chunk)
-                    on_bytes(len(chunk))
+                writers.write_through(staged, body, on_bytes)
             except BaseException:
                 staged.discard()
                 raise

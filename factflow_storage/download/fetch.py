@@ -7,19 +7,16 @@ tool wrote (no sha256), its ETag or modification time against those its sidecar
 recorded, so a re-run after an interruption fetches only what is missing or differs.
 Keys a filesystem cannot hold together (an object ``a`` and an object ``a/b``) follow
 one rule in both modes: ``a`` is written, ``a/b`` is skipped and reported. Direct mode
-copies the objects with a thread pool; API mode packs them in an archive job (all of
-them, or just the missing keys) and extracts the zip while it downloads. Both write the
-same tree.
+copies the objects with a thread pool; API mode has the server pack them (all of them,
+or just the missing keys) into a zip it sends while packing, and extracts the zip as it
+arrives. Both write the same tree.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import threading
-import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -28,36 +25,15 @@ import orjson
 from factflow_storage.download.extract import extract_archive
 from factflow_storage.download.tree import OutputTree, file_sha256
 from factflow_storage.zipformat.layout import sidecar_bytes
-from factflow_storage.errors import NotFound, StorageError
+from factflow_storage.zipformat.zipreader import INCOMPLETE, UnsafeArchive
+from factflow_storage.errors import NotFound, StorageError, Unavailable
 from factflow_storage.interface import Service
 from factflow_storage.keys import execution_prefix, key_matches
 from factflow_storage.metadata import CHANGE_CHECK, CHECK_ETAG, CHECK_MTIME
 
 DEFAULT_JOBS = 32
 BULK_METADATA = 64
-_POLL_START, _POLL_MAX = 0.05, 0.5
-
-
-@contextlib.contextmanager
-def _interrupt_held():
-    """Hold a Ctrl+C that arrives while the job is being prepared: raised then, it would
-    lose the job id and leave the job packing on the server with nobody to delete it. A
-    second Ctrl+C still interrupts at once (a server that never answers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    caught: list[bool] = []
-
-    def hold(signum, frame) -> None:
-        if caught:
-            raise KeyboardInterrupt
-        caught.append(True)
-
-    previous = signal.signal(signal.SIGINT, hold)
-    try:
-        yield lambda: bool(caught)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+BROKEN_OFF = "the server's archive stream broke off before its end (its log says why)"
 
 
 class Progress(Protocol):
@@ -248,20 +224,44 @@ class Download:
         return self.summary
 
     def _direct(self, wanted: list[tuple[str, int]]) -> None:
-        pool = ThreadPoolExecutor(self.jobs)
+        """``jobs`` threads, each taking the next key until none is left: one loop per
+        thread rather than a future per object, whose bookkeeping cost, for small objects,
+        about what fetching them did."""
+        keys = iter([key for key, _ in wanted])
+        take = threading.Lock()
+        crashed: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                while not self._stop.is_set():
+                    with take:
+                        key = next(keys, None)
+                    if key is None:
+                        return
+                    key, error = self._copy_one(key)
+                    if error:
+                        with self._lock:
+                            self.summary.failed.append({"key": key, "error": error})
+            except BaseException as err:  # noqa: BLE001 - raised again by the main thread
+                crashed.append(err)
+                self._stop.set()
+
+        threads = [threading.Thread(target=work, name=f"download-{n}", daemon=True)
+                   for n in range(min(self.jobs, len(wanted)))]
+        for thread in threads:
+            thread.start()
         try:
-            futures = [pool.submit(self._copy_one, key) for key, _ in wanted]
-            for future in as_completed(futures):
-                key, error = future.result()
-                if error:
-                    self.summary.failed.append({"key": key, "error": error})
+            for thread in threads:
+                thread.join()
         except BaseException:
-            # Ctrl+C: drop what has not started, and stop the copies under way at their
-            # next chunk (their temp files go; finished files stay for the next run).
+            # Ctrl+C: stop the copies under way at their next chunk (their temp files go;
+            # finished files stay for the next run), and take no new key.
             self._stop.set()
+            for thread in threads:
+                thread.join()
             raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if crashed:
+            raise crashed[0]
 
     def _copy_one(self, key: str) -> tuple[str, str | None]:
         try:
@@ -301,7 +301,6 @@ class Download:
             self.summary.sidecars += count
 
     def _through_archive(self, wanted: list[tuple[str, int]]) -> None:
-        service = self.service
         sel = self.selection
         request: dict[str, Any] = {"execution_id": sel.execution_id, "include_metadata": sel.include_metadata}
         if sel.routes:
@@ -312,45 +311,23 @@ class Download:
         if len(wanted) < self.summary.objects:
             keys = {key for key, _ in wanted}
             request["keys"] = sorted(keys)
-        with _interrupt_held() as interrupted:
-            job = service.prepare_archive(request)
-        job_id = job["job_id"]
+        self.progress.start("downloading", len(wanted), sum(size for _, size in wanted))
+        accept: Callable[[str], bool] = (lambda key: key in keys) if keys is not None else sel.matches
+        received: set[str] = set()
+
+        def on_object(key: str, size: int) -> None:
+            received.add(key)
+            self._wrote(key, size)
+
         try:
-            if interrupted():
-                raise KeyboardInterrupt
-            status = self._wait(job_id, job)
-            if status["status"] != "ready":
-                raise StorageError(f"archive job {job['job_id']} {status['status']}: "
-                                   f"{status.get('error') or 'no reason given'}")
-            self.progress.start("downloading", status["total"], sum(size for _, size in wanted))
-            accept: Callable[[str], bool] = (lambda key: key in keys) if keys is not None else sel.matches
-            received: set[str] = set()
-
-            def on_object(key: str, size: int) -> None:
-                received.add(key)
-                self._wrote(key, size)
-
-            with service.open_archive(job_id) as response:
+            with self.service.open_archive_stream(request) as response:
                 done = extract_archive(response, self.tree, accept,
                                        on_bytes=lambda n: self.progress.advance(0, n), on_object=on_object)
-            self._count_sidecars(done.sidecars)
-            for key in sorted({key for key, _ in wanted} - received):
-                self.summary.failed.append({"key": key, "error": "not in the archive (deleted since listed?)"})
-        finally:
-            try:
-                service.delete_archive(job_id)
-            except StorageError:
-                pass
-
-    def _wait(self, job_id: str, job: Mapping[str, Any]) -> Mapping[str, Any]:
-        self.progress.start("packing", job.get("total") or 0, 0)
-        delay = _POLL_START
-        status = job
-        while status["status"] == "preparing":
-            time.sleep(delay)
-            delay = min(delay * 1.5, _POLL_MAX)
-            status = self.service.archive_status(job_id)
-            self.progress.update(status.get("processed") or 0, status.get("bytes_packed") or 0,
-                                 status.get("total") or 0)
-        self.progress.finish()
-        return status
+        except (Unavailable, UnsafeArchive) as err:
+            if isinstance(err, UnsafeArchive) and not str(err).startswith(INCOMPLETE):
+                raise
+            raise StorageError(f"{BROKEN_OFF} after {len(received)} of {len(wanted)} objects; files already "
+                               "written are kept (run the download again to fetch the rest)") from err
+        self._count_sidecars(done.sidecars)
+        for key in sorted({key for key, _ in wanted} - received):
+            self.summary.failed.append({"key": key, "error": "not in the archive (deleted since listed?)"})

@@ -58,6 +58,10 @@ CLEANUP_INTERVAL = 5
 # it may read ahead on the connection; without it a dead watcher holds its stream slot
 # until the next heartbeat write fails (15 s).
 REQUEST_LOOKAHEAD = 1
+# Bytes an answer may hold waiting for a slow client before its worker waits too. Equal
+# limits keep them in memory: with waitress's defaults (16 MiB, spilled past 1 MiB) every
+# byte of a large answer to a client slower than storage went through a temp file.
+OUTBUF_LIMIT = 4 * 1024 * 1024
 
 
 def make_context(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
@@ -109,7 +113,8 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
                                  connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
                                  cleanup_interval=CLEANUP_INTERVAL, asyncore_use_poll=True,
                                  channel_request_lookahead=REQUEST_LOOKAHEAD,
-                                 clear_untrusted_proxy_headers=True)
+                                 clear_untrusted_proxy_headers=True,
+                                 outbuf_overflow=OUTBUF_LIMIT, outbuf_high_watermark=OUTBUF_LIMIT)
     except (socket.gaierror, ValueError) as err:
         # waitress reports a host getaddrinfo cannot resolve as ValueError
         detail = err.strerror if isinstance(err, socket.gaierror) else "it does not resolve to an address"

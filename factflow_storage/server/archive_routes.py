@@ -4,7 +4,8 @@
 The job's JSON calls (``POST .../prepare`` answers at once with the new job, ``GET
 .../{job}/status`` its progress, ``DELETE .../{job}`` cancels a job still preparing or
 removes a finished one) are declared operations (``operations.catalog``). Jobs live in
-storage, so any replica over the same storage answers for any job.
+storage, so any replica over the same storage answers for any job. ``POST .../stream``
+takes a prepare request and answers with the zip as it is packed, storing nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import bottle
 
 from factflow_storage.api_paths import ARCHIVE
 from factflow_storage.server.context import AppContext
-from factflow_storage.server.http import check_raw_path
+from factflow_storage.operations import errors
+from factflow_storage.operations.catalog import MAX_ARCHIVE_REQUEST, PREPARE_ARCHIVE
+from factflow_storage.server.http import check_raw_path, read_json_body
 from factflow_storage.server.openapi_paths import ARCHIVE_PATHS
 
 CHUNK = 1024 * 1024
@@ -62,5 +65,25 @@ def install(app: bottle.Bottle, context: AppContext) -> None:
         response.set_header("Content-Disposition", _disposition(record["filename"]))
         return response
 
+    @app.post(ARCHIVE + "/stream")
+    def stream():
+        # Chunked: the size is known only once the last member is packed.
+        body = jobs.open_stream(read_json_body(MAX_ARCHIVE_REQUEST))
+        response = bottle.HTTPResponse(body=body, status=200)
+        response.set_header("Content-Type", "application/zip")
+        response.set_header("Content-Disposition", _disposition(body.filename))
+        return response
 
-OPENAPI = ARCHIVE_PATHS
+
+# The byte routes beside the declared job calls: the same request as prepare, the zip as
+# the answer.
+OPENAPI = {**ARCHIVE_PATHS, ARCHIVE + "/stream": {"post": {
+    "summary": "An execution's objects as a zip, sent while it is packed (nothing is stored)",
+    "description": "Takes the body of prepare; the answer is chunked and has no length. A zip the "
+                   "server cannot finish is cut off before its end records: read them before trusting it.",
+    "operationId": "streamArchive",
+    "requestBody": PREPARE_ARCHIVE.openapi()["requestBody"],
+    "responses": {"200": {"description": "The zip",
+                          "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                  **errors(400, 404, 409)},
+}}}

@@ -16,12 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from factflow_storage.zipformat.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_SIG, END_SIG,
-                                                FIELD_ID, FLAG_DESCRIPTOR, LIMIT32, LOCAL_HEADER, LOCAL_SIG,
+from factflow_storage.zipformat.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_RECORD,
+                                                END64_SIG, END_RECORD, END_SIG, FIELD_ID, FLAG_DESCRIPTOR,
+                                                LIMIT32, LOCAL_HEADER, LOCAL_SIG, LOCATOR64, LOCATOR64_SIG,
                                                 STORED, ZIP64_ID)
 from factflow_storage.errors import StorageError
 
 CHUNK = 1024 * 1024
+# A stream cut off anywhere, even between two records, reads as this: an archive counts
+# as whole only once its end records are read.
+INCOMPLETE = "the archive is incomplete"
 _ENCRYPTED = 0x0001
 
 
@@ -83,28 +87,56 @@ def _decode_name(raw: bytes) -> str:
 class ZipStreamReader:
     def __init__(self, stream: BinaryIO):
         self._stream = stream
-        self._pending = b""
+        # Member bytes are taken as they arrive (``read1``): asking an HTTP body for
+        # exact sizes makes it join the pieces of its transfer chunks, a copy of each byte.
+        self._read_some = getattr(stream, "read1", stream.read)
+        self._buffer = b""  # read ahead of the records parsed so far, from ``_position``
+        self._position = 0
         self._finished_members = False
         self.names: list[str] = []
 
     def _read_exact(self, size: int) -> bytes:
-        parts = [self._pending[:size]]
-        self._pending = self._pending[size:]
-        have = len(parts[0])
+        available = len(self._buffer) - self._position
+        if available >= size:
+            self._position += size
+            return self._buffer[self._position - size:self._position]
+        parts = [self._buffer[self._position:]]
+        have = available
+        self._buffer, self._position = b"", 0
         while have < size:
-            chunk = self._stream.read(min(size - have, CHUNK) if size - have > 0 else CHUNK)
+            chunk = self._read_some(max(size - have, CHUNK))
             if not chunk:
-                raise UnsafeArchive("the archive ends in the middle of a record")
+                raise UnsafeArchive(f"{INCOMPLETE}: it ends in the middle of a record")
+            need = size - have
+            if len(chunk) > need:  # the rest stays for the next read
+                parts.append(chunk[:need])
+                self._buffer, self._position = chunk, need
+                break
             parts.append(chunk)
             have += len(chunk)
         return b"".join(parts)
+
+    def _some(self, size: int) -> bytes:
+        """Up to ``size`` bytes, at least one: what is buffered, or one read."""
+        available = len(self._buffer) - self._position
+        if available:
+            count = min(size, available)
+            self._position += count
+            return self._buffer[self._position - count:self._position]
+        chunk = self._read_some(size)
+        if not chunk:
+            raise UnsafeArchive(f"{INCOMPLETE}: it ends in the middle of a record")
+        return chunk
+
+    def _unread(self, data: bytes) -> None:
+        self._buffer, self._position = data + self._buffer[self._position:], 0
 
     def members(self) -> Iterator[tuple[Member, Iterator[bytes]]]:
         """Each member and its bytes; the bytes must be consumed before the next member."""
         while True:
             (signature,) = struct.unpack("<I", self._read_exact(4))
             if signature in (CENTRAL_SIG, END_SIG, END64_SIG):
-                self._pending = struct.pack("<I", signature) + self._pending
+                self._unread(struct.pack("<I", signature))
                 self._finished_members = True
                 return
             if signature != LOCAL_SIG:
@@ -148,15 +180,19 @@ class ZipStreamReader:
     def _body(self, member: Member) -> Iterator[bytes]:
         remaining = member.size
         crc = 0
+        # A member whose header gives its sha256 is checked against it by the caller,
+        # a stronger check than the CRC: computing both would only cost time.
+        check_crc = member.sha256_hex is None
         while remaining:
-            chunk = self._read_exact(min(remaining, CHUNK))
-            crc = zlib.crc32(chunk, crc)
+            chunk = self._some(min(remaining, CHUNK))
+            if check_crc:
+                crc = zlib.crc32(chunk, crc)
             remaining -= len(chunk)
             yield chunk
         expected = member.crc
         if expected is None:
             expected = self._descriptor(member)
-        if crc != expected:
+        if check_crc and crc != expected:
             raise UnsafeArchive(f"archive member {member.name!r} fails its CRC check")
 
     def _descriptor(self, member: Member) -> int:
@@ -186,4 +222,18 @@ class ZipStreamReader:
             entries.append(CentralEntry(name, made_by, external_attr))
         if [entry.name for entry in entries] != self.names:
             raise UnsafeArchive("the archive's central directory disagrees with its members")
+        self._end_records(signature)
         return entries
+
+    def _end_records(self, signature: int) -> None:
+        if signature == END64_SIG:
+            self._read_exact(END64_RECORD.size - 4)
+            (signature,) = struct.unpack("<I", self._read_exact(4))
+            if signature != LOCATOR64_SIG:
+                raise UnsafeArchive(f"unexpected record 0x{signature:08x} after the ZIP64 end record")
+            self._read_exact(LOCATOR64.size - 4)
+            (signature,) = struct.unpack("<I", self._read_exact(4))
+        if signature != END_SIG:
+            raise UnsafeArchive(f"unexpected record 0x{signature:08x} after the central directory")
+        end = END_RECORD.unpack(struct.pack("<I", END_SIG) + self._read_exact(END_RECORD.size - 4))
+        self._read_exact(end[-1])  # the archive's comment
