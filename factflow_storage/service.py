@@ -340,6 +340,11 @@ class StorageService:
     def execution(self, execution_id: str) -> Execution:
         return executions.get_execution(self.provider, execution_id)
 
+    def deletion_state(self, execution_id: str) -> tuple[str | None, dict[str, Any] | None]:
+        """``deleting``, ``deleted`` or None (alive or unknown), with the deletion record
+        when read: what a long reader of an execution checks as it goes."""
+        return executions.deletion_state(self.provider, execution_id)
+
     def set_execution_status(self, execution_id: str, status: str, *, strict: bool = False) -> Execution:
         return executions.set_status(self.provider, execution_id, status, strict=strict)
 

@@ -24,7 +24,7 @@ from factflow_storage.archive.pipe import Pipe, PipeClosed
 from factflow_storage.archive.request import ArchiveRequest
 from factflow_storage.archive.worker import Progress, run_packer
 from factflow_storage.errors import Deleted, StorageError
-from factflow_storage.executions import DELETED, DELETING, deleted_line, deletion_state
+from factflow_storage.executions import DELETED, DELETING, deleted_line
 from factflow_storage.service import StorageService
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class StreamProgress(Progress):
             return
         self._next_look = now + DELETION_CHECK
         self._next_bytes = self.bytes_packed + DELETION_CHECK_BYTES
-        state, deletion = deletion_state(self._service.provider, self._execution_id)
+        state, deletion = self._service.deletion_state(self._execution_id)
         if state == DELETED:
             raise Deleted(deleted_line(self._execution_id, deletion))
         if state == DELETING:
