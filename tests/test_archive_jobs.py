@@ -244,7 +244,7 @@ def test_deleting_an_execution_cancels_its_archive_job_and_never_serves_it(servi
             reply = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/status")
             if reply.status == 200 and reply.json()["status"] != "preparing":
                 break
-            assert time.monotonic() < deadline, "the packer never finished"
+            assert time.monotonic() < deadline, f"the packer never finished: {reply.status} {reply.json()}"
             time.sleep(0.05)
         assert reply.json()["status"] == "cancelled"
         download = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/download")

@@ -45,7 +45,7 @@ def edit_in_place(path: str, old: bytes, new: bytes) -> None:
 @pytest.fixture
 def provider(file_storage):
     opened = file_storage.open()
-    opened.sidecars = SidecarCache(settle_ns=SETTLE_NS)
+    opened.primitives.sidecars = SidecarCache(settle_ns=SETTLE_NS)  # the provider under the store keeps it
     yield opened
     opened.close()
 
