@@ -138,6 +138,19 @@ def temp_dirs(base: Path) -> tuple[Path, Path]:
     return downloads, Path(tempfile.mkdtemp(prefix="chromium-", dir=base))
 
 
+@contextlib.contextmanager
+def console_over(provider, base: Path, *, threads: int = 8):
+    """A browser on a console served over ``provider``, closed afterwards."""
+    with running_server(StorageService(provider), threads=threads) as url:
+        downloads, profile = temp_dirs(base)
+        (base / "shots").mkdir()
+        driver = open_browser(downloads, profile)
+        try:
+            yield Console(driver, url, base / "shots", downloads)
+        finally:
+            driver.quit()
+
+
 def cli(storage, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """``factflow ARGS`` over ``storage`` in a subprocess; it must succeed."""
     done = subprocess.run([sys.executable, "-m", "factflow_storage", *args], input=stdin, capture_output=True,

@@ -5,10 +5,35 @@ bucket's own listing), so a test sees traces the provider's listings hide."""
 from __future__ import annotations
 
 import os
+import textwrap
 
 import orjson
 
 from factflow_storage import executions
+
+# A prune killed (SIGKILL) after its first chunk of deletes, run as ``python -c``; an
+# argument names the host its claim says it runs on (a deleter on another machine).
+KILLED_PRUNE = textwrap.dedent("""
+    import os, signal, sys
+    from factflow_storage import create_storage_provider
+    from factflow_storage.retention import delete, deletion_claims, prune
+
+    delete.CHUNK = 5
+    if len(sys.argv) > 1:
+        deletion_claims.HOST = sys.argv[1]
+    provider = create_storage_provider(os.environ["FACTFLOW_STORAGE_URI"])
+    calls = []
+    many = provider.delete_many
+
+    def delete_many(keys):
+        calls.append(keys)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        many(keys)
+
+    provider.delete_many = delete_many
+    prune.prune(provider, older_than=0, statuses="failed", confirm=True)
+""")
 
 BIG = "x" * 3000  # past S3's 2 KiB of user metadata: the blob goes to a companion record
 

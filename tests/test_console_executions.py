@@ -7,11 +7,9 @@ import contextlib
 
 import orjson
 import pytest
-from console_support import Console, open_browser, temp_dirs
-from server_fixture import running_server
+from console_support import console_over
 
 from factflow_storage import executions
-from factflow_storage.service import StorageService
 
 COUNT = 120
 
@@ -29,14 +27,8 @@ def browsing(storage, tmp_path, *, running: bool = False):
         if running:
             provider.write_execution("live-run", {"execution_id": "live-run", "status": "running",
                                                   "started_at": "2026-03-02T08:00:00.000Z"})
-        with running_server(StorageService(provider), threads=8) as url:
-            downloads, profile = temp_dirs(tmp_path)
-            (tmp_path / "shots").mkdir()
-            driver = open_browser(downloads, profile)
-            try:
-                yield Console(driver, url, tmp_path / "shots", downloads), provider
-            finally:
-                driver.quit()
+        with console_over(provider, tmp_path) as console:
+            yield console, provider
 
 
 @pytest.fixture

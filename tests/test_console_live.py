@@ -7,11 +7,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from console_support import Console, open_browser, temp_dirs
-from server_fixture import running_server
+from console_support import console_over
 
 from factflow_storage.executions import set_status
-from factflow_storage.service import StorageService
 
 EXEC = "big-run"
 PER_STAGE = {"fetch/page": 1500, "parse/chunk": 1000, "parse/embed": 500}
@@ -25,14 +23,8 @@ def console(file_storage, tmp_path):
                 for n in range(count)]
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda key: provider.write(key, b"{}"), keys))
-        with running_server(StorageService(provider), threads=8) as url:
-            downloads, profile = temp_dirs(tmp_path)
-            (tmp_path / "shots").mkdir()
-            driver = open_browser(downloads, profile)
-            try:
-                yield Console(driver, url, tmp_path / "shots", downloads), provider
-            finally:
-                driver.quit()
+        with console_over(provider, tmp_path) as console:
+            yield console, provider
 
 
 def stage_counts(console) -> dict[str, str]:

@@ -22,7 +22,7 @@ import factflow_storage
 from factflow_storage import metadata
 from factflow_storage.errors import Conflict
 from factflow_storage.retention.delete import list_deletions
-from retention_support import raw_names, write_execution
+from retention_support import KILLED_PRUNE, raw_names, write_execution
 from waiting import eventually
 
 PRUNE = ["storage", "prune", "--older-than", "0s", "--status", "completed", "--yes", "-o", "json"]
@@ -118,28 +118,6 @@ def test_two_deleters_of_the_same_executions_delete_each_once(storage, provider,
     assert provider.read("executions/E/route/use/late.txt") == b"late"
     assert provider.read_execution("K")["status"] == "completed"
     assert not any("claims" in name for name in raw_names(provider))
-
-
-KILLED_PRUNE = textwrap.dedent("""
-    import os, signal, sys
-    from factflow_storage import create_storage_provider
-    from factflow_storage.retention import delete, deletion_claims, prune
-
-    delete.CHUNK = 5
-    deletion_claims.HOST = sys.argv[1]
-    provider = create_storage_provider(os.environ["FACTFLOW_STORAGE_URI"])
-    calls = []
-    many = provider.delete_many
-
-    def delete_many(keys):
-        calls.append(keys)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-        many(keys)
-
-    provider.delete_many = delete_many
-    prune.prune(provider, older_than=0, statuses="failed", confirm=True)
-""")
 
 
 def kill_a_claimed_prune(storage, provider, host: str) -> set[str]:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import orjson
 import pytest
@@ -22,7 +21,7 @@ from factflow_storage.errors import Conflict
 from factflow_storage.retention.delete import begin_deletion, delete_executions
 from factflow_storage.retention.plan import plan_execution
 from factflow_storage.retention.prune import dependencies, prune
-from retention_support import raw_names, write_execution
+from retention_support import KILLED_PRUNE, raw_names, write_execution
 
 
 def run(storage, *args: str, stdin: bytes | None = None):
@@ -103,27 +102,6 @@ def test_the_cli_refuses_a_put_into_an_execution_being_deleted(storage, provider
     assert not provider.exists("executions/E/route/use/x.txt")
 
 
-PRUNE_CHILD = textwrap.dedent("""
-    import os, signal, sys
-    from factflow_storage import create_storage_provider
-    from factflow_storage.retention import delete, prune
-
-    delete.CHUNK = 5
-    provider = create_storage_provider(os.environ["FACTFLOW_STORAGE_URI"])
-    calls = []
-    many = provider.delete_many
-
-    def delete_many(keys):
-        calls.append(keys)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-        many(keys)
-
-    provider.delete_many = delete_many
-    prune.prune(provider, older_than=0, statuses="failed", confirm=True)
-""")
-
-
 def test_prune_again_finishes_what_a_killed_prune_left_deleting(storage, provider):
     write_execution(provider, "keep", count=2)
     before = raw_names(provider)
@@ -131,7 +109,7 @@ def test_prune_again_finishes_what_a_killed_prune_left_deleting(storage, provide
     env = storage.cli_env()
     package_root = os.path.dirname(os.path.dirname(factflow_storage.__file__))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    child = subprocess.run([sys.executable, "-c", PRUNE_CHILD], check=False, env=env, capture_output=True,
+    child = subprocess.run([sys.executable, "-c", KILLED_PRUNE], check=False, env=env, capture_output=True,
                            timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     assert 0 < len(list(provider.list("executions/X/"))) < 20
