@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import time
 import zipfile
 from datetime import datetime, timedelta, timezone
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from factflow_storage.archive.jobs import STALE_ERROR, JobStore
+from factflow_storage.archive.jobs import STALE_ERROR, JobStore, record_name
 from factflow_storage.zipformat.layout import sidecar_bytes
 from factflow_storage.metadata import format_time
 from factflow_storage.service import StorageService
@@ -234,11 +235,26 @@ def test_deleting_an_execution_cancels_its_archive_job_and_never_serves_it(servi
     for n in range(20):
         service.put(f"executions/GONE/r/s/{n:03d}.bin", bytes([n]) * (2 * 1024 * 1024))
     service.set_execution_status("GONE", "completed")
+    # The packer waits at the eleventh object until the deletion has cancelled its job, so
+    # the deletion meets a job still packing however busy the machine (a job that finished
+    # first is removed whole, a case of its own).
+    cancelled = threading.Event()
+    provider_open = service.provider.open
+
+    def held_open(key, **options):
+        if key.endswith("/010.bin"):
+            cancelled.wait(60)
+        return provider_open(key, **options)
+
+    service.provider.open = held_open
     with running_server(service) as url:
         job = call(url, "POST", f"{ARCHIVE}/prepare", {"execution_id": "GONE"}).json()
         assert job["status"] == "preparing"
         deleted = call(url, "DELETE", "/api/v1/executions/GONE?confirm=true")
         assert deleted.status == 200 and deleted.json()["executions"][0]["deleted"]["archive_jobs"] == 1
+        reply = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/status")
+        assert reply.status == 200 and reply.json()["status"] == "cancelled", reply.json()
+        cancelled.set()
         deadline = time.monotonic() + 60
         while True:  # the packer writes its final record once it has stopped
             reply = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/status")
@@ -246,9 +262,13 @@ def test_deleting_an_execution_cancels_its_archive_job_and_never_serves_it(servi
                 break
             assert time.monotonic() < deadline, f"the packer never finished: {reply.status} {reply.json()}"
             time.sleep(0.05)
-        assert reply.json()["status"] == "cancelled"
+        assert reply.json()["status"] in ("cancelled", "failed"), reply.json()
         download = call(url, "GET", f"{ARCHIVE}/{job['job_id']}/download")
         assert download.status in (404, 409), download.status
+        # The packer has stopped once its stored record is final (not before the server goes).
+        while orjson.loads(service.provider.get_record(record_name(job["job_id"])))["status"] == "preparing":
+            assert time.monotonic() < deadline, "the packer never wrote its final record"
+            time.sleep(0.05)
         while any(name.endswith(".zip") for name in service.provider.list_records("jobs/")):
             assert time.monotonic() < deadline, "the deleted execution's archive stayed"
             time.sleep(0.1)
