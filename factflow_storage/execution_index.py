@@ -218,11 +218,15 @@ def is_ready(provider) -> bool:
 # -- readers -------------------------------------------------------------------
 
 
-def indexed(provider, start_after: str) -> Iterator[list[Entry]]:
+def indexed(provider, start_after: str, *, first_page: int | None = None) -> Iterator[list[Entry]]:
     """Entries from ``start_after`` on, grouped by execution: a group of two or more is a
-    write a writer has not finished (or was killed in)."""
+    write a writer has not finished (or was killed in). ``first_page``: how many groups
+    the caller expects to read (the index is then listed that many names at first)."""
     group: list[Entry] = []
-    for name in provider.list_records(PREFIX, start_after=PREFIX + start_after if start_after else None):
+    names = provider.list_records(PREFIX, start_after=PREFIX + start_after if start_after else None,
+                                  # A group is complete once the next one's first name is seen.
+                                  first_page=first_page + 1 if first_page else None)
+    for name in names:
         entry = parse(name)
         if entry is None or (entry.hashed and (entry := _unhashed(provider, entry)) is None):
             continue

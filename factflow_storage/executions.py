@@ -95,14 +95,16 @@ def list_executions(provider: ExecutionStore, *, statuses: Collection[str] | Non
 
 
 def iter_rows(provider: ExecutionStore, *, after: str | None = None, statuses: Collection[str] | None = None,
-              since: int | None = None, until: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+              since: int | None = None, until: int | None = None,
+              expected: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """List rows newest first, each with its place in that order (a cursor): those past
     ``after``, with a status in ``statuses``, started at or after ``since`` and before
     ``until`` (microseconds since the epoch). From the index when the store has one:
-    listings only, read as far as the page needs; else from a scan of every record."""
+    listings only, read as far as the page needs (``expected`` rows, when the caller
+    knows: a page's first listing is then that short); else from a scan of every record."""
     start_after = max(index.after_position(after) if after else "", index.before_start(until) if until is not None else "")
     if index.is_ready(provider):
-        rows = _indexed_rows(provider, start_after)
+        rows = _indexed_rows(provider, start_after, expected)
     else:
         rows = _scanned_rows(provider, start_after)
     for place, row in rows:
@@ -112,8 +114,9 @@ def iter_rows(provider: ExecutionStore, *, after: str | None = None, statuses: C
             yield place, row
 
 
-def _indexed_rows(provider: ExecutionStore, start_after: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for group in index.indexed(provider, start_after):
+def _indexed_rows(provider: ExecutionStore, start_after: str,
+                  expected: int | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    for group in index.indexed(provider, start_after, first_page=expected):
         if len(group) == 1:
             yield group[0].position, group[0].row
             continue

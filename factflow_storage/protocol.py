@@ -240,8 +240,11 @@ class StorageProtocol(Protocol):
     def open_record(self, name: str) -> BinaryIO:
         """Record ``name`` for reading; close it. Raises NotFound."""
 
-    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
-        """Record names under ``prefix`` (past ``start_after``), sorted as S3 lists keys."""
+    def list_records(self, prefix: str, *, start_after: str | None = None,
+                     first_page: int | None = None) -> Iterator[str]:
+        """Record names under ``prefix`` (past ``start_after``), sorted as S3 lists keys.
+        ``first_page`` is how many names the caller expects to need: a provider that lists
+        in pages asks for that many first, so a short read does not pay for a full page."""
 
     def delete_record(self, name: str) -> None:
         """Remove record ``name``; a missing one is not an error."""

@@ -356,6 +356,7 @@ class StorageService:
         if limit is not None and not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
         rows = executions.iter_rows(self.provider, after=decode_place(cursor) if cursor else None,
+                                    expected=None if limit is None else limit + 1,
                                     **execution_filters(status, since, until))
         page = list(itertools.islice(rows, None if limit is None else limit + 1))
         more = limit is not None and len(page) > limit

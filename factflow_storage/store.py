@@ -118,8 +118,9 @@ class Store:
     def get_record(self, name: str) -> bytes | None:
         return self.primitives.get_record(name)
 
-    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
-        return self.primitives.list_records(prefix, start_after=start_after)
+    def list_records(self, prefix: str, *, start_after: str | None = None,
+                     first_page: int | None = None) -> Iterator[str]:
+        return self.primitives.list_records(prefix, start_after=start_after, first_page=first_page)
 
     def delete_record(self, name: str) -> None:
         self.primitives.delete_record(name)

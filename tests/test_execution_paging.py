@@ -236,3 +236,39 @@ def test_a_long_id_is_listed_paged_and_deleted(storage, provider):
     assert run(storage, "execution", "delete", long_id, "--yes").exit_code == 0
     assert ids(ok_json(storage, "execution", "list")) == ["e01", "e02", "e00"]
     assert not any(name.startswith("_factflow/execution-index/") and "_=" in name for name in raw_names(provider))
+
+
+def test_a_first_page_lists_no_more_of_the_index_than_it_shows(s3_server):
+    """S3 answers a listing in time proportional to the keys it returns: a page of 10 out
+    of 120 asks for a dozen index names, not a page of 1000 (and not a second one ahead),
+    and paging on by cursor still walks every execution in order."""
+    from factflow_storage import create_storage_provider
+    from listen_standin import ListenStandIn
+
+    bucket = s3_server.new_bucket()
+    expected = []
+    with create_storage_provider(f"minio://{bucket}", s3_server.options()) as writer:
+        for n in range(120):
+            execution_id = f"x{n:03d}"
+            writer.write_execution(execution_id, {"execution_id": execution_id, "status": "completed",
+                                                  "started_at": f"2026-03-01T{n // 60:02d}:{n % 60:02d}:00.000Z",
+                                                  "finished_at": f"2026-03-01T{n // 60:02d}:{n % 60:02d}:30.000Z"})
+            expected.insert(0, execution_id)
+    with ListenStandIn(s3_server.endpoint) as standin:
+        options = dict(s3_server.options(), endpoint=standin.endpoint)
+        with create_storage_provider(f"minio://{bucket}", options) as provider:
+            service = StorageService(provider)
+            assert ids(service.executions(limit=10)) == expected[:10]  # the index's marker is read once
+            standin.requests.clear()
+            first = service.executions(limit=10)
+            listings = [path for method, path in standin.requests if method == "GET" and "list-type=2" in path]
+            assert ids(first) == expected[:10]
+            assert len(listings) == 1, standin.requests
+            assert "max-keys=12" in listings[0], listings[0]
+            seen, cursor = ids(first), first["next_cursor"]
+            while cursor:
+                page = service.executions(limit=10, cursor=cursor)
+                seen += ids(page)
+                cursor = page["next_cursor"]
+            assert seen == expected
+            assert [row["execution_id"] for row in service.iter_executions()] == expected

@@ -578,7 +578,8 @@ class FilesystemProvider(BaseProvider):
         finally:
             fs_paths.close_all(fds)
 
-    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+    def list_records(self, prefix: str, *, start_after: str | None = None,
+                     first_page: int | None = None) -> Iterator[str]:
         # Walked from descriptors, as objects are: a link among the records (planted to
         # make a delete reach outside the root) is refused, never listed through.
         directory, _, _ = prefix.rpartition("/")

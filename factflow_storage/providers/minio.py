@@ -458,9 +458,11 @@ class MinioProvider(BaseProvider):
             if not jumped:
                 return
 
-    def _listing(self, prefix: str, start_after: str | None, *, delimiter: str | None = None) -> Iterator[Listed]:
+    def _listing(self, prefix: str, start_after: str | None, *, delimiter: str | None = None,
+                 first_page: int | None = None) -> Iterator[Listed]:
         try:
-            yield from list_entries(self._client, self.bucket, prefix, start_after=start_after, delimiter=delimiter)
+            yield from list_entries(self._client, self.bucket, prefix, start_after=start_after, delimiter=delimiter,
+                                    first_page=first_page)
         except TRANSLATED as err:
             translated = self._errors.translate(err, "listing")
             if self._bucket_is_missing(translated):
@@ -518,9 +520,11 @@ class MinioProvider(BaseProvider):
             raise
         return cast(BinaryIO, Body(response, self._errors, f"record {name!r}"))
 
-    def list_records(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+    def list_records(self, prefix: str, *, start_after: str | None = None,
+                     first_page: int | None = None) -> Iterator[str]:
         base = self.prefix + RESERVED_PREFIX
-        for found in self._listing(base + prefix, base + start_after if start_after else None):
+        for found in self._listing(base + prefix, base + start_after if start_after else None,
+                                   first_page=first_page):
             yield found.name[len(base):]
 
     def delete_record(self, name: str) -> None:
