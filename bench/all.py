@@ -26,8 +26,10 @@ MODULES = ("s3_bench", "startup_bench", "list_bench", "get_bench", "download_ben
            "executions_bench", "copy_bench")
 ORDER = ("s3-get-4k", "help-installed", "help-pyz", "list-pyz", "fs-list", "fs-get-pipe", "fs-get-file",
          "s3-download-small", "api-download-large", "serve-mix", "serve-p99", "s3-list", "fs-write-small",
-         "fs-write-batch", "s3-write-small", "exec-page-cli", "exec-page-http", "exec-list-all", "exec-prune-plan",
-         "exec-console-home", "exec-live-open", "copy-fs-s3", "copy-rerun")
+         "fs-write-batch", "s3-write-small", "exec-page-cli", "exec-page-http", "exec-page-http-list",
+         "exec-list-all", "exec-prune-plan",
+         "exec-console-home", "exec-live-open", "exec-live-open-big",
+         "copy-fs-s3", "copy-rerun")
 
 
 def run(only: set[str] | None, quick: bool, repeat: int) -> list[Row]:
