@@ -138,7 +138,7 @@ class Cursor:
         if digest in self.recent:
             # Ids carry hashes only; the listing tells their stamps back.
             self.recent[digest] = stamp
-        if not self.is_new(info.key, stamp):
+        if stamp <= self._resume_floor or digest in self._delivered:  # is_new, with the hash made once
             return False
         self._delivered.add(digest)
         if stamp > self.floor:
