@@ -69,12 +69,15 @@ class Console:
     def wait_view(self, view: str | None = None, timeout: float = 60) -> dict[str, Any]:
         """Waits until <main> says its view has its data; returns its view and load time."""
         def ready(driver):
-            main = driver.find_element(By.ID, "main")
-            if main.get_attribute("data-ready") != "true":
+            # One read of all three: read one at a time, the previous view's "ready" and the
+            # next view's name (set as it starts rendering) could pass together.
+            state = driver.execute_script(
+                "const m = document.getElementById('main');"
+                "return [m.getAttribute('data-ready'), m.getAttribute('data-view'), m.getAttribute('data-load-ms')];")
+            ready_flag, shown, load_ms = state
+            if ready_flag != "true" or (view is not None and shown != view):
                 return False
-            if view is not None and main.get_attribute("data-view") != view:
-                return False
-            return {"view": main.get_attribute("data-view"), "load_ms": int(main.get_attribute("data-load-ms"))}
+            return {"view": shown, "load_ms": int(load_ms)}
         return WebDriverWait(self.driver, timeout, poll_frequency=0.02).until(ready)
 
     def find(self, css: str):
