@@ -80,6 +80,11 @@ class DirectoryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def names(self) -> int:
+        """Names kept, in all directories."""
+        return self._names
+
     def _keep(self, signature: Signature, entries: Entries) -> None:
         size = len(entries[0])
         if size > self.max_names:
