@@ -17,7 +17,7 @@ import pytest
 
 from factflow_storage import create_storage_provider
 from factflow_storage.keys import SIDECAR_SUFFIX
-from factflow_storage.providers.fs_listing import DirectoryCache
+from factflow_storage.providers.fs_listing import DirectoryCache, RowCache
 from factflow_storage.providers.fs_sidecar_cache import SidecarCache
 from factflow_storage.providers.fs_write import INODE_FIELD
 from factflow_storage.service import StorageService
@@ -34,6 +34,7 @@ def store(file_storage):
     # The caches are the provider's, under the store; short settle times keep the waits short.
     opened.primitives.directories = DirectoryCache(settle_ns=SETTLE_NS)
     opened.primitives.sidecars = SidecarCache(settle_ns=SETTLE_NS)
+    opened.primitives.rows = RowCache(settle_ns=SETTLE_NS)
     yield opened
     opened.close()
 
@@ -127,7 +128,7 @@ def test_objects_added_deleted_and_renamed_over_show_at_once(store):
 
     assert rows() == {f"msg-{n}": (10, "aaaa") for n in range(3)}
     assert rows() == {f"msg-{n}": (10, "aaaa") for n in range(3)}  # now from the caches
-    assert store.primitives.directories.hits
+    assert store.primitives.directories.hits and store.primitives.rows.hits
 
     service.put(f"{PREFIX}msg-3", b"new", {"adapter": "dddd"})
     service.delete(f"{PREFIX}msg-0")
@@ -180,7 +181,7 @@ def test_a_sidecar_changed_in_place_by_another_process_is_served_at_once_over_ht
 
         assert adapters() == ["aaaa"] * 3
         assert adapters() == ["aaaa"] * 3
-        assert store.primitives.directories.hits and store.primitives.sidecars.hits  # served from the caches
+        assert store.primitives.directories.hits and store.primitives.rows.hits  # served from the caches
         assert metadata(keys[1]) == "aaaa"
         subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
         assert adapters() == ["aaaa", "cccc", "aaaa", "zzzz"]
@@ -208,4 +209,24 @@ def test_the_directory_cache_keeps_a_bounded_number_of_names(tmp_path):
     for _ in range(2):
         assert len(service.list_page("big/")["objects"]) == 60
     assert cache.names <= 50
+    provider.close()
+
+
+def test_rows_kept_are_bounded_and_each_page_gets_blobs_of_its_own(tmp_path):
+    provider = create_storage_provider(f"file://{tmp_path / 'storage'}")
+    fs = getattr(provider, "primitives", provider)
+    fs.rows = cache = RowCache(max_bytes=20_000, settle_ns=SETTLE_NS)
+    service = StorageService(provider)
+    for n in range(100):
+        service.put(f"d/msg-{n:03d}", b"x", {"lineage": [f"parent-{n}"], "adapter": "aaaa"})
+    settled(str(tmp_path / "storage" / "d"), *(str(tmp_path / "storage" / "d" / f"msg-{n:03d}{SIDECAR_SUFFIX}")
+                                                for n in range(100)))
+    assert len(service.list_page("d/", limit=100)["objects"]) == 100
+    assert 0 < cache.bytes <= 20_000 and 0 < len(cache) < 100
+    first = service.list_page("d/", limit=10)
+    second = service.list_page("d/", limit=10)  # a page that fits: kept whole
+    assert cache.hits and second == first
+    second["objects"][-1]["metadata"]["lineage"].append("changed by a caller")
+    second["objects"][-1]["metadata"]["adapter"] = "changed by a caller"
+    assert service.list_page("d/", limit=10) == first
     provider.close()

@@ -65,6 +65,7 @@ class FilesystemProvider(BaseProvider):
         self._fsync = fsync
         self.sidecars = SidecarCache()
         self.directories = fs_listing.DirectoryCache()
+        self.rows = fs_listing.RowCache()
 
     # -- paths ---------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from factflow_storage.errors import NotFound, Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_prefix
 from factflow_storage.protocol import ObjectInfo
@@ -41,9 +43,13 @@ RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 # Names kept in all: about 100 bytes each, so some 10 MiB; a larger directory is read each time.
 MAX_NAMES = 100_000
 SETTLE_NS = 100_000_000
+# The rows' blobs, as JSON bytes plus what Python keeps per row (about): some 32 MiB in all.
+MAX_ROW_BYTES = 24 * 2**20
+_ROW_OVERHEAD = 600
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Signature = tuple[int, int, int, int]
+FileSignature = tuple[int, int, int, int, int]
 # A directory's entries in key order: names (a subdirectory's ends with '/') and which are directories.
 Entries = tuple[list[str], list[bool]]
 
@@ -227,6 +233,15 @@ def _row(provider: FilesystemProvider, parent: int, key: str, name: str
         return None  # deleted since its directory was read
     if not stat.S_ISREG(st.st_mode):
         return None  # replaced since its directory was read: the plain listing would not show it
+    try:
+        sidecar: os.stat_result | None = os.stat(name + SIDECAR_SUFFIX, dir_fd=parent, follow_symlinks=False)
+    except OSError:
+        sidecar = None
+    rows = provider.rows
+    if sidecar is not None:
+        kept = rows.get(key, st, sidecar)
+        if kept is not None:
+            return kept
     info = ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
     blob = provider.blob_for(key, parent, name, st)
     if blob is None:
@@ -234,4 +249,76 @@ def _row(provider: FilesystemProvider, parent: int, key: str, name: str
             blob = provider.full_metadata(key)
         except NotFound:
             return None
+    elif sidecar is not None:
+        rows.keep(key, st, sidecar, info, blob)
     return info, blob
+
+
+class RowCache:
+    """Listing rows with their metadata, as parsed and checked: each is used only while the
+    object and its sidecar have the device, inode, size, mtime and ctime they had (the rule
+    of ``fs_sidecar_cache``, settle time included). Bounded by the blobs' JSON bytes."""
+
+    def __init__(self, max_bytes: int = MAX_ROW_BYTES, settle_ns: int = SETTLE_NS):
+        self.max_bytes = max_bytes
+        self.settle_ns = settle_ns
+        self.hits = 0
+        self._bytes = 0
+        self._entries: OrderedDict[str, _Row] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, st: os.stat_result, sidecar: os.stat_result) -> tuple[ObjectInfo, dict[str, Any]] | None:
+        with self._lock:
+            row = self._entries.get(key)
+            if row is None or row.signature != (_file_signature(st), _file_signature(sidecar)):
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        # The caller's own blob: nested values are parsed again rather than shared.
+        return row.info, dict(row.blob) if row.raw is None else orjson.loads(row.raw)
+
+    def keep(self, key: str, st: os.stat_result, sidecar: os.stat_result, info: ObjectInfo,
+             blob: dict[str, Any]) -> None:
+        now = time.time_ns()
+        if now - st.st_ctime_ns <= self.settle_ns or now - sidecar.st_ctime_ns <= self.settle_ns:
+            return
+        raw = orjson.dumps(blob)
+        flat = not any(isinstance(value, (dict, list)) for value in blob.values())
+        row = _Row((_file_signature(st), _file_signature(sidecar)), info, dict(blob), None if flat else raw)
+        size = len(raw) + _ROW_OVERHEAD
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            row.size = size
+            self._entries[key] = row
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped.size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        """What the kept rows count for against ``max_bytes``."""
+        return self._bytes
+
+
+class _Row:
+    __slots__ = ("signature", "info", "blob", "raw", "size")
+
+    def __init__(self, signature: tuple[FileSignature, FileSignature], info: ObjectInfo, blob: dict[str, Any],
+                 raw: bytes | None):
+        self.signature = signature
+        self.info = info
+        self.blob = blob
+        self.raw = raw
+        self.size = 0
+
+
+def _file_signature(st: os.stat_result) -> FileSignature:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
