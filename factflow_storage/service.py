@@ -12,7 +12,7 @@ import binascii
 import itertools
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar, cast
 
 import orjson
@@ -256,7 +256,7 @@ class StorageService:
             else encode_cursor(resume) if resume else None,
         }
 
-    def _page_with_metadata(self, one_pass: Callable[..., Iterator[tuple[ObjectInfo, dict[str, Any]]]],
+    def _page_with_metadata(self, one_pass: Callable[..., Generator[tuple[ObjectInfo, dict[str, Any]], None, None]],
                             prefix: str, start_after: str | None, route_id: str | None, stage: str | None,
                             extension: str | None, limit: int) -> ListPage:
         """``list_page`` of a flat listing with metadata where the provider lists both in

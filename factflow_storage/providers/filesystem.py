@@ -26,7 +26,7 @@ import itertools
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
@@ -394,7 +394,7 @@ class FilesystemProvider(BaseProvider):
 
     def list_with_metadata(self, prefix: str = "", *, start_after: str | None = None,
                            keep: Callable[[str], bool] | None = None
-                           ) -> Iterator[tuple[ObjectInfo, dict[str, Any]]]:
+                           ) -> Generator[tuple[ObjectInfo, dict[str, Any]], None, None]:
         """``list`` with each object's ``metadata``, in one pass (``fs_listing``); only keys
         that pass ``keep`` are read."""
         return fs_listing.walk(self, prefix, start_after, keep)

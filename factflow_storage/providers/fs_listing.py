@@ -24,7 +24,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -132,7 +132,7 @@ def _is_utf8(name: str) -> bool:
 
 
 def walk(provider: FilesystemProvider, prefix: str, start_after: str | None,
-         keep: Callable[[str], bool] | None) -> Iterator[tuple[ObjectInfo, dict[str, Any]]]:
+         keep: Callable[[str], bool] | None) -> Generator[tuple[ObjectInfo, dict[str, Any]], None, None]:
     """``(info, metadata)`` of each object under ``prefix`` after ``start_after`` whose key
     passes ``keep``, in key order: the rows ``list`` gives, each with what ``metadata``
     answers. An object deleted during the walk is left out."""
