@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -35,9 +35,6 @@ from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_pref
 from factflow_storage.protocol import ObjectInfo
 from factflow_storage.providers import fs_paths
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
-
-if TYPE_CHECKING:
-    from factflow_storage.providers.filesystem import FilesystemProvider
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 # Names kept in all: about 100 bytes each, so some 10 MiB; a larger directory is read each time.
@@ -52,6 +49,18 @@ Signature = tuple[int, int, int, int]
 FileSignature = tuple[int, int, int, int, int]
 # A directory's entries in key order: names (a subdirectory's ends with '/') and which are directories.
 Entries = tuple[list[str], list[bool]]
+
+
+class FilesystemProvider(Protocol):
+    """What the walk uses of the provider (``filesystem.FilesystemProvider``)."""
+
+    root: str
+    directories: DirectoryCache
+    rows: RowCache
+
+    def blob_for(self, key: str, parent: int, name: str, st: os.stat_result) -> dict[str, Any] | None: ...
+
+    def full_metadata(self, key: str) -> dict[str, Any]: ...
 
 
 def _signature(st: os.stat_result) -> Signature:
