@@ -12,7 +12,7 @@ import binascii
 import itertools
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar, cast
 
 import orjson
@@ -226,6 +226,9 @@ class StorageService:
             raise BadRequest(f"start_after must be at most {MAX_FILTER} bytes")
         start_after = decode_cursor(cursor) if cursor else (start_after or None)
         wanted = name_filter(prefix, contains, match)
+        one_pass = getattr(self.provider, "list_with_metadata", None)
+        if include_metadata and one_pass is not None and not delimiter and not offset and wanted is None:
+            return self._page_with_metadata(one_pass, prefix, start_after, route_id, stage, extension, limit)
         if delimiter:
             entries: Iterator[ObjectInfo | PrefixInfo] = self._browse_entries(prefix, start_after, route_id, stage, extension)
         else:
@@ -251,6 +254,29 @@ class StorageService:
             "common_prefixes": [entry.prefix for entry in page if isinstance(entry, PrefixInfo)],
             "next_cursor": encode_cursor(entry_name(last)) if more and last
             else encode_cursor(resume) if resume else None,
+        }
+
+    def _page_with_metadata(self, one_pass: Callable[..., Generator[tuple[ObjectInfo, dict[str, Any]], None, None]],
+                            prefix: str, start_after: str | None, route_id: str | None, stage: str | None,
+                            extension: str | None, limit: int) -> ListPage:
+        """``list_page`` of a flat listing with metadata where the provider lists both in
+        one pass: the same page, without a second look at each object."""
+        validate_prefix(prefix)
+        extensions = split_extensions(extension)
+        routes, stages = (route_id,) if route_id else (), (stage,) if stage else ()
+        keep = (lambda key: key_matches(key, routes, stages, extensions)) if routes or stages or extensions else None
+        pairs = one_pass(narrow_prefix(prefix, route_id, stage), start_after=start_after, keep=keep)
+        try:
+            page = list(itertools.islice(pairs, limit + 1))
+        finally:
+            pairs.close()  # its open directories, now rather than when collected
+        more = len(page) > limit
+        page = page[:limit]
+        return {
+            "objects": [{**object_row(info), "content_type": blob.get("content_type"), "metadata": blob}
+                        for info, blob in page],
+            "common_prefixes": [],
+            "next_cursor": encode_cursor(page[-1][0].key) if more and page else None,
         }
 
     def _browse_entries(self, prefix: str, start_after: str | None, route_id: str | None,

@@ -26,7 +26,7 @@ import itertools
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
@@ -39,7 +39,7 @@ from factflow_storage.metadata import (QUARANTINED, HashingReader, build_metadat
                                        describe_stored, foreign_metadata)
 from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, WriteCondition, check_range,
                                        object_etag, record_create_only)
-from factflow_storage.providers import fs_paths, fs_quarantine, fs_write
+from factflow_storage.providers import fs_listing, fs_paths, fs_quarantine, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_sidecar_cache import SidecarCache
 from factflow_storage.providers.fs_write import INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version
@@ -53,6 +53,7 @@ _SWAP_WINDOW = 0.05
 # File names are at most 255 bytes on the filesystems we run on; the sidecar adds its suffix.
 MAX_SEGMENT_BYTES = 255 - len(SIDECAR_SUFFIX)
 RECORD_ATTEMPTS = 5
+_EUID = os.geteuid()
 
 
 class FilesystemProvider(BaseProvider):
@@ -63,6 +64,8 @@ class FilesystemProvider(BaseProvider):
         self.root = os.path.abspath(os.path.expanduser(uri.location))
         self._fsync = fsync
         self.sidecars = SidecarCache()
+        self.directories = fs_listing.DirectoryCache()
+        self.rows = fs_listing.RowCache()
 
     # -- paths ---------------------------------------------------------------
 
@@ -341,7 +344,7 @@ class FilesystemProvider(BaseProvider):
             blob = self._looked_at(key, fds[-1], name)
         finally:
             fs_paths.close_all(fds)
-        return self._full_metadata(key) if blob is None else blob
+        return self.full_metadata(key) if blob is None else blob
 
     def metadata_many(self, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
         """``metadata`` of each key in turn, opening each directory once for a run of keys
@@ -356,7 +359,7 @@ class FilesystemProvider(BaseProvider):
                         opened = None
                     opened = (parents, self._chain(key, parents))
                 blob = self._looked_at(key, opened[1][-1], name)
-                yield self._full_metadata(key) if blob is None else blob
+                yield self.full_metadata(key) if blob is None else blob
         finally:
             if opened is not None:
                 fs_paths.close_all(opened[1])
@@ -364,28 +367,37 @@ class FilesystemProvider(BaseProvider):
     def _looked_at(self, key: str, parent: int, name: str) -> dict[str, Any] | None:
         """The blob of a regular file whose sidecar names its inode, from a look at the
         object rather than an open: a listing with metadata reads many. None for anything
-        else (a write mid-swap, a copied tree, a link, no sidecar), which ``_full_metadata``
+        else (a write mid-swap, a copied tree, a link, no sidecar), which ``full_metadata``
         settles or refuses."""
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
             raise NotFound(f"no object {key!r}") from None
-        # An object the reader may not open has no metadata for it either.
-        if not stat.S_ISREG(st.st_mode) or not os.access(name, os.R_OK, dir_fd=parent, effective_ids=True,
-                                                          follow_symlinks=False):
-            return None
+        return self.blob_for(key, parent, name, st)
+
+    def blob_for(self, key: str, parent: int, name: str, st: os.stat_result) -> dict[str, Any] | None:
+        """``_looked_at`` of an object already stat'ed (``st``, not following links)."""
+        if not stat.S_ISREG(st.st_mode) or not _readable(st, parent, name):
+            return None  # an object the reader may not open has no metadata for it either
         record = self.sidecars.read(key, parent, name)
         if record is None or record.get(INODE_FIELD) is None:
             return None
         blob = pick_version(record, st, None)
         return None if blob is None else describe_stored(key, blob, size=st.st_size)
 
-    def _full_metadata(self, key: str) -> dict[str, Any]:
+    def full_metadata(self, key: str) -> dict[str, Any]:
         stream, _inode = self.open_version(key)
         with stream:
             return stream.metadata
 
     # -- listings ------------------------------------------------------------
+
+    def list_with_metadata(self, prefix: str = "", *, start_after: str | None = None,
+                           keep: Callable[[str], bool] | None = None
+                           ) -> Generator[tuple[ObjectInfo, dict[str, Any]], None, None]:
+        """``list`` with each object's ``metadata``, in one pass (``fs_listing``); only keys
+        that pass ``keep`` are read."""
+        return fs_listing.walk(self, prefix, start_after, keep)
 
     def list(self, prefix: str = "", *, start_after: str | None = None,
              limit: int | None = None) -> Iterator[ObjectInfo]:
@@ -671,6 +683,14 @@ def _listed(key: str, entry: os.DirEntry) -> ObjectInfo | None:
     except FileNotFoundError:
         return None
     return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+
+def _readable(st: os.stat_result, parent: int, name: str) -> bool:
+    """Whether this process may open the object for reading. For a file it owns the owner's
+    mode bits decide (an ACL's owner entry is those bits), with no system call; else the kernel."""
+    if st.st_uid == _EUID and st.st_mode & stat.S_IRUSR:
+        return True
+    return os.access(name, os.R_OK, dir_fd=parent, effective_ids=True, follow_symlinks=False)
 
 
 def _prefix_conflict(key: str) -> Conflict:
