@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, cast
@@ -86,7 +87,7 @@ class KeptAliveGets:
         for reused in ((True, False) if sock is not None else (False,)):
             try:
                 if not reused:
-                    sock = s3_quick.connect(self._host)
+                    sock = _connect(self._host)
                 assert sock is not None
                 self.sent += 1
                 sock.sendall(request)
@@ -110,6 +111,17 @@ class KeptAliveGets:
         self._local.sock = None
         if sock is not None:
             sock.close()
+
+
+def _connect(host: str) -> socket.socket:
+    """A blocking socket whose timeouts the kernel keeps: Python's own timeout would poll
+    before every send and receive, a system call (and a GIL hand-over) more each."""
+    sock = s3_quick.connect(host)
+    sock.settimeout(None)
+    limit = struct.pack("ll", int(s3_quick.TIMEOUT), 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+    return sock
 
 
 class _Body:
