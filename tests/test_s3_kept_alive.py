@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import threading
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ import pytest
 from tcp_counter import CountingRelay
 
 from factflow_storage import create_storage_provider
-from factflow_storage.errors import BadCredentials, NotFound
+from factflow_storage.errors import BadCredentials, NotFound, Unavailable
 from factflow_storage.providers.s3_quick import signed_headers
 from factflow_storage.zipformat.layout import sidecar_bytes
 
@@ -108,6 +109,22 @@ def test_a_missing_object_and_a_refused_signature_are_the_providers_errors(s3_se
     with pytest.raises(BadCredentials):
         wrong.open("e/r/s/k")
     assert wrong._gets.sent == sent
+
+
+def test_an_endpoint_that_never_answers_is_unavailable(s3_server, bucket):
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    endpoint = f"127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        provider = _provider(s3_server, bucket, endpoint=endpoint)
+        with pytest.raises(Unavailable, match=f"^cannot reach S3 at {endpoint}: no answer within 6 s$"):
+            provider.open("e/r/s/k")
+        assert provider._gets.sent == 1  # said by the first request, not again by minio-py's
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()
 
 
 @pytest.mark.parametrize("path", ["/bucket/plain.bin", "/b/with%20space%2C%20comma%20%26%20plus%2B.txt",

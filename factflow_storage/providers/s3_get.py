@@ -11,9 +11,10 @@ of 200 with a Content-Length, and a blob the provider's own ``blob`` function bu
 from the answer's headers (the same function as on minio-py's path, so the metadata is
 the same). Anything else (an error status, a broken or refused connection, a chunked
 body) returns None, and the caller makes the read through minio-py, whose errors come
-out of the one table (``s3_errors``). An answer of 400 or 403 (a signature the server
-does not take) turns the path off for the provider, so such a server costs one extra
-request, not one per object.
+out of the one table (``s3_errors``). Only a timeout is reported here, in that table's
+words, since minio-py would wait as long again. An answer of 400 or 403 (a signature the
+server does not take) turns the path off for the provider, so such a server costs one
+extra request, not one per object.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from urllib.parse import quote
 from factflow_storage.errors import Unavailable
 from factflow_storage.protocol import ObjectInfo, ObjectStream
 from factflow_storage.providers import s3_quick
+from factflow_storage.providers.s3_errors import CONNECT_TIMEOUT, READ_TIMEOUT
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -85,9 +87,11 @@ class KeptAliveGets:
         self._local.sock = None
         # A kept socket the server has closed since fails at once: try a fresh one, once.
         for reused in ((True, False) if sock is not None else (False,)):
+            connected = reused
             try:
                 if not reused:
                     sock = _connect(self._host)
+                    connected = True
                 assert sock is not None
                 self.sent += 1
                 sock.sendall(request)
@@ -95,6 +99,11 @@ class KeptAliveGets:
             except (OSError, ValueError) as err:
                 if sock is not None:
                     sock.close()
+                if isinstance(err, (TimeoutError, BlockingIOError)):
+                    # minio-py would wait as long again before saying the same.
+                    reason = f"no answer within {READ_TIMEOUT:g} s" if connected else \
+                        f"no connection within {CONNECT_TIMEOUT:g} s"
+                    raise Unavailable(f"cannot reach S3 at {self._host}: {reason}") from err
                 if not reused:
                     log.debug("signed GET of %r failed (%s); reading it through minio-py", path, err)
         return None
@@ -116,9 +125,9 @@ class KeptAliveGets:
 def _connect(host: str) -> socket.socket:
     """A blocking socket whose timeouts the kernel keeps: Python's own timeout would poll
     before every send and receive, a system call (and a GIL hand-over) more each."""
-    sock = s3_quick.connect(host)
+    sock = s3_quick.connect(host, CONNECT_TIMEOUT)
     sock.settimeout(None)
-    limit = struct.pack("ll", int(s3_quick.TIMEOUT), 0)
+    limit = struct.pack("ll", int(READ_TIMEOUT), 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
     return sock

@@ -103,11 +103,11 @@ def _exchange(host: str, path: str, headers: Mapping[str, str]) -> tuple[socket.
         raise
 
 
-def connect(host: str) -> socket.socket:
+def connect(host: str, timeout: float = TIMEOUT) -> socket.socket:
     hostname, port = _address(host)
     # An ASCII name as bytes skips the idna codec's import (getaddrinfo takes either).
     address = (hostname.encode() if hostname.isascii() else hostname, port)
-    return socket.create_connection(address, timeout=TIMEOUT)  # type: ignore[arg-type]
+    return socket.create_connection(address, timeout=timeout)  # type: ignore[arg-type]
 
 
 def request_bytes(path: str, headers: Mapping[str, str], *, keep_alive: bool) -> bytes:
