@@ -13,13 +13,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import stat
-import tempfile
 import threading
-from typing import BinaryIO
-
 
 from factflow_storage.errors import Conflict, StorageError
 from factflow_storage.keys import SIDECAR_SUFFIX, validate_key
@@ -44,23 +42,32 @@ def file_sha256(path: str) -> str:
 
 
 class Staged:
-    """A temp file in the staging directory, hashed as it is written."""
+    """A temp file in the staging directory, hashed as it is written.
 
-    def __init__(self, directory: str, mode: int = 0o644):
-        fd, self.path = tempfile.mkstemp(dir=directory, suffix=PART_SUFFIX)
-        os.fchmod(fd, mode)  # mkstemp's 0600 would outlive the rename
-        self._handle: BinaryIO = os.fdopen(fd, "wb")
+    Named from a counter rather than by ``mkstemp``: the staging directory is this
+    download's alone (it holds the lock, and cleared leftovers on entry), so a counter is
+    unique, and the file is created with its final mode at once. Writes go straight to
+    the descriptor: most files are one write, which a buffered file would only copy."""
+
+    _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+    def __init__(self, directory: str, mode: int, number: int):
+        self.path = os.path.join(directory, f"{number}{PART_SUFFIX}")
+        self._fd = os.open(self.path, self._FLAGS, mode)
         self._digest = hashlib.sha256()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
         self._digest.update(chunk)
-        self._handle.write(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view):]
         self.size += len(chunk)
 
     def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.close()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     @property
     def sha256_hex(self) -> str:
@@ -83,6 +90,7 @@ class OutputTree:
         self._known_dirs: set[str] = set()
         self._mkdir_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._numbers = itertools.count()  # next() on a count is atomic: threads share it
         # Files get the mode cp, rclone and aws give them: 0666 less the umask.
         umask = os.umask(0o022)
         os.umask(umask)
@@ -173,7 +181,8 @@ class OutputTree:
     # -- writing -------------------------------------------------------------
 
     def stage(self) -> Staged:
-        return Staged(self.staging, self.file_mode)
+        # The mode is the file's at creation: file_mode already has the umask's bits off.
+        return Staged(self.staging, self.file_mode, next(self._numbers))
 
     def commit(self, staged: Staged, path: str, key: str) -> None:
         """Move a checked temp file to its final name (replacing what was there)."""

@@ -41,6 +41,7 @@ from factflow_storage.providers import s3_client
 from factflow_storage.providers import s3_metadata as meta
 from factflow_storage.providers.s3_conditional import ConditionalWrites
 from factflow_storage.providers.s3_errors import TRANSLATED, ErrorContext
+from factflow_storage.providers.s3_get import KeptAliveGets
 from factflow_storage.providers.s3_journal import journal_hook
 from factflow_storage.providers.s3_listing import AFTER_RECORDS, Listed, list_entries, listable, listed_info
 from factflow_storage.providers.s3_transfer import (PART_SIZE, SINGLE_PUT_LIMIT, Body, EmptyBody, Uploader, file_sha256,
@@ -82,6 +83,9 @@ class MinioProvider(BaseProvider):
         self._uploader = Uploader(self._client, self.bucket, self._call)
         self._conditional = ConditionalWrites(self._client, self.bucket, self._record_name, self._errors)
         self._bucket_seen = False
+        # Whole-object reads over plain HTTP skip minio-py's per-request work (``s3_get``).
+        self._gets = KeptAliveGets(host, self.bucket, access_key, secret_key, self.region) \
+            if access_key and secret_key and not secure else None
         # S3 servers cannot push changes, so watchers poll a journal of writes: kept here,
         # by every writer, not by whoever opened the provider.
         self.add_write_hook(journal_hook(self))
@@ -358,6 +362,10 @@ class MinioProvider(BaseProvider):
             info, blob = self._head(key, name)
             check_range(key, info.size, start, length)
             return ObjectStream(info, blob, EmptyBody(), start, 0)
+        if start == 0 and length is None and self._gets is not None:
+            fast = self._gets.open(key, name, self._blob)
+            if fast is not None:
+                return fast
         for _ in range(_COMPANION_RETRIES):
             try:
                 response = self._call(f"object {key!r}", self._client.get_object, bucket_name=self.bucket,
@@ -542,4 +550,6 @@ class MinioProvider(BaseProvider):
             pass
 
     def close(self) -> None:
+        if self._gets is not None:
+            self._gets.close()
         self._http.clear()

@@ -11,6 +11,7 @@ so every error still comes out of its one table (``s3_errors``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import socket
@@ -92,35 +93,51 @@ def _exchange(host: str, path: str, headers: Mapping[str, str]) -> tuple[socket.
     """Send one request and read the answer's head: the socket, status, lower-cased
     headers, and the body bytes that came with the head. (``http.client`` would import
     ``ssl`` and ``email``, a third of this command's start-up.)"""
-    hostname, port = _address(host)
-    # An ASCII name as bytes skips the idna codec's import (getaddrinfo takes either).
-    address = (hostname.encode() if hostname.isascii() else hostname, port)
-    sock = socket.create_connection(address, timeout=TIMEOUT)  # type: ignore[arg-type]
+    sock = connect(host)
     try:
-        request = "".join([f"GET {path} HTTP/1.1\r\n", *(f"{n}: {v}\r\n" for n, v in headers.items()),
-                           "connection: close\r\n\r\n"])
-        sock.sendall(request.encode("ascii"))
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            if not chunk or len(received) > MAX_HEAD:
-                raise ValueError("no complete HTTP head")
-            received += chunk
-        head, _, early = received.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        version, status, *_ = status_line.split(" ", 2)
-        if not version.startswith("HTTP/1."):
-            raise ValueError(f"not an HTTP/1 answer: {status_line[:40]!r}")
-        fields: dict[str, str] = {}
-        for line in lines:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError(f"bad header line {line[:40]!r}")
-            fields[name.strip().lower()] = value.strip()
-        return sock, int(status), fields, early
+        sock.sendall(request_bytes(path, headers, keep_alive=False))
+        status, fields, early = read_head(sock)
+        return sock, status, fields, early
     except BaseException:
         sock.close()
         raise
+
+
+def connect(host: str, timeout: float = TIMEOUT) -> socket.socket:
+    hostname, port = _address(host)
+    # An ASCII name as bytes skips the idna codec's import (getaddrinfo takes either).
+    address = (hostname.encode() if hostname.isascii() else hostname, port)
+    return socket.create_connection(address, timeout=timeout)  # type: ignore[arg-type]
+
+
+def request_bytes(path: str, headers: Mapping[str, str], *, keep_alive: bool) -> bytes:
+    lines = [f"GET {path} HTTP/1.1\r\n", *(f"{n}: {v}\r\n" for n, v in headers.items())]
+    if not keep_alive:
+        lines.append("connection: close\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("ascii")
+
+
+def read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """The answer's status, lower-cased headers, and the body bytes that came with the head."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        if not chunk or len(received) > MAX_HEAD:
+            raise ValueError("no complete HTTP head")
+        received += chunk
+    head, _, early = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    version, status, *_ = status_line.split(" ", 2)
+    if not version.startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP/1 answer: {status_line[:40]!r}")
+    fields: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"bad header line {line[:40]!r}")
+        fields[name.strip().lower()] = value.strip()
+    return int(status), fields, early
 
 
 def _blob(key: str, headers: Mapping[str, str], info: ObjectInfo) -> dict[str, Any] | None:
@@ -146,13 +163,19 @@ def signed_headers(method: str, host: str, path: str, access_key: str, secret_ke
                            EMPTY_SHA256])
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", moment, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    signing_key = f"AWS4{secret_key}".encode()
-    for part in (day, region, "s3", "aws4_request"):
-        signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signature = hmac.new(_signing_key(secret_key, day, region), to_sign.encode(), hashlib.sha256).hexdigest()
     headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
                                 f"SignedHeaders={names}, Signature={signature}")
     return headers
+
+
+@functools.lru_cache(maxsize=8)
+def _signing_key(secret_key: str, day: str, region: str) -> bytes:
+    """Four HMACs that change once a day: a bulk read signs thousands of requests with one key."""
+    key = f"AWS4{secret_key}".encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
 
 
 def _address(host: str) -> tuple[str, int]:
