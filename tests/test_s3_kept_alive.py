@@ -142,3 +142,18 @@ def test_the_signature_is_minio_pys(path):
                         credentials=Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
                         content_sha256=headers["x-amz-content-sha256"], date=moment)
     assert ours["authorization"] == theirs["Authorization"]
+
+
+def test_the_signature_matches_the_published_s3_example():
+    """The GET Object example of AWS's "Signature Calculations for the Authorization
+    Header" (S3 API reference): its credentials, date, headers and resulting signature."""
+    from datetime import datetime, timezone
+
+    headers = signed_headers("GET", "examplebucket.s3.amazonaws.com", "/test.txt", "AKIAIOSFODNN7EXAMPLE",
+                             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1",
+                             now=datetime(2013, 5, 24, tzinfo=timezone.utc), extra={"range": "bytes=0-9"})
+    assert headers["authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+    assert headers["range"] == "bytes=0-9" and headers["x-amz-date"] == "20130524T000000Z"

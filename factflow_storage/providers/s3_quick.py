@@ -153,11 +153,12 @@ def _blob(key: str, headers: Mapping[str, str], info: ObjectInfo) -> dict[str, A
 
 
 def signed_headers(method: str, host: str, path: str, access_key: str, secret_key: str, region: str,
-                   now: datetime | None = None) -> dict[str, str]:
-    """AWS Signature Version 4 headers for a request without a body or a query."""
+                   now: datetime | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """AWS Signature Version 4 headers for a request without a body or a query; ``extra``
+    headers (lower-case names, such as ``range``) are signed and returned with them."""
     moment = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     day = moment[:8]
-    headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": moment}
+    headers = {**(extra or {}), "host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": moment}
     names = ";".join(sorted(headers))
     canonical = "\n".join([method, path, "", *(f"{n}:{headers[n]}" for n in sorted(headers)), "", names,
                            EMPTY_SHA256])
