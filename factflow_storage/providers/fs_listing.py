@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from operator import itemgetter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -34,6 +35,7 @@ CHUNK_ROWS = 1024
 # The years ``format_time`` formats from a cache (1971 to 2200); other times take it whole.
 _FIRST_SECOND, _END_SECOND = 31_536_000, 7_258_118_400
 _SECONDS_KEPT = 4096
+_first_item = itemgetter(0)
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _ROW = b'{"key":"%s","size":%d,"last_modified":"%s.%03dZ"}\n'
 _EMPTY_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
@@ -85,6 +87,7 @@ def _level(directory: str, key_prefix: str, name_filter: str,
     append = entries.append
     at_root = not key_prefix
     escaped_prefix = orjson.dumps(key_prefix)[1:-1]
+    row = _ROW
     lstat, is_dir, is_file = os.lstat, stat.S_ISDIR, stat.S_ISREG
     try:
         names = os.listdir(fd)
@@ -101,14 +104,27 @@ def _level(directory: str, key_prefix: str, name_filter: str,
             except FileNotFoundError:
                 continue  # deleted since the directory was read
             mode = st.st_mode
-            if is_dir(mode):
-                append((f"{key_prefix}{name}/", None, os.path.join(directory, name)))
-            elif is_file(mode):
+            if is_file(mode):
                 if ascii_name and name.isprintable() and '"' not in name and "\\" not in name:
-                    escaped = name.encode()
+                    escaped = escaped_prefix + name.encode()
                 else:
-                    escaped = orjson.dumps(name)[1:-1]
-                append((key_prefix + name, _row(escaped_prefix + escaped, st, seconds), ""))
+                    escaped = escaped_prefix + orjson.dumps(name)[1:-1]
+                # Inline, not a call per object: the time as datetime.fromtimestamp rounds
+                # it (the fraction to the microsecond, half to even), each second's text once.
+                mtime = st.st_mtime
+                second = int(mtime)
+                micro = round((mtime - second) * 1e6)
+                if micro >= 1_000_000:
+                    second, micro = second + 1, micro - 1_000_000
+                text = seconds.get(second)
+                if text is None:
+                    text = _second_text(second, seconds)
+                    if text is None:
+                        append((key_prefix + name, _row_whole(escaped, st), ""))
+                        continue
+                append((key_prefix + name, row % (escaped, st.st_size, text, micro // 1000), ""))
+            elif is_dir(mode):
+                append((f"{key_prefix}{name}/", None, os.path.join(directory, name)))
     except OSError as err:
         raise Unavailable(f"cannot read {directory}: {err.strerror}") from err
     finally:
@@ -118,27 +134,19 @@ def _level(directory: str, key_prefix: str, name_filter: str,
     return entries
 
 
-def _row(key: bytes, st: os.stat_result, seconds: dict[int, bytes]) -> bytes:
-    mtime = st.st_mtime
-    second = int(mtime)
-    # datetime.fromtimestamp's rounding: the fraction to the microsecond, half to even.
-    micro = round((mtime - second) * 1e6)
-    if micro >= 1_000_000:
-        second, micro = second + 1, micro - 1_000_000
+def _second_text(second: int, seconds: dict[int, bytes]) -> bytes | None:
+    """A second's text, kept; None outside the years ``format_time`` formats this way."""
     if not _FIRST_SECOND <= second < _END_SECOND:
-        text = format_time(datetime.fromtimestamp(mtime, timezone.utc)).encode()
-        return b'{"key":"%s","size":%d,"last_modified":"%s"}\n' % (key, st.st_size, text)
-    prefix = seconds.get(second)
-    if prefix is None:
-        if len(seconds) >= _SECONDS_KEPT:
-            seconds.clear()
-        prefix = seconds[second] = datetime.fromtimestamp(second, timezone.utc).isoformat(
-            timespec="seconds")[:19].encode()
-    return _ROW % (key, st.st_size, prefix, micro // 1000)
+        return None
+    if len(seconds) >= _SECONDS_KEPT:
+        seconds.clear()
+    text = seconds[second] = datetime.fromtimestamp(second, timezone.utc).isoformat(timespec="seconds")[:19].encode()
+    return text
 
 
-def _first_item(row: tuple) -> str:
-    return row[0]
+def _row_whole(key: bytes, st: os.stat_result) -> bytes:
+    text = format_time(datetime.fromtimestamp(st.st_mtime, timezone.utc)).encode()
+    return b'{"key":"%s","size":%d,"last_modified":"%s"}\n' % (key, st.st_size, text)
 
 
 def _is_utf8(name: str) -> bool:
