@@ -37,7 +37,7 @@ _FIRST_SECOND, _END_SECOND = 31_536_000, 7_258_118_400
 _SECONDS_KEPT = 4096
 _first_item = itemgetter(0)
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-_ROW = b'{"key":"%s","size":%d,"last_modified":"%s.%03dZ"}\n'
+_ROW = '{"key":"%s%s","size":%d,"last_modified":"%s.%03dZ"}\n'
 _EMPTY_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
 
 
@@ -49,55 +49,59 @@ def ndjson_rows(provider: FilesystemProvider, prefix: str = "", limit: int | Non
     if not provider._reachable(directory):
         return
     left = -1 if limit is None else limit
-    seconds: dict[int, bytes] = {}
+    seconds: dict[int, str] = {}
     # Depth first, each directory in key order with '/' ending a subdirectory's key, as
     # FilesystemProvider._walk: a stack of levels, each the sorted entries still to go.
-    pending = [iter(_level(os.path.join(provider.root, directory), key_prefix, name_filter, seconds))]
-    chunk: list[bytes] = []
+    start = os.path.join(provider.root, directory)
+    pending = [(start, key_prefix, iter(_level(start, key_prefix, name_filter, seconds)))]
+    chunk: list[str] = []
     while pending:
-        for key, row, path in pending[-1]:
+        path, keys, entries = pending[-1]
+        for name, row in entries:
             if row is None:
-                pending.append(iter(_level(path, key, "", seconds)))
+                below = os.path.join(path, name[:-1])
+                pending.append((below, keys + name, iter(_level(below, keys + name, "", seconds))))
                 break
             chunk.append(row)
             left -= 1
             if left == 0:
-                yield b"".join(chunk)
+                yield "".join(chunk).encode()
                 return
             if len(chunk) >= CHUNK_ROWS:
-                yield b"".join(chunk)
+                yield "".join(chunk).encode()
                 chunk = []
         else:
             pending.pop()
     if chunk:
-        yield b"".join(chunk)
+        yield "".join(chunk).encode()
 
 
 def _level(directory: str, key_prefix: str, name_filter: str,
-           seconds: dict[int, bytes]) -> list[tuple[str, bytes | None, str]]:
-    """One directory's entries in key order: (key, its row, "") for an object and
-    (key ending in '/', None, its path) for a subdirectory."""
+           seconds: dict[int, str]) -> list[tuple[str, str | None]]:
+    """One directory's entries in key order: (name, its row) for an object and (name and
+    '/', None) for a subdirectory."""
     try:
         fd = os.open(directory, _DIRECTORY)
     except OSError as err:
         if err.errno in _EMPTY_ERRORS:
             return []
         raise Unavailable(f"cannot read {directory}: {err.strerror}") from err
-    entries: list[tuple[str, bytes | None, str]] = []
+    entries: list[tuple[str, str | None]] = []
     append = entries.append
     at_root = not key_prefix
-    escaped_prefix = orjson.dumps(key_prefix)[1:-1]
+    shown_prefix = orjson.dumps(key_prefix)[1:-1].decode()
     row = _ROW
     lstat, is_dir, is_file = os.lstat, stat.S_ISDIR, stat.S_ISREG
     try:
         names = os.listdir(fd)
+        # One test for the whole directory: its names usually need no JSON escaping.
+        plain = _plain("/".join(names))
         for name in names:
             if name.endswith(SIDECAR_SUFFIX) or (name_filter and not name.startswith(name_filter)):
                 continue
             if at_root and name == RESERVED_DIR:
                 continue
-            ascii_name = name.isascii()
-            if not ascii_name and not _is_utf8(name):
+            if not plain and not name.isascii() and not _is_utf8(name):
                 continue  # undecodable bytes: not a key this project could have written
             try:
                 st = lstat(name, dir_fd=fd)
@@ -105,10 +109,7 @@ def _level(directory: str, key_prefix: str, name_filter: str,
                 continue  # deleted since the directory was read
             mode = st.st_mode
             if is_file(mode):
-                if ascii_name and name.isprintable() and '"' not in name and "\\" not in name:
-                    escaped = escaped_prefix + name.encode()
-                else:
-                    escaped = escaped_prefix + orjson.dumps(name)[1:-1]
+                shown = name if plain or _plain(name) else orjson.dumps(name)[1:-1].decode()
                 # Inline, not a call per object: the time as datetime.fromtimestamp rounds
                 # it (the fraction to the microsecond, half to even), each second's text once.
                 mtime = st.st_mtime
@@ -120,33 +121,39 @@ def _level(directory: str, key_prefix: str, name_filter: str,
                 if text is None:
                     text = _second_text(second, seconds)
                     if text is None:
-                        append((key_prefix + name, _row_whole(escaped, st), ""))
+                        append((name, _row_whole(shown_prefix + shown, st)))
                         continue
-                append((key_prefix + name, row % (escaped, st.st_size, text, micro // 1000), ""))
+                append((name, row % (shown_prefix, shown, st.st_size, text, micro // 1000)))
             elif is_dir(mode):
-                append((f"{key_prefix}{name}/", None, os.path.join(directory, name)))
+                append((name + "/", None))
     except OSError as err:
         raise Unavailable(f"cannot read {directory}: {err.strerror}") from err
     finally:
         os.close(fd)
-    # Code point order of str is the byte order of UTF-8, which is S3's.
+    # Within one directory the key order is its names' (a subdirectory's ending in '/'):
+    # code point order of str, the byte order of UTF-8, which is S3's.
     entries.sort(key=_first_item)
     return entries
 
 
-def _second_text(second: int, seconds: dict[int, bytes]) -> bytes | None:
+def _plain(text: str) -> bool:
+    """Whether ``text`` is its own JSON string body (printable ASCII, no quote or backslash)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+def _second_text(second: int, seconds: dict[int, str]) -> str | None:
     """A second's text, kept; None outside the years ``format_time`` formats this way."""
     if not _FIRST_SECOND <= second < _END_SECOND:
         return None
     if len(seconds) >= _SECONDS_KEPT:
         seconds.clear()
-    text = seconds[second] = datetime.fromtimestamp(second, timezone.utc).isoformat(timespec="seconds")[:19].encode()
+    text = seconds[second] = datetime.fromtimestamp(second, timezone.utc).isoformat(timespec="seconds")[:19]
     return text
 
 
-def _row_whole(key: bytes, st: os.stat_result) -> bytes:
-    text = format_time(datetime.fromtimestamp(st.st_mtime, timezone.utc)).encode()
-    return b'{"key":"%s","size":%d,"last_modified":"%s"}\n' % (key, st.st_size, text)
+def _row_whole(key: str, st: os.stat_result) -> str:
+    text = format_time(datetime.fromtimestamp(st.st_mtime, timezone.utc))
+    return f'{{"key":"{key}","size":{st.st_size},"last_modified":"{text}"}}\n'
 
 
 def _is_utf8(name: str) -> bool:
