@@ -3,8 +3,8 @@
 ``storage list --output json`` of a large store spends most of its time per object: a
 ``DirEntry`` and an ``ObjectInfo`` each, a ``datetime`` and its text, a dict and its own
 ``orjson.dumps``. Here one loop per directory lists its names, stats each object once
-(relative to the directory's descriptor) and formats its row as bytes, the time from the
-stat without a ``datetime`` and each second's text once.
+(relative to the directory's descriptor) and formats its row as text, the time from the
+stat without a ``datetime`` and each second's text once; rows are encoded a chunk at a time.
 
 The rows are byte for byte those of ``StorageService.list_rows`` over
 ``FilesystemProvider.list``: the same entries left out (sidecars, temp files, the records
@@ -18,9 +18,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from operator import itemgetter
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from operator import itemgetter
 
 import orjson
 
