@@ -1,5 +1,5 @@
 """``storage list --output json`` of a filesystem store is written by its own walker
-(``providers/fs_listing.py``): its bytes are those of the service's rows, rendered as
+(``providers/fs_json_rows.py``): its bytes are those of the service's rows, rendered as
 every other listing is, on a tree made to tell them apart."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from factflow_storage.errors import InvalidKey
 from factflow_storage.providers.filesystem import FilesystemProvider
-from factflow_storage.providers.fs_listing import ndjson_rows
+from factflow_storage.providers.fs_json_rows import ndjson_rows
 from factflow_storage.registry import parse_storage_uri
 from factflow_storage.service import StorageService
 

@@ -58,7 +58,7 @@ def refuse_prefix(key: str) -> None:
 
 def write_fs_rows(app: Any, prefix: str, limit: int | None) -> bool:
     """``list --output json`` of a filesystem store in process, without filters, written
-    by the store's own walker (``fs_listing``: the same bytes, a fraction of the work per
+    by the store's own walker (``fs_json_rows``: the same bytes, a fraction of the work per
     object); False, having written nothing, for any other store."""
     if app.remote:
         return False
@@ -69,7 +69,7 @@ def write_fs_rows(app: Any, prefix: str, limit: int | None) -> bool:
     provider = getattr(guarded, "primitives", None)
     if type(provider) is not FilesystemProvider:
         return False
-    from factflow_storage.providers.fs_listing import ndjson_rows
+    from factflow_storage.providers.fs_json_rows import ndjson_rows
 
     validate_prefix(prefix)  # its error comes first, as in the service
     if isinstance(guarded, ExistingRoot):
