@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
@@ -28,18 +30,57 @@ DEFAULT_OUTPUT = REPO / "dist" / "factflow.pyz"
 # What pip needs to build the package; copied so a build never writes into the checkout.
 SOURCES = ("setup.cfg", "pyproject.toml", "README.rst", "factflow_storage")
 
+# The start-up check, run before anything else. ``os.uname`` rather than ``platform``, whose
+# import costs more than the check.
 PREAMBLE = '''\
-import platform
+import os
 import sys
 
 BUILT_FOR = ({version!r}, {system!r}, {machine!r})
-here = (f"{{sys.version_info[0]}}.{{sys.version_info[1]}}", sys.platform, platform.machine())
+here = (f"{{sys.version_info[0]}}.{{sys.version_info[1]}}", sys.platform, os.uname().machine)
 if here != BUILT_FOR:
     sys.stderr.write(
         "Error: this factflow.pyz holds compiled modules for Python %s on %s-%s and cannot run on "
         "Python %s on %s-%s; build one here with build_zipapp.py\\n" % (*BUILT_FOR, *here))
     sys.exit(1)
 '''
+
+# The pyz's ``__main__.py``, in place of shiv's. shiv's bootstrap imports compileall, hashlib,
+# subprocess, json and zipfile and parses the archive's directory on every run; once this
+# build is unpacked, none of that is needed: put its site-packages where shiv would (before
+# the interpreter's own) and call the entry point. The first run, and any run with a SHIV_
+# setting other than SHIV_ROOT, goes through shiv's bootstrap as before.
+MAIN = '''\
+# -*- coding: utf-8 -*-
+{preamble}
+
+def _unpacked():
+    if any(name.startswith("SHIV_") and name != "SHIV_ROOT" for name in os.environ):
+        return None
+    root = os.path.expanduser(os.environ.get("SHIV_ROOT") or "~/.shiv")
+    name = os.path.basename(os.path.realpath(sys.argv[0]))
+    site_packages = os.path.join(root, f"{{name}}_{build_id}", "site-packages")
+    return site_packages if os.path.exists(site_packages) else None
+
+
+site_packages = _unpacked()
+if site_packages is None:
+    import _bootstrap
+
+    _bootstrap.bootstrap()
+else:
+    import site
+
+    length = len(sys.path)
+    index = next((i for i, part in enumerate(sys.path)
+                  if os.path.splitext(os.path.basename(part))[0] in ("site-packages", "dist-packages")), length)
+    site.addsitedir(site_packages)
+    sys.path = sys.path[:index] + sys.path[length:] + sys.path[index:length]
+    from {module} import {function}
+
+    sys.exit({function}())
+'''
+ENTRY_POINT = "factflow_storage.cli.entry:main"
 
 
 def target() -> tuple[str, str, str]:
@@ -61,6 +102,28 @@ def copy_sources(target: Path) -> None:
             shutil.copy2(origin, target / name)
 
 
+def main_source(build_id: str) -> str:
+    version, system, machine = target()
+    module, function = ENTRY_POINT.split(":")
+    return MAIN.format(preamble=PREAMBLE.format(version=version, system=system, machine=machine),
+                       build_id=build_id, module=module, function=function)
+
+
+def replace_main(built: Path, output: Path) -> None:
+    """``built`` copied to ``output`` with ``MAIN`` as its ``__main__.py``: every other member,
+    its date and mode unchanged, and the shebang line before the archive."""
+    data = built.read_bytes()
+    prefix = data[:data.index(b"PK\x03\x04")]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(built) as source, output.open("wb") as sink:
+        sink.write(prefix)
+        build_id = json.loads(source.read("environment.json"))["build_id"]
+        with zipfile.ZipFile(sink, "w") as archive:
+            for info in source.infolist():
+                body = main_source(build_id).encode() if info.filename == "__main__.py" else source.read(info)
+                archive.writestr(info, body)
+
+
 def build(output: Path, *, quiet: bool = False) -> Path:
     if importlib.util.find_spec("shiv") is None:
         raise SystemExit(NEEDS_SHIV)
@@ -70,13 +133,10 @@ def build(output: Path, *, quiet: bool = False) -> Path:
         work = Path(scratch)
         source = work / "source"
         copy_sources(source)
-        version, system, machine = target()
-        preamble = work / "factflow_preamble.py"
-        preamble.write_text(PREAMBLE.format(version=version, system=system, machine=machine))
         partial = work / output.name
         command = [
             sys.executable, "-m", "shiv",
-            "--console-script", "factflow",
+            "--entry-point", ENTRY_POINT,
             "--output-file", str(partial),
             "--python", "/usr/bin/env python3",
             "--compressed",
@@ -85,7 +145,6 @@ def build(output: Path, *, quiet: bool = False) -> Path:
             # every module from source).
             "--compile-pyc",
             "--reproducible",
-            "--preamble", str(preamble),
             str(source),
             "--disable-pip-version-check",
             "--no-input",
@@ -94,8 +153,10 @@ def build(output: Path, *, quiet: bool = False) -> Path:
         if completed.returncode != 0:
             detail = (completed.stderr or "").strip().splitlines()[-20:] if quiet else []
             raise SystemExit("\n".join(["shiv failed:", *detail]))
+        with_main = work / "with-main" / output.name
+        replace_main(partial, with_main)
         # Move into place only once whole, so a failed build never leaves a broken pyz.
-        shutil.move(str(partial), output)
+        shutil.move(str(with_main), output)
     output.chmod(0o755)
     return output
 

@@ -184,6 +184,44 @@ def test_unpacks_with_bytecode_where_python_writes_none(pyz, tmp_path):
     assert missing == []
 
 
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(path.relative_to(root)): (path.stat().st_mtime_ns, path.stat().st_size)
+            for path in root.rglob("*")}
+
+
+def test_later_runs_go_straight_to_the_unpacked_tree(pyz, tmp_path):
+    """Once unpacked, a run imports nothing of shiv's bootstrap (its imports and its parse of
+    the archive cost more than the listing itself), writes nothing into the unpacked tree
+    (its bytecode is complete and current), and still puts its own modules first."""
+    root = tmp_path / "shiv-root"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON", "SHIV_"))}
+    env.update(SHIV_ROOT=str(root), HOME=str(tmp_path), FACTFLOW_STORAGE_URI=f"file://{tmp_path}/storage")
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", str(pyz), *args], input=b"x",
+                              capture_output=True, env={**env, **extra}, cwd=tmp_path, timeout=120)
+
+    first = run("storage", "put", "a/b")
+    assert first.returncode == 0, first.stderr.decode()
+    assert b" _bootstrap\n" in first.stderr  # the first run unpacks through shiv
+    unpacked = _tree(root)
+    later = run("storage", "list")
+    assert later.returncode == 0, later.stderr.decode()
+    assert later.stdout.split()[-1] == b"a/b"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in later.stderr.decode().splitlines()}
+    assert not imported & {"_bootstrap", "compileall", "zipfile", "subprocess"}, imported
+    assert _tree(root) == unpacked
+    [site] = root.glob("factflow.pyz_*/site-packages")
+    verbose = subprocess.run([sys.executable, "-I", "-S", "-v", str(pyz), "--version"], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=120)
+    assert verbose.returncode == 0, verbose.stderr
+    package = site / "factflow_storage" / "__pycache__" / f"__init__.{sys.implementation.cache_tag}.pyc"
+    assert f"# code object from '{package}'" in verbose.stderr  # its own copy, from bytecode
+    # Any other SHIV_ setting is shiv's to honour, so those runs take its bootstrap.
+    entry = run("--version", SHIV_ENTRY_POINT="factflow_storage.cli.entry:main")
+    assert entry.returncode == 0 and b" _bootstrap\n" in entry.stderr, entry.stderr.decode()
+
+
 @pytest.fixture
 def bare_path(tmp_path) -> str:
     """A PATH with python3 and the system's tools but no ``factflow``, as on a host the pyz

@@ -9,7 +9,7 @@ import click
 import orjson
 
 from factflow_storage.cli.listing import (check_execution_prefix, human_option, listing_line, metadata_line,
-                                          refuse_prefix, require_execution)
+                                          refuse_prefix, require_execution, write_fs_rows)
 from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines, emit_ndjson, field_lines, prefix_line
 from factflow_storage.errors import BadRequest
@@ -76,10 +76,14 @@ def list_(app: App, execution_id: str | None, prefix: str | None, route_id: str 
     if execution_id:
         prefix = execution_prefix(execution_id)
         require_execution(app.service, execution_id)
+    json_out = app.fmt(output) == JSON
+    unfiltered = route_id is None and stage is None and start_after is None and contains is None and match is None
+    if json_out and unfiltered and not with_metadata and write_fs_rows(app, prefix or "", limit):
+        return
     rows = app.service.list_rows(prefix or "", limit=limit, with_metadata=with_metadata,
                                  route_id=route_id, stage=stage, start_after=start_after, contains=contains,
                                  match=match)
-    if app.fmt(output) == JSON:
+    if json_out:
         emit_ndjson(rows)
     elif with_metadata:
         emit_lines(metadata_line(row, human) for row in rows)
