@@ -30,6 +30,7 @@ SMALL_MEMBER = 1024 * 1024
 WRITERS = 8
 WRITE_AHEAD = 256
 WRITE_AHEAD_BYTES = 32 * 1024 * 1024
+WRITE_BATCH = 1024 * 1024
 
 
 @dataclass
@@ -59,6 +60,11 @@ def _collect(body, limit: int, name: str) -> bytes:
             raise UnsafeArchive(f"archive member {name!r} is larger than {limit} bytes")
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _write_all(staged: Staged, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        staged.write(chunk)
 
 
 class _Writers:
@@ -105,15 +111,26 @@ class _Writers:
         while this one reads the next (both wait outside the GIL)."""
         pending: deque[tuple[Future, int]] = deque()
         ahead = 0
+        batch: list[bytes] = []
+        gathered = 0
         try:
+            # The reader's chunks are small; the writer gets them a megabyte at a time, so
+            # handing work over costs little per byte.
             for chunk in body:
-                pending.append((self._through.submit(staged.write, chunk), len(chunk)))
-                ahead += len(chunk)
+                batch.append(chunk)
+                gathered += len(chunk)
                 on_bytes(len(chunk))
+                if gathered < WRITE_BATCH:
+                    continue
+                pending.append((self._through.submit(_write_all, staged, batch), gathered))
+                ahead += gathered
+                batch, gathered = [], 0
                 while ahead > WRITE_AHEAD_BYTES:
                     future, size = pending.popleft()
                     future.result()
                     ahead -= size
+            if batch:
+                pending.append((self._through.submit(_write_all, staged, batch), gathered))
             for future, _ in pending:
                 future.result()
         finally:
