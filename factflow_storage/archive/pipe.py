@@ -27,6 +27,7 @@ class Pipe:
         self._queue: queue.Queue = queue.Queue(depth)
         self._chunk = chunk
         self._buffer = bytearray()
+        self._item = b""  # the piece ``_current`` views
         self._current = memoryview(b"")
         self._eof = False
         self._writer_error: BaseException | None = None
@@ -91,7 +92,12 @@ class Pipe:
                     raise PipeClosed(f"the archive was not completed: {self._writer_error}")
                 self._eof = True
             else:
+                self._item = item
                 self._current = memoryview(item)
+        if size >= len(self._current) and len(self._current) == len(self._item):
+            # A whole piece goes out as it came in: slicing it would copy every byte.
+            item, self._item, self._current = self._item, b"", memoryview(b"")
+            return item
         chunk = bytes(self._current[:size])
         self._current = self._current[size:]
         return chunk
