@@ -467,7 +467,7 @@ class FilesystemProvider(BaseProvider):
                     continue
                 if at_root and name == RESERVED_DIR:
                     continue
-                if not name.isascii() and not _is_utf8(name):
+                if not name.isascii() and not fs_paths.is_utf8(name):
                     continue  # undecodable bytes: not a key this project could have written
                 if entry.is_dir(follow_symlinks=False):
                     append((f"{key_prefix}{name}/", entry, True))
@@ -667,13 +667,6 @@ def _first(iterator: Iterator[Any]) -> bool:
 def _first_item(row: tuple) -> Any:
     return row[0]
 
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _listed(key: str, entry: os.DirEntry) -> ObjectInfo | None:

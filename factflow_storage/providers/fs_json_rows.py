@@ -28,6 +28,7 @@ from factflow_storage.errors import Unavailable
 from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_prefix
 from factflow_storage.metadata import format_time
 from factflow_storage.providers.filesystem import FilesystemProvider
+from factflow_storage.providers import fs_paths
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 # Rows per chunk handed to the writer: one write per row costs more than the row.
@@ -101,7 +102,7 @@ def _level(directory: str, key_prefix: str, name_filter: str,
                 continue
             if at_root and name == RESERVED_DIR:
                 continue
-            if not plain and not name.isascii() and not _is_utf8(name):
+            if not plain and not name.isascii() and not fs_paths.is_utf8(name):
                 continue  # undecodable bytes: not a key this project could have written
             try:
                 st = lstat(name, dir_fd=fd)
@@ -155,10 +156,3 @@ def _row_whole(key: str, st: os.stat_result) -> str:
     text = format_time(datetime.fromtimestamp(st.st_mtime, timezone.utc))
     return f'{{"key":"{key}","size":{st.st_size},"last_modified":"{text}"}}\n'
 
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

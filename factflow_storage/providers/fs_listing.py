@@ -121,7 +121,7 @@ def _read(fd: int, at_root: bool) -> Entries:
             name = entry.name
             if name.endswith(SIDECAR_SUFFIX) or (at_root and name == RESERVED_DIR):
                 continue
-            if not name.isascii() and not _is_utf8(name):
+            if not name.isascii() and not fs_paths.is_utf8(name):
                 continue  # undecodable bytes: not a key this project could have written
             if entry.is_dir(follow_symlinks=False):
                 rows.append((name + "/", True))
@@ -131,13 +131,6 @@ def _read(fd: int, at_root: bool) -> Entries:
     rows.sort()
     return [name for name, _ in rows], [is_dir for _, is_dir in rows]
 
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def walk(provider: FilesystemProvider, prefix: str, start_after: str | None,

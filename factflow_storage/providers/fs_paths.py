@@ -169,6 +169,15 @@ def remove_empty_dirs(segments: list[str], fds: list[int]) -> None:
             break
 
 
+def is_utf8(name: str) -> bool:
+    """False for a name the OS decoded with surrogate escapes: no key can name it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def segments_of(relative: str) -> list[str]:
     return [segment for segment in relative.split("/") if segment]
 

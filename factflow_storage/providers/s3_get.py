@@ -64,7 +64,7 @@ class KeptAliveGets:
             info = ObjectInfo(key, int(length), s3_quick._http_date(headers.get("last-modified")),
                               (headers.get("etag") or "").strip('"') or None, headers.get("content-type"))
             keep = headers.get("connection", "").lower() != "close"
-            body = _Body(sock, early, info.size, self._host, self._give_back if keep else None)
+            body = s3_quick.SocketBody(sock, early, info.size, self._host, self._give_back if keep else None)
             try:
                 blob = blob_of(key, headers, info)
             except BaseException:
@@ -131,51 +131,3 @@ def _connect(host: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
     return sock
-
-
-class _Body:
-    """An answer's body as a file. Read to its end, the socket goes back for the thread's
-    next request; closed before, the socket is closed (the rest of the body is on it)."""
-
-    def __init__(self, sock: socket.socket, early: bytes, length: int, host: str,
-                 give_back: Callable[[socket.socket], None] | None):
-        self._sock: socket.socket | None = sock
-        self._early = early[:length]
-        self._left = length - len(self._early)
-        self._host = host
-        self._give_back = give_back
-        self._surplus = len(early) > length  # bytes past the body: the socket cannot be reused
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (all that is left by default); fewer only at the end."""
-        want = self._left + len(self._early) if size is None or size < 0 else size
-        chunks, have = [], 0
-        if self._early:
-            chunk, self._early = self._early[:want], self._early[want:]
-            chunks.append(chunk)
-            have = len(chunk)
-        while have < want and self._left > 0 and self._sock is not None:
-            try:
-                chunk = self._sock.recv(min(want - have, self._left, CHUNK))
-            except OSError as err:
-                self.close()
-                raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke") from err
-            if not chunk:
-                self.close()
-                raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke")
-            self._left -= len(chunk)
-            chunks.append(chunk)
-            have += len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        if self._left == 0 and not self._early and not self._surplus and self._give_back is not None:
-            self._give_back(sock)
-        else:
-            sock.close()

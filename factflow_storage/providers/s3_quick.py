@@ -15,7 +15,7 @@ import functools
 import hashlib
 import hmac
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
@@ -60,7 +60,7 @@ def quick_open(uri: StorageURI, options: Mapping[str, Any], key: str) -> ObjectS
                           (lowered.get("etag") or "").strip('"') or None, lowered.get("content-type"))
         blob = _blob(key, lowered, info)
         if blob is not None:
-            return ObjectStream(info, blob, cast(BinaryIO, _Body(sock, early, info.size, host)))
+            return ObjectStream(info, blob, cast(BinaryIO, SocketBody(sock, early, info.size, host)))
     _debug("quick S3 read of %r answered %s; using the provider", key, status)
     sock.close()
     return None
@@ -187,14 +187,19 @@ def _address(host: str) -> tuple[str, int]:
     return hostname.strip("[]"), int(port)
 
 
-class _Body:
-    """The answer's body as a file; a body cut short is the provider's 'connection broke' error."""
+class SocketBody:
+    """An answer's body as a file; a body cut short is the provider's 'connection broke'
+    error. With ``give_back``, a body read to its end hands its socket back for the next
+    request; closed before, the socket is closed (the rest of the body is on it)."""
 
-    def __init__(self, sock: socket.socket, early: bytes, length: int, host: str):
-        self._sock = sock
+    def __init__(self, sock: socket.socket, early: bytes, length: int, host: str,
+                 give_back: Callable[[socket.socket], None] | None = None):
+        self._sock: socket.socket | None = sock
         self._early = early[:length]
         self._left = length - len(self._early)
         self._host = host
+        self._give_back = give_back
+        self._surplus = len(early) > length  # bytes past the body: the socket cannot be reused
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that is left by default); fewer only at the end."""
@@ -204,20 +209,28 @@ class _Body:
             chunk, self._early = self._early[:want], self._early[want:]
             chunks.append(chunk)
             have = len(chunk)
-        while have < want and self._left > 0:
+        while have < want and self._left > 0 and self._sock is not None:
             try:
                 chunk = self._sock.recv(min(want - have, self._left, CHUNK))
             except OSError as err:
+                self.close()
                 raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke") from err
             if not chunk:
+                self.close()
                 raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke")
             self._left -= len(chunk)
             chunks.append(chunk)
             have += len(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
-        self._sock.close()
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._left == 0 and not self._early and not self._surplus and self._give_back is not None:
+            self._give_back(sock)
+        else:
+            sock.close()
