@@ -67,6 +67,10 @@ site_packages = _unpacked()
 if site_packages is None:
     import _bootstrap
 
+    # Compile in this process: shiv's default, a worker per CPU, leaves workers that hold
+    # the unpack lock forever when this process is killed mid-compile (kill -9, OOM), and
+    # every later run waits on that lock.
+    os.environ.setdefault("SHIV_COMPILE_WORKERS", "1")
     _bootstrap.bootstrap()
 else:
     import site

@@ -279,3 +279,30 @@ def test_zsh_completion_from_the_pyz_says_how_to_make_a_wrapper(pyz, shiv_root, 
     made = subprocess.run([str(tmp_path / ".local" / "bin" / "factflow"), "--version"], env=env,
                           capture_output=True, timeout=120)
     assert made.returncode == 0 and made.stdout.startswith(b"factflow, version "), made.stderr
+
+
+def test_a_first_run_killed_while_it_compiles_leaves_the_next_run_free(pyz, tmp_path):
+    """kill -9 of the first run mid-unpack (an OOM kill, a container's timeout) must not
+    leave anything holding shiv's unpack lock: the next run unpacks again and works."""
+    import signal
+    import time
+
+    root = tmp_path / "shiv-root"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTFLOW_", "PYTHON", "SHIV_"))}
+    env.update(SHIV_ROOT=str(root), HOME=str(tmp_path), FACTFLOW_STORAGE_URI=f"file://{tmp_path}/storage")
+    first = subprocess.Popen([sys.executable, "-I", "-S", str(pyz), "--version"], env=env, cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        # Compiling: the unpacked tree (still named .tmp) has its first bytecode.
+        while not any(root.glob("*.tmp/site-packages/**/__pycache__/*.pyc")):
+            assert first.poll() is None, "the first run finished before it was seen compiling"
+            assert time.monotonic() < deadline, "the first run never started compiling"
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.wait()
+    again = subprocess.run([sys.executable, "-I", "-S", str(pyz), "--version"], capture_output=True, env=env,
+                           cwd=tmp_path, timeout=90)
+    assert again.returncode == 0, again.stderr.decode()
+    assert b"factflow" in again.stdout.lower()
