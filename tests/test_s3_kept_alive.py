@@ -157,3 +157,21 @@ def test_the_signature_matches_the_published_s3_example():
         "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
         "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
     assert headers["range"] == "bytes=0-9" and headers["x-amz-date"] == "20130524T000000Z"
+
+
+def test_a_body_read_after_it_broke_off_is_an_error_not_an_end():
+    """A caller that catches the broken connection and reads on must not take the missing
+    rest of the object for the end of the file."""
+    import socket
+
+    from factflow_storage.errors import Unavailable
+    from factflow_storage.providers.s3_quick import SocketBody
+
+    ours, theirs = socket.socketpair()
+    body = SocketBody(ours, b"abc", 10, "127.0.0.1:9")
+    assert body.read(2) == b"ab"
+    theirs.close()
+    with pytest.raises(Unavailable):
+        body.read()
+    with pytest.raises(Unavailable):
+        body.read()

@@ -209,6 +209,9 @@ class SocketBody:
             chunk, self._early = self._early[:want], self._early[want:]
             chunks.append(chunk)
             have = len(chunk)
+        if have < want and self._left > 0 and self._sock is None:
+            # Closed (or broken off) before its end: never an end of file to a reader.
+            raise Unavailable(f"cannot reach S3 at {self._host}: the connection broke")
         while have < want and self._left > 0 and self._sock is not None:
             try:
                 chunk = self._sock.recv(min(want - have, self._left, CHUNK))
