@@ -35,18 +35,17 @@ from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_pref
 from factflow_storage.protocol import ObjectInfo
 from factflow_storage.providers import fs_paths
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
+from factflow_storage.providers.fs_sidecar_cache import SETTLE_NS, FileSignature, file_signature
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 # Names kept in all: about 100 bytes each, so some 10 MiB; a larger directory is read each time.
 MAX_NAMES = 100_000
-SETTLE_NS = 100_000_000
 # The rows' blobs, as JSON bytes plus what Python keeps per row (about): some 32 MiB in all.
 MAX_ROW_BYTES = 24 * 2**20
 _ROW_OVERHEAD = 600
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Signature = tuple[int, int, int, int]
-FileSignature = tuple[int, int, int, int, int]
 # A directory's entries in key order: names (a subdirectory's ends with '/') and which are directories.
 Entries = tuple[list[str], list[bool]]
 
@@ -272,7 +271,7 @@ class RowCache:
     def get(self, key: str, st: os.stat_result, sidecar: os.stat_result) -> tuple[ObjectInfo, dict[str, Any]] | None:
         with self._lock:
             row = self._entries.get(key)
-            if row is None or row.signature != (_file_signature(st), _file_signature(sidecar)):
+            if row is None or row.signature != (file_signature(st), file_signature(sidecar)):
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
@@ -286,7 +285,7 @@ class RowCache:
             return
         raw = orjson.dumps(blob)
         flat = not any(isinstance(value, (dict, list)) for value in blob.values())
-        row = _Row((_file_signature(st), _file_signature(sidecar)), info, dict(blob), None if flat else raw)
+        row = _Row((file_signature(st), file_signature(sidecar)), info, dict(blob), None if flat else raw)
         size = len(raw) + _ROW_OVERHEAD
         if size > self.max_bytes:
             return
@@ -320,7 +319,3 @@ class _Row:
         self.blob = blob
         self.raw = raw
         self.size = 0
-
-
-def _file_signature(st: os.stat_result) -> FileSignature:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns

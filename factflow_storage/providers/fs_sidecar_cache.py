@@ -30,10 +30,11 @@ MAX_BYTES = 32 * 2**20
 # Far above any filesystem's timestamp tick, far below a listing's reuse of a sidecar.
 SETTLE_NS = 100_000_000
 
-Signature = tuple[int, int, int, int, int]
+FileSignature = tuple[int, int, int, int, int]
 
 
-def _signature(st: os.stat_result) -> Signature:
+def file_signature(st: os.stat_result) -> FileSignature:
+    """What identifies one version of a file: changed in place, renamed over or recreated, it differs."""
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
@@ -43,7 +44,7 @@ class SidecarCache:
         self.settle_ns = settle_ns
         self.hits = 0
         self._bytes = 0
-        self._entries: OrderedDict[str, tuple[Signature, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[FileSignature, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
     def read(self, key: str, parent: int, name: str) -> dict[str, Any] | None:
@@ -56,7 +57,7 @@ class SidecarCache:
         if st is not None and stat.S_ISREG(st.st_mode):
             with self._lock:
                 entry = self._entries.get(key)
-                if entry is not None and entry[0] == _signature(st):
+                if entry is not None and entry[0] == file_signature(st):
                     self._entries.move_to_end(key)
                     self.hits += 1
                     return parse_sidecar(key, entry[1])
@@ -73,7 +74,7 @@ class SidecarCache:
             os.close(fd)
         record = parse_sidecar(key, raw)
         if time.time_ns() - opened.st_ctime_ns > self.settle_ns:
-            self._keep(key, _signature(opened), raw)
+            self._keep(key, file_signature(opened), raw)
         return record
 
     def forget(self, key: str) -> None:
@@ -82,7 +83,7 @@ class SidecarCache:
             if entry is not None:
                 self._bytes -= len(entry[1])
 
-    def _keep(self, key: str, signature: Signature, raw: bytes) -> None:
+    def _keep(self, key: str, signature: FileSignature, raw: bytes) -> None:
         if len(raw) > self.max_bytes:
             return
         with self._lock:
