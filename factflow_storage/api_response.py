@@ -6,10 +6,14 @@ keeps the small file-like surface callers use (``read``, iteration by line, ``cl
 ``with``) and owns the one rule that keeps connections reusable: a connection goes back
 to the pool once its body is read to the end; an answer abandoned with much left unread
 closes its connection rather than draining it.
+
+``readinto`` reads urllib3's underlying http.client answer (``_fp``), hence the upper
+bound on urllib3 in setup.cfg.
 """
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +50,20 @@ class ApiResponse:
         try:
             return self._raw.read1(None if size is None or size < 0 else size)
         except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` (short only at the end) straight from the socket, as http.client
+        decodes the transfer chunks. urllib3's own ``readinto`` reads a new bytes object
+        and copies it over: two more copies of each byte and an allocation per read."""
+        raw_body = getattr(self._raw, "_fp", None)
+        if raw_body is None or self._raw.headers.get("Content-Encoding"):
+            data = self.read(len(buffer))  # decoded, or already closed: urllib3's way
+            buffer[:len(data)] = data
+            return len(data)
+        try:
+            return raw_body.readinto(buffer)
+        except (http.client.HTTPException, OSError) as err:
             raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
 
     def readable(self) -> bool:

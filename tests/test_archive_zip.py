@@ -16,6 +16,7 @@ import pytest
 
 from factflow_storage.download.extract import extract_archive
 from factflow_storage.download.tree import STAGING_DIR, OutputTree
+from factflow_storage.zipformat import zipreader
 from factflow_storage.zipformat.zipreader import UnsafeArchive, ZipStreamReader
 from factflow_storage.zipformat.layout import MANIFEST_NAME
 from factflow_storage.zipformat.zipwriter import ZipStreamWriter
@@ -59,6 +60,31 @@ MEMBERS = {
     PREFIX + "r/s/empty": b"",
     PREFIX + "r/t/big.bin": os.urandom(300_000),
 }
+
+
+class ReadIntoOnly(io.RawIOBase):
+    """A stream that only fills buffers, and in pieces of at most 5,000 bytes."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._data.readinto(memoryview(buffer)[:5000])
+
+
+@pytest.mark.parametrize("make_stream", [io.BytesIO, ReadIntoOnly], ids=["file", "pieces"])
+def test_pieces_held_by_the_caller_keep_their_bytes_while_reading_goes_on(make_stream, monkeypatch):
+    """The reader fills its buffers again only once nothing holds a view of them: a writer
+    thread still holding earlier pieces must never see them change."""
+    monkeypatch.setattr(zipreader, "READ_INTO", 4096)  # many buffers for a small archive
+    members = {f"{PREFIX}r/s/m{n:03d}": os.urandom(n * 97 % 20_000) for n in range(120)}
+    reader = ZipStreamReader(make_stream(our_zip(members, streamed=True, manifest=False)))
+    held = {member.name: list(body) for member, body in reader.members()}
+    assert {name: b"".join(pieces) for name, pieces in held.items()} == members
+    assert all(isinstance(piece, memoryview) for pieces in held.values() for piece in pieces)
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["sized", "descriptor"])

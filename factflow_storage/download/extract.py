@@ -62,9 +62,9 @@ def _collect(body, limit: int, name: str) -> bytes:
     return b"".join(parts)
 
 
-def _write_all(staged: Staged, chunks: list[bytes]) -> None:
+def _write_all(staged: Staged, chunks: list[bytes | memoryview]) -> None:
     for chunk in chunks:
-        staged.write(chunk)
+        staged.write_hashed(chunk)
 
 
 class _Writers:
@@ -106,17 +106,18 @@ class _Writers:
         self.done.bytes += size
         self.on_object(name, size)
 
-    def write_through(self, staged: Staged, body: Iterator[bytes], on_bytes: Callable[[int], None]) -> None:
-        """A large member: its chunks are hashed and written by one thread, in order,
-        while this one reads the next (both wait outside the GIL)."""
+    def write_through(self, staged: Staged, body: Iterator[bytes | memoryview], on_bytes: Callable[[int], None]) -> None:
+        """A large member: this thread hashes each chunk as it arrives, while it is in the
+        cache, and one other thread writes them, in order (both outside the GIL)."""
         pending: deque[tuple[Future, int]] = deque()
         ahead = 0
-        batch: list[bytes] = []
+        batch: list[bytes | memoryview] = []
         gathered = 0
         try:
             # The reader's chunks are small; the writer gets them a megabyte at a time, so
             # handing work over costs little per byte.
             for chunk in body:
+                staged.hash(chunk)
                 batch.append(chunk)
                 gathered += len(chunk)
                 on_bytes(len(chunk))

@@ -57,12 +57,20 @@ class Staged:
         self._digest = hashlib.sha256()
         self.size = 0
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
+        self.hash(chunk)
+        self.write_hashed(chunk)
+
+    def hash(self, chunk: bytes | memoryview) -> None:
+        """The first half of ``write``, for a caller that hashes bytes as they arrive (in
+        the cache) and has another thread write them."""
         self._digest.update(chunk)
+        self.size += len(chunk)
+
+    def write_hashed(self, chunk: bytes | memoryview) -> None:
         view = memoryview(chunk)
         while view:
             view = view[os.write(self._fd, view):]
-        self.size += len(chunk)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -25,6 +25,8 @@ from typing import Any
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 
+from factflow_storage.server.handoff import HandOffTask
+
 log = logging.getLogger(__name__)
 
 # (method, path, environ-style headers) -> the bytes of body that may be read: None for
@@ -82,6 +84,7 @@ class GatedParser(HTTPRequestParser):
 
 class GatedChannel(HTTPChannel):
     gate: BodyGate = staticmethod(lambda method, path, environ: None)  # type: ignore[assignment]
+    task_class = HandOffTask
 
     def __init__(self, *args: Any, **kwargs: Any):
         self._dropping = False

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import stat
 import struct
-import zlib
+import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from zlib_ng.zlib_ng import crc32
 
 from factflow_storage.zipformat.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, DESCRIPTOR_SIG, END64_RECORD,
                                                 END64_SIG, END_RECORD, END_SIG, FIELD_ID, FLAG_DESCRIPTOR,
@@ -22,10 +25,13 @@ from factflow_storage.zipformat.zipwriter import (CENTRAL_HEADER, CENTRAL_SIG, D
                                                 STORED, ZIP64_ID)
 from factflow_storage.errors import StorageError
 
-# Bytes asked of the stream per read. Below malloc's mmap threshold on purpose: each read
-# of a megabyte got fresh pages from the kernel (mapped, faulted in, unmapped) and cost
-# about three times the CPU of reads this size, which reuse the heap.
+# Bytes asked of a stream that only reads (``read1``) per read. Below malloc's mmap
+# threshold on purpose: a megabyte read that way got fresh pages from the kernel (mapped,
+# faulted in, unmapped) and cost about three times the CPU of reads this size.
 CHUNK = 64 * 1024
+# The buffer filled per ``readinto``. A bytearray of this size comes back from the heap
+# read after read (about one page fault per megabyte).
+READ_INTO = 1024 * 1024
 # A stream cut off anywhere, even between two records, reads as this: an archive counts
 # as whole only once its end records are read.
 INCOMPLETE = "the archive is incomplete"
@@ -87,54 +93,83 @@ def _decode_name(raw: bytes) -> str:
         raise UnsafeArchive(f"archive member name {raw!r} is not UTF-8") from None
 
 
+class _Buffers:
+    """Read buffers, each used again once nothing holds a view of it. A megabyte fresh
+    from malloc is fresh pages from the kernel, faulted in on every read: a third of
+    the reading thread's CPU."""
+
+    def __init__(self, size: int, keep: int = 64):  # a download's writer holds up to 32
+        self._size = size
+        self._keep = keep
+        self._pool: deque[bytearray] = deque()
+
+    def take(self) -> bytearray:
+        for _ in range(len(self._pool)):
+            buffer = self._pool[0]
+            self._pool.rotate(-1)
+            # The pool, ``buffer`` and getrefcount's argument are its only references: a
+            # view of it, and any slice of that view, would hold one more.
+            if sys.getrefcount(buffer) <= 3:
+                return buffer
+        buffer = bytearray(self._size)
+        if len(self._pool) < self._keep:
+            self._pool.append(buffer)
+        return buffer
+
+
 class ZipStreamReader:
     def __init__(self, stream: BinaryIO):
         self._stream = stream
-        # Member bytes are taken as they arrive (``read1``): asking an HTTP body for
-        # exact sizes makes it join the pieces of its transfer chunks, a copy of each byte.
+        # Streams that can fill a buffer (an HTTP answer, as http.client decodes its
+        # transfer chunks) fill one of ``_buffers`` per read; member bytes are handed out
+        # as views of it, so a megabyte costs one copy from the kernel and a few Python
+        # steps.
+        self._readinto = getattr(stream, "readinto", None)
         self._read_some = getattr(stream, "read1", stream.read)
-        self._buffer = b""  # read ahead of the records parsed so far, from ``_position``
-        self._position = 0
+        self._view = memoryview(b"")  # read ahead of the records parsed so far
+        self._buffers = _Buffers(READ_INTO)
         self._finished_members = False
         self.names: list[str] = []
 
+    def _fill(self) -> None:
+        """The next piece of the stream into ``_view``, empty only at its end. The buffer
+        is never reused: the caller may still hold views of the last one."""
+        if self._readinto is not None:
+            buffer = self._buffers.take()
+            self._view = memoryview(buffer)[:self._readinto(buffer)]
+        else:
+            self._view = memoryview(self._read_some(CHUNK))
+
     def _read_exact(self, size: int) -> bytes:
-        available = len(self._buffer) - self._position
-        if available >= size:
-            self._position += size
-            return self._buffer[self._position - size:self._position]
-        parts = [self._buffer[self._position:]]
-        have = available
-        self._buffer, self._position = b"", 0
+        if len(self._view) >= size:
+            piece, self._view = self._view[:size], self._view[size:]
+            return piece.tobytes()
+        parts = [self._view.tobytes()]
+        have = len(parts[0])
         while have < size:
-            chunk = self._read_some(max(size - have, CHUNK))
-            if not chunk:
+            self._fill()
+            if not self._view:
                 raise UnsafeArchive(f"{INCOMPLETE}: it ends in the middle of a record")
-            need = size - have
-            if len(chunk) > need:  # the rest stays for the next read
-                parts.append(chunk[:need])
-                self._buffer, self._position = chunk, need
-                break
-            parts.append(chunk)
-            have += len(chunk)
+            piece = self._view[:size - have]
+            self._view = self._view[len(piece):]
+            parts.append(piece.tobytes())
+            have += len(piece)
         return b"".join(parts)
 
-    def _some(self, size: int) -> bytes:
+    def _some(self, size: int) -> memoryview:
         """Up to ``size`` bytes, at least one: what is buffered, or one read."""
-        available = len(self._buffer) - self._position
-        if available:
-            count = min(size, available)
-            self._position += count
-            return self._buffer[self._position - count:self._position]
-        chunk = self._read_some(size)
-        if not chunk:
-            raise UnsafeArchive(f"{INCOMPLETE}: it ends in the middle of a record")
-        return chunk
+        if not self._view:
+            self._fill()
+            if not self._view:
+                raise UnsafeArchive(f"{INCOMPLETE}: it ends in the middle of a record")
+        piece = self._view[:size]
+        self._view = self._view[len(piece):]
+        return piece
 
     def _unread(self, data: bytes) -> None:
-        self._buffer, self._position = data + self._buffer[self._position:], 0
+        self._view = memoryview(data + self._view.tobytes())
 
-    def members(self) -> Iterator[tuple[Member, Iterator[bytes]]]:
+    def members(self) -> Iterator[tuple[Member, Iterator[memoryview]]]:
         """Each member and its bytes; the bytes must be consumed before the next member."""
         while True:
             (signature,) = struct.unpack("<I", self._read_exact(4))
@@ -180,16 +215,16 @@ class ZipStreamReader:
             raise UnsafeArchive(f"archive member {name!r} declares two sizes")
         return Member(name, size, sha256_hex, crc, zip64)
 
-    def _body(self, member: Member) -> Iterator[bytes]:
+    def _body(self, member: Member) -> Iterator[memoryview]:
         remaining = member.size
         crc = 0
         # A member whose header gives its sha256 is checked against it by the caller,
         # a stronger check than the CRC: computing both would only cost time.
         check_crc = member.sha256_hex is None
         while remaining:
-            chunk = self._some(min(remaining, CHUNK))
+            chunk = self._some(remaining)
             if check_crc:
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
             remaining -= len(chunk)
             yield chunk
         expected = member.crc

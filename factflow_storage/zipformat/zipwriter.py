@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import struct
 import tempfile
-import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+
+from zlib_ng.zlib_ng import crc32  # PCLMUL-folded: ~15x zlib's, and the packer hashes every byte
 
 FIELD_ID = 0x4646  # "FF": size and sha256 of the member, ahead of its bytes
 FIELD_VERSION = 1
@@ -91,7 +92,7 @@ class ZipStreamWriter:
         """A member whose bytes are at hand: sizes and CRC go in the local header."""
         encoded = self._check_name(name)
         header_offset = self._offset
-        crc = zlib.crc32(data)
+        crc = crc32(data)
         size = len(data)
         zip64 = size >= LIMIT32
         extra = private_field(size, sha256_hex)
@@ -127,7 +128,7 @@ class ZipStreamWriter:
             written += len(chunk)
             if written > size:
                 raise ValueError(f"{name!r} has more than its {size} bytes")
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
             self._write(chunk)
         if written != size:
             raise ValueError(f"{name!r} ended after {written} of its {size} bytes")
