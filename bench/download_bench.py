@@ -124,6 +124,9 @@ def rows(only: set[str] | None = None, quick: bool = False, repeat: int = REPEAT
 
             def fresh() -> None:
                 shutil.rmtree(target, ignore_errors=True)
+                # Each run writes up to a GiB: the kernel's writeback of one run's files
+                # would otherwise land in (and throttle) whichever run comes next.
+                os.sync()
 
             def compare(execution: str, env: dict[str, str]) -> tuple[float, float]:
                 download = [*FACTFLOW, "storage", "download", execution, "--quiet", "--jobs", str(jobs),
