@@ -13,10 +13,9 @@ from factflow_storage.cli.progress import human_bytes as human_size
 from factflow_storage.cli.render import object_line
 from factflow_storage.errors import InvalidKey
 from factflow_storage.keys import parse_key, validate_prefix
-from factflow_storage.tools.diff import require_execution
 
 __all__ = ["check_execution_prefix", "human_option", "listing_line", "metadata_line", "refuse_prefix",
-           "require_execution", "write_fs_rows"]
+           "write_fs_rows"]
 
 PREFIX_GIVEN = "invalid key {key!r}: is a prefix (use browse or list)"
 # The fields of a metadata blob worth a column; the whole blob is in --output json.
@@ -43,6 +42,9 @@ def check_execution_prefix(service: Any, prefix: str) -> None:
     """``executions/<id>/`` that lists nothing is an error when no such execution exists."""
     parts = parse_key(prefix)
     if parts is not None and parts.route_id is None and prefix.endswith("/"):
+        # Imported here: the diff module's imports are a fifth of a listing's start-up.
+        from factflow_storage.tools.diff import require_execution
+
         require_execution(service, parts.execution_id)
 
 
