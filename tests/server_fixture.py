@@ -26,6 +26,24 @@ from factflow_storage.service import StorageService
 def running_server(service, *, token: str | None = None, threads: int = 8, port: int = 0,
                    **app_options: Any) -> Iterator[str]:
     server = create_server(service, "127.0.0.1", port, threads=threads, token=token, **app_options)
+    with _serving(server) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_wsgi(app: Any, *, threads: int = 2, channel_class: Any = None) -> Iterator[str]:
+    """Any WSGI app on plain waitress (with ``channel_class`` instead of waitress's own)."""
+    import waitress
+
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+    if channel_class is not None:
+        server.channel_class = channel_class
+    with _serving(server) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(server: Any) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name="factflow-test-server", daemon=True)
     thread.start()
     try:

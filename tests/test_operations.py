@@ -8,22 +8,20 @@ and over HTTP.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypedDict
 
 import pytest
-from waitress import create_server
 
 from factflow_storage.client import RemoteService
 from factflow_storage.errors import BadRequest, StorageError
 from factflow_storage.operations import Operation, Param, errors
 from factflow_storage.operations import catalog
-from factflow_storage.server.app import app_for, make_context, stop_server
+from factflow_storage.server.app import app_for, make_context
 from factflow_storage.server.operation_routes import handler, route_rule
 from factflow_storage.service import StorageService
-from server_fixture import http_request, running_server
+from server_fixture import http_request, running_server, running_wsgi
 
 
 class Echo(TypedDict):
@@ -59,14 +57,8 @@ def serving(service: StorageService, operation: Operation) -> Iterator[str]:
     context = make_context(service)
     app = app_for(context)
     app.route(route_rule(operation), operation.method, handler(operation, context))
-    server = create_server(app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        stop_server(server)
-        thread.join(timeout=5)
+    with running_wsgi(app) as url:
+        yield url
 
 
 def test_a_declared_operation_is_one_call_in_both_modes(file_storage):

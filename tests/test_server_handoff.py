@@ -8,17 +8,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import subprocess
-import threading
 import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from waitress import create_server
 
 from factflow_storage.client import ApiClient
 from factflow_storage.errors import Unavailable
-from factflow_storage.server.app import stop_server
 from factflow_storage.server.channel import gated_channel
+from server_fixture import running_wsgi
 
 MIB = 1024 * 1024
 BIG = bytes(range(256)) * (8 * MIB // 256)  # one 8 MiB piece, made before any tracing
@@ -52,15 +50,8 @@ def app(environ, start_response):
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    server = create_server(app, host="127.0.0.1", port=0, threads=2)
-    server.channel_class = gated_channel(lambda method, path, environ: None)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        stop_server(server)
-        thread.join(timeout=5)
+    with running_wsgi(app, channel_class=gated_channel(lambda method, path, environ: None)) as base:
+        yield base
 
 
 def curl(url: str, *args: str) -> tuple[bytes, str]:
