@@ -29,8 +29,7 @@ from factflow_storage.errors import StorageError
 # threshold on purpose: a megabyte read that way got fresh pages from the kernel (mapped,
 # faulted in, unmapped) and cost about three times the CPU of reads this size.
 CHUNK = 64 * 1024
-# The buffer filled per ``readinto``. A bytearray of this size comes back from the heap
-# read after read (about one page fault per megabyte).
+# The buffer filled per ``readinto``: a gigabyte is a thousand steps of Python.
 READ_INTO = 1024 * 1024
 # A stream cut off anywhere, even between two records, reads as this: an archive counts
 # as whole only once its end records are read.
@@ -132,8 +131,9 @@ class ZipStreamReader:
         self.names: list[str] = []
 
     def _fill(self) -> None:
-        """The next piece of the stream into ``_view``, empty only at its end. The buffer
-        is never reused: the caller may still hold views of the last one."""
+        """The next piece of the stream into ``_view``, empty only at its end. A buffer is
+        filled again only once no view of it is left (``_Buffers``): the caller may still
+        hold pieces of earlier ones."""
         if self._readinto is not None:
             buffer = self._buffers.take()
             self._view = memoryview(buffer)[:self._readinto(buffer)]
