@@ -75,7 +75,20 @@ class ReadIntoOnly(io.RawIOBase):
         return self._data.readinto(memoryview(buffer)[:5000])
 
 
-@pytest.mark.parametrize("make_stream", [io.BytesIO, ReadIntoOnly], ids=["file", "pieces"])
+class Read1Only:
+    """A stream without ``readinto``: the reader takes what each ``read1`` gives."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._data.read1(min(size, 3000))
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(size)
+
+
+@pytest.mark.parametrize("make_stream", [io.BytesIO, ReadIntoOnly, Read1Only], ids=["file", "pieces", "read1"])
 def test_pieces_held_by_the_caller_keep_their_bytes_while_reading_goes_on(make_stream, monkeypatch):
     """The reader fills its buffers again only once nothing holds a view of them: a writer
     thread still holding earlier pieces must never see them change."""

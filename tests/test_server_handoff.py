@@ -6,6 +6,7 @@ package's ``--api`` client (``ApiResponse.readinto``), over real loopback HTTP."
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import subprocess
 import tracemalloc
@@ -33,6 +34,9 @@ def _pieces(path: str) -> list[bytes]:
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
+    if path == "/gzip":
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Encoding", "gzip")])
+        return [gzip.compress(BIG[:3 * MIB])]
     pieces = _pieces(path)
     headers = [("Content-Type", "application/octet-stream")]
     if environ.get("QUERY_STRING") == "sized":
@@ -121,4 +125,16 @@ def test_a_chunked_answer_cut_off_reads_as_the_api_breaking_off(url):
         with pytest.raises(Unavailable, match="broke off"):
             while response.readinto(buffer):
                 pass
+    client.close()
+
+
+def test_a_compressed_answer_is_read_decoded(url):
+    """readinto goes around urllib3 only for bodies it would not decode."""
+    client = ApiClient(url)
+    with contextlib.closing(client.request("GET", "/gzip")) as response:
+        buffer = bytearray(MIB)
+        got = bytearray()
+        while count := response.readinto(buffer):
+            got += buffer[:count]
+    assert bytes(got) == BIG[:3 * MIB]
     client.close()
