@@ -13,6 +13,7 @@ from factflow_storage.cli.progress import human_bytes as human_size
 from factflow_storage.cli.render import object_line
 from factflow_storage.errors import InvalidKey
 from factflow_storage.keys import parse_key, validate_prefix
+from factflow_storage.tools.execution_check import require_execution
 
 __all__ = ["check_execution_prefix", "human_option", "listing_line", "metadata_line", "refuse_prefix",
            "write_fs_rows"]
@@ -42,9 +43,6 @@ def check_execution_prefix(service: Any, prefix: str) -> None:
     """``executions/<id>/`` that lists nothing is an error when no such execution exists."""
     parts = parse_key(prefix)
     if parts is not None and parts.route_id is None and prefix.endswith("/"):
-        # Imported here: the diff module's imports are a fifth of a listing's start-up.
-        from factflow_storage.tools.diff import require_execution
-
         require_execution(service, parts.execution_id)
 
 

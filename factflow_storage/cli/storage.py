@@ -14,6 +14,7 @@ from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines, emit_ndjson, field_lines, prefix_line
 from factflow_storage.errors import BadRequest
 from factflow_storage.keys import execution_prefix
+from factflow_storage.tools.execution_check import require_execution
 
 NOTHING_UNDER = "no objects under {prefix!r}"
 NOTHING_STORED = "no objects in this storage"
@@ -75,8 +76,6 @@ def list_(app: App, execution_id: str | None, prefix: str | None, route_id: str 
         raise click.UsageError("give --execution or --prefix, not both")
     if execution_id:
         prefix = execution_prefix(execution_id)
-        from factflow_storage.tools.diff import require_execution  # its imports cost a plain listing
-
         require_execution(app.service, execution_id)
     json_out = app.fmt(output) == JSON
     unfiltered = route_id is None and stage is None and start_after is None and contains is None and match is None

@@ -13,6 +13,7 @@ from factflow_storage.cli.progress import human_bytes as human_size
 from factflow_storage.cli.options import App, output_option, pass_app
 from factflow_storage.cli.render import JSON, emit_json, emit_lines, emit_ndjson, table_lines
 from factflow_storage.errors import StorageError
+from factflow_storage.tools.execution_check import require_execution
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 _DIFF_LABELS = {"same": "same", "differs": "differs", "only_a": "only-a", "only_b": "only-b"}
@@ -35,8 +36,6 @@ def du(app: App, prefix: str, execution_id: str | None, depth: int | None, raw_b
     if execution_id and prefix:
         raise click.UsageError("give PREFIX or --execution, not both")
     if execution_id:
-        from factflow_storage.tools.diff import require_execution
-
         require_execution(app.service, execution_id)
     from factflow_storage.tools.du import DU
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from factflow_storage.errors import NotFound
 from factflow_storage.keys import execution_prefix, validate_segment
 from factflow_storage.metadata import is_json_type
+from factflow_storage.tools.execution_check import require_execution
 
 SAME, DIFFERS, ONLY_A, ONLY_B = "same", "differs", "only_a", "only_b"
 STATUSES = (SAME, DIFFERS, ONLY_A, ONLY_B)
@@ -24,18 +24,6 @@ WORKERS = 8
 WINDOW = WORKERS * 8
 # A unified diff of larger objects says so instead of reading them whole.
 MAX_CONTENT_DIFF = 1024 * 1024
-
-
-def require_execution(service: Any, execution_id: str) -> None:
-    """An id with neither a record nor objects is a mistake, not an empty execution."""
-    try:
-        service.execution(execution_id)
-        return
-    except NotFound:
-        pass
-    for _ in service.list_rows(execution_prefix(execution_id), limit=1):
-        return
-    raise NotFound(f"no execution {execution_id!r} (no record and no objects)")
 
 
 def _pairs(service: Any, prefix_a: str, prefix_b: str) -> Iterator[tuple[str, Any, Any]]:
