@@ -43,14 +43,14 @@ class ApiResponse:
         try:
             return self._raw.read(None if size is None or size < 0 else size)
         except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
+            raise self._broke_off(err) from None
 
     def read1(self, size: int = -1) -> bytes:
         """What has arrived, up to ``size`` bytes, without joining transfer chunks."""
         try:
             return self._raw.read1(None if size is None or size < 0 else size)
         except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
+            raise self._broke_off(err) from None
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         """Fill ``buffer`` (short only at the end) straight from the socket, as http.client
@@ -64,7 +64,10 @@ class ApiResponse:
         try:
             return raw_body.readinto(buffer)
         except (http.client.HTTPException, OSError) as err:
-            raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
+            raise self._broke_off(err) from None
+
+    def _broke_off(self, err: BaseException) -> Unavailable:
+        return Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}")
 
     def readable(self) -> bool:
         return True
@@ -77,7 +80,7 @@ class ApiResponse:
                 # read1: what has arrived, without waiting for a full buffer (live streams).
                 chunk = self._raw.read1(64 * 1024)
             except (urllib3.exceptions.HTTPError, OSError) as err:
-                raise Unavailable(f"the factflow API at {self._base_url} broke off an answer: {err}") from None
+                raise self._broke_off(err) from None
             if not chunk:
                 break
             buffer += chunk

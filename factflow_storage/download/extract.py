@@ -114,8 +114,8 @@ class _Writers:
         batch: list[bytes | memoryview] = []
         gathered = 0
         try:
-            # The reader's chunks are small; the writer gets them a megabyte at a time, so
-            # handing work over costs little per byte.
+            # A stream read with read1 gives small chunks; the writer gets them a megabyte
+            # at a time, so handing work over costs little per byte.
             for chunk in body:
                 staged.hash(chunk)
                 batch.append(chunk)
