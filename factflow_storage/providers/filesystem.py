@@ -39,7 +39,7 @@ from factflow_storage.metadata import (QUARANTINED, HashingReader, build_metadat
                                        describe_stored, foreign_metadata)
 from factflow_storage.protocol import (BaseProvider, ObjectInfo, ObjectStream, PrefixInfo, WriteCondition, check_range,
                                        object_etag, record_create_only)
-from factflow_storage.providers import fs_listing, fs_paths, fs_quarantine, fs_write
+from factflow_storage.providers import fs_listing, fs_paths, fs_quarantine, fs_stat, fs_write
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_sidecar_cache import SidecarCache
 from factflow_storage.providers.fs_write import INODE_FIELD, PREVIOUS_FIELD, fault, key_lock, pick_version
@@ -58,14 +58,19 @@ _EUID = os.geteuid()
 
 class FilesystemProvider(BaseProvider):
     metadata_readers = 1  # see BaseProvider
+    read_slots = 4  # see BaseProvider
 
     def __init__(self, uri: StorageURI, *, fsync: bool = True):
         self.uri = uri.raw or f"file://{uri.location}"
         self.root = os.path.abspath(os.path.expanduser(uri.location))
         self._fsync = fsync
-        self.sidecars = SidecarCache()
-        self.directories = fs_listing.DirectoryCache()
+        self.stats = fs_stat.StatCalls()
+        self.sidecars = SidecarCache(stats=self.stats)
+        self.directories = fs_listing.DirectoryCache(stats=self.stats)
         self.rows = fs_listing.RowCache()
+
+    def before_serving(self) -> None:
+        self.stats.hold_gil(self.root)
 
     # -- paths ---------------------------------------------------------------
 
@@ -303,7 +308,7 @@ class FilesystemProvider(BaseProvider):
                 raise NotFound(f"no object {key!r}") from None
             handle = os.fdopen(fd, "rb")
             try:
-                st = os.fstat(fd)
+                st = self.stats.of(fd)
                 verify = time_now - began > _SWAP_WINDOW
                 blob = self._matching_sidecar(key, parent, name, st, handle if verify else None)
                 if blob is not None:
@@ -370,7 +375,7 @@ class FilesystemProvider(BaseProvider):
         else (a write mid-swap, a copied tree, a link, no sidecar), which ``full_metadata``
         settles or refuses."""
         try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            st = self.stats.at(name, parent)
         except FileNotFoundError:
             raise NotFound(f"no object {key!r}") from None
         return self.blob_for(key, parent, name, st)

@@ -36,6 +36,7 @@ from factflow_storage.protocol import ObjectInfo
 from factflow_storage.providers import fs_paths
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
 from factflow_storage.providers.fs_sidecar_cache import SETTLE_NS, FileSignature, file_signature
+from factflow_storage.providers.fs_stat import StatCalls
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 # Names kept in all: about 100 bytes each, so some 10 MiB; a larger directory is read each time.
@@ -56,6 +57,7 @@ class FilesystemProvider(Protocol):
     root: str
     directories: DirectoryCache
     rows: RowCache
+    stats: StatCalls
 
     def blob_for(self, key: str, parent: int, name: str, st: os.stat_result) -> dict[str, Any] | None: ...
 
@@ -67,8 +69,9 @@ def _signature(st: os.stat_result) -> Signature:
 
 
 class DirectoryCache:
-    def __init__(self, max_names: int = MAX_NAMES, settle_ns: int = SETTLE_NS):
+    def __init__(self, max_names: int = MAX_NAMES, settle_ns: int = SETTLE_NS, stats: StatCalls | None = None):
         self.max_names = max_names
+        self._stats = stats or StatCalls()
         self.settle_ns = settle_ns
         self.hits = 0
         self._names = 0
@@ -79,7 +82,7 @@ class DirectoryCache:
         """The entries of the open directory ``fd``: sidecars, temp files and (at the root)
         the records directory left out, as the plain listing does."""
         # Taken before the read: a change during it makes the next look miss.
-        signature = _signature(os.fstat(fd))
+        signature = _signature(self._stats.of(fd))
         with self._lock:
             kept = self._entries.get(signature)
             if kept is not None:
@@ -228,14 +231,15 @@ def _open_dir(parent: int, name: str) -> int | None:
 
 def _row(provider: FilesystemProvider, parent: int, key: str, name: str
          ) -> tuple[ObjectInfo, dict[str, Any]] | None:
+    stat_at = provider.stats.at
     try:
-        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        st = stat_at(name, parent)
     except FileNotFoundError:
         return None  # deleted since its directory was read
     if not stat.S_ISREG(st.st_mode):
         return None  # replaced since its directory was read: the plain listing would not show it
     try:
-        sidecar: os.stat_result | None = os.stat(name + SIDECAR_SUFFIX, dir_fd=parent, follow_symlinks=False)
+        sidecar: os.stat_result | None = stat_at(name + SIDECAR_SUFFIX, parent)
     except OSError:
         sidecar = None
     rows = provider.rows

@@ -24,6 +24,7 @@ from typing import Any
 from factflow_storage.errors import NotFound
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.providers import fs_paths
+from factflow_storage.providers.fs_stat import StatCalls
 from factflow_storage.providers.fs_write import SIDECAR_LIMIT, parse_sidecar
 
 MAX_BYTES = 32 * 2**20
@@ -39,7 +40,8 @@ def file_signature(st: os.stat_result) -> FileSignature:
 
 
 class SidecarCache:
-    def __init__(self, max_bytes: int = MAX_BYTES, settle_ns: int = SETTLE_NS):
+    def __init__(self, max_bytes: int = MAX_BYTES, settle_ns: int = SETTLE_NS, stats: StatCalls | None = None):
+        self._stats = stats or StatCalls()
         self.max_bytes = max_bytes
         self.settle_ns = settle_ns
         self.hits = 0
@@ -51,7 +53,7 @@ class SidecarCache:
         """The sidecar record of ``name`` in ``parent`` (None when there is none)."""
         sidecar = name + SIDECAR_SUFFIX
         try:
-            st = os.stat(sidecar, dir_fd=parent, follow_symlinks=False)
+            st = self._stats.at(sidecar, parent)
         except OSError:
             st = None  # absent or unreadable: the read below says which
         if st is not None and stat.S_ISREG(st.st_mode):

@@ -93,11 +93,15 @@ def app_for(context: AppContext) -> bottle.Bottle:
 
 
 def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 0, *,
-                  threads: int = DEFAULT_THREADS, token: str | None = None, **app_options: Any):
-    """A bound, not yet running, waitress server (``.effective_port``, ``.run()``, ``.close()``)."""
+                  threads: int = DEFAULT_THREADS, token: str | None = None, read_slots: int | None = None,
+                  **app_options: Any):
+    """A bound, not yet running, waitress server (``.effective_port``, ``.run()``, ``.close()``).
+    ``read_slots``: GET and HEAD requests run at once (``server/read_gate.py``); by default
+    what the provider asks for, 0 for no limit."""
     from waitress import create_server as waitress_server
 
     from factflow_storage.server.channel import gated_channel
+    from factflow_storage.server.read_gate import ReadGate
     from factflow_storage.server.wsgi import Frontend
 
     check_bind(host, token)
@@ -105,10 +109,13 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
     context = make_context(service, token=token, **app_options)
     app = app_for(context)
     max_body, guard = context.max_body, context.guard
+    if read_slots is None:
+        read_slots = getattr(service.provider, "read_slots", None)
+    gate = ReadGate(min(read_slots, threads)) if read_slots else None
     try:
         # waitress refuses oversized bodies with a text page of its own; leave it headroom
         # so the app's 413 (JSON) answers first for any body that declares its length.
-        server = waitress_server(Frontend(app, guard.origins), host=host, port=port, threads=threads,
+        server = waitress_server(Frontend(app, guard.origins, gate), host=host, port=port, threads=threads,
                                  ident="factflow", max_request_body_size=max_body + 1024 * 1024,
                                  connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
                                  cleanup_interval=CLEANUP_INTERVAL, asyncore_use_poll=True,
@@ -122,6 +129,10 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
     except OSError as err:
         raise ConfigError(f"cannot listen on {server_url(host, port)}: {err.strerror or err}") from None
     server.channel_class = gated_channel(guard.body_limit)
+    server.read_gate = gate
+    before_serving = getattr(service.provider, "before_serving", None)
+    if before_serving is not None:
+        before_serving()
     return server
 
 
