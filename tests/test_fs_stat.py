@@ -14,6 +14,7 @@ import time
 import pytest
 
 from factflow_storage import create_storage_provider
+from factflow_storage.providers.fs_sidecar_cache import file_signature
 from factflow_storage.providers.fs_stat import LOCAL_TYPES, StatCalls, filesystem_type
 
 
@@ -50,6 +51,7 @@ def test_answers_are_os_stat_s_for_every_kind_of_entry(held, tmp_path, directory
             assert (mine.st_atime, mine.st_mtime, mine.st_ctime) == (theirs.st_atime, theirs.st_mtime, theirs.st_ctime)
             assert (mine.st_mtime_ns, mine.st_ctime_ns, mine.st_dev, mine.st_rdev, mine.st_blocks) == \
                 (theirs.st_mtime_ns, theirs.st_ctime_ns, theirs.st_dev, theirs.st_rdev, theirs.st_blocks)
+            assert held.signature(name, directory) == (theirs.st_mode, file_signature(theirs)), name
         with open(tmp_path / "file", "rb") as handle:
             assert held.of(handle.fileno()) == os.fstat(handle.fileno())
         assert held.of(directory) == os.fstat(directory)
@@ -61,12 +63,13 @@ def test_errors_are_os_stat_s(held, tmp_path, directory):
     (tmp_path / "file").write_bytes(b"x")
     for name, error in (("missing", FileNotFoundError), ("file/below", NotADirectoryError),
                         ("nul\0name", ValueError), ("x" * 300, OSError)):
-        with pytest.raises(error) as mine:
-            held.at(name, directory)
         with pytest.raises(error) as theirs:
             os.stat(name, dir_fd=directory, follow_symlinks=False)
-        assert type(mine.value) is type(theirs.value)
-        assert getattr(mine.value, "errno", None) == getattr(theirs.value, "errno", None)
+        for call in (held.at, held.signature):
+            with pytest.raises(error) as mine:
+                call(name, directory)
+            assert type(mine.value) is type(theirs.value)
+            assert getattr(mine.value, "errno", None) == getattr(theirs.value, "errno", None)
     with pytest.raises(OSError) as closed:
         held.of(987_654)
     assert closed.value.errno == errno.EBADF
@@ -110,6 +113,7 @@ def test_held_calls_never_hand_the_gil_to_another_thread(held, tmp_path, directo
     assert _turns_taken_by_another_thread(lambda: plain.at("file", directory)) > 0
     assert _turns_taken_by_another_thread(lambda: held.at("file", directory)) == 0
     assert _turns_taken_by_another_thread(lambda: held.of(directory)) == 0
+    assert _turns_taken_by_another_thread(lambda: held.signature("file", directory)) == 0
 
 
 MOUNTS = """\

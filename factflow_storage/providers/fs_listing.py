@@ -1,9 +1,10 @@
 """A filesystem listing with each object's metadata, in one pass: the list API's pages.
 
 The plain listing (``FilesystemProvider.list``) reads every directory it walks and stats
-each entry; pairing its rows with metadata stats each object again. Here each object is
-stat'ed once, the stat serving both the row and the choice of sidecar version, and keys
-are not validated again (the walk builds them from names it has checked).
+each entry; pairing its rows with metadata stats each object again. Here a row kept by ``RowCache``
+costs one look at the object and one at its sidecar (their signatures alone), a row not
+kept one whole stat more, which serves both the row and the choice of sidecar version;
+keys are not validated again (the walk builds them from names it has checked).
 
 Directories are read through ``DirectoryCache``: a directory's sorted entries are kept
 while it has the device, inode, mtime and ctime it had when read. Adding, removing or
@@ -231,22 +232,28 @@ def _open_dir(parent: int, name: str) -> int | None:
 
 def _row(provider: FilesystemProvider, parent: int, key: str, name: str
          ) -> tuple[ObjectInfo, dict[str, Any]] | None:
-    stat_at = provider.stats.at
+    stats, rows = provider.stats, provider.rows
     try:
-        st = stat_at(name, parent)
+        mode, signature = stats.signature(name, parent)
     except FileNotFoundError:
         return None  # deleted since its directory was read
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(mode):
         return None  # replaced since its directory was read: the plain listing would not show it
     try:
-        sidecar: os.stat_result | None = stat_at(name + SIDECAR_SUFFIX, parent)
+        sidecar: FileSignature | None = stats.signature(name + SIDECAR_SUFFIX, parent)[1]
     except OSError:
         sidecar = None
-    rows = provider.rows
     if sidecar is not None:
-        kept = rows.get(key, st, sidecar)
+        kept = rows.get(key, signature, sidecar)
         if kept is not None:
             return kept
+    # Not kept: the whole stat, for the row and the choice of the sidecar's version.
+    try:
+        st = stats.at(name, parent)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
     info = ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
     blob = provider.blob_for(key, parent, name, st)
     if blob is None:
@@ -272,24 +279,25 @@ class RowCache:
         self._entries: OrderedDict[str, _Row] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str, st: os.stat_result, sidecar: os.stat_result) -> tuple[ObjectInfo, dict[str, Any]] | None:
+    def get(self, key: str, signature: FileSignature, sidecar: FileSignature
+            ) -> tuple[ObjectInfo, dict[str, Any]] | None:
         with self._lock:
             row = self._entries.get(key)
-            if row is None or row.signature != (file_signature(st), file_signature(sidecar)):
+            if row is None or row.signature != (signature, sidecar):
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
         # The caller's own blob: nested values are parsed again rather than shared.
         return row.info, dict(row.blob) if row.raw is None else orjson.loads(row.raw)
 
-    def keep(self, key: str, st: os.stat_result, sidecar: os.stat_result, info: ObjectInfo,
+    def keep(self, key: str, st: os.stat_result, sidecar: FileSignature, info: ObjectInfo,
              blob: dict[str, Any]) -> None:
         now = time.time_ns()
-        if now - st.st_ctime_ns <= self.settle_ns or now - sidecar.st_ctime_ns <= self.settle_ns:
+        if now - st.st_ctime_ns <= self.settle_ns or now - sidecar[4] <= self.settle_ns:
             return
         raw = orjson.dumps(blob)
         flat = not any(isinstance(value, (dict, list)) for value in blob.values())
-        row = _Row((file_signature(st), file_signature(sidecar)), info, dict(blob), None if flat else raw)
+        row = _Row((file_signature(st), sidecar), info, dict(blob), None if flat else raw)
         size = len(raw) + _ROW_OVERHEAD
         if size > self.max_bytes:
             return

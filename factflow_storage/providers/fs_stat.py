@@ -25,6 +25,7 @@ import os
 import struct
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ _STATX_BASIC_STATS = 0x7FF
 # nlink, uid, gid, mode, ino, size, blocks, attributes_mask, then atime, btime, ctime and
 # mtime as (seconds, nanoseconds), then rdev and dev as (major, minor).
 _STATX = struct.Struct("=IIQIIIH2xQQQQ" + "qI4x" * 4 + "IIII")
+# Only what a signature needs: mask, mode, ino, size, ctime, mtime, dev.
+_SIGNATURE = struct.Struct("=I24xH2xQQ48xqI4x" + "qI4x8x" + "II")
 _BUFFER = 256  # what the kernel may fill: the struct is padded to 256 bytes
 
 # Filesystems whose metadata lives on this machine: a stat never waits for a network.
@@ -42,17 +45,30 @@ LOCAL_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs
                          "f2fs", "bcachefs", "jfs", "reiserfs"})
 
 
+# (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): changed in place, renamed over or
+# recreated, a file's signature differs (``fs_sidecar_cache.file_signature``).
+Signature = tuple[int, int, int, int, int]
+
+
 def _os_at(name: str, dir_fd: int) -> os.stat_result:
     return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
 
+def _os_signature(name: str, dir_fd: int) -> tuple[int, Signature]:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    return st.st_mode, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class StatCalls:
-    """``at(name, dir_fd)`` (not following a final link) and ``of(fd)``, shared by a
-    provider and its caches: ``os.stat`` and ``os.fstat`` until ``hold_gil``."""
+    """Shared by a provider and its caches, ``os.stat`` and ``os.fstat`` until ``hold_gil``:
+    ``at(name, dir_fd)`` (not following a final link), ``of(fd)``, and
+    ``signature(name, dir_fd)``, the mode and signature alone, which is what a cached
+    listing row needs and costs less to build than a ``stat_result``."""
 
     def __init__(self) -> None:
         self.at: Callable[[str, int], os.stat_result] = _os_at
         self.of: Callable[[int], os.stat_result] = os.fstat
+        self.signature: Callable[[str, int], tuple[int, Signature]] = _os_signature
         self.holds_gil = False
 
     def hold_gil(self, root: str, mountinfo: str | None = None) -> bool:
@@ -64,7 +80,7 @@ class StatCalls:
             return False
         held = _held_calls()
         if held is not None:
-            self.at, self.of = held
+            self.at, self.of, self.signature = held
             self.holds_gil = True
         return self.holds_gil
 
@@ -85,7 +101,7 @@ def _result(fields: tuple[int, ...]) -> os.stat_result | None:
         blksize, blocks, os.makedev(rdev_major, rdev_minor)))
 
 
-def _held_calls() -> tuple[Callable[[str, int], os.stat_result], Callable[[int], os.stat_result]] | None:
+def _held_calls() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None:
     if os.stat_result.n_fields != 19:  # not Linux's layout
         return None
     import ctypes  # here: only a server pays for its import
@@ -98,6 +114,8 @@ def _held_calls() -> tuple[Callable[[str, int], os.stat_result], Callable[[int],
     statx.restype = ctypes.c_int
     get_errno = ctypes.get_errno
     unpack = _STATX.unpack_from
+    sign = _SIGNATURE.unpack_from
+    makedev = os.makedev
     # One buffer per thread: the GIL may pass to another thread between the call and the unpack.
     buffers = threading.local()
 
@@ -128,7 +146,20 @@ def _held_calls() -> tuple[Callable[[str, int], os.stat_result], Callable[[int],
                 return result
         return os.fstat(fd)
 
-    return at, of
+    def signature(name: str, dir_fd: int) -> tuple[int, Signature]:
+        path = os.fsencode(name)
+        if b"\0" not in path:
+            raw = buffer()
+            if statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_STATS, raw) == 0:
+                mask, mode, ino, size, ctime_s, ctime_ns, mtime_s, mtime_ns, dev_major, dev_minor = sign(raw)
+                if mask & _STATX_BASIC_STATS == _STATX_BASIC_STATS:
+                    return mode, (makedev(dev_major, dev_minor), ino, size,
+                                  mtime_s * 1_000_000_000 + mtime_ns, ctime_s * 1_000_000_000 + ctime_ns)
+            elif get_errno() == errno.ENOENT:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        return _os_signature(name, dir_fd)
+
+    return at, of, signature
 
 
 def filesystem_type(path: str, mountinfo: str | None = None) -> str | None:
