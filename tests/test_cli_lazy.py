@@ -51,32 +51,52 @@ def test_storage_help_imports_only_its_group():
 
 
 _HELP_TWICE = r"""
+import sys
 import click, orjson
 from click.testing import CliRunner
 from factflow_storage.cli.main import cli
-lazy = CliRunner().invoke(cli, ["--help"], prog_name="factflow").stdout
-ctx = click.Context(cli)
-for name in cli.list_commands(ctx):
-    cli.get_command(ctx, name)  # every command imported: click renders their own lines
-loaded = CliRunner().invoke(cli, ["--help"], prog_name="factflow").stdout
+path = sys.argv[1:]
+group = cli
+for name in path:
+    group = group.get_command(click.Context(group), name)
+lazy = CliRunner().invoke(cli, [*path, "--help"], prog_name="factflow").stdout
+assert not set(group.lazy) & set(group.commands), "a command was imported before its group's --help"
+ctx = click.Context(group)
+for name in group.list_commands(ctx):
+    group.get_command(ctx, name)  # every command imported: click renders their own lines
+loaded = CliRunner().invoke(cli, [*path, "--help"], prog_name="factflow").stdout
 print(orjson.dumps([lazy, loaded]).decode())
 """
 
 
-def test_stored_short_helps_match_the_commands():
+@pytest.mark.parametrize("path", [[], ["storage"]])
+def test_stored_short_helps_match_the_commands(path):
     # A fresh interpreter: this process may have imported the commands already.
-    run = subprocess.run([sys.executable, "-c", _HELP_TWICE], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([sys.executable, "-c", _HELP_TWICE, *path], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     lazy, loaded = orjson.loads(run.stdout)
     assert "Commands:" in lazy
     assert lazy == loaded
 
 
-@pytest.mark.parametrize("name", sorted(cli.lazy))
-def test_lazy_targets_are_click_commands(name):
-    command = cli.get_command(click.Context(cli), name)
+def _storage() -> click.Group:
+    return cli.get_command(click.Context(cli), "storage")
+
+
+@pytest.mark.parametrize("group, name", [*((cli, name) for name in sorted(cli.lazy)),
+                                         *((_storage(), name) for name in sorted(_storage().lazy))])
+def test_lazy_targets_are_click_commands(group, name):
+    command = group.get_command(click.Context(group), name)
     assert isinstance(command, click.Command)
     assert command.name == name
+
+
+def test_a_storage_command_imports_none_of_its_siblings():
+    loaded = _modules_after("storage", "get", "--help")
+    siblings = {"factflow_storage.cli.watch", "factflow_storage.cli.download", "factflow_storage.cli.fsck",
+                "factflow_storage.cli.retention", "factflow_storage.cli.tools", "factflow_storage.cli.copy"}
+    assert sorted(loaded & siblings) == []
+    assert "factflow_storage.cli.watch" in _modules_after("storage", "watch", "--help")
 
 
 # -- the root's help without click --------------------------------------------------------

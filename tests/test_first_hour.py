@@ -247,6 +247,8 @@ def test_completion_of_keys_execution_ids_and_commands(storage, on_path):
         f"executions/{EXEC}/markdown_processor/chunker/msg-000{n}.json" for n in range(1, 6)]
     assert _complete(env, "storage", "list", "--execution", "ex") == [EXEC, "ex2"]
     assert _complete(env, "storage", "diff", EXEC, "ex") == [EXEC, "ex2"]
+    assert _complete(env, "storage", "watch", "--execution", "ex") == [EXEC, "ex2"]
+    assert _complete(env, "storage", "download", "e") == [EXEC, "ex2"]
     assert _complete(env, "storage", "d") == ["delete", "diff", "download", "du"]
     assert _complete(env, "storage", "du", "--") == ["--execution", "--depth", "--bytes", "--output", "--help"]
 

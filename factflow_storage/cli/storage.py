@@ -1,5 +1,6 @@
 """``factflow storage ...``: browse, list, get, metadata, put, delete. Larger commands
-(watch, download) live in their own modules and are added to this group at the bottom."""
+(watch, download, fsck, prune, du, lineage, diff, copy) live in their own modules, imported
+only when they run: ``storage get`` does not pay for the watch or the archive reader."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import click
 import orjson
 
+from factflow_storage.cli.lazy import LazyCommands
 from factflow_storage.cli.listing import (check_execution_prefix, human_option, listing_line, metadata_line,
                                           refuse_prefix, write_fs_rows)
 from factflow_storage.cli.options import App, output_option, pass_app
@@ -20,7 +22,27 @@ NOTHING_UNDER = "no objects under {prefix!r}"
 NOTHING_STORED = "no objects in this storage"
 
 
-@click.group("storage")
+class StorageGroup(LazyCommands, click.Group):
+    # The line is what ``storage --help`` shows, as the root's (tests keep it in sync).
+    lazy = {
+        "copy": ("factflow_storage.cli.copy:storage_copy", "Copy every object under PREFIX, with its metadata, to another..."),
+        "diff": ("factflow_storage.cli.tools:diff", "Compare two executions key by key (route/stage/msg): same,..."),
+        "download": ("factflow_storage.cli.download:command", "Download every object of EXECUTION_ID into DIR, keeping the key..."),
+        "du": ("factflow_storage.cli.tools:du", "Objects and bytes per route and stage (or per prefix level),..."),
+        "fsck": ("factflow_storage.cli.fsck:command", "Check the store under PREFIX: orphan temp files, sidecars that..."),
+        "lineage": ("factflow_storage.cli.tools:lineage", "The object's ancestors (its lineage metadata, followed upwards)..."),
+        "prune": ("factflow_storage.cli.retention:prune", "Delete old finished executions, skipping any a kept execution..."),
+        "watch": ("factflow_storage.cli.watch:command", "Print the execution's objects, then each new one as it lands,..."),
+    }
+
+    def loaded(self, command: click.Command) -> None:
+        from factflow_storage.cli import completion, examples
+
+        completion.install(self)
+        examples.install(self, (self.name or "storage",))
+
+
+@click.group("storage", cls=StorageGroup)
 def command() -> None:
     """Browse, read and write stored artefacts."""
 
@@ -198,29 +220,3 @@ def delete(app: App, key: str, output: str | None) -> None:
         emit_json({"key": key, "deleted": deleted})
     elif deleted:
         emit_lines([f"deleted {key}"])
-
-
-from factflow_storage.cli import watch as _watch  # noqa: E402  (its module imports nothing from here)
-
-command.add_command(_watch.command)
-
-from factflow_storage.cli import download as _download  # noqa: E402  (its module imports nothing from here)
-
-command.add_command(_download.command)
-
-from factflow_storage.cli import fsck as _fsck  # noqa: E402  (its module imports nothing from here)
-
-command.add_command(_fsck.command)
-
-from factflow_storage.cli import retention as _retention  # noqa: E402  (its module imports nothing from here)
-
-command.add_command(_retention.prune)
-
-from factflow_storage.cli import tools as _tools  # noqa: E402  (its module imports nothing from here)
-
-for _tool in (_tools.du, _tools.lineage, _tools.diff):
-    command.add_command(_tool)
-
-from factflow_storage.cli import copy as _copy  # noqa: E402  (its module imports nothing from here)
-
-command.add_command(_copy.storage_copy)
