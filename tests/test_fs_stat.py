@@ -14,8 +14,7 @@ import time
 import pytest
 
 from factflow_storage import create_storage_provider
-from factflow_storage.providers.fs_sidecar_cache import file_signature
-from factflow_storage.providers.fs_stat import LOCAL_TYPES, StatCalls, filesystem_type
+from factflow_storage.providers.fs_stat import LOCAL_TYPES, StatCalls, file_signature, filesystem_type
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ from factflow_storage.keys import RESERVED_PREFIX, SIDECAR_SUFFIX, validate_pref
 from factflow_storage.protocol import ObjectInfo
 from factflow_storage.providers import fs_paths
 from factflow_storage.providers.fs_paths import NotADirectory, Unsafe
-from factflow_storage.providers.fs_sidecar_cache import SETTLE_NS, FileSignature, file_signature
-from factflow_storage.providers.fs_stat import StatCalls
+from factflow_storage.providers.fs_sidecar_cache import SETTLE_NS
+from factflow_storage.providers.fs_stat import FileSignature, StatCalls, file_signature
 
 RESERVED_DIR = RESERVED_PREFIX.rstrip("/")
 # Names kept in all: about 100 bytes each, so some 10 MiB; a larger directory is read each time.

@@ -24,20 +24,12 @@ from typing import Any
 from factflow_storage.errors import NotFound
 from factflow_storage.keys import SIDECAR_SUFFIX
 from factflow_storage.providers import fs_paths
-from factflow_storage.providers.fs_stat import StatCalls
+from factflow_storage.providers.fs_stat import FileSignature, StatCalls, file_signature
 from factflow_storage.providers.fs_write import SIDECAR_LIMIT, parse_sidecar
 
 MAX_BYTES = 32 * 2**20
 # Far above any filesystem's timestamp tick, far below a listing's reuse of a sidecar.
 SETTLE_NS = 100_000_000
-
-FileSignature = tuple[int, int, int, int, int]
-
-
-def file_signature(st: os.stat_result) -> FileSignature:
-    """What identifies one version of a file: changed in place, renamed over or recreated, it differs."""
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
 
 class SidecarCache:
     def __init__(self, max_bytes: int = MAX_BYTES, settle_ns: int = SETTLE_NS, stats: StatCalls | None = None):

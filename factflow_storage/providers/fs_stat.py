@@ -8,11 +8,11 @@ CPUs (``bench/serve_bench.py``), most of the server's time went to those hand-of
 
 ``StatCalls.hold_gil`` switches the calls to the C library's ``statx`` through
 ``ctypes.PyDLL``, which keeps the GIL; the result is the ``os.stat_result`` that
-``os.stat`` would give. Each call costs about three microseconds more than ``os.stat``,
+``os.stat`` would give. Each call costs two or three microseconds more than ``os.stat``,
 so only the server switches, once its threads are what costs. It switches only where the
-storage root is on a local filesystem: on a network filesystem a stat can
-wait for the network, and must not hold every other thread meanwhile. Elsewhere, and
-where the C library has no ``statx``, they are ``os.stat`` and ``os.fstat``. A call that
+storage root is on a local filesystem: on a network filesystem a stat can wait for the
+network, and must not hold every other thread meanwhile. Elsewhere, and where the C
+library has no ``statx``, they are ``os.stat`` and ``os.fstat``. A call that
 fails for any reason other than a missing file is made again through ``os``, so callers
 see the exceptions ``os`` raises.
 """
@@ -45,18 +45,21 @@ LOCAL_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs
                          "f2fs", "bcachefs", "jfs", "reiserfs"})
 
 
-# (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): changed in place, renamed over or
-# recreated, a file's signature differs (``fs_sidecar_cache.file_signature``).
-Signature = tuple[int, int, int, int, int]
+FileSignature = tuple[int, int, int, int, int]
+
+
+def file_signature(st: os.stat_result) -> FileSignature:
+    """What identifies one version of a file: changed in place, renamed over or recreated, it differs."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _os_at(name: str, dir_fd: int) -> os.stat_result:
     return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
 
-def _os_signature(name: str, dir_fd: int) -> tuple[int, Signature]:
+def _os_signature(name: str, dir_fd: int) -> tuple[int, FileSignature]:
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    return st.st_mode, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return st.st_mode, file_signature(st)
 
 
 class StatCalls:
@@ -68,7 +71,7 @@ class StatCalls:
     def __init__(self) -> None:
         self.at: Callable[[str, int], os.stat_result] = _os_at
         self.of: Callable[[int], os.stat_result] = os.fstat
-        self.signature: Callable[[str, int], tuple[int, Signature]] = _os_signature
+        self.signature: Callable[[str, int], tuple[int, FileSignature]] = _os_signature
         self.holds_gil = False
 
     def hold_gil(self, root: str, mountinfo: str | None = None) -> bool:
@@ -146,7 +149,7 @@ def _held_calls() -> tuple[Callable[..., Any], Callable[..., Any], Callable[...,
                 return result
         return os.fstat(fd)
 
-    def signature(name: str, dir_fd: int) -> tuple[int, Signature]:
+    def signature(name: str, dir_fd: int) -> tuple[int, FileSignature]:
         path = os.fsencode(name)
         if b"\0" not in path:
             raw = buffer()
