@@ -288,6 +288,7 @@ class BaseProvider(ABC):
     def before_serving(self) -> None:
         """Called by the server before its threads start: a provider may trade a little
         of one thread's speed for less contention between many."""
+        return None
 
     @abstractmethod
     def open(self, key: str, *, start: int = 0, length: int | None = None) -> ObjectStream: ...

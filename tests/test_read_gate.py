@@ -41,7 +41,7 @@ def test_waiting_readers_enter_in_the_order_they_came():
         thread = threading.Thread(target=reader)
         thread.start()
         threads.append(thread)
-        until(lambda: gate.waiting == number + 1, f"reader {number} to wait")
+        until(lambda number=number: gate.waiting == number + 1, f"reader {number} to wait")
     gate.leave()
     for thread in threads:
         thread.join(DEADLINE)

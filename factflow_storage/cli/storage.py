@@ -27,7 +27,8 @@ class StorageGroup(LazyCommands, click.Group):
     lazy = {
         "copy": ("factflow_storage.cli.copy:storage_copy", "Copy every object under PREFIX, with its metadata, to another..."),
         "diff": ("factflow_storage.cli.tools:diff", "Compare two executions key by key (route/stage/msg): same,..."),
-        "download": ("factflow_storage.cli.download:command", "Download every object of EXECUTION_ID into DIR, keeping the key..."),
+        "download": ("factflow_storage.cli.download:command",
+                     "Download every object of EXECUTION_ID into DIR, keeping the key..."),
         "du": ("factflow_storage.cli.tools:du", "Objects and bytes per route and stage (or per prefix level),..."),
         "fsck": ("factflow_storage.cli.fsck:command", "Check the store under PREFIX: orphan temp files, sidecars that..."),
         "lineage": ("factflow_storage.cli.tools:lineage", "The object's ancestors (its lineage metadata, followed upwards)..."),
