@@ -280,14 +280,14 @@ class BaseProvider(ABC):
     # Metadata reads a listing runs at once: overlapping round trips pays on a network
     # store; a local filesystem answers from the page cache faster than a thread hand-off.
     metadata_readers: int = 16
-    # GET and HEAD requests the server runs at once, in arrival order (None: as many as it
-    # has threads). A network store overlaps round trips; a local filesystem answers from
+    # Object reads and listings the server runs at once, in arrival order (None: as many as
+    # it has threads). A network store overlaps round trips; a local filesystem answers from
     # the page cache, where more requests at once only take turns at the GIL.
     read_slots: int | None = None
 
     def before_serving(self) -> None:
-        """Called by the server before its threads start: a provider may trade a little
-        of one thread's speed for less contention between many."""
+        """Called by the server before it serves: a provider may trade a little of one
+        thread's speed for less contention between many threads."""
         return None
 
     @abstractmethod

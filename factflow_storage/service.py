@@ -526,6 +526,17 @@ class StorageService:
     def open_archive_stream(self, request: Mapping[str, Any]) -> BinaryIO:
         raise BadRequest(_NO_ARCHIVES)
 
+    @property
+    def read_slots(self) -> int | None:
+        """Object reads and listings a server should run at once (``BaseProvider.read_slots``)."""
+        return getattr(self.provider, "read_slots", None)
+
+    def before_serving(self) -> None:
+        """Let the provider prepare for a server's many threads (``BaseProvider.before_serving``)."""
+        prepare = getattr(self.provider, "before_serving", None)
+        if prepare is not None:
+            prepare()
+
     def health(self) -> Health:
         self.provider.check()
         return {"status": "ok", "storage": self.provider.uri}

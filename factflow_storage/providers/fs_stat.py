@@ -82,10 +82,18 @@ class StatCalls:
             log.debug("storage root %s is on %s: stat calls let go of the GIL", root, kind or "an unknown filesystem")
             return False
         held = _held_calls()
-        if held is not None:
-            self.at, self.of, self.signature = held
-            self.holds_gil = True
-        return self.holds_gil
+        if held is None:
+            return False
+        at, of, signature = held
+        try:
+            # statx refused (a sandbox's system call filter) would cost a second call each time.
+            if at("/", -100) != os.stat("/"):  # -100: AT_FDCWD
+                return False
+        except OSError:
+            return False
+        self.at, self.of, self.signature = held
+        self.holds_gil = True
+        return True
 
 
 def _result(fields: tuple[int, ...]) -> os.stat_result | None:
@@ -107,11 +115,11 @@ def _result(fields: tuple[int, ...]) -> os.stat_result | None:
 def _held_calls() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None:
     if os.stat_result.n_fields != 19:  # not Linux's layout
         return None
-    import ctypes  # here: only a server pays for its import
-
     try:
+        import ctypes  # here: only a server pays for its import
+
         statx = ctypes.PyDLL(None, use_errno=True).statx
-    except (AttributeError, OSError):
+    except (ImportError, AttributeError, OSError):  # no ctypes, or a C library without statx
         return None
     # No argtypes: ctypes' own conversion of int, bytes and a buffer is the cheaper path.
     statx.restype = ctypes.c_int

@@ -26,6 +26,7 @@ from factflow_storage.server.auth import Guard, check_bind, make_auth_hook
 from factflow_storage.server.context import AppContext
 from factflow_storage.server.http import ErrorPlugin, error_handler, refuse_bad_paths
 from factflow_storage.server.origin import OriginPolicy
+from factflow_storage.server.read_gate import ReadGate
 from factflow_storage.server.revocations import Revocations
 from factflow_storage.service import StorageService
 from factflow_storage.settings import load_settings
@@ -66,13 +67,16 @@ OUTBUF_LIMIT = 4 * 1024 * 1024
 
 def make_context(service: StorageService, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
                  cors_origins: Iterable[str] = (), max_streams: int | None = None,
-                 archive_limits: ArchiveLimits | None = None, archive_ttl: float | None = None) -> AppContext:
+                 archive_limits: ArchiveLimits | None = None, archive_ttl: float | None = None,
+                 read_slots: int | None = None) -> AppContext:
     """What the routes are given; ``archive_limits`` and ``archive_ttl`` default to the
-    settings in force."""
+    settings in force; ``read_slots``: object reads and listings at once (None or 0: no
+    limit; ``server/read_gate.py``)."""
     guard = Guard(token, OriginPolicy(cors_origins), revocations=Revocations(service.records))
     jobs = ArchiveJobs(service, ttl=archive_ttl or ttl_from_env(),
                        limits=archive_limits or ArchiveLimits.from_settings(load_settings()))
-    return AppContext(service, guard, jobs, token=token, max_body=max_body, max_streams=max_streams)
+    return AppContext(service, guard, jobs, token=token, max_body=max_body, max_streams=max_streams,
+                      read_gate=ReadGate(read_slots) if read_slots else None)
 
 
 def make_app(service: StorageService, **options: Any) -> bottle.Bottle:
@@ -96,26 +100,24 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
                   threads: int = DEFAULT_THREADS, token: str | None = None, read_slots: int | None = None,
                   **app_options: Any):
     """A bound, not yet running, waitress server (``.effective_port``, ``.run()``, ``.close()``).
-    ``read_slots``: GET and HEAD requests run at once (``server/read_gate.py``); by default
-    what the provider asks for, 0 for no limit."""
+    ``read_slots``: object reads and listings run at once (``server/read_gate.py``); by
+    default what the provider asks for, 0 for no limit."""
     from waitress import create_server as waitress_server
 
     from factflow_storage.server.channel import gated_channel
-    from factflow_storage.server.read_gate import ReadGate
     from factflow_storage.server.wsgi import Frontend
 
     check_bind(host, token)
     app_options.setdefault("max_streams", default_max_streams(threads))
-    context = make_context(service, token=token, **app_options)
+    if read_slots is None:
+        read_slots = service.read_slots
+    context = make_context(service, token=token, read_slots=min(read_slots or 0, threads), **app_options)
     app = app_for(context)
     max_body, guard = context.max_body, context.guard
-    if read_slots is None:
-        read_slots = getattr(service.provider, "read_slots", None)
-    gate = ReadGate(min(read_slots, threads)) if read_slots else None
     try:
         # waitress refuses oversized bodies with a text page of its own; leave it headroom
         # so the app's 413 (JSON) answers first for any body that declares its length.
-        server = waitress_server(Frontend(app, guard.origins, gate), host=host, port=port, threads=threads,
+        server = waitress_server(Frontend(app, guard.origins), host=host, port=port, threads=threads,
                                  ident="factflow", max_request_body_size=max_body + 1024 * 1024,
                                  connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
                                  cleanup_interval=CLEANUP_INTERVAL, asyncore_use_poll=True,
@@ -129,10 +131,8 @@ def create_server(service: StorageService, host: str = "127.0.0.1", port: int = 
     except OSError as err:
         raise ConfigError(f"cannot listen on {server_url(host, port)}: {err.strerror or err}") from None
     server.channel_class = gated_channel(guard.body_limit)
-    server.read_gate = gate
-    before_serving = getattr(service.provider, "before_serving", None)
-    if before_serving is not None:
-        before_serving()
+    server.read_gate = context.read_gate
+    service.before_serving()
     return server
 
 

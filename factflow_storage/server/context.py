@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from factflow_storage.archive.service import ArchiveJobs
 from factflow_storage.server.auth import Guard
+from factflow_storage.server.read_gate import ReadGate
 from factflow_storage.service import StorageService
 
 
@@ -18,3 +19,4 @@ class AppContext:
     token: str | None = None  # for the console's login
     max_body: int = 5 * 1024**3  # bodies past this answer 413 before anything is stored
     max_streams: int | None = None  # open event streams at once (None: no limit)
+    read_gate: ReadGate | None = None  # object reads and listings at once (None: no limit)

@@ -1,4 +1,4 @@
-"""At most N GET and HEAD requests in the application at once, admitted in arrival order.
+"""At most N object reads and listings at once, let in in arrival order.
 
 waitress runs each request on one of its threads (32 by default), and every thread that
 has work takes turns at the GIL. CPython hands the GIL on to whichever waiting thread the
@@ -8,19 +8,21 @@ reading one and its metadata, had a p99 of 430 to 500 ms where the median was 12
 Threads past the gate wait their turn on a lock of their own instead, and the lock is
 handed to the oldest waiter, so requests finish in about the order they came.
 
-Only the application's call is gated: a body that the server sends afterwards (an object's
-bytes, an event stream, an archive) does not hold a slot, so a slow reader or a watch that
-lasts an hour never keeps other requests out. Writes are not gated: a filesystem write
-waits for its fsync, and reads must not queue behind it. The provider says how many slots
+Only the storage routes' reads take a turn (a list page, an object's metadata, opening an
+object), and only for the route's own call: the bytes the server sends afterwards do not
+hold a slot, so a slow reader never keeps other requests out. Everything else is not
+gated: health, the console's files and event streams must answer whatever the store is
+doing, tools such as ``du`` or ``diff`` may walk a whole execution, and a filesystem write
+waits for its fsync, which reads must not queue behind. The provider says how many slots
 its reads want (``read_slots``); a network store sets none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
-
-GATED_METHODS = frozenset({"GET", "HEAD"})
+from collections.abc import Iterator
 
 
 class ReadGate:
@@ -48,6 +50,14 @@ class ReadGate:
                 self._waiting.popleft().release()  # the slot passes on; no newcomer takes it first
             else:
                 self._free += 1
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
 
     @property
     def waiting(self) -> int:

@@ -3,6 +3,7 @@ Routes parse, call ``StorageService``, render."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from typing import Any, BinaryIO, cast
@@ -121,28 +122,34 @@ def _reads_as_metadata(service: StorageService, key: str) -> bool:
 
 def install(app: bottle.Bottle, context: AppContext) -> None:
     service, max_body = context.service, context.max_body
+    reading = context.read_gate.turn if context.read_gate else contextlib.nullcontext
 
     @app.get(OBJECTS)
     def list_objects():
-        page = service.list_page(
-            query("prefix", "") or "",
-            delimiter=query("delimiter") or None,
-            route_id=query("route_id") or None,
-            stage=query("stage") or None,
-            extension=query("extension") or None,
-            include_metadata=query_bool("include_metadata", True),
-            limit=query_int("limit", DEFAULT_PAGE),
-            cursor=cursor_param(),
-            offset=_offset(),
-            start_after=query("start_after") or None,
-            contains=query("contains") or None,
-            match=query("match") or None,
-        )
+        with reading():
+            page = service.list_page(
+                query("prefix", "") or "",
+                delimiter=query("delimiter") or None,
+                route_id=query("route_id") or None,
+                stage=query("stage") or None,
+                extension=query("extension") or None,
+                include_metadata=query_bool("include_metadata", True),
+                limit=query_int("limit", DEFAULT_PAGE),
+                cursor=cursor_param(),
+                offset=_offset(),
+                start_after=query("start_after") or None,
+                contains=query("contains") or None,
+                match=query("match") or None,
+            )
         return json_response(page)
 
     # Registered before the object route, so ``.../metadata`` paths come here first.
     @app.route(OBJECTS + "/<key:path>/metadata", ["GET", "HEAD"])
     def object_metadata(key: str):
+        with reading():
+            return _object_metadata(key)
+
+    def _object_metadata(key: str):
         whole = key + "/" + METADATA_VIEW
         view = _view()
         if view == METADATA_VIEW:
@@ -159,9 +166,11 @@ def install(app: bottle.Bottle, context: AppContext) -> None:
     @app.route(OBJECTS + "/<key:path>", ["GET", "HEAD"])
     def get_object(key: str):
         key = route_key(key)
-        if _view() == METADATA_VIEW:
-            return metadata_response(service.metadata(key))
-        return object_response(service, key)
+        # The turn covers opening the object, not sending its bytes (bottle sends them after).
+        with reading():
+            if _view() == METADATA_VIEW:
+                return metadata_response(service.metadata(key))
+            return object_response(service, key)
 
     @app.put(OBJECTS + "/<key:path>")
     def put_object(key: str):

@@ -2,8 +2,7 @@
 
 - CORS preflights are answered here (no route has OPTIONS) and allowed origins get
   their CORS headers on every answer;
-- a 304 gets back its ``Last-Modified`` (bottle drops it; RFC 9110 15.4.5 wants it);
-- reads take their turn at the read gate, where the provider asks for one.
+- a 304 gets back its ``Last-Modified`` (bottle drops it; RFC 9110 15.4.5 wants it).
 """
 
 from __future__ import annotations
@@ -13,15 +12,13 @@ from typing import Any
 
 from factflow_storage.server.http import LAST_MODIFIED_ENV, error_body
 from factflow_storage.server.origin import OriginPolicy
-from factflow_storage.server.read_gate import GATED_METHODS, ReadGate
 from factflow_storage.service import json_bytes
 
 
 class Frontend:
-    def __init__(self, app: Callable[..., Iterable[bytes]], origins: OriginPolicy, gate: ReadGate | None = None):
+    def __init__(self, app: Callable[..., Iterable[bytes]], origins: OriginPolicy):
         self.app = app
         self.origins = origins
-        self.gate = gate
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "")
@@ -36,13 +33,7 @@ class Frontend:
             headers += self.origins.response_headers(environ)
             return start_response(status, headers, exc_info)
 
-        if self.gate is None or method not in GATED_METHODS:
-            return self.app(environ, start)
-        self.gate.enter()
-        try:
-            return self.app(environ, start)
-        finally:
-            self.gate.leave()
+        return self.app(environ, start)
 
     def _preflight(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         status, headers = self.origins.preflight(environ)
