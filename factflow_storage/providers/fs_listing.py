@@ -1,10 +1,10 @@
 """A filesystem listing with each object's metadata, in one pass: the list API's pages.
 
 The plain listing (``FilesystemProvider.list``) reads every directory it walks and stats
-each entry; pairing its rows with metadata stats each object again. Here a row kept by ``RowCache``
-costs one look at the object and one at its sidecar (their signatures alone), a row not
-kept one whole stat more, which serves both the row and the choice of sidecar version;
-keys are not validated again (the walk builds them from names it has checked).
+each entry; pairing its rows with metadata stats each object again. Here a row kept by
+``RowCache`` costs one look at the object and one at its sidecar (their signatures alone),
+a row not kept one whole stat more, which serves both the row and the choice of sidecar
+version; keys are not validated again (the walk builds them from names it has checked).
 
 Directories are read through ``DirectoryCache``: a directory's sorted entries are kept
 while it has the device, inode, mtime and ctime it had when read. Adding, removing or

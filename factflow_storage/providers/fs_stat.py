@@ -12,9 +12,9 @@ CPUs (``bench/serve_bench.py``), most of the server's time went to those hand-of
 so only the server switches, once its threads are what costs. It switches only where the
 storage root is on a local filesystem: on a network filesystem a stat can wait for the
 network, and must not hold every other thread meanwhile. Elsewhere, and where the C
-library has no ``statx``, they are ``os.stat`` and ``os.fstat``. A call that
-fails for any reason other than a missing file is made again through ``os``, so callers
-see the exceptions ``os`` raises.
+library has no ``statx``, they are ``os.stat`` and ``os.fstat``. A call that fails for any
+reason other than a missing file is made again through ``os``, so callers see the
+exceptions ``os`` raises.
 """
 
 from __future__ import annotations
@@ -137,17 +137,21 @@ def _held_calls() -> tuple[Callable[..., Any], Callable[..., Any], Callable[...,
             buffers.raw = ctypes.create_string_buffer(_BUFFER)
             return buffers.raw
 
-    def at(name: str, dir_fd: int) -> os.stat_result:
+    def filled(name: str, dir_fd: int):  # -> the filled buffer, or None: ask os instead
         path = os.fsencode(name)
-        if b"\0" not in path:  # else os.stat raises its ValueError
-            raw = buffer()
-            if statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_STATS, raw) == 0:
-                result = _result(unpack(raw))
-                if result is not None:
-                    return result
-            elif get_errno() == errno.ENOENT:
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if b"\0" in path:  # os.stat raises its ValueError
+            return None
+        raw = buffer()
+        if statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_STATS, raw) == 0:
+            return raw
+        if get_errno() == errno.ENOENT:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        return None
+
+    def at(name: str, dir_fd: int) -> os.stat_result:
+        raw = filled(name, dir_fd)
+        result = None if raw is None else _result(unpack(raw))
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False) if result is None else result
 
     def of(fd: int) -> os.stat_result:
         raw = buffer()
@@ -158,16 +162,12 @@ def _held_calls() -> tuple[Callable[..., Any], Callable[..., Any], Callable[...,
         return os.fstat(fd)
 
     def signature(name: str, dir_fd: int) -> tuple[int, FileSignature]:
-        path = os.fsencode(name)
-        if b"\0" not in path:
-            raw = buffer()
-            if statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_STATS, raw) == 0:
-                mask, mode, ino, size, ctime_s, ctime_ns, mtime_s, mtime_ns, dev_major, dev_minor = sign(raw)
-                if mask & _STATX_BASIC_STATS == _STATX_BASIC_STATS:
-                    return mode, (makedev(dev_major, dev_minor), ino, size,
-                                  mtime_s * 1_000_000_000 + mtime_ns, ctime_s * 1_000_000_000 + ctime_ns)
-            elif get_errno() == errno.ENOENT:
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        raw = filled(name, dir_fd)
+        if raw is not None:
+            mask, mode, ino, size, ctime_s, ctime_ns, mtime_s, mtime_ns, dev_major, dev_minor = sign(raw)
+            if mask & _STATX_BASIC_STATS == _STATX_BASIC_STATS:
+                return mode, (makedev(dev_major, dev_minor), ino, size,
+                              mtime_s * 1_000_000_000 + mtime_ns, ctime_s * 1_000_000_000 + ctime_ns)
         return _os_signature(name, dir_fd)
 
     return at, of, signature
