@@ -116,6 +116,43 @@ def test_a_journal_poll_reads_only_recent_markers(s3_server):
     assert max(listed) == 3  # never the 300 old markers
 
 
+def test_a_journal_poll_made_while_a_finished_execution_s_markers_go_reports_none_of_them(s3_server):
+    """A finished execution's markers go in no set order: a poll made meanwhile can find
+    newer ones whose older ones are gone. Reported live, they would come ahead of those
+    older writes (delivered by the watchers' final listing), out of write order."""
+    from factflow_storage.executions import set_status
+
+    provider = _radosgw_provider(s3_server)
+    set_status(provider, EXEC, "running")
+    keys = [f"{PREFIX}a/s/m{i:02d}" for i in range(10)]
+    for key in keys:
+        provider.write(key, b"x")
+    # The record is written before the markers go: stop there, half of them gone.
+    finishing = _radosgw_provider(s3_server, provider.bucket)
+    journal_of(finishing).enabled = False
+    set_status(finishing, EXEC, "completed")
+    markers = list(provider.list_records(journal_prefix(EXEC)))
+    assert len(markers) == len(keys)
+    provider.delete_records(markers[:5])
+
+    source = JournalSource(provider)
+    polls = []
+    original = source._markers
+
+    def counting(prefix, start_after):
+        found = list(original(prefix, start_after))
+        polls.append(len(found))
+        return found
+
+    source._markers = counting
+    collector = Collector(source)
+    eventually(lambda: len(polls) >= 3, "three polls")
+    assert polls[0] == 5 and collector.reports == []
+    # A record that is not terminal again (an execution started again) lets them through.
+    set_status(finishing, EXEC, "running")
+    assert [info.key for info in collector.finish(5)] == keys[5:]
+
+
 def test_a_key_too_long_for_a_marker_name_is_read_from_its_body(s3_server):
     provider = _radosgw_provider(s3_server)
     collector = Collector(JournalSource(provider))
@@ -126,10 +163,10 @@ def test_a_key_too_long_for_a_marker_name_is_read_from_its_body(s3_server):
     assert [info.key for info in collector.finish(1)] == [key]
 
 
-def _radosgw_provider(server):
+def _radosgw_provider(server, bucket: str | None = None):
     from factflow_storage import create_storage_provider
 
-    provider = create_storage_provider(f"minio://{server.new_bucket()}", server.options())
+    provider = create_storage_provider(f"minio://{bucket or server.new_bucket()}", server.options())
     if server.kind == "minio":
         journal_of(provider).enabled = True  # MinIO has the listen API; exercise the journal anyway
     return provider

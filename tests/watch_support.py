@@ -114,7 +114,13 @@ def by_route(keys) -> dict[str, list[str]]:
 def assert_same_writes(collected: list[str], written: list[str]) -> None:
     """Exactly the written keys, none twice, each route in write order."""
     assert collections.Counter(collected) == collections.Counter(written)
-    assert by_route(collected) == by_route(written)
+    got, expected = by_route(collected), by_route(written)
+    for route, keys in expected.items():
+        assert got[route] == keys, f"route {route}: got {short(got[route])}, written {short(keys)}"
+
+
+def short(keys: list[str]) -> list[str]:
+    return [key.rsplit("/", 1)[-1].removesuffix(".json") for key in keys]
 
 
 # -- the CLI ----------------------------------------------------------------------

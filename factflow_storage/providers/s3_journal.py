@@ -9,8 +9,9 @@ after each object write an S3 provider also puts one empty marker:
 Marker names sort by the writer's clock, so a poll is one ``ListObjectsV2`` with
 ``start-after`` set to "now minus the lookback window": it returns only the markers of
 the last few seconds, whatever the size of the execution. Cost: one extra small PUT per
-object written, one LIST per poll per watched execution (shared by every watcher of it),
-one HEAD per new object. Markers are never listed as objects (``_factflow/``).
+object written; per watched execution (shared by every watcher of it) one LIST per poll
+and one GET of the execution record per poll that finds new markers; one HEAD per new
+object. Markers are never listed as objects (``_factflow/``).
 
 The lookback window covers a marker's PUT still in flight when a poll passes its name,
 and clock skew between writer hosts and the watcher; a marker later than that is found

@@ -139,8 +139,8 @@ class Hub:
 
     def __init__(self, linger: float = LINGER):
         self.linger = linger
-        self._feeds: dict[tuple[int, str], list] = {}  # slot -> [feed, users]
-        self._kinds: dict[int, type] = {}
+        # slot -> [feed, users]; a feed holds its provider, so the id in its slot stays its own
+        self._feeds: dict[tuple[int, str], list] = {}
         self._lock = threading.Lock()
 
     def acquire(self, provider: Store, execution_id: str) -> Feed:
@@ -149,11 +149,9 @@ class Hub:
             if slot in self._feeds:
                 self._feeds[slot][1] += 1
                 return self._feeds[slot][0]
-            kind = self._kinds.get(id(provider))
-        # Choosing the first source may probe the backend: outside the lock.
-        source = kind(provider) if kind else source_for(provider)
+        # Choosing a source may probe the backend (once per provider): outside the lock.
+        source = source_for(provider)
         with self._lock:
-            self._kinds.setdefault(id(provider), type(source))
             if slot in self._feeds:
                 self._feeds[slot][1] += 1
                 return self._feeds[slot][0]

@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from factflow_storage.errors import NotFound, StorageError, Unavailable
+from factflow_storage.executions import is_terminal
 from factflow_storage.keys import RESERVED_PREFIX
 from factflow_storage.providers.s3_journal import LOOKBACK_S, journal_prefix, parse_marker
 from factflow_storage.providers.s3_listen import client_of, open_listen
@@ -116,19 +117,23 @@ class JournalSource(_S3Source):
         while not stop.is_set():
             now = int(time.time() * 1000)
             start_after = f"{markers}{now - lookback_ms:013d}"
+            new = []
             for found in self._markers(markers, start_after):
                 name = found.object_name
-                if name in names:
-                    continue
-                parsed = parse_marker(name[len(base):], execution_id)
-                if parsed is None:
-                    continue
-                stamp, key = parsed
-                names[name] = stamp
-                if key is None:
-                    key = self._key_from_body(name[len(base):])
-                if key:
-                    self._report(key, report)
+                parsed = None if name in names else parse_marker(name[len(base):], execution_id)
+                if parsed is not None:
+                    new.append((name, *parsed))
+            # A finished execution's markers are removed in no set order, so a listing made
+            # meanwhile may hold newer ones and have lost older ones not reported yet. The
+            # record is written before they go: read after the listing, a terminal one means
+            # the watchers' final listing delivers these, oldest first, after what came live.
+            if new and not is_terminal(self.provider.read_execution(execution_id)):
+                for name, stamp, key in new:
+                    names[name] = stamp
+                    if key is None:
+                        key = self._key_from_body(name[len(base):])
+                    if key:
+                        self._report(key, report)
             names = {n: s for n, s in names.items() if s > now - 2 * lookback_ms}
             stop.wait(self.interval)
 
