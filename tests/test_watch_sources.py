@@ -116,40 +116,43 @@ def test_a_journal_poll_reads_only_recent_markers(s3_server):
     assert max(listed) == 3  # never the 300 old markers
 
 
-def test_a_journal_poll_made_while_a_finished_execution_s_markers_go_reports_none_of_them(s3_server):
-    """A finished execution's markers go in no set order: a poll made meanwhile can find
-    newer ones whose older ones are gone. Reported live, they would come ahead of those
-    older writes (delivered by the watchers' final listing), out of write order."""
+def test_a_journal_poll_reports_nothing_it_listed_once_the_record_is_terminal(s3_server):
+    """A finished execution's markers go in one multi-object delete, in no set order: a
+    poll made meanwhile can find newer markers whose older ones are gone. Reported live,
+    they would come ahead of those older writes (the watchers' final listing delivers
+    them), out of write order. The record is written before the markers go, so a poll
+    reads it after its listing and reports nothing from a listing it cannot trust."""
     from factflow_storage.executions import set_status
 
     provider = _radosgw_provider(s3_server)
+    journal_of(provider).enabled = False  # the test places the markers itself
     set_status(provider, EXEC, "running")
     keys = [f"{PREFIX}a/s/m{i:02d}" for i in range(10)]
     for key in keys:
         provider.write(key, b"x")
-    # The record is written before the markers go: stop there, half of them gone.
-    finishing = _radosgw_provider(s3_server, provider.bucket)
-    journal_of(finishing).enabled = False
-    set_status(finishing, EXEC, "completed")
-    markers = list(provider.list_records(journal_prefix(EXEC)))
-    assert len(markers) == len(keys)
-    provider.delete_records(markers[:5])
+    # The newer half, as a poll finds them once the older half is gone; stamped ahead, so
+    # every poll of the test lists them however slowly it runs.
+    ahead = int(time.time() * 1000) + 600_000
+    for i, key in enumerate(keys[5:]):
+        provider.put_record(*marker_name(key, stamp_ms=ahead + i))
 
     source = JournalSource(provider)
-    polls = []
+    polls: list[int] = []
     original = source._markers
 
-    def counting(prefix, start_after):
+    def listed_then_finished(prefix, start_after):
         found = list(original(prefix, start_after))
+        if not polls:  # the record turns terminal between the first listing and its check
+            set_status(provider, EXEC, "completed")
         polls.append(len(found))
         return found
 
-    source._markers = counting
+    source._markers = listed_then_finished
     collector = Collector(source)
     eventually(lambda: len(polls) >= 3, "three polls")
     assert polls[0] == 5 and collector.reports == []
-    # A record that is not terminal again (an execution started again) lets them through.
-    set_status(finishing, EXEC, "running")
+    # Not remembered as seen: once the execution runs again (started anew), they come.
+    set_status(provider, EXEC, "running")
     assert [info.key for info in collector.finish(5)] == keys[5:]
 
 

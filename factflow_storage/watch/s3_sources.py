@@ -9,6 +9,7 @@ made while the connection was down are reported too.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from urllib.parse import unquote_plus
@@ -23,6 +24,8 @@ from factflow_storage.providers.s3_listen import client_of, open_listen
 from factflow_storage.watch.source import Report
 
 _CHUNK = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class _S3Source:
@@ -127,7 +130,7 @@ class JournalSource(_S3Source):
             # meanwhile may hold newer ones and have lost older ones not reported yet. The
             # record is written before they go: read after the listing, a terminal one means
             # the watchers' final listing delivers these, oldest first, after what came live.
-            if new and not is_terminal(self.provider.read_execution(execution_id)):
+            if new and self._still_running(execution_id):
                 for name, stamp, key in new:
                     names[name] = stamp
                     if key is None:
@@ -136,6 +139,16 @@ class JournalSource(_S3Source):
                         self._report(key, report)
             names = {n: s for n, s in names.items() if s > now - 2 * lookback_ms}
             stop.wait(self.interval)
+
+    def _still_running(self, execution_id: str) -> bool:
+        """False also when the record cannot be read now: the markers stay unreported, so
+        the next poll finds them again (or the final listing, once they are gone)."""
+        try:
+            return not is_terminal(self.provider.read_execution(execution_id))
+        except StorageError as err:
+            log.info("execution %s: record unreadable (%s); its new writes wait for the next poll",
+                     execution_id, err)
+            return False
 
     def _markers(self, prefix: str, start_after: str):
         import urllib3
