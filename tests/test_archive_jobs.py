@@ -190,7 +190,8 @@ def test_a_cancel_from_another_replica_is_seen_and_a_dead_packer_reads_as_failed
 
 def test_finished_jobs_expire(service, monkeypatch):
     populate(service)
-    monkeypatch.setenv("FACTFLOW_ARCHIVE_TTL", "1s")
+    # Long enough that the job's readiness is seen on a loaded machine before it expires.
+    monkeypatch.setenv("FACTFLOW_ARCHIVE_TTL", "5s")
     with running_server(service) as url:
         job = call(url, "POST", f"{ARCHIVE}/prepare", {"execution_id": "E1"}).json()
         status = wait_ready(url, job["job_id"])

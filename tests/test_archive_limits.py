@@ -76,7 +76,18 @@ def test_identical_requests_share_one_job(service):
 
 def test_jobs_packing_at_once_are_capped(slow):
     # Eight different requests (the same stages in another order) each pack all 96 MiB, and
-    # are sent at once: no job can finish before the last request is answered.
+    # are sent at once; no job reads an object before the last request is answered, so
+    # none can finish and free its slot early however slowly the requests arrive.
+    answered = threading.Event()
+    reads: list[str] = []
+    provider_open = slow.provider.open
+
+    def held_open(key, **options):
+        reads.append(key)
+        answered.wait(60)
+        return provider_open(key, **options)
+
+    slow.provider.open = held_open
     stages = "abcdefgh"
     bodies = [{"execution_id": "SLOW", "stages": list(stages[n:] + stages[:n])} for n in range(8)]
     with running_server(slow, archive_limits=ArchiveLimits(max_jobs=2)) as url:
@@ -86,6 +97,8 @@ def test_jobs_packing_at_once_are_capped(slow):
             thread.start()
         for thread in threads:
             thread.join()
+        answered.set()
+        assert reads, "the jobs read nothing through the held open"
         accepted = [reply for reply in replies if reply.status == 200]
         refused = [reply for reply in replies if reply.status == 503]
         assert len(accepted) == 2 and len(refused) == 6
@@ -107,7 +120,9 @@ def test_a_job_crossing_the_byte_cap_fails_and_leaves_no_archive(slow):
 
 
 def test_a_preparing_job_nobody_polls_is_cancelled_and_removed(slow):
-    with running_server(slow, archive_limits=ArchiveLimits(idle=0.3)) as url:
+    # Idle for 2 s: long past the prepare's answer on a loaded machine, so the job's files
+    # are there to be seen before they go.
+    with running_server(slow, archive_limits=ArchiveLimits(idle=2.0)) as url:
         job = prepare(url, {"execution_id": "SLOW"}).json()["job_id"]
         assert job_files(slow)
         assert wait_for(lambda: not job_files(slow))

@@ -44,13 +44,17 @@ def console_with_running(file_storage, tmp_path):
 
 
 def shown(console) -> list[str]:
-    return [row.get_attribute("data-execution") for row in console.find_all("tr[data-execution]")]
+    # One script, not a read per row: a refresh redrawing the table between two reads
+    # would leave the second a stale element.
+    return console.driver.execute_script(
+        "return Array.from(document.querySelectorAll('tr[data-execution]'), row => row.dataset.execution);")
 
 
 def test_the_home_page_asks_for_one_page_and_pages_on(console):
     console.open("#/", view="executions")
     assert shown(console) == [f"run-{n:03d}" for n in range(COUNT - 1, COUNT - 51, -1)]
-    asked = [url for url in console.requested_urls() if "/api/v1/executions" in url]
+    # Pages only: an idle refresh (``since=``) may come between them on a slow machine.
+    asked = [url for url in console.requested_urls() if "/api/v1/executions" in url and "since=" not in url]
     assert asked and all("limit=50" in url for url in asked), asked
     console.find("#more-executions").click()
     console.wait_for(lambda: len(shown(console)) == 100)
@@ -61,34 +65,50 @@ def test_the_home_page_asks_for_one_page_and_pages_on(console):
     assert not console.find("#more-executions").is_displayed()
 
 
-def executions_answers(console) -> list[tuple[str, int]]:
-    """(URL, rows in the answer) of every execution list the page fetched since the last call."""
-    answers = []
-    for entry in console.driver.get_log("performance"):
-        message = orjson.loads(entry["message"])["message"]
-        if message["method"] != "Network.responseReceived":
-            continue
-        url = message["params"]["response"]["url"]
-        if "/api/v1/executions?" not in url:
-            continue
-        body = console.driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": message["params"]["requestId"]})
-        answers.append((url, len(orjson.loads(body["body"])["executions"])))
-    return answers
+class ExecutionAnswers:
+    """The execution lists the page fetched: (URL, rows in the answer), each once."""
+
+    def __init__(self, console):
+        self.console = console
+        self.arriving: dict[str, str] = {}  # request id -> URL, until its body is in
+
+    def new(self) -> list[tuple[str, int]]:
+        """Those whose bodies arrived since the last call (asked for earlier, a body still
+        arriving is not there to read)."""
+        finished = []
+        for entry in self.console.driver.get_log("performance"):
+            message = orjson.loads(entry["message"])["message"]
+            params = message["params"]
+            if message["method"] == "Network.responseReceived" and "/api/v1/executions?" in params["response"]["url"]:
+                self.arriving[params["requestId"]] = params["response"]["url"]
+            elif message["method"] == "Network.loadingFinished":
+                finished.append(params["requestId"])
+        answers = []
+        for request_id in finished:
+            url = self.arriving.pop(request_id, None)
+            if url is not None:
+                body = self.console.driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": request_id})
+                answers.append((url, len(orjson.loads(body["body"])["executions"])))
+        return answers
 
 
 def status_of(console, execution_id: str) -> str | None:
-    return console.find(f'tr[data-execution="{execution_id}"] .badge').get_attribute("data-status")
+    return console.driver.execute_script(
+        "const badge = document.querySelector(`tr[data-execution=\"${arguments[0]}\"] .badge`);"
+        "return badge && badge.getAttribute('data-status');", execution_id)
 
 
 def test_the_refresh_while_one_runs_asks_only_for_what_changed(console_with_running):
     console, provider = console_with_running
     console.open("#/", view="executions")
     assert shown(console)[0] == "live-run" and status_of(console, "live-run") == "running"
-    first = executions_answers(console)
-    assert [rows for _url, rows in first] == [50], first
-    # Wait for two refreshes: each asks for the executions started since the running one.
-    refreshes = console.wait_for(lambda: (executions_answers(console) or None), timeout=60)
-    refreshes += console.wait_for(lambda: (executions_answers(console) or None), timeout=60)
+    answers = ExecutionAnswers(console)
+    first, *refreshes = console.wait_for(answers.new)
+    assert "since=" not in first[0] and first[1] == 50, first
+    # Two refreshes (on a slow machine some may be in already): each asks for the
+    # executions started since the running one.
+    while len(refreshes) < 2:
+        refreshes += console.wait_for(answers.new)
     for url, rows in refreshes:
         assert "since=" in url and rows == 1, refreshes
     executions.set_status(provider, "live-run", "completed")
@@ -99,5 +119,5 @@ def test_the_refresh_while_one_runs_asks_only_for_what_changed(console_with_runn
                                           "started_at": "2026-03-02T09:00:00.000Z"})
     console.wait_for(lambda: shown(console)[0] == "next-run", timeout=60)
     assert shown(console)[1:3] == ["live-run", f"run-{COUNT - 1:03d}"] and len(shown(console)) == 51
-    later = executions_answers(console)
+    later = console.wait_for(answers.new)
     assert later and all("since=" in url and rows <= 2 for url, rows in later), later

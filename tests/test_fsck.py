@@ -188,11 +188,12 @@ def test_api_and_api_mode_report_the_same(store, tmp_path):
     assert store.metadata("a/k")["checksum"] == "sha256:" + hashlib.sha256(b"v1").hexdigest()
 
 
-def _busy_writer(root: str, writer: int, seconds: float) -> None:
+def _busy_writer(root: str, writer: int, started, stop) -> None:
     store = FilesystemProvider(parse_storage_uri(f"file://{root}"))
-    deadline = time.monotonic() + seconds
     n = 0
-    while time.monotonic() < deadline:
+    while not stop.is_set():
+        if n == 3:
+            started.release()
         store.write(f"busy/k{n % 3}", f"{writer}:{n}".encode() * 5000, {"writer": writer})
         store.put_record(f"busy/{writer}", b"record")
         n += 1
@@ -203,19 +204,22 @@ def test_repair_beside_live_writers_removes_nothing_they_need(store, tmp_path):
 
     root = tmp_path / "root"
     ctx = multiprocessing.get_context("fork")
-    writers = [ctx.Process(target=_busy_writer, args=(str(root), w, 2.0)) for w in range(3)]
+    started, stop = ctx.Semaphore(0), ctx.Event()
+    writers = [ctx.Process(target=_busy_writer, args=(str(root), w, started, stop)) for w in range(3)]
     for proc in writers:
         proc.start()
     reports = []
     try:
-        deadline = time.monotonic() + 1.8
-        while time.monotonic() < deadline:
+        for _ in writers:  # each writer is well into its writes
+            assert started.acquire(timeout=60)
+        # A count, not a time: the writers go on until every repair is done.
+        while len(reports) < 5:
             reports.append(StorageService(store).fsck("", repair=True, grace=0))
     finally:
+        stop.set()
         for proc in writers:
             proc.join(timeout=30)
     assert [proc.exitcode for proc in writers] == [0, 0, 0]  # no write lost its temp file
-    assert len(reports) > 3
     assert all(report["found"] == {} for report in reports), [r["found"] for r in reports if r["found"]]
     for n in range(3):
         readable(store, f"busy/k{n}")

@@ -5,6 +5,7 @@ between the two, also when it races the stream's start."""
 from __future__ import annotations
 
 import collections
+import threading
 
 import pytest
 
@@ -12,7 +13,7 @@ from factflow_storage.executions import set_status
 from factflow_storage.service import StorageService
 from server_fixture import http_request, running_server
 from waiting import eventually
-from watch_support import ROUTES, RawSSE, Writer, write_objects
+from watch_support import ROUTES, RawSSE, write_objects
 
 EXEC = "counted"
 COUNTS = "storage.counts"
@@ -52,17 +53,30 @@ def test_the_stream_starts_with_counts_then_sends_only_new_writes(served):
 
 def test_a_write_racing_the_start_is_counted_exactly_once(served):
     provider, url = served
-    writer = Writer(provider, EXEC, range(600), pause=0.002)
-    writer.start()
-    # Open the stream while the writer is busy, so writes land during its listing.
-    eventually(lambda: sum(1 for _ in provider.list(f"executions/{EXEC}/")) >= 100, "100 objects written")
     reader = RawSSE(url, [("execution_id", EXEC), ("replay", "counts")])
+    written: list[str] = []
+
+    def write() -> None:
+        # Writes go on while the stream starts, so some land during its listing, and end
+        # 50 writes after its counts arrived, so some surely come live, however slowly it starts.
+        index, after = 0, None
+        while (after is None or index < after + 50) and index < 5000:  # bounded if the stream never starts
+            if after is None and any(name == COUNTS for _, name, _ in reader.events):
+                after = index
+            written.extend(write_objects(provider, EXEC, [index], pause=0.002))
+            index += 1
+        set_status(provider, EXEC, "completed")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    eventually(lambda: len(written) >= 100, "100 objects written")
     reader.follow()
-    written = writer.finish()
+    writer.join(60)
+    assert not writer.is_alive()
     counts = counts_of(reader)
     live = reader.keys()
     assert live and len(set(live)) == len(live)  # some writes came live, none twice
-    assert counts["objects"] + len(live) == len(written) == 600
+    assert counts["objects"] + len(live) == len(written)
     per_route = collections.Counter(key.split("/")[2] for key in live)
     for row in counts["routes"]:
         per_route[row["route_id"]] += row["objects"]
