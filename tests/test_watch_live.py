@@ -171,3 +171,39 @@ def restart_s3(server, s3server, watched) -> None:
     s3server._wait_http(server, server.url + ("/minio/health/ready" if env else "/"))
     if watched.standin is not None:
         watched.standin = ListenStandIn(server.endpoint, port=watched.standin.port)
+
+
+@pytest.mark.s3
+def test_one_of_two_executions_ending_has_its_unreported_writes_sent_at_once(s3_server, monkeypatch):
+    """Writes no source reported (a journal poll leaves those it finds once the record is
+    terminal to the final listing) are listed when their execution ends, not when the
+    last watched one does: by then the other's newer writes would have raised the event
+    id's floor past them, and a reconnect with it would pass over them."""
+    from factflow_storage import create_storage_provider
+    from factflow_storage.providers.s3_journal import journal_of
+    from factflow_storage.watch import feed
+    from factflow_storage.watch.s3_sources import JournalSource
+
+    monkeypatch.setattr(feed, "source_for", JournalSource)  # the journal, whatever the server offers
+    bucket = s3_server.new_bucket()
+    provider = create_storage_provider(f"minio://{bucket}", s3_server.options())
+    journal_of(provider).enabled = True
+    quiet = create_storage_provider(f"minio://{bucket}", s3_server.options())
+    journal_of(quiet).enabled = False  # its writes leave no marker: no source reports them
+    for execution_id in ("A", "B"):
+        set_status(provider, execution_id, "running")
+    with running_server(StorageService(provider)) as url:
+        raw = RawSSE(url, [("execution_id", "A"), ("execution_id", "B")])
+        raw_thread = reader_thread(raw)
+        written = write_objects(provider, "B", [0], pause=0)
+        wait_for_events(raw, 1)  # live: the replay is out
+        written += write_objects(quiet, "A", range(1, 4), pause=0)
+        set_status(quiet, "A", "completed")
+        wait_for_events(raw, 4)  # while B runs on
+        assert raw.completions() == []
+        set_status(provider, "B", "completed")
+        join_reader(raw_thread)
+    assert_same_writes(raw.keys(), written)
+    assert {done["execution_id"] for done in raw.completions()} == {"A", "B"}
+    quiet.close()
+    provider.close()

@@ -5,9 +5,10 @@ Order of work, chosen so that nothing falls between replay and live reports:
 1. subscribe to each execution's feed and wait until its source is armed;
 2. list what storage already holds (filtered), oldest first, and deliver it;
 3. deliver live reports the stream has not delivered yet (the cursor decides);
-4. once every execution's record is terminal, list once more and deliver anything a
+4. once an execution's record is terminal, list it once more and deliver anything a
    source has not reported yet (writers write before they finish, so this catches
-   every object), then one ``execution.completed`` per execution, and stop.
+   every object); once every execution's is, one ``execution.completed`` per
+   execution, and stop.
 
 With a ``last_event_id`` the replay skips what that id says was delivered.
 
@@ -94,7 +95,7 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
                     yield None
         # Writers finish writing before they mark the end, so for an execution that had
         # already ended, the replay's listing is the final one.
-        listed_after_end = all(is_terminal(feed.record) for feed in feeds)
+        listed_after_end = {feed.execution_id for feed in feeds if is_terminal(feed.record)}
         if replay == "counts" and not last_event_id:
             yield _counted(provider, execution_ids, filters, cursor)
         else:
@@ -102,8 +103,9 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
         log.info(LIVE, ", ".join(execution_ids))
         while True:
             if all(is_terminal(feed.record) for feed in feeds):
-                if not listed_after_end:
-                    yield from _catch_up(provider, execution_ids, filters, cursor)
+                unlisted = [execution_id for execution_id in execution_ids if execution_id not in listed_after_end]
+                if unlisted:
+                    yield from _catch_up(provider, unlisted, filters, cursor)
                 for feed in feeds:
                     status = feed.record["status"] if feed.record else "unknown"  # terminal: never None
                     yield CompletedEvent(cursor.event_id(), feed.execution_id, status)
@@ -116,6 +118,16 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
                 yield None
                 continue
             if isinstance(item, StatusChange):
+                if not is_terminal(item.record):
+                    listed_after_end.discard(item.execution_id)  # started again: it writes again
+                elif item.execution_id not in listed_after_end:
+                    # Its last writes may reach no source (a journal poll leaves what it finds
+                    # once the record is terminal to this listing). Listed now, while they are
+                    # recent: at the end of the last of several executions, the others' newer
+                    # writes would have raised the id's floor past them, and a reconnect with
+                    # it would pass over them.
+                    listed_after_end.add(item.execution_id)
+                    yield from _catch_up(provider, [item.execution_id], filters, cursor)
                 continue
             if filters.match(item):
                 event = cursor.deliver(item)
