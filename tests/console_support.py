@@ -69,13 +69,16 @@ class Console:
     def wait_view(self, view: str | None = None, timeout: float = 60) -> dict[str, Any]:
         """Waits until <main> says its view has its data; returns its view and load time."""
         def ready(driver):
-            # One read of all three: read one at a time, the previous view's "ready" and the
-            # next view's name (set as it starts rendering) could pass together.
+            # One read of it all: read one at a time, the previous view's "ready" and the
+            # next view's name (set as it starts rendering) could pass together. The drawn
+            # link must be the current one: a hash change renders a moment later, and until
+            # then the previous view (maybe of the same kind) still says it is ready.
             state = driver.execute_script(
                 "const m = document.getElementById('main');"
-                "return [m.getAttribute('data-ready'), m.getAttribute('data-view'), m.getAttribute('data-load-ms')];")
-            ready_flag, shown, load_ms = state
-            if ready_flag != "true" or (view is not None and shown != view):
+                "return [m.getAttribute('data-ready'), m.getAttribute('data-view'), m.getAttribute('data-load-ms'),"
+                " m.getAttribute('data-route') === location.hash];")
+            ready_flag, shown, load_ms, current = state
+            if ready_flag != "true" or not current or (view is not None and shown != view):
                 return False
             return {"view": shown, "load_ms": int(load_ms)}
         return WebDriverWait(self.driver, timeout, poll_frequency=0.02).until(ready)

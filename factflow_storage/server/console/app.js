@@ -28,6 +28,7 @@ async function show() {
   if (cleanup) { try { cleanup(); } catch (_) { /* a view's cleanup never blocks the next */ } }
   cleanup = null;
   const mine = ++generation;
+  const drawn = location.hash;
   document.getElementById("main").removeAttribute("data-error");
   const main = document.getElementById("main");
   main.removeAttribute("data-ready");
@@ -56,8 +57,10 @@ async function show() {
     main.dataset.error = err.code || "error";
   }
   if (mine === generation) {
-    // Tests and the curious read how long the view took to show its data.
+    // Tests and the curious read how long the view took to show its data, and for which
+    // link: after a hash change, until show() runs, the previous view still says ready.
     main.dataset.loadMs = String(Math.round(performance.now() - started));
+    main.dataset.route = drawn;
     main.dataset.ready = "true";
   }
 }
