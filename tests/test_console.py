@@ -56,12 +56,20 @@ def console(served, tmp_path):
     page.driver.quit()
 
 
+def execution_row(console, execution_id: str) -> dict | None:
+    """A row of the executions list, its status and cells' text read in one script: the
+    list redraws itself on a timer, so a row found by one call may be gone by the next."""
+    return console.driver.execute_script(
+        "const row = document.querySelector(`tr[data-execution=\"${arguments[0]}\"]`);"
+        "return row && {status: row.querySelector('[data-status]').innerText.trim(),"
+        " cells: Array.from(row.querySelectorAll('td'), cell => cell.innerText.trim())};", execution_id)
+
+
 def test_executions_list_shows_the_demo(console, storage):
     console.open("#/", view="executions")
-    row = console.find(f'tr[data-execution="{DEMO}"]')
-    assert row.find_element(By.CSS_SELECTOR, "[data-status]").text == "completed"
-    cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-    assert cells[0] == DEMO and cells[-1] == "16"
+    row = execution_row(console, DEMO)
+    assert row["status"] == "completed"
+    assert row["cells"][0] == DEMO and row["cells"][-1] == "16"
     console.screenshot(f"executions-{storage.kind}")
     # Readable on a narrow window: the layout reflows instead of scrolling sideways.
     console.driver.set_window_size(420, 800)
@@ -415,7 +423,7 @@ def test_retention_an_interrupted_delete_shows_deleting_and_finishes(console, se
                            capture_output=True, timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     console.open("#/", view="executions")
-    assert console.find(f'tr[data-execution="{DEMO}"] [data-status]').text == "deleting"
+    assert execution_row(console, DEMO)["status"] == "deleting"
     console.open(f"#/e/{DEMO}", view="execution")
     assert console.find("#execution-status [data-status]").text == "deleting"
     assert "it was completed" in console.find("#deleting-note").text
