@@ -14,8 +14,10 @@ from factflow_storage.server.app import create_server, stop_server
 from factflow_storage.service import StorageService
 from listen_standin import ListenStandIn
 from server_fixture import running_server
+from waiting import eventually
 from watch_support import (RawSSE, Writer, assert_same_writes, cli_env, finish_cli, join_reader, object_keys,
-                           reader_thread, s3_watched, start_cli_watch, wait_for_events, watched, write_objects)
+                           reader_thread, s3_watched, start_cli_watch, wait_armed, wait_for_events, watched,
+                           write_objects)
 
 __all__ = ["s3_watched", "watched"]
 
@@ -201,6 +203,13 @@ def test_one_of_two_executions_ending_has_its_unreported_writes_sent_at_once(s3_
         set_status(quiet, "A", "completed")
         wait_for_events(raw, 4)  # while B runs on
         assert raw.completions() == []
+        # A started anew and ended again within one poll of its record: the status never
+        # changes as the feed sees it, but the record does, so the final listing covers A.
+        written += write_objects(quiet, "A", range(4, 7), pause=0)
+        again = dict(quiet.read_execution("A"), finished_at="2099-01-01T00:00:00.000Z", object_count=6)
+        quiet.write_execution("A", again)
+        feed = wait_armed(provider, "A")
+        eventually(lambda: feed.record == again, "the feed to read A's new record")
         set_status(provider, "B", "completed")
         join_reader(raw_thread)
     assert_same_writes(raw.keys(), written)

@@ -94,8 +94,10 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
                 if not feed.armed.is_set():
                     yield None
         # Writers finish writing before they mark the end, so for an execution that had
-        # already ended, the replay's listing is the final one.
-        listed_after_end = {feed.execution_id for feed in feeds if is_terminal(feed.record)}
+        # already ended, the replay's listing is the final one. Kept with the record it
+        # followed: one reopened and ended again (a new record) is listed again.
+        listed_after: dict[str, dict | None] = {feed.execution_id: feed.record for feed in feeds
+                                                if is_terminal(feed.record)}
         if replay == "counts" and not last_event_id:
             yield _counted(provider, execution_ids, filters, cursor)
         else:
@@ -103,7 +105,9 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
         log.info(LIVE, ", ".join(execution_ids))
         while True:
             if all(is_terminal(feed.record) for feed in feeds):
-                unlisted = [execution_id for execution_id in execution_ids if execution_id not in listed_after_end]
+                # From the feeds' records, not the inbox: a reopening shorter than a record
+                # poll, or one still queued behind reports, is seen here all the same.
+                unlisted = [feed.execution_id for feed in feeds if listed_after.get(feed.execution_id) != feed.record]
                 if unlisted:
                     yield from _catch_up(provider, unlisted, filters, cursor)
                 for feed in feeds:
@@ -118,15 +122,13 @@ def watch_events(provider: Store, execution_ids: Sequence[str], *, route_id: str
                 yield None
                 continue
             if isinstance(item, StatusChange):
-                if not is_terminal(item.record):
-                    listed_after_end.discard(item.execution_id)  # started again: it writes again
-                elif item.execution_id not in listed_after_end:
+                if is_terminal(item.record) and listed_after.get(item.execution_id) != item.record:
                     # Its last writes may reach no source (a journal poll leaves what it finds
                     # once the record is terminal to this listing). Listed now, while they are
                     # recent: at the end of the last of several executions, the others' newer
                     # writes would have raised the id's floor past them, and a reconnect with
                     # it would pass over them.
-                    listed_after_end.add(item.execution_id)
+                    listed_after[item.execution_id] = item.record
                     yield from _catch_up(provider, [item.execution_id], filters, cursor)
                 continue
             if filters.match(item):
