@@ -166,10 +166,10 @@ def test_a_key_too_long_for_a_marker_name_is_read_from_its_body(s3_server):
     assert [info.key for info in collector.finish(1)] == [key]
 
 
-def _radosgw_provider(server, bucket: str | None = None):
+def _radosgw_provider(server):
     from factflow_storage import create_storage_provider
 
-    provider = create_storage_provider(f"minio://{bucket or server.new_bucket()}", server.options())
+    provider = create_storage_provider(f"minio://{server.new_bucket()}", server.options())
     if server.kind == "minio":
         journal_of(provider).enabled = True  # MinIO has the listen API; exercise the journal anyway
     return provider
